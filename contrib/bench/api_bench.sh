@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Management API throughput through lighttpd, each figure side by side with
+# lighttpd serving a static file of the same size as that response (the
+# baseline), printed as a ratio. A benchmark prints numbers; it asserts
+# nothing and is not part of `make check`.
+#
+# Usage: contrib/bench/api_bench.sh [SECONDS_PER_RUN] [CONNECTIONS]
+# Needs: a built tree (src/api/chat-api), lighttpd, wrk, sqlite3, curl.
+# Everything runs on 127.0.0.1 in a temp dir and stops by itself.
+set -euo pipefail
+
+secs=${1:-5}
+conns=${2:-16}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+api="$top/src/api/chat-api"
+key=bench_key
+for tool in lighttpd wrk sqlite3 curl; do
+	command -v "$tool" >/dev/null || { echo "api_bench: $tool is not installed" >&2; exit 2; }
+done
+[ -x "$api" ] || { echo "api_bench: build first ($api missing)" >&2; exit 2; }
+
+tmp=$(mktemp -d /tmp/chatd-bench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
+base="http://127.0.0.1:$port"
+mkdir -p "$tmp/htdocs"
+cat > "$tmp/chatd.env" <<ENV
+ADMIN_API_KEY=$key
+DATABASE_URL=sqlite:$tmp/chat.db
+CONTROL_SOCKET=$tmp/control.sock
+LOG_LEVEL=warning
+ENV
+
+CHAT_ENV_FILE="$tmp/chatd.env" "$api" --socket "$tmp/api.sock" --socket-mode 0666 2>"$tmp/api.log" &
+pids+=($!)
+BIND_ADDRESS=127.0.0.1:$port STATE_DIR=$tmp API_SOCKET=$tmp/api.sock WEB_USER= \
+	"$top/contrib/render-config.sh" -o "$tmp/lighttpd.conf" "$top/contrib/lighttpd/chatd-socket.conf"
+lighttpd -D -f "$tmp/lighttpd.conf" 2>"$tmp/lighttpd.log" &
+pids+=($!)
+for _ in $(seq 50); do
+	curl -fsS -o /dev/null -H "X-Api-Key: $key" "$base/management/health" 2>/dev/null && break
+	sleep 0.1
+done
+
+echo "# setting up: 100 rooms, one of them with 1,000,000 messages"
+for i in $(seq 100); do
+	curl -fsS -o /dev/null -X POST "$base/management/rooms" -H "X-Api-Key: $key" \
+		-H "Content-Type: application/json" -d "{\"room_name\":\"bench room $i\",\"admin_user_ids\":[\"admin1\"]}"
+done
+room=$(sqlite3 "$tmp/chat.db" "SELECT id FROM rooms ORDER BY created_at LIMIT 1")
+sqlite3 "$tmp/chat.db" <<SQL
+.timeout 10000
+BEGIN IMMEDIATE;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 1000000)
+INSERT INTO messages (room_id, seq, kind, user_id, nickname, is_admin, content, created_at)
+SELECT '$room', i, 0, 'user' || (i % 500), '用户' || (i % 500), 0,
+       'message number ' || i || ' with some ordinary chat text', 1700000000000 + i * 100 FROM c;
+UPDATE rooms SET last_seq = 1000000 WHERE id = '$room';
+COMMIT;
+SQL
+
+# wrk scripts
+cat > "$tmp/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"room_name":"wrk room","admin_user_ids":["admin1"]}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Api-Key"] = "$key"
+LUA
+
+rate() { # URL [wrk args...] -> requests/s
+	local url=$1
+	shift
+	wrk -t1 -c"$conns" -d"${secs}s" "$@" "$url" | awk '/Requests\/sec/ {print $2}'
+}
+static_like() { # NAME URL [curl args...]: a static file the size of that response
+	local name=$1 url=$2
+	shift 2
+	curl -fsS "$@" "$url" > "$tmp/htdocs/$name"
+	wc -c < "$tmp/htdocs/$name"
+}
+report() { # LABEL API_RATE STATIC_RATE BYTES
+	awk -v l="$1" -v a="$2" -v s="$3" -v b="$4" 'BEGIN {
+		printf "%-46s %9.0f req/s   static %6d B: %9.0f req/s   ratio %.2f\n", l, a, b, s, a / s }'
+}
+
+echo "# $(nproc) cores, $(uname -sr), lighttpd $(lighttpd -v | head -1 | awk '{print $1}'), wrk -t1 -c$conns -d${secs}s"
+h=(-H "X-Api-Key: $key")
+
+bytes=$(static_like rooms.json "$base/management/rooms" "${h[@]}")
+a=$(rate "$base/management/rooms" "${h[@]}")
+s=$(rate "$base/rooms.json")
+report "GET /management/rooms (100 rooms)" "$a" "$s" "$bytes"
+
+bytes=$(static_like created.json "$base/management/rooms" -X POST "${h[@]}" \
+	-H "Content-Type: application/json" -d '{"room_name":"wrk room","admin_user_ids":["admin1"]}')
+a=$(rate "$base/management/rooms" -s "$tmp/post.lua")
+s=$(rate "$base/created.json")
+report "POST /management/rooms" "$a" "$s" "$bytes"
+
+first="$base/management/sync/chat-history/$room?page=1&limit=100"
+deep="$base/management/sync/chat-history/$room?page=9000&limit=100"
+bytes=$(static_like page1.json "$first" "${h[@]}")
+a1=$(rate "$first" "${h[@]}")
+bytes9=$(static_like page9000.json "$deep" "${h[@]}")
+a9=$(rate "$deep" "${h[@]}")
+s=$(rate "$base/page9000.json")
+report "chat-history page 1 (limit 100, 1M msgs)" "$a1" "$s" "$bytes"
+report "chat-history page 9000 (limit 100, 1M msgs)" "$a9" "$s" "$bytes9"
+awk -v a="$a9" -v b="$a1" 'BEGIN { printf "deep page / first page: %.2f\n", a / b }'

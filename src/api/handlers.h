@@ -1,0 +1,47 @@
+/*
+ * Route handlers. Each validates its own fields and answers through
+ * api_reply()/api_error(); the dispatcher has done every generic check.
+ */
+#ifndef CHAT_HANDLERS_H
+#define CHAT_HANDLERS_H
+
+#include "dispatch.h"
+
+struct db_room;
+
+/* handlers_rooms.c */
+void handlers_rooms_create(struct api_call *call);
+void handlers_rooms_list(struct api_call *call);
+void handlers_rooms_get(struct api_call *call);
+void handlers_rooms_close(struct api_call *call);
+void handlers_rooms_ban(struct api_call *call);
+void handlers_rooms_bans(struct api_call *call);
+void handlers_rooms_unban(struct api_call *call);
+void handlers_rooms_event(struct api_call *call);
+
+/* handlers_sync.c */
+void handlers_sync_get(struct api_call *call);
+void handlers_sync_request(struct api_call *call);
+void handlers_sync_rooms(struct api_call *call);
+void handlers_sync_chat_history(struct api_call *call);
+void handlers_sync_session_history(struct api_call *call);
+
+/* handlers_misc.c */
+void handlers_misc_health(struct api_call *call);
+/* Shared by the handlers: room JSON, live stats and time helpers. */
+long long handlers_misc_now_ms(void);
+/* Writes the room object (docs/api.md). live: this room's live stats or
+ * NULL; with_live 0 leaves the live figures out altogether. The object is
+ * left open so callers can add members; close it with jsonw_object_end. */
+void handlers_misc_room_json(struct jsonw *w, const struct db_room *room, const cJSON *live,
+    int with_live);
+/* Answers a room listing {"rooms":[...],"count":N}; with_live adds live
+ * figures and "live", with_timestamp adds "timestamp" (legacy sync body). */
+void handlers_misc_rooms_reply(struct api_call *call, int include_closed, int with_live,
+    int with_timestamp);
+/* Asks chatd for live stats of every room (NULL when unreachable). */
+cJSON *handlers_misc_live_rooms(struct api_call *call);
+/* The live stats object of one room inside a CTL_ROOMS/CTL_STATS result. */
+const cJSON *handlers_misc_live_find(const cJSON *live, const char *room_id);
+
+#endif

@@ -1,0 +1,207 @@
+/*
+ * Health and the helpers every handler shares: the room object, live
+ * stats from chatd, and the clock. Live stats are best effort: when chatd
+ * is unreachable the caller gets NULL and reports "live": false.
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "ctl.h"
+#include "db.h"
+#include "handlers.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "xmalloc.h"
+
+long long
+handlers_misc_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+cJSON *
+handlers_misc_live_rooms(struct api_call *call)
+{
+	const struct config *cfg = call->ctx->cfg;
+	cJSON *result = NULL;
+	char *code = NULL, *cause = NULL;
+	int rc;
+
+	rc = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_ROOMS, NULL, &result,
+	    &code, &cause);
+	if (rc != CTL_OK) {
+		log_debug("live stats unavailable: %s", cause ? cause : "unknown");
+		free(code);
+		free(cause);
+		return NULL;
+	}
+	return result;
+}
+
+const cJSON *
+handlers_misc_live_find(const cJSON *live, const char *room_id)
+{
+	const cJSON *rooms, *r;
+
+	if (live == NULL)
+		return NULL;
+	rooms = cJSON_GetObjectItemCaseSensitive(live, "rooms");
+	cJSON_ArrayForEach(r, rooms) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "room_id");
+		if (cJSON_IsString(id) && strcmp(id->valuestring, room_id) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+void
+handlers_misc_room_json(struct jsonw *w, const struct db_room *room, const cJSON *live,
+    int with_live)
+{
+	const cJSON *cur = NULL, *peak = NULL;
+
+	jsonw_object_begin(w);
+	jsonw_kv_string(w, "room_id", room->id);
+	jsonw_kv_string(w, "room_name", room->name);
+	jsonw_key(w, "admin_user_ids");
+	jsonw_array_begin(w);
+	for (size_t i = 0; i < room->n_admins; i++)
+		jsonw_string(w, room->admins[i]);
+	jsonw_array_end(w);
+	jsonw_kv_int(w, "created_at", room->created_at / 1000);
+	jsonw_kv_bool(w, "closed", room->closed_at != 0);
+	if (room->closed_at != 0)
+		jsonw_kv_int(w, "closed_at", room->closed_at / 1000);
+	else
+		jsonw_kv_null(w, "closed_at");
+	jsonw_kv_string(w, "close_reason", room->close_reason);
+	if (!with_live)
+		return;
+	if (live != NULL) {
+		cur = cJSON_GetObjectItemCaseSensitive(live, "current_users");
+		peak = cJSON_GetObjectItemCaseSensitive(live, "peak_users");
+	}
+	if (cJSON_IsNumber(cur))
+		jsonw_kv_int(w, "current_users", (long long)cur->valuedouble);
+	else
+		jsonw_kv_null(w, "current_users");
+	/* chatd's live peak may be ahead of the last one it stored */
+	if (cJSON_IsNumber(peak) && (long long)peak->valuedouble > room->peak_users)
+		jsonw_kv_int(w, "peak_users", (long long)peak->valuedouble);
+	else
+		jsonw_kv_int(w, "peak_users", room->peak_users);
+}
+
+struct misc_rooms_arg {
+	struct jsonw *w;
+	const cJSON *live;
+	int with_live;
+	long long count;
+};
+
+static int
+misc_rooms_each(const struct db_room *room, void *arg)
+{
+	struct misc_rooms_arg *ra = arg;
+
+	handlers_misc_room_json(ra->w, room, handlers_misc_live_find(ra->live, room->id),
+	    ra->with_live);
+	jsonw_object_end(ra->w);
+	ra->count++;
+	return 0;
+}
+
+void
+handlers_misc_rooms_reply(struct api_call *call, int include_closed, int with_live,
+    int with_timestamp)
+{
+	struct misc_rooms_arg ra;
+	struct jsonw w;
+	cJSON *live = NULL;
+	char *cause = NULL;
+
+	if (with_live)
+		live = handlers_misc_live_rooms(call);
+	jsonw_init(&w);
+	jsonw_object_begin(&w);
+	jsonw_key(&w, "rooms");
+	jsonw_array_begin(&w);
+	ra.w = &w;
+	ra.live = live;
+	ra.with_live = with_live;
+	ra.count = 0;
+	if (db_room_list(call->ctx->db, include_closed, misc_rooms_each, &ra, &cause) != DB_OK) {
+		jsonw_clear(&w);
+		cJSON_Delete(live);
+		api_internal_error(call, "db_room_list", cause);
+		return;
+	}
+	jsonw_array_end(&w);
+	jsonw_kv_int(&w, "count", ra.count);
+	if (with_timestamp)
+		jsonw_kv_int(&w, "timestamp", handlers_misc_now_ms() / 1000);
+	if (with_live)
+		jsonw_kv_bool(&w, "live", live != NULL);
+	jsonw_object_end(&w);
+	cJSON_Delete(live);
+	api_reply(call, 200, &w);
+}
+
+void
+handlers_misc_health(struct api_call *call)
+{
+	const struct config *cfg = call->ctx->cfg;
+	cJSON *result = NULL;
+	struct db_health h;
+	struct jsonw w;
+	char *cause = NULL, *code = NULL, *text;
+	int db_ok, chatd_ok;
+
+	db_ok = db_health(call->ctx->db, &h, &cause) == DB_OK;
+	if (!db_ok)
+		log_error("health: database: %s", cause);
+	free(cause);
+	cause = NULL;
+	chatd_ok = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_HEALTH, NULL,
+	    &result, &code, &cause) == CTL_OK;
+
+	jsonw_init(&w);
+	jsonw_object_begin(&w);
+	jsonw_kv_string(&w, "status", db_ok && chatd_ok ? "ok" : "degraded");
+	jsonw_kv_string(&w, "version", PACKAGE_VERSION);
+	jsonw_key(&w, "database");
+	jsonw_object_begin(&w);
+	jsonw_kv_bool(&w, "ok", db_ok);
+	if (db_ok) {
+		jsonw_kv_int(&w, "schema_version", db_schema_version(call->ctx->db));
+		jsonw_kv_int(&w, "rooms_open", h.rooms_open);
+		jsonw_kv_int(&w, "rooms_closed", h.rooms_closed);
+		jsonw_kv_int(&w, "pending_sync_requests", h.pending_sync_requests);
+		jsonw_kv_int(&w, "outbox_events", h.outbox_events);
+	} else
+		jsonw_kv_string(&w, "error", "database query failed; see the chat-api log");
+	jsonw_object_end(&w);
+	jsonw_key(&w, "chatd");
+	jsonw_object_begin(&w);
+	jsonw_kv_bool(&w, "reachable", chatd_ok);
+	if (chatd_ok) {
+		text = json_print(result);
+		jsonw_key(&w, "health");
+		jsonw_raw(&w, text, strlen(text));
+		free(text);
+	} else
+		jsonw_kv_string(&w, "error", cause);
+	jsonw_object_end(&w);
+	jsonw_object_end(&w);
+	cJSON_Delete(result);
+	free(code);
+	free(cause);
+	api_reply(call, db_ok ? 200 : 503, &w);
+}

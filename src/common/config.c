@@ -1,0 +1,624 @@
+/*
+ * The settings table and its one parser. Every key, its type, default,
+ * range and help text live in config_table[]; loading, validation, --help
+ * and the README table are all driven from it so they cannot drift.
+ * Must not include any program's headers.
+ */
+#include "autoconf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+/* Largest .env file we read; far above any sane configuration. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+enum config_type {
+	CONFIG_STRING,
+	CONFIG_INT,
+	CONFIG_URL, /* http(s) URL or empty (feature off) */
+	CONFIG_ADDRESS, /* HOST:PORT */
+	CONFIG_DBURL,
+	CONFIG_LOGLEVEL,
+	CONFIG_PATH,
+};
+
+struct config_option {
+	const char *key;
+	enum config_type type;
+	const char *def; /* NULL: unset by default */
+	long long min, max; /* CONFIG_INT only */
+	size_t offset;
+	int flags;
+#define CONFIG_SECRET 0x1 /* value never printed */
+#define CONFIG_SEED 0x2 /* from the original product README */
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define DAY (24LL * 3600)
+
+static const struct config_option config_table[] = {
+	{ "DATABASE_URL", CONFIG_DBURL, NULL, 0, 0, OFF(database_url), CONFIG_SEED,
+	    "SQLite database: `sqlite:PATH`, `sqlite://PATH` or `sqlite::memory:`. Unset or "
+	    "`sqlite::memory:` means a tmpfs file " CONFIG_MEMORY_DB_PATH " shared by all "
+	    "programs and lost at reboot." },
+	{ "BIND_ADDRESS", CONFIG_ADDRESS, "127.0.0.1:3000", 0, 0, OFF(bind_address), CONFIG_SEED,
+	    "Public address the web server listens on in the bundled configs and the quick start." },
+	{ "ADMIN_API_KEY", CONFIG_STRING, NULL, 0, 0, OFF(admin_api_key), CONFIG_SEED | CONFIG_SECRET,
+	    "Key required in `X-Api-Key` by every management route. Unset: every route answers 503." },
+	{ "MAX_CONNECTIONS", CONFIG_INT, "100000", 1, 10000000, OFF(max_connections), CONFIG_SEED,
+	    "Most WebSocket connections chatd holds at once; more are refused with 503." },
+	{ "DATA_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(data_callback_url), CONFIG_SEED,
+	    "Legacy callback: receives the `GET /management/sync` body on room creation and each periodic sync. Empty: off." },
+	{ "ROOM_EVENT_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(room_event_callback_url), CONFIG_SEED,
+	    "Receives room created/closed and user joined/left events. Empty: off." },
+	{ "CHAT_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(chat_history_callback_url), CONFIG_SEED,
+	    "Receives chat history in batches. Empty: off." },
+	{ "SESSION_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(session_history_callback_url), CONFIG_SEED,
+	    "Receives completed sessions in batches. Empty: off." },
+	{ "PERIODIC_SYNC_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(periodic_sync_callback_url), CONFIG_SEED,
+	    "Receives every room's info, stats and a consistency block every `SYNC_INTERVAL_SECONDS`. Empty: off." },
+	{ "CHAT_HISTORY_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, OFF(chat_history_batch_size), CONFIG_SEED,
+	    "Most messages in one chat-history callback." },
+	{ "SESSION_HISTORY_BATCH_SIZE", CONFIG_INT, "500", 1, 100000, OFF(session_history_batch_size), CONFIG_SEED,
+	    "Most sessions in one session-history callback." },
+	{ "CHAT_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(chat_history_batch_interval_seconds), CONFIG_SEED,
+	    "Seconds between chat-history batches (sooner when a full batch waits)." },
+	{ "SESSION_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "600", 1, 30 * DAY, OFF(session_history_batch_interval_seconds), CONFIG_SEED,
+	    "Seconds between session-history batches (sooner when a full batch waits)." },
+	{ "CALLBACK_MAX_RETRIES", CONFIG_INT, "3", 0, 100, OFF(callback_max_retries), CONFIG_SEED,
+	    "Retries of a failed callback within one run; what still fails stays pending." },
+	{ "CALLBACK_RETRY_DELAY_SECONDS", CONFIG_INT, "5", 0, 3600, OFF(callback_retry_delay_seconds), CONFIG_SEED,
+	    "Delay before the first retry (doubles each retry, capped)." },
+	{ "CALLBACK_TIMEOUT_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(callback_timeout_seconds), CONFIG_SEED,
+	    "Timeout of one callback attempt." },
+	{ "SYNC_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(sync_interval_seconds), CONFIG_SEED,
+	    "Seconds between periodic syncs." },
+	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_INT, "3", 0, DAY, OFF(user_message_interval_secs), CONFIG_SEED,
+	    "Minimum seconds between two messages of a non-admin user in one room. 0: no limit." },
+	{ "CHATD_LISTEN", CONFIG_ADDRESS, "127.0.0.1:3001", 0, 0, OFF(chatd_listen), 0,
+	    "Address chatd's WebSocket listener binds, behind the web server's proxy." },
+	{ "CONTROL_SOCKET", CONFIG_PATH, "/run/chatd/control.sock", 0, 0, OFF(control_socket), 0,
+	    "Unix socket of chatd's control protocol (chat-api, chat-sync and chatctl connect to it)." },
+	{ "CONTROL_TIMEOUT_MS", CONFIG_INT, "2000", 10, 60000, OFF(control_timeout_ms), 0,
+	    "How long a control-socket client waits for chatd's reply." },
+	{ "API_THREADS", CONFIG_INT, "8", 1, 256, OFF(api_threads), 0,
+	    "chat-api worker threads, each serving one request at a time." },
+	{ "API_MAX_BODY_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024, OFF(api_max_body_bytes), 0,
+	    "Largest management request body; larger gets 413." },
+	{ "LOG_LEVEL", CONFIG_LOGLEVEL, "info", 0, 0, OFF(log_level), 0,
+	    "`debug`, `info`, `warning` or `error`." },
+};
+
+#define CONFIG_COUNT (sizeof config_table / sizeof config_table[0])
+
+static const struct config_option *
+config_find(const char *key)
+{
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		if (strcmp(config_table[i].key, key) == 0)
+			return &config_table[i];
+	}
+	return NULL;
+}
+
+int
+config_check_url(const char *url)
+{
+	const char *host;
+	size_t i;
+
+	if (*url == '\0')
+		return 0;
+	if (strncasecmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else
+		return -1;
+	if (*host == '\0' || *host == '/' || *host == ':' || *host == '?' || *host == '#')
+		return -1;
+	for (i = 0; url[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)url[i];
+		if (c <= ' ' || c == 0x7f)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+config_parse_port(const char *s)
+{
+	char *end;
+	long v;
+
+	if (*s == '\0' || !isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < 1 || v > 65535)
+		return -1;
+	return (int)v;
+}
+
+int
+config_check_address(const char *addr)
+{
+	const char *colon;
+	size_t i;
+
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+		if (close == NULL || close == addr + 1 || close[1] != ':')
+			return -1;
+		return config_parse_port(close + 2) < 0 ? -1 : 0;
+	}
+	colon = strrchr(addr, ':');
+	if (colon == NULL || colon == addr)
+		return -1;
+	for (i = 0; addr + i < colon; i++) {
+		unsigned char c = (unsigned char)addr[i];
+		if (!isalnum(c) && c != '.' && c != '-' && c != '_')
+			return -1;
+	}
+	return config_parse_port(colon + 1) < 0 ? -1 : 0;
+}
+
+int
+config_parse_database_url(const char *url, char **path, int *is_memory, char **cause)
+{
+	const char *p;
+	size_t len;
+
+	*path = NULL;
+	*is_memory = 0;
+	if (url == NULL || *url == '\0')
+		goto memory;
+	if (strncmp(url, "sqlite://", 9) == 0)
+		p = url + 9;
+	else if (strncmp(url, "sqlite:", 7) == 0)
+		p = url + 7;
+	else {
+		*cause = xasprintf("DATABASE_URL=%s: must start with sqlite: (sqlite:PATH, "
+		    "sqlite://PATH or sqlite::memory:)", url);
+		return -1;
+	}
+	/* sqlx accepts "?mode=rwc" and similar options; the file is what matters. */
+	len = strcspn(p, "?");
+	if (len == 8 && strncmp(p, ":memory:", 8) == 0)
+		goto memory;
+	if (len == 0) {
+		*cause = xasprintf("DATABASE_URL=%s: no file path", url);
+		return -1;
+	}
+	*path = xstrndup(p, len);
+	return 0;
+memory:
+	*path = xstrdup(CONFIG_MEMORY_DB_PATH);
+	*is_memory = 1;
+	return 0;
+}
+
+static int
+config_parse_int(const char *s, long long *out)
+{
+	char *end;
+	long long v;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s == '\0')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s)
+		return -1;
+	while (isspace((unsigned char)*end))
+		end++;
+	if (*end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Checks and stores one value; the message names key and value. */
+static int
+config_set(struct config *cfg, const struct config_option *opt, const char *value, char **cause)
+{
+	char *base = (char *)cfg;
+	const char *shown = (opt->flags & CONFIG_SECRET) ? "(hidden)" : value;
+	long long v;
+
+	switch (opt->type) {
+	case CONFIG_INT:
+		if (config_parse_int(value, &v) != 0) {
+			*cause = xasprintf("%s=%s: not a whole number", opt->key, shown);
+			return -1;
+		}
+		if (v < opt->min || v > opt->max) {
+			*cause = xasprintf("%s=%s: must be between %lld and %lld", opt->key, shown,
+			    opt->min, opt->max);
+			return -1;
+		}
+		*(long long *)(base + opt->offset) = v;
+		return 0;
+	case CONFIG_URL:
+		if (config_check_url(value) != 0) {
+			*cause = xasprintf("%s=%s: not an http:// or https:// URL", opt->key, shown);
+			return -1;
+		}
+		break;
+	case CONFIG_ADDRESS:
+		if (config_check_address(value) != 0) {
+			*cause = xasprintf("%s=%s: expected HOST:PORT with a port from 1 to 65535",
+			    opt->key, shown);
+			return -1;
+		}
+		break;
+	case CONFIG_DBURL: {
+		char *path;
+		int mem;
+		if (config_parse_database_url(value, &path, &mem, cause) != 0)
+			return -1;
+		free(cfg->database_path);
+		cfg->database_path = path;
+		cfg->database_is_memory = mem;
+		break;
+	}
+	case CONFIG_LOGLEVEL:
+		if (log_level_parse(value) < 0) {
+			*cause = xasprintf("%s=%s: expected debug, info, warning or error", opt->key, shown);
+			return -1;
+		}
+		break;
+	case CONFIG_PATH:
+		if (*value == '\0') {
+			*cause = xasprintf("%s is empty: a path is required", opt->key);
+			return -1;
+		}
+		break;
+	case CONFIG_STRING:
+		break;
+	}
+	free(*(char **)(base + opt->offset));
+	*(char **)(base + opt->offset) = xstrdup(value);
+	return 0;
+}
+
+/* Collects file pairs so the environment can override them afterwards. */
+struct config_pairs {
+	char **keys;
+	char **values;
+	size_t n;
+};
+
+static int
+config_pairs_add(const char *key, const char *value, void *arg)
+{
+	struct config_pairs *pairs = arg;
+
+	pairs->keys = xreallocarray(pairs->keys, pairs->n + 1, sizeof *pairs->keys);
+	pairs->values = xreallocarray(pairs->values, pairs->n + 1, sizeof *pairs->values);
+	pairs->keys[pairs->n] = xstrdup(key);
+	pairs->values[pairs->n] = xstrdup(value);
+	pairs->n++;
+	return 0;
+}
+
+static void
+config_pairs_clear(struct config_pairs *pairs)
+{
+	for (size_t i = 0; i < pairs->n; i++) {
+		free(pairs->keys[i]);
+		free(pairs->values[i]);
+	}
+	free(pairs->keys);
+	free(pairs->values);
+}
+
+static const char *
+config_pairs_get(const struct config_pairs *pairs, const char *key)
+{
+	/* The last assignment in the file wins, as in a shell. */
+	for (size_t i = pairs->n; i > 0; i--) {
+		if (strcmp(pairs->keys[i - 1], key) == 0)
+			return pairs->values[i - 1];
+	}
+	return NULL;
+}
+
+static int
+config_is_key_char(int c, int first)
+{
+	return c == '_' || isalpha(c) || (!first && isdigit(c));
+}
+
+int
+config_parse_env_text(const char *text, size_t len,
+    int (*set)(const char *, const char *, void *), void *arg, char **cause)
+{
+	const char *p = text, *end = text + len;
+	unsigned lineno = 0;
+	char *value = NULL;
+
+	/* Editors on some systems start files with a UTF-8 byte order mark. */
+	if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0)
+		p += 3;
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *line_end = eol ? eol : end;
+		const char *s = p, *e = line_end, *kstart, *kend;
+		char key[128];
+		size_t vlen = 0;
+
+		lineno++;
+		p = eol ? eol + 1 : end;
+		if (e > s && e[-1] == '\r')
+			e--;
+		while (s < e && isspace((unsigned char)*s))
+			s++;
+		if (s == e || *s == '#')
+			continue;
+		if ((size_t)(e - s) > 7 && strncmp(s, "export", 6) == 0 && isspace((unsigned char)s[6])) {
+			s += 7;
+			while (s < e && isspace((unsigned char)*s))
+				s++;
+		}
+		kstart = s;
+		while (s < e && config_is_key_char((unsigned char)*s, s == kstart))
+			s++;
+		kend = s;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+		if (kend == kstart || s == e || *s != '=') {
+			*cause = xasprintf("line %u: expected KEY=VALUE", lineno);
+			goto fail;
+		}
+		if ((size_t)(kend - kstart) >= sizeof key) {
+			*cause = xasprintf("line %u: key too long", lineno);
+			goto fail;
+		}
+		memcpy(key, kstart, (size_t)(kend - kstart));
+		key[kend - kstart] = '\0';
+		s++;
+		while (s < e && (*s == ' ' || *s == '\t'))
+			s++;
+
+		value = xmalloc((size_t)(e - s) + 1);
+		if (s < e && (*s == '"' || *s == '\'')) {
+			char q = *s++;
+			while (s < e && *s != q) {
+				/* Double quotes allow \" \\ \n escapes, as in dotenv. */
+				if (q == '"' && *s == '\\' && s + 1 < e) {
+					s++;
+					value[vlen++] = *s == 'n' ? '\n' : *s;
+					s++;
+					continue;
+				}
+				value[vlen++] = *s++;
+			}
+			if (s == e) {
+				*cause = xasprintf("line %u: unterminated quote in %s", lineno, key);
+				goto fail;
+			}
+			s++;
+			while (s < e && isspace((unsigned char)*s))
+				s++;
+			if (s < e && *s != '#') {
+				*cause = xasprintf("line %u: text after closing quote in %s", lineno, key);
+				goto fail;
+			}
+		} else {
+			/* A '#' starts a comment only at the start or after whitespace,
+			 * so "http://host/#frag" keeps its fragment. */
+			const char *v = s;
+			while (v < e && !(*v == '#' && (v == s || isspace((unsigned char)v[-1]))))
+				v++;
+			while (v > s && isspace((unsigned char)v[-1]))
+				v--;
+			vlen = (size_t)(v - s);
+			memcpy(value, s, vlen);
+		}
+		value[vlen] = '\0';
+		if (set(key, value, arg) != 0) {
+			*cause = xasprintf("line %u: cannot set %s", lineno, key);
+			goto fail;
+		}
+		free(value);
+		value = NULL;
+	}
+	return 0;
+fail:
+	free(value);
+	return -1;
+}
+
+/* Reads the first existing env file; -1 with *cause on a read or parse error. */
+static int
+config_read_file(const char *path, int must_exist, struct config_pairs *pairs, int *found, char **cause)
+{
+	char *buf = NULL, *perr = NULL;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	*found = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		*cause = xasprintf("%s%s: %s", must_exist ? "CHAT_ENV_FILE=" : "", path,
+		    strerror(errno));
+		return -1;
+	}
+	buf = xmalloc(CONFIG_FILE_MAX + 1);
+	while ((n = read(fd, buf + len, CONFIG_FILE_MAX + 1 - len)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		len += (size_t)n;
+		if (len > CONFIG_FILE_MAX)
+			break;
+	}
+	if (n < 0) {
+		int saved = errno;
+		close(fd);
+		free(buf);
+		*cause = xasprintf("%s: %s", path, strerror(saved));
+		return -1;
+	}
+	close(fd);
+	if (len > CONFIG_FILE_MAX) {
+		free(buf);
+		*cause = xasprintf("%s: larger than %d bytes", path, CONFIG_FILE_MAX);
+		return -1;
+	}
+	if (config_parse_env_text(buf, len, config_pairs_add, pairs, &perr) != 0) {
+		*cause = xasprintf("%s: %s", path, perr);
+		free(perr);
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	*found = 1;
+	return 0;
+}
+
+static const char *
+config_default_getenv(const char *key, void *arg)
+{
+	(void)arg;
+	return getenv(key);
+}
+
+int
+config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **cause)
+{
+	struct config_pairs pairs = { NULL, NULL, 0 };
+	const char *env_file;
+	int found = 0;
+	size_t i;
+
+	memset(cfg, 0, sizeof *cfg);
+	if (getenv_fn == NULL)
+		getenv_fn = config_default_getenv;
+
+	env_file = getenv_fn("CHAT_ENV_FILE", arg);
+	if (env_file != NULL && *env_file != '\0') {
+		if (config_read_file(env_file, 1, &pairs, &found, cause) != 0)
+			goto fail;
+		cfg->source_file = xstrdup(env_file);
+	} else {
+		if (config_read_file(".env", 0, &pairs, &found, cause) != 0)
+			goto fail;
+		if (found)
+			cfg->source_file = xstrdup(".env");
+		else {
+			if (config_read_file(SYSCONFDIR "/chatd/chatd.env", 0, &pairs, &found, cause) != 0)
+				goto fail;
+			if (found)
+				cfg->source_file = xstrdup(SYSCONFDIR "/chatd/chatd.env");
+		}
+	}
+	for (i = 0; i < pairs.n; i++) {
+		if (config_find(pairs.keys[i]) == NULL && strcmp(pairs.keys[i], "CHAT_ENV_FILE") != 0)
+			log_warn("%s: unknown setting %s ignored", cfg->source_file, pairs.keys[i]);
+	}
+
+	for (i = 0; i < CONFIG_COUNT; i++) {
+		const struct config_option *opt = &config_table[i];
+		const char *v = getenv_fn(opt->key, arg);
+
+		if (v == NULL)
+			v = config_pairs_get(&pairs, opt->key);
+		if (v == NULL)
+			v = opt->def;
+		/* An empty secret is as good as none: never open access. */
+		if (v == NULL || (opt->type == CONFIG_STRING && *v == '\0'))
+			continue;
+		if (config_set(cfg, opt, v, cause) != 0)
+			goto fail;
+	}
+	if (cfg->database_path == NULL) {
+		cfg->database_path = xstrdup(CONFIG_MEMORY_DB_PATH);
+		cfg->database_is_memory = 1;
+	}
+	config_pairs_clear(&pairs);
+	return 0;
+fail:
+	config_pairs_clear(&pairs);
+	config_clear(cfg);
+	return -1;
+}
+
+void
+config_clear(struct config *cfg)
+{
+	char *base = (char *)cfg;
+
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		const struct config_option *opt = &config_table[i];
+		if (opt->type != CONFIG_INT) {
+			free(*(char **)(base + opt->offset));
+			*(char **)(base + opt->offset) = NULL;
+		}
+	}
+	free(cfg->database_path);
+	free(cfg->source_file);
+	memset(cfg, 0, sizeof *cfg);
+}
+
+static const char *
+config_default_text(const struct config_option *opt)
+{
+	if (opt->def == NULL)
+		return "(unset)";
+	if (*opt->def == '\0')
+		return "(empty)";
+	return opt->def;
+}
+
+void
+config_print_help(FILE *out)
+{
+	fprintf(out, "Settings (environment, then $CHAT_ENV_FILE, ./.env or %s/chatd/chatd.env):\n",
+	    SYSCONFDIR);
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		const struct config_option *opt = &config_table[i];
+		fprintf(out, "  %-40s default %s\n", opt->key, config_default_text(opt));
+	}
+}
+
+void
+config_print_markdown(FILE *out)
+{
+	fputs("| variable | default | range | meaning |\n|---|---|---|---|\n", out);
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		const struct config_option *opt = &config_table[i];
+		char range[64] = "";
+
+		if (opt->type == CONFIG_INT)
+			snprintf(range, sizeof range, "%lld–%lld", opt->min, opt->max);
+		fprintf(out, "| `%s`%s | %s%s%s | %s | %s |\n", opt->key,
+		    (opt->flags & CONFIG_SEED) ? " (seed)" : "",
+		    opt->def && *opt->def ? "`" : "", config_default_text(opt),
+		    opt->def && *opt->def ? "`" : "", range, opt->help);
+	}
+}

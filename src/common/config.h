@@ -1,0 +1,88 @@
+/*
+ * Settings shared by every program, declared once in a table (config.c)
+ * that also yields --help text and the README's configuration table.
+ *
+ * Lookup order: process environment, then a .env-style file from
+ * $CHAT_ENV_FILE, else ./.env, else $(sysconfdir)/chatd/chatd.env.
+ * The environment wins over the file. Values are checked at load: a
+ * malformed one stops the program with a message naming key and value.
+ */
+#ifndef CHAT_CONFIG_H
+#define CHAT_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+	/* seed variables */
+	char *database_url;
+	char *bind_address;
+	char *admin_api_key; /* secret: never logged; NULL when unset */
+	long long max_connections;
+	char *data_callback_url;
+	char *room_event_callback_url;
+	char *chat_history_callback_url;
+	char *session_history_callback_url;
+	char *periodic_sync_callback_url;
+	long long chat_history_batch_size;
+	long long session_history_batch_size;
+	long long chat_history_batch_interval_seconds;
+	long long session_history_batch_interval_seconds;
+	long long callback_max_retries;
+	long long callback_retry_delay_seconds;
+	long long callback_timeout_seconds;
+	long long sync_interval_seconds;
+	long long user_message_interval_secs;
+	/* chatd's own */
+	char *chatd_listen;
+	char *control_socket;
+	long long control_timeout_ms;
+	long long api_threads;
+	long long api_max_body_bytes;
+	char *log_level;
+
+	/* derived at load */
+	char *database_path; /* file path from DATABASE_URL */
+	int database_is_memory; /* DATABASE_URL was unset or sqlite::memory: */
+	char *source_file; /* the .env file read, or NULL */
+};
+
+/* Path used for the seed's "in-memory" database: a tmpfs file shared by
+ * all programs, lost at reboot. */
+#define CONFIG_MEMORY_DB_PATH "/dev/shm/chatd-memory.db"
+
+/*
+ * Loads settings into *cfg (zeroed first). Returns 0, or -1 with a
+ * heap-allocated message in *cause naming the bad key and value. Unknown
+ * keys in the file are reported through the warn callback, not errors.
+ * getenv_fn lets tests supply an environment; NULL means getenv(3).
+ */
+typedef const char *(*config_getenv_fn)(const char *key, void *arg);
+int config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **cause);
+
+/* Frees every string in *cfg. */
+void config_clear(struct config *cfg);
+
+/*
+ * Parses one .env-style text into (key, value) pairs, calling set() for
+ * each. Handles comments, blank lines, optional "export ", single and
+ * double quotes, and a trailing " # comment" after an unquoted value.
+ * Returns 0, or -1 with *cause for a syntax error (with the line number).
+ */
+int config_parse_env_text(const char *text, size_t len,
+    int (*set)(const char *key, const char *value, void *arg), void *arg, char **cause);
+
+/* Parses DATABASE_URL into a file path; -1 with *cause if malformed. */
+int config_parse_database_url(const char *url, char **path, int *is_memory, char **cause);
+
+/* Validates a callback URL (empty means off); 0 ok, -1 bad. */
+int config_check_url(const char *url);
+/* Validates "HOST:PORT" (IPv4, name or [IPv6]); 0 ok, -1 bad. */
+int config_check_address(const char *addr);
+
+/* Writes the option list for --help. */
+void config_print_help(FILE *out);
+/* Writes the README's configuration table (Markdown). */
+void config_print_markdown(FILE *out);
+
+#endif

@@ -1,0 +1,1528 @@
+/*
+ * The database module: the only file that writes SQL. It owns the schema
+ * and its migrations, and turns each operation of db.h into prepared,
+ * bound statements run inside BEGIN IMMEDIATE transactions, so several
+ * processes can share one WAL file. Knows nothing about the programs.
+ */
+#include "autoconf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "db.h"
+#include "log.h"
+#include "page.h"
+#include "xmalloc.h"
+
+/* STRICT tables (3.37) and RETURNING (3.35). */
+#define DB_SQLITE_MIN 3037000
+#define DB_JOURNAL_SIZE_LIMIT "67108864"
+#define DB_WAL_RETRY_MS 10
+
+/*
+ * Migrations: step i (at index i - 1) brings user_version i - 1 to i. Never
+ * edit a released step; append one and bump DB_SCHEMA_VERSION.
+ *
+ * No CHECK lists the allowed kinds: adding one later would mean
+ * rebuilding a large table, so db.c is what keeps them known.
+ */
+static const char *const db_migrations[] = {
+	/* 1: the initial schema. */
+	"CREATE TABLE rooms ("
+	" id TEXT NOT NULL PRIMARY KEY,"
+	" name TEXT NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" closed_at INTEGER,"
+	" close_reason TEXT,"
+	" peak_users INTEGER NOT NULL DEFAULT 0,"
+	" last_seq INTEGER NOT NULL DEFAULT 0,"
+	" last_session_seq INTEGER NOT NULL DEFAULT 0"
+	") STRICT;"
+	"CREATE TABLE room_admins ("
+	" room_id TEXT NOT NULL REFERENCES rooms (id),"
+	" user_id TEXT NOT NULL,"
+	" PRIMARY KEY (room_id, user_id)"
+	") STRICT;"
+	"CREATE TABLE bans ("
+	" id INTEGER PRIMARY KEY,"
+	" room_id TEXT NOT NULL REFERENCES rooms (id),"
+	" user_id TEXT NOT NULL,"
+	" reason TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" expires_at INTEGER,"
+	" lifted_at INTEGER"
+	") STRICT;"
+	/* At most one unlifted ban per user and room; db_ban_add lifts first. */
+	"CREATE UNIQUE INDEX bans_active ON bans (room_id, user_id)"
+	" WHERE lifted_at IS NULL;"
+	/* AUTOINCREMENT: delivery cursors rely on ids never being reused. */
+	"CREATE TABLE messages ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" room_id TEXT NOT NULL REFERENCES rooms (id),"
+	" seq INTEGER NOT NULL CHECK (seq > 0),"
+	" kind INTEGER NOT NULL CHECK (kind >= 0),"
+	" user_id TEXT,"
+	" nickname TEXT,"
+	" is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
+	" content TEXT NOT NULL,"
+	" event_type TEXT,"
+	" created_at INTEGER NOT NULL,"
+	" CHECK (kind <> 0 OR (user_id IS NOT NULL AND nickname IS NOT NULL)),"
+	" CHECK (kind <> 1 OR event_type IS NOT NULL),"
+	" UNIQUE (room_id, seq)"
+	") STRICT;"
+	"CREATE INDEX messages_time ON messages (room_id, created_at, seq);"
+	"CREATE TABLE sessions ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" room_id TEXT NOT NULL REFERENCES rooms (id),"
+	" seq INTEGER NOT NULL CHECK (seq > 0),"
+	" user_id TEXT NOT NULL,"
+	" nickname TEXT NOT NULL,"
+	" is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
+	" address TEXT,"
+	" joined_at INTEGER NOT NULL,"
+	" left_at INTEGER,"
+	" leave_reason TEXT,"
+	" UNIQUE (room_id, seq)"
+	") STRICT;"
+	"CREATE INDEX sessions_time ON sessions (room_id, joined_at, seq);"
+	"CREATE INDEX sessions_open ON sessions (room_id) WHERE left_at IS NULL;"
+	"CREATE TABLE outbox ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" kind TEXT NOT NULL,"
+	" room_id TEXT NOT NULL REFERENCES rooms (id),"
+	" user_id TEXT,"
+	" nickname TEXT,"
+	" reason TEXT,"
+	" session_id INTEGER REFERENCES sessions (id),"
+	" data TEXT,"
+	" created_at INTEGER NOT NULL"
+	") STRICT;"
+	"CREATE TABLE sync_requests ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" reason TEXT NOT NULL,"
+	" room_id TEXT REFERENCES rooms (id),"
+	" created_at INTEGER NOT NULL,"
+	" handled_at INTEGER"
+	") STRICT;"
+	"CREATE INDEX sync_requests_pending ON sync_requests (id)"
+	" WHERE handled_at IS NULL;"
+	"CREATE TABLE cursors ("
+	" target TEXT NOT NULL PRIMARY KEY,"
+	" last_id INTEGER NOT NULL DEFAULT 0,"
+	" delivery_id TEXT,"
+	" batch_last_id INTEGER,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" failing_since INTEGER,"
+	" last_error TEXT,"
+	" last_success_at INTEGER,"
+	" lock_owner TEXT,"
+	" lock_until INTEGER"
+	") STRICT;",
+};
+_Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSION,
+    "DB_SCHEMA_VERSION must equal the number of migration steps");
+
+/* Every statement this module runs, prepared once per connection. */
+enum db_stmt {
+	DB_STMT_BEGIN,
+	DB_STMT_COMMIT,
+	DB_STMT_ROLLBACK,
+	DB_STMT_SAVEPOINT,
+	DB_STMT_RELEASE,
+	DB_STMT_ROLLBACK_TO,
+	DB_STMT_JOURNAL_WAL,
+	DB_STMT_USER_VERSION,
+	DB_STMT_ROOM_INSERT,
+	DB_STMT_ROOM_EXISTS,
+	DB_STMT_ROOM_GET,
+	DB_STMT_ROOM_LIST,
+	DB_STMT_ROOM_CLOSE,
+	DB_STMT_ROOM_PEAK,
+	DB_STMT_ADMIN_INSERT,
+	DB_STMT_ADMIN_LIST,
+	DB_STMT_OUTBOX_INSERT,
+	DB_STMT_SYNC_INSERT,
+	DB_STMT_BAN_LIFT_ALL,
+	DB_STMT_BAN_INSERT,
+	DB_STMT_BAN_LIFT,
+	DB_STMT_BAN_GET,
+	DB_STMT_BAN_LIST,
+	DB_STMT_MESSAGE_SEQ,
+	DB_STMT_MESSAGE_INSERT,
+	DB_STMT_MESSAGE_FIRST,
+	DB_STMT_MESSAGE_LAST,
+	DB_STMT_MESSAGE_RANGE,
+	DB_STMT_MESSAGE_ID_AT,
+	DB_STMT_SESSION_SEQ,
+	DB_STMT_SESSION_INSERT,
+	DB_STMT_SESSION_CLOSE,
+	DB_STMT_SESSION_OPEN_IDS,
+	DB_STMT_SESSION_OPEN_COUNT,
+	DB_STMT_SESSION_FIRST,
+	DB_STMT_SESSION_LAST,
+	DB_STMT_SESSION_RANGE,
+	DB_STMT_HEALTH,
+	DB_STMT_COUNT
+};
+
+/* Room columns in the order db_room_fill() reads them. */
+#define DB_ROOM_COLUMNS \
+	"r.id, r.name, r.created_at, r.closed_at, r.close_reason, r.peak_users, r.last_seq, " \
+	"r.last_session_seq"
+
+static const char *const db_sql[DB_STMT_COUNT] = {
+	[DB_STMT_BEGIN] = "BEGIN IMMEDIATE",
+	[DB_STMT_COMMIT] = "COMMIT",
+	[DB_STMT_ROLLBACK] = "ROLLBACK",
+	[DB_STMT_SAVEPOINT] = "SAVEPOINT db_op",
+	[DB_STMT_RELEASE] = "RELEASE db_op",
+	[DB_STMT_ROLLBACK_TO] = "ROLLBACK TO db_op",
+	[DB_STMT_JOURNAL_WAL] = "PRAGMA journal_mode = WAL",
+	[DB_STMT_USER_VERSION] = "PRAGMA user_version",
+
+	[DB_STMT_ROOM_INSERT] = "INSERT INTO rooms (id, name, created_at) VALUES (?1, ?2, ?3)",
+	[DB_STMT_ROOM_EXISTS] = "SELECT 1 FROM rooms WHERE id = ?1",
+	[DB_STMT_ROOM_GET] = "SELECT " DB_ROOM_COLUMNS " FROM rooms r WHERE r.id = ?1",
+	/* One query for rooms and admins: rows of a room are adjacent. */
+	[DB_STMT_ROOM_LIST] = "SELECT " DB_ROOM_COLUMNS ", a.user_id FROM rooms r"
+			      " LEFT JOIN room_admins a ON a.room_id = r.id"
+			      " WHERE ?1 OR r.closed_at IS NULL"
+			      " ORDER BY r.created_at, r.rowid, a.rowid",
+	[DB_STMT_ROOM_CLOSE] = "UPDATE rooms SET closed_at = ?2, close_reason = ?3"
+			       " WHERE id = ?1 AND closed_at IS NULL",
+	[DB_STMT_ROOM_PEAK] = "UPDATE rooms SET peak_users = max(peak_users, ?2) WHERE id = ?1",
+	/* Drops duplicate admins (the first keeps its place); unlike OR IGNORE,
+	 * still refuses a NULL. */
+	[DB_STMT_ADMIN_INSERT] = "INSERT INTO room_admins (room_id, user_id) VALUES (?1, ?2)"
+				 " ON CONFLICT DO NOTHING",
+	[DB_STMT_ADMIN_LIST] = "SELECT user_id FROM room_admins WHERE room_id = ?1 ORDER BY rowid",
+	[DB_STMT_OUTBOX_INSERT] = "INSERT INTO outbox (kind, room_id, user_id, nickname, reason,"
+				  " session_id, data, created_at)"
+				  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[DB_STMT_SYNC_INSERT] = "INSERT INTO sync_requests (reason, room_id, created_at)"
+				" VALUES (?1, ?2, ?3)",
+
+	[DB_STMT_BAN_LIFT_ALL] = "UPDATE bans SET lifted_at = ?3"
+				 " WHERE room_id = ?1 AND user_id = ?2 AND lifted_at IS NULL",
+	[DB_STMT_BAN_INSERT] = "INSERT INTO bans (room_id, user_id, reason, created_at, expires_at)"
+			       " VALUES (?1, ?2, ?3, ?4, ?5)",
+	[DB_STMT_BAN_LIFT] = "UPDATE bans SET lifted_at = ?3"
+			     " WHERE room_id = ?1 AND user_id = ?2 AND lifted_at IS NULL"
+			     " AND (expires_at IS NULL OR expires_at > ?3)",
+	[DB_STMT_BAN_GET] = "SELECT room_id, user_id, reason, created_at, expires_at FROM bans"
+			    " WHERE room_id = ?1 AND user_id = ?3 AND lifted_at IS NULL"
+			    " AND (expires_at IS NULL OR expires_at > ?2)",
+	[DB_STMT_BAN_LIST] = "SELECT room_id, user_id, reason, created_at, expires_at FROM bans"
+			     " WHERE room_id = ?1 AND lifted_at IS NULL"
+			     " AND (expires_at IS NULL OR expires_at > ?2)"
+			     " ORDER BY created_at, id",
+
+	[DB_STMT_MESSAGE_SEQ] = "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1"
+				" RETURNING last_seq",
+	[DB_STMT_MESSAGE_INSERT] = "INSERT INTO messages (room_id, seq, kind, user_id, nickname,"
+				   " is_admin, content, event_type, created_at)"
+				   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[DB_STMT_MESSAGE_FIRST] = "SELECT seq FROM messages WHERE room_id = ?1 AND created_at >= ?2"
+				  " ORDER BY created_at, seq LIMIT 1",
+	[DB_STMT_MESSAGE_LAST] = "SELECT seq FROM messages WHERE room_id = ?1 AND created_at <= ?2"
+				 " ORDER BY created_at DESC, seq DESC LIMIT 1",
+	[DB_STMT_MESSAGE_RANGE] = "SELECT id, seq, kind, user_id, nickname, is_admin, content,"
+				  " event_type, created_at FROM messages"
+				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+	[DB_STMT_MESSAGE_ID_AT] = "SELECT id FROM messages WHERE room_id = ?1 AND seq = ?2",
+
+	[DB_STMT_SESSION_SEQ] = "UPDATE rooms SET last_session_seq = last_session_seq + 1"
+				" WHERE id = ?1 RETURNING last_session_seq",
+	[DB_STMT_SESSION_INSERT] = "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin,"
+				   " address, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[DB_STMT_SESSION_CLOSE] = "UPDATE sessions SET left_at = ?2, leave_reason = ?3"
+				  " WHERE id = ?1 AND left_at IS NULL"
+				  " RETURNING room_id, user_id, nickname, is_admin, seq",
+	[DB_STMT_SESSION_OPEN_IDS] = "SELECT id FROM sessions WHERE left_at IS NULL ORDER BY id",
+	[DB_STMT_SESSION_OPEN_COUNT] = "SELECT count(*) FROM sessions"
+				       " WHERE room_id = ?1 AND left_at IS NULL",
+	[DB_STMT_SESSION_FIRST] = "SELECT seq FROM sessions WHERE room_id = ?1 AND joined_at >= ?2"
+				  " ORDER BY joined_at, seq LIMIT 1",
+	[DB_STMT_SESSION_LAST] = "SELECT seq FROM sessions WHERE room_id = ?1 AND joined_at <= ?2"
+				 " ORDER BY joined_at DESC, seq DESC LIMIT 1",
+	[DB_STMT_SESSION_RANGE] = "SELECT id, seq, user_id, nickname, is_admin, address, joined_at,"
+				  " left_at, leave_reason FROM sessions"
+				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
+
+	/* No row is ever deleted, so max(id) counts outbox events in O(1). */
+	[DB_STMT_HEALTH] = "SELECT (SELECT count(*) FROM rooms WHERE closed_at IS NULL),"
+			   " (SELECT count(*) FROM rooms WHERE closed_at IS NOT NULL),"
+			   " (SELECT count(*) FROM sync_requests WHERE handled_at IS NULL),"
+			   " (SELECT coalesce(max(id), 0) FROM outbox)",
+};
+
+/* One connection; used by one thread at a time (SQLITE_OPEN_NOMUTEX). */
+struct db {
+	sqlite3 *sq;
+	char *path;
+	sqlite3_stmt *stmt[DB_STMT_COUNT];
+	int in_savepoint; /* the running operation nests in db_tx_begin() */
+};
+
+/*
+ * A bound parameter. The DB_ARGS() compound literal keeps each call site
+ * to one line and lets the compiler check each value's type.
+ */
+enum db_arg_type { DB_ARG_NULL, DB_ARG_INT, DB_ARG_TEXT };
+struct db_arg {
+	enum db_arg_type type;
+	int64_t i;
+	const char *s; /* NULL binds SQL NULL */
+};
+#define DB_INT(v) ((struct db_arg){ DB_ARG_INT, (v), NULL })
+#define DB_TEXT(v) ((struct db_arg){ DB_ARG_TEXT, 0, (v) })
+/* 0 binds NULL: "no expiry", "not closed". */
+#define DB_INT_OR_NULL(v) ((struct db_arg){ (v) != 0 ? DB_ARG_INT : DB_ARG_NULL, (v), NULL })
+#define DB_ARGS(...)                           \
+	((const struct db_arg[]){ __VA_ARGS__ }), \
+	    (sizeof((const struct db_arg[]){ __VA_ARGS__ }) / sizeof(struct db_arg))
+#define DB_NOARGS NULL, 0
+
+/* Returned by db_step() besides the DB_ codes. */
+#define DB_ROW SQLITE_ROW
+#define DB_DONE SQLITE_DONE
+
+static __attribute__((noreturn)) void
+db_oom(void)
+{
+	log_error("out of memory in SQLite");
+	abort();
+}
+
+static void
+db_set_cause(struct db *db, char **cause)
+{
+	*cause = xasprintf("database %s: %s", db->path, sqlite3_errmsg(db->sq));
+}
+
+/* Text of a column; NULL for SQL NULL. */
+static const char *
+db_col_text(sqlite3_stmt *st, int col)
+{
+	const unsigned char *t;
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return NULL;
+	if ((t = sqlite3_column_text(st, col)) == NULL)
+		db_oom();
+	return (const char *)t;
+}
+
+static char *
+db_col_strdup(sqlite3_stmt *st, int col)
+{
+	const char *t = db_col_text(st, col);
+
+	return t == NULL ? NULL : xstrdup(t);
+}
+
+static void
+db_done(sqlite3_stmt *st)
+{
+	/* reset repeats the last step's error, already reported. */
+	(void)sqlite3_reset(st);
+	(void)sqlite3_clear_bindings(st);
+}
+
+/* The cached statement for which, bound to args; NULL with *cause. */
+static sqlite3_stmt *
+db_prepare(struct db *db, enum db_stmt which, char **cause, const struct db_arg *args, size_t n)
+{
+	sqlite3_stmt *st;
+	size_t i;
+	int rc;
+
+	if ((st = db->stmt[which]) == NULL) {
+		rc = sqlite3_prepare_v3(db->sq, db_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+		    &db->stmt[which], NULL);
+		if (rc != SQLITE_OK) {
+			db_set_cause(db, cause);
+			return NULL;
+		}
+		st = db->stmt[which];
+	}
+	for (i = 0; i < n; i++) {
+		switch (args[i].type) {
+		case DB_ARG_INT:
+			rc = sqlite3_bind_int64(st, (int)i + 1, args[i].i);
+			break;
+		case DB_ARG_TEXT:
+			rc = sqlite3_bind_text(st, (int)i + 1, args[i].s, -1, SQLITE_STATIC);
+			break;
+		default:
+			rc = sqlite3_bind_null(st, (int)i + 1);
+			break;
+		}
+		if (rc != SQLITE_OK) {
+			db_set_cause(db, cause);
+			db_done(st);
+			return NULL;
+		}
+	}
+	return st;
+}
+
+/*
+ * Steps once: DB_ROW, DB_DONE, DB_CONFLICT (unique or primary key),
+ * DB_NOTFOUND (a foreign key names nothing) or DB_ERROR with *cause.
+ */
+static int
+db_step(struct db *db, sqlite3_stmt *st, char **cause)
+{
+	int rc;
+
+	rc = sqlite3_step(st);
+	switch (rc) {
+	case SQLITE_ROW:
+	case SQLITE_DONE:
+		return rc;
+	case SQLITE_CONSTRAINT_PRIMARYKEY:
+	case SQLITE_CONSTRAINT_UNIQUE:
+		return DB_CONFLICT;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return DB_NOTFOUND;
+	case SQLITE_NOMEM:
+		db_oom();
+	}
+	db_set_cause(db, cause);
+	return DB_ERROR;
+}
+
+/* Runs a statement to completion, ignoring rows. */
+static int
+db_exec(struct db *db, enum db_stmt which, char **cause, const struct db_arg *args, size_t n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((st = db_prepare(db, which, cause, args, n)) == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW)
+		;
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+/* Runs a statement and returns column 0 of its first row; DB_NOTFOUND if none. */
+static int
+db_exec_int(struct db *db, enum db_stmt which, int64_t *out, char **cause,
+    const struct db_arg *args, size_t n)
+{
+	sqlite3_stmt *st;
+	int rc, found = 0;
+
+	if ((st = db_prepare(db, which, cause, args, n)) == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		if (!found)
+			*out = sqlite3_column_int64(st, 0);
+		found = 1;
+	}
+	db_done(st);
+	if (rc != DB_DONE)
+		return rc;
+	return found ? DB_OK : DB_NOTFOUND;
+}
+
+/*
+ * Every write operation runs between db_op_begin() and db_op_commit():
+ * BEGIN IMMEDIATE takes the write lock before reading, which is what lets
+ * the busy timeout work across processes (a deferred transaction that
+ * reads then writes fails with SQLITE_BUSY instead of waiting). Inside a
+ * db_tx_begin() batch a savepoint gives the same all-or-nothing.
+ */
+static int
+db_op_begin(struct db *db, char **cause)
+{
+	if (sqlite3_get_autocommit(db->sq)) {
+		db->in_savepoint = 0;
+		return db_exec(db, DB_STMT_BEGIN, cause, DB_NOARGS);
+	}
+	db->in_savepoint = 1;
+	return db_exec(db, DB_STMT_SAVEPOINT, cause, DB_NOARGS);
+}
+
+static int
+db_op_commit(struct db *db, char **cause)
+{
+	return db_exec(db, db->in_savepoint ? DB_STMT_RELEASE : DB_STMT_COMMIT, cause, DB_NOARGS);
+}
+
+static void
+db_op_rollback(struct db *db)
+{
+	char *cause = NULL;
+
+	/* SQLite rolls the whole transaction back by itself after some errors. */
+	if (sqlite3_get_autocommit(db->sq))
+		return;
+	if (db->in_savepoint) {
+		if (db_exec(db, DB_STMT_ROLLBACK_TO, &cause, DB_NOARGS) == DB_OK)
+			(void)db_exec(db, DB_STMT_RELEASE, &cause, DB_NOARGS);
+	} else
+		(void)db_exec(db, DB_STMT_ROLLBACK, &cause, DB_NOARGS);
+	if (cause != NULL) {
+		log_warn("%s", cause);
+		free(cause);
+	}
+}
+
+static void *
+db_json_check(void *p)
+{
+	if (p == NULL)
+		db_oom();
+	return p;
+}
+
+/* Prints and frees a JSON object; the result is freed with cJSON_free(). */
+static char *
+db_json_print(cJSON *obj)
+{
+	char *s = db_json_check(cJSON_PrintUnformatted(obj));
+
+	cJSON_Delete(obj);
+	return s;
+}
+
+static int
+db_outbox_add(struct db *db, const char *kind, const char *room_id, const char *user_id,
+    const char *nickname, const char *reason, int64_t session_id, const char *data, int64_t now,
+    char **cause)
+{
+	return db_exec(db, DB_STMT_OUTBOX_INSERT, cause,
+	    DB_ARGS(DB_TEXT(kind), DB_TEXT(room_id), DB_TEXT(user_id), DB_TEXT(nickname),
+		DB_TEXT(reason), DB_INT_OR_NULL(session_id), DB_TEXT(data), DB_INT(now)));
+}
+
+static int
+db_sync_add(struct db *db, const char *reason, const char *room_id, int64_t now, int64_t *id,
+    char **cause)
+{
+	int rc;
+
+	rc = db_exec(db, DB_STMT_SYNC_INSERT, cause,
+	    DB_ARGS(DB_TEXT(reason), DB_TEXT(room_id), DB_INT(now)));
+	if (rc == DB_OK && id != NULL)
+		*id = sqlite3_last_insert_rowid(db->sq);
+	return rc;
+}
+
+/* Runs constant SQL text (schema, PRAGMAs); never used with values. */
+static int
+db_exec_sql(struct db *db, const char *sql, const char *what, char **cause)
+{
+	char *errmsg = NULL;
+
+	if (sqlite3_exec(db->sq, sql, NULL, NULL, &errmsg) != SQLITE_OK) {
+		*cause = xasprintf("database %s: %s: %s", db->path, what,
+		    errmsg != NULL ? errmsg : sqlite3_errmsg(db->sq));
+		sqlite3_free(errmsg);
+		return DB_ERROR;
+	}
+	return DB_OK;
+}
+
+/*
+ * Brings the schema to DB_SCHEMA_VERSION, one step per transaction, each
+ * step and its user_version together, so processes starting at the same
+ * time cannot both apply a step and an interrupted step is applied again.
+ */
+static int
+db_migrate(struct db *db, char **cause)
+{
+	char *sql = NULL, *what = NULL;
+	int64_t version;
+	int rc;
+
+	if ((rc = db_exec_int(db, DB_STMT_USER_VERSION, &version, cause, DB_NOARGS)) != DB_OK)
+		goto fail;
+	while (version < DB_SCHEMA_VERSION) {
+		if ((rc = db_op_begin(db, cause)) != DB_OK)
+			goto fail;
+		/* Another process may have migrated while we waited for the lock. */
+		rc = db_exec_int(db, DB_STMT_USER_VERSION, &version, cause, DB_NOARGS);
+		if (rc != DB_OK)
+			goto fail;
+		if (version >= DB_SCHEMA_VERSION) {
+			if ((rc = db_op_commit(db, cause)) != DB_OK)
+				goto fail;
+			break;
+		}
+		what = xasprintf("migration to schema version %d", (int)version + 1);
+		/* PRAGMA takes no parameters; the value is our own integer. */
+		sql = xasprintf("PRAGMA user_version = %d", (int)version + 1);
+		if ((rc = db_exec_sql(db, db_migrations[version], what, cause)) != DB_OK)
+			goto fail;
+		if ((rc = db_exec_sql(db, sql, what, cause)) != DB_OK)
+			goto fail;
+		if ((rc = db_op_commit(db, cause)) != DB_OK)
+			goto fail;
+		free(what);
+		free(sql);
+		what = sql = NULL;
+		version++;
+		log_info("database %s: migrated to schema version %d", db->path, (int)version);
+	}
+	if (version > DB_SCHEMA_VERSION) {
+		*cause = xasprintf("database %s: schema version %d is newer than this build "
+				   "understands (%d); upgrade chatd or use another database",
+		    db->path, (int)version, DB_SCHEMA_VERSION);
+		rc = DB_ERROR;
+		goto fail;
+	}
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	free(what);
+	free(sql);
+	return DB_ERROR;
+}
+
+/*
+ * Switches the file to WAL (a no-op once it is). The switch needs an
+ * exclusive lock, and SQLite does not call the busy handler for it (waiting
+ * could deadlock), so programs starting together on a fresh file would fail
+ * at once with SQLITE_BUSY: retry for as long as the busy timeout.
+ */
+static int
+db_use_wal(struct db *db, char **cause)
+{
+	const struct timespec pause = { 0, DB_WAL_RETRY_MS * 1000000L };
+	sqlite3_stmt *st;
+	const char *mode;
+	int rc, waited;
+
+	for (waited = 0;; waited += DB_WAL_RETRY_MS) {
+		if ((st = db_prepare(db, DB_STMT_JOURNAL_WAL, cause, DB_NOARGS)) == NULL)
+			return DB_ERROR;
+		rc = db_step(db, st, cause);
+		if (rc != DB_ERROR || (sqlite3_errcode(db->sq) & 0xff) != SQLITE_BUSY ||
+		    waited >= DB_BUSY_TIMEOUT_MS)
+			break;
+		db_done(st);
+		free(*cause);
+		*cause = NULL;
+		nanosleep(&pause, NULL);
+	}
+	if (rc != DB_ROW) {
+		db_done(st);
+		if (rc != DB_ERROR)
+			*cause = xasprintf("database %s: cannot set the journal mode", db->path);
+		return DB_ERROR;
+	}
+	mode = db_col_text(st, 0);
+	/* ":memory:" (one connection, nothing to share) cannot do WAL. */
+	if (mode == NULL || (strcasecmp(mode, "wal") != 0 && strcasecmp(mode, "memory") != 0)) {
+		*cause = xasprintf("database %s: cannot use WAL journal mode (got %s)", db->path,
+		    mode != NULL ? mode : "nothing");
+		db_done(st);
+		return DB_ERROR;
+	}
+	db_done(st);
+	return DB_OK;
+}
+
+int
+db_open(const char *path, struct db **out, char **cause)
+{
+	struct db *db;
+	int rc;
+
+	*out = NULL;
+	if (sqlite3_libversion_number() < DB_SQLITE_MIN) {
+		*cause = xasprintf("SQLite %s is too old: 3.37 or later is needed",
+		    sqlite3_libversion());
+		return DB_ERROR;
+	}
+	db = xcalloc(1, sizeof *db);
+	db->path = xstrdup(path);
+	rc = sqlite3_open_v2(path, &db->sq,
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		*cause = xasprintf("database %s: %s", path,
+		    db->sq != NULL ? sqlite3_errmsg(db->sq) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(db->sq, 1);
+	/* First: every step below may have to wait for other openers. */
+	sqlite3_busy_timeout(db->sq, DB_BUSY_TIMEOUT_MS);
+
+	if (db_use_wal(db, cause) != DB_OK)
+		goto fail;
+
+	/*
+	 * Per connection. NORMAL survives a crash of the program in WAL mode
+	 * (only a power loss may drop the last commits) and is about 15x
+	 * faster than Debian's default FULL. The size limit truncates the WAL
+	 * after checkpoints, which bursts with active readers let grow.
+	 */
+	if (db_exec_sql(db,
+		"PRAGMA synchronous = NORMAL;"
+		"PRAGMA foreign_keys = ON;"
+		"PRAGMA journal_size_limit = " DB_JOURNAL_SIZE_LIMIT ";",
+		"settings", cause) != DB_OK)
+		goto fail;
+	if (db_migrate(db, cause) != DB_OK)
+		goto fail;
+	*out = db;
+	return DB_OK;
+
+fail:
+	db_close(db);
+	return DB_ERROR;
+}
+
+void
+db_close(struct db *db)
+{
+	size_t i;
+
+	if (db == NULL)
+		return;
+	for (i = 0; i < DB_STMT_COUNT; i++)
+		sqlite3_finalize(db->stmt[i]);
+	/* Rolls back an open transaction; nothing is left to keep it busy. */
+	if (sqlite3_close(db->sq) != SQLITE_OK)
+		log_warn("database %s: close: %s", db->path, sqlite3_errmsg(db->sq));
+	free(db->path);
+	free(db);
+}
+
+int
+db_schema_version(struct db *db)
+{
+	int64_t version;
+	char *cause = NULL;
+
+	if (db_exec_int(db, DB_STMT_USER_VERSION, &version, &cause, DB_NOARGS) != DB_OK) {
+		free(cause);
+		return -1;
+	}
+	return (int)version;
+}
+
+void
+db_set_busy_timeout(struct db *db, int ms)
+{
+	sqlite3_busy_timeout(db->sq, ms);
+}
+
+int
+db_tx_begin(struct db *db, char **cause)
+{
+	if (!sqlite3_get_autocommit(db->sq)) {
+		*cause = xasprintf("database %s: a transaction is already open", db->path);
+		return DB_ERROR;
+	}
+	return db_exec(db, DB_STMT_BEGIN, cause, DB_NOARGS);
+}
+
+int
+db_tx_commit(struct db *db, char **cause)
+{
+	if (db_exec(db, DB_STMT_COMMIT, cause, DB_NOARGS) != DB_OK) {
+		db_tx_rollback(db);
+		return DB_ERROR;
+	}
+	return DB_OK;
+}
+
+void
+db_tx_rollback(struct db *db)
+{
+	db->in_savepoint = 0;
+	db_op_rollback(db);
+}
+
+/* ---- rooms ---- */
+
+void
+db_room_clear(struct db_room *room)
+{
+	size_t i;
+
+	free(room->id);
+	free(room->name);
+	free(room->close_reason);
+	for (i = 0; i < room->n_admins; i++)
+		free(room->admins[i]);
+	free(room->admins);
+	memset(room, 0, sizeof *room);
+}
+
+/* Fills *room from a row laid out as DB_ROOM_COLUMNS, without admins. */
+static void
+db_room_fill(sqlite3_stmt *st, struct db_room *room)
+{
+	memset(room, 0, sizeof *room);
+	room->id = db_col_strdup(st, 0);
+	room->name = db_col_strdup(st, 1);
+	room->created_at = sqlite3_column_int64(st, 2);
+	room->closed_at = sqlite3_column_int64(st, 3);
+	room->close_reason = db_col_strdup(st, 4);
+	room->peak_users = sqlite3_column_int64(st, 5);
+	room->last_seq = sqlite3_column_int64(st, 6);
+}
+
+static void
+db_room_add_admin(struct db_room *room, const char *user_id)
+{
+	room->admins = xreallocarray(room->admins, room->n_admins + 1, sizeof *room->admins);
+	room->admins[room->n_admins++] = xstrdup(user_id);
+}
+
+/* Reads a room and its admins into *room; the caller holds any transaction. */
+static int
+db_room_read(struct db *db, const char *id, struct db_room *room, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(room, 0, sizeof *room);
+	if ((st = db_prepare(db, DB_STMT_ROOM_GET, cause, DB_ARGS(DB_TEXT(id)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW)
+		db_room_fill(st, room);
+	db_done(st);
+	if (rc != DB_ROW)
+		return rc == DB_DONE ? DB_NOTFOUND : rc;
+
+	if ((st = db_prepare(db, DB_STMT_ADMIN_LIST, cause, DB_ARGS(DB_TEXT(id)))) == NULL)
+		goto fail;
+	while ((rc = db_step(db, st, cause)) == DB_ROW)
+		db_room_add_admin(room, db_col_text(st, 0));
+	db_done(st);
+	if (rc != DB_DONE)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_room_clear(room);
+	return DB_ERROR;
+}
+
+static char *
+db_room_created_data(const struct db_room *room)
+{
+	cJSON *obj, *admins;
+	size_t i;
+
+	obj = db_json_check(cJSON_CreateObject());
+	db_json_check(cJSON_AddStringToObject(obj, "room_name", room->name));
+	admins = db_json_check(cJSON_AddArrayToObject(obj, "admin_user_ids"));
+	for (i = 0; i < room->n_admins; i++)
+		cJSON_AddItemToArray(admins, db_json_check(cJSON_CreateString(room->admins[i])));
+	return db_json_print(obj);
+}
+
+int
+db_room_create(struct db *db, const char *id, const char *name, const char *const *admins,
+    size_t n_admins, int64_t now, char **cause)
+{
+	struct db_room room;
+	char *data = NULL;
+	size_t i;
+	int rc;
+
+	memset(&room, 0, sizeof room);
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(db, DB_STMT_ROOM_INSERT, cause,
+	    DB_ARGS(DB_TEXT(id), DB_TEXT(name), DB_INT(now)));
+	if (rc != DB_OK)
+		goto fail;
+	for (i = 0; i < n_admins; i++) {
+		rc = db_exec(db, DB_STMT_ADMIN_INSERT, cause,
+		    DB_ARGS(DB_TEXT(id), DB_TEXT(admins[i])));
+		if (rc != DB_OK)
+			goto fail;
+	}
+	/* Read back: the event then carries exactly what was stored, deduplicated. */
+	if ((rc = db_room_read(db, id, &room, cause)) != DB_OK)
+		goto fail;
+	data = db_room_created_data(&room);
+	rc = db_outbox_add(db, "room_created", id, NULL, NULL, NULL, 0, data, now, cause);
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_sync_add(db, "room_created", id, now, NULL, cause)) != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	cJSON_free(data);
+	db_room_clear(&room);
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	cJSON_free(data);
+	db_room_clear(&room);
+	return rc;
+}
+
+int
+db_room_get(struct db *db, const char *id, struct db_room *room, char **cause)
+{
+	/* Two reads; committed rooms never lose admins, so no snapshot is needed. */
+	return db_room_read(db, id, room, cause);
+}
+
+int
+db_room_list(struct db *db, int include_closed,
+    int (*each)(const struct db_room *room, void *arg), void *arg, char **cause)
+{
+	struct db_room room;
+	sqlite3_stmt *st;
+	const char *id;
+	int rc, have = 0, stop = 0;
+
+	memset(&room, 0, sizeof room);
+	st = db_prepare(db, DB_STMT_ROOM_LIST, cause, DB_ARGS(DB_INT(include_closed != 0)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		id = db_col_text(st, 0);
+		if (!have || strcmp(room.id, id) != 0) {
+			if (have) {
+				stop = each(&room, arg);
+				db_room_clear(&room);
+				have = 0;
+				if (stop)
+					break;
+			}
+			db_room_fill(st, &room);
+			have = 1;
+		}
+		if (sqlite3_column_type(st, 8) != SQLITE_NULL)
+			db_room_add_admin(&room, db_col_text(st, 8));
+	}
+	db_done(st);
+	if (!stop && rc != DB_DONE) {
+		db_room_clear(&room);
+		return rc;
+	}
+	if (have)
+		each(&room, arg);
+	db_room_clear(&room);
+	return DB_OK;
+}
+
+int
+db_room_close(struct db *db, const char *id, const char *reason, int64_t now, char **cause)
+{
+	struct db_room room;
+	cJSON *obj;
+	char *data = NULL;
+	int rc;
+
+	memset(&room, 0, sizeof room);
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	if ((rc = db_room_read(db, id, &room, cause)) != DB_OK)
+		goto fail;
+	if (room.closed_at != 0) {
+		rc = DB_CONFLICT;
+		goto fail;
+	}
+	rc = db_exec(db, DB_STMT_ROOM_CLOSE, cause,
+	    DB_ARGS(DB_TEXT(id), DB_INT(now), DB_TEXT(reason)));
+	if (rc != DB_OK)
+		goto fail;
+	obj = db_json_check(cJSON_CreateObject());
+	db_json_check(cJSON_AddStringToObject(obj, "room_name", room.name));
+	data = db_json_print(obj);
+	rc = db_outbox_add(db, "room_closed", id, NULL, NULL, reason, 0, data, now, cause);
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_sync_add(db, "room_closed", id, now, NULL, cause)) != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	cJSON_free(data);
+	db_room_clear(&room);
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	cJSON_free(data);
+	db_room_clear(&room);
+	return rc;
+}
+
+int
+db_room_peak_update(struct db *db, const char *id, int64_t peak, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(db, DB_STMT_ROOM_PEAK, cause, DB_ARGS(DB_TEXT(id), DB_INT(peak)));
+	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+		rc = DB_NOTFOUND;
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+/* ---- bans ---- */
+
+void
+db_ban_clear(struct db_ban *ban)
+{
+	free(ban->room_id);
+	free(ban->user_id);
+	free(ban->reason);
+	memset(ban, 0, sizeof *ban);
+}
+
+static int
+db_room_exists(struct db *db, const char *id, char **cause)
+{
+	int64_t one;
+
+	return db_exec_int(db, DB_STMT_ROOM_EXISTS, &one, cause, DB_ARGS(DB_TEXT(id)));
+}
+
+int
+db_ban_add(struct db *db, const char *room_id, const char *user_id, const char *reason,
+    int64_t expires_at, int64_t now, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	if ((rc = db_room_exists(db, room_id, cause)) != DB_OK)
+		goto fail;
+	/* Lifting every unlifted row (expired ones too) keeps bans_active unique. */
+	rc = db_exec(db, DB_STMT_BAN_LIFT_ALL, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(now)));
+	if (rc != DB_OK)
+		goto fail;
+	rc = db_exec(db, DB_STMT_BAN_INSERT, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_TEXT(reason), DB_INT(now),
+		DB_INT_OR_NULL(expires_at)));
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+int
+db_ban_lift(struct db *db, const char *room_id, const char *user_id, int64_t now, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(db, DB_STMT_BAN_LIFT, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(now)));
+	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+		rc = DB_NOTFOUND;
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+static void
+db_ban_fill(sqlite3_stmt *st, struct db_ban *ban)
+{
+	ban->room_id = db_col_strdup(st, 0);
+	ban->user_id = db_col_strdup(st, 1);
+	ban->reason = db_col_strdup(st, 2);
+	ban->created_at = sqlite3_column_int64(st, 3);
+	ban->expires_at = sqlite3_column_int64(st, 4);
+}
+
+int
+db_ban_get(struct db *db, const char *room_id, const char *user_id, int64_t now,
+    struct db_ban *ban, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(ban, 0, sizeof *ban);
+	st = db_prepare(db, DB_STMT_BAN_GET, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_INT(now), DB_TEXT(user_id)));
+	if (st == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW)
+		db_ban_fill(st, ban);
+	db_done(st);
+	if (rc == DB_ROW)
+		return DB_OK;
+	return rc == DB_DONE ? DB_NOTFOUND : rc;
+}
+
+int
+db_ban_list(struct db *db, const char *room_id, int64_t now,
+    int (*each)(const struct db_ban *ban, void *arg), void *arg, char **cause)
+{
+	struct db_ban ban;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = db_room_exists(db, room_id, cause)) != DB_OK)
+		return rc;
+	st = db_prepare(db, DB_STMT_BAN_LIST, cause, DB_ARGS(DB_TEXT(room_id), DB_INT(now)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		db_ban_fill(st, &ban);
+		rc = each(&ban, arg);
+		db_ban_clear(&ban);
+		if (rc != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+/* ---- sync requests ---- */
+
+int
+db_sync_request(struct db *db, const char *reason, const char *room_id, int64_t now,
+    int64_t *request_id, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	if ((rc = db_sync_add(db, reason, room_id, now, request_id, cause)) != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+/* ---- history ---- */
+
+/* Which statements page a history table. */
+struct db_pager {
+	enum db_stmt first; /* smallest seq at or after a time */
+	enum db_stmt last; /* largest seq at or before a time */
+	enum db_stmt range; /* rows of a seq range */
+	int top_column; /* DB_ROOM_COLUMNS index of the room's highest seq */
+};
+
+static const struct db_pager db_message_pager = {
+	DB_STMT_MESSAGE_FIRST, DB_STMT_MESSAGE_LAST, DB_STMT_MESSAGE_RANGE, 6
+};
+static const struct db_pager db_session_pager = {
+	DB_STMT_SESSION_FIRST, DB_STMT_SESSION_LAST, DB_STMT_SESSION_RANGE, 7
+};
+
+/*
+ * Maps the query's time window to a page's seq range with at most three
+ * index probes. No snapshot transaction is needed: rows up to the room's
+ * highest seq, read first, never change, and later rows are cut off.
+ */
+static int
+db_page_window(struct db *db, const struct db_pager *pager, const struct db_page_query *q,
+    struct page_window *w, char **cause)
+{
+	sqlite3_stmt *st;
+	int64_t top, lo, hi;
+	int rc;
+
+	if (q->page < 1 || q->limit < 1) {
+		*cause = xasprintf("page and limit must be at least 1");
+		return DB_ERROR;
+	}
+	if ((st = db_prepare(db, DB_STMT_ROOM_GET, cause, DB_ARGS(DB_TEXT(q->room_id)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	top = rc == DB_ROW ? sqlite3_column_int64(st, pager->top_column) : 0;
+	db_done(st);
+	if (rc != DB_ROW)
+		return rc == DB_DONE ? DB_NOTFOUND : rc;
+
+	lo = 1;
+	hi = top;
+	if (q->from_s >= 0) {
+		if (q->from_s > INT64_MAX / 1000)
+			lo = top + 1;
+		else {
+			rc = db_exec_int(db, pager->first, &lo, cause,
+			    DB_ARGS(DB_TEXT(q->room_id), DB_INT(q->from_s * 1000)));
+			if (rc == DB_NOTFOUND)
+				lo = top + 1;
+			else if (rc != DB_OK)
+				return rc;
+		}
+	}
+	/* A bound past what milliseconds can hold cuts nothing off. */
+	if (q->to_s >= 0 && q->to_s <= (INT64_MAX - 999) / 1000) {
+		rc = db_exec_int(db, pager->last, &hi, cause,
+		    DB_ARGS(DB_TEXT(q->room_id), DB_INT(q->to_s * 1000 + 999)));
+		if (rc == DB_NOTFOUND)
+			hi = 0;
+		else if (rc != DB_OK)
+			return rc;
+		if (hi > top)
+			hi = top;
+	}
+	page_window_compute(lo, hi, q->page, q->limit, w);
+	return DB_OK;
+}
+
+static void
+db_page_info_set(struct db_page_info *info, const struct page_window *w)
+{
+	if (info == NULL)
+		return;
+	info->total = w->total;
+	info->first_seq = w->end >= w->start ? w->start : 0;
+	info->has_more = w->has_more;
+}
+
+int
+db_messages_page(struct db *db, const struct db_page_query *q,
+    int (*each)(const struct db_message *m, void *arg), void *arg, struct db_page_info *info,
+    char **cause)
+{
+	struct page_window w;
+	struct db_message m;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = db_page_window(db, &db_message_pager, q, &w, cause)) != DB_OK)
+		return rc;
+	db_page_info_set(info, &w);
+	if (w.end < w.start)
+		return DB_OK;
+	st = db_prepare(db, DB_STMT_MESSAGE_RANGE, cause,
+	    DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		m.id = sqlite3_column_int64(st, 0);
+		m.room_id = q->room_id;
+		m.seq = sqlite3_column_int64(st, 1);
+		m.kind = sqlite3_column_int(st, 2);
+		m.user_id = db_col_text(st, 3);
+		m.nickname = db_col_text(st, 4);
+		m.is_admin = sqlite3_column_int(st, 5);
+		m.content = db_col_text(st, 6);
+		m.event_type = db_col_text(st, 7);
+		m.created_at = sqlite3_column_int64(st, 8);
+		if (each(&m, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+int
+db_sessions_page(struct db *db, const struct db_page_query *q,
+    int (*each)(const struct db_session *s, void *arg), void *arg, struct db_page_info *info,
+    char **cause)
+{
+	struct page_window w;
+	struct db_session s;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = db_page_window(db, &db_session_pager, q, &w, cause)) != DB_OK)
+		return rc;
+	db_page_info_set(info, &w);
+	if (w.end < w.start)
+		return DB_OK;
+	st = db_prepare(db, DB_STMT_SESSION_RANGE, cause,
+	    DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		s.id = sqlite3_column_int64(st, 0);
+		s.room_id = q->room_id;
+		s.seq = sqlite3_column_int64(st, 1);
+		s.user_id = db_col_text(st, 2);
+		s.nickname = db_col_text(st, 3);
+		s.is_admin = sqlite3_column_int(st, 4);
+		s.address = db_col_text(st, 5);
+		s.joined_at = sqlite3_column_int64(st, 6);
+		s.left_at = sqlite3_column_int64(st, 7);
+		s.leave_reason = db_col_text(st, 8);
+		if (each(&s, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+int
+db_message_append(struct db *db, const char *room_id, int kind, const char *user_id,
+    const char *nickname, int is_admin, const char *content, const char *event_type,
+    int64_t created_at, int64_t *id, int64_t *seq, char **cause)
+{
+	int64_t next;
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	/* The room row's update also serialises seq allocation per room. */
+	rc = db_exec_int(db, DB_STMT_MESSAGE_SEQ, &next, cause, DB_ARGS(DB_TEXT(room_id)));
+	if (rc != DB_OK)
+		goto fail;
+	rc = db_exec(db, DB_STMT_MESSAGE_INSERT, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_INT(next), DB_INT(kind), DB_TEXT(user_id),
+		DB_TEXT(nickname), DB_INT(is_admin != 0), DB_TEXT(content), DB_TEXT(event_type),
+		DB_INT(created_at)));
+	if (rc != DB_OK)
+		goto fail;
+	if (id != NULL)
+		*id = sqlite3_last_insert_rowid(db->sq);
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	if (seq != NULL)
+		*seq = next;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+/* ---- sessions ---- */
+
+static char *
+db_session_data(int64_t session_id, int64_t seq, int is_admin)
+{
+	cJSON *obj;
+
+	obj = db_json_check(cJSON_CreateObject());
+	db_json_check(cJSON_AddNumberToObject(obj, "session_id", (double)session_id));
+	db_json_check(cJSON_AddNumberToObject(obj, "seq", (double)seq));
+	db_json_check(cJSON_AddBoolToObject(obj, "is_admin", is_admin));
+	return db_json_print(obj);
+}
+
+int
+db_session_open(struct db *db, const char *room_id, const char *user_id, const char *nickname,
+    int is_admin, const char *address, int64_t joined_at, int64_t *id, char **cause)
+{
+	int64_t seq, sid;
+	char *data = NULL;
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec_int(db, DB_STMT_SESSION_SEQ, &seq, cause, DB_ARGS(DB_TEXT(room_id)));
+	if (rc != DB_OK)
+		goto fail;
+	rc = db_exec(db, DB_STMT_SESSION_INSERT, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_INT(seq), DB_TEXT(user_id), DB_TEXT(nickname),
+		DB_INT(is_admin != 0), DB_TEXT(address), DB_INT(joined_at)));
+	if (rc != DB_OK)
+		goto fail;
+	sid = sqlite3_last_insert_rowid(db->sq);
+	data = db_session_data(sid, seq, is_admin != 0);
+	rc = db_outbox_add(db, "user_joined", room_id, user_id, nickname, NULL, sid, data,
+	    joined_at, cause);
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	cJSON_free(data);
+	if (id != NULL)
+		*id = sid;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	cJSON_free(data);
+	return rc;
+}
+
+/* Closes one session and records user_left; the caller holds the transaction. */
+static int
+db_session_close_one(struct db *db, int64_t id, const char *reason, int64_t left_at, char **cause)
+{
+	sqlite3_stmt *st;
+	char *room_id = NULL, *user_id = NULL, *nickname = NULL, *data = NULL;
+	int64_t seq = 0;
+	int rc, is_admin = 0;
+
+	st = db_prepare(db, DB_STMT_SESSION_CLOSE, cause,
+	    DB_ARGS(DB_INT(id), DB_INT(left_at), DB_TEXT(reason)));
+	if (st == NULL)
+		return DB_ERROR;
+	/* RETURNING makes every change in the first step; one row at most. */
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		room_id = db_col_strdup(st, 0);
+		user_id = db_col_strdup(st, 1);
+		nickname = db_col_strdup(st, 2);
+		is_admin = sqlite3_column_int(st, 3);
+		seq = sqlite3_column_int64(st, 4);
+	}
+	db_done(st);
+	if (rc == DB_ROW) {
+		data = db_session_data(id, seq, is_admin);
+		rc = db_outbox_add(db, "user_left", room_id, user_id, nickname, reason, id, data,
+		    left_at, cause);
+	} else if (rc == DB_DONE)
+		rc = DB_NOTFOUND;
+	free(room_id);
+	free(user_id);
+	free(nickname);
+	cJSON_free(data);
+	return rc;
+}
+
+int
+db_session_close(struct db *db, int64_t id, const char *reason, int64_t left_at, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	if ((rc = db_session_close_one(db, id, reason, left_at, cause)) != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+int
+db_sessions_close_all(struct db *db, const char *reason, int64_t left_at, int64_t *closed,
+    char **cause)
+{
+	sqlite3_stmt *st;
+	int64_t *ids = NULL;
+	size_t n = 0, i;
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	/* Collect first: closing a session changes the index being walked. */
+	if ((st = db_prepare(db, DB_STMT_SESSION_OPEN_IDS, cause, DB_NOARGS)) == NULL) {
+		rc = DB_ERROR;
+		goto fail;
+	}
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		ids = xreallocarray(ids, n + 1, sizeof *ids);
+		ids[n++] = sqlite3_column_int64(st, 0);
+	}
+	db_done(st);
+	if (rc != DB_DONE)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		if ((rc = db_session_close_one(db, ids[i], reason, left_at, cause)) != DB_OK)
+			goto fail;
+	}
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	free(ids);
+	if (closed != NULL)
+		*closed = (int64_t)n;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	free(ids);
+	return rc;
+}
+
+/* ---- counts ---- */
+
+int
+db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((st = db_prepare(db, DB_STMT_ROOM_GET, cause, DB_ARGS(DB_TEXT(room_id)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		out->last_seq = sqlite3_column_int64(st, 6);
+		out->session_count = sqlite3_column_int64(st, 7);
+	}
+	db_done(st);
+	if (rc != DB_ROW)
+		return rc == DB_DONE ? DB_NOTFOUND : rc;
+	/* seq is gap-free from 1, so the count is the last seq (no table scan). */
+	out->message_count = out->last_seq;
+	if (out->last_seq > 0) {
+		rc = db_exec_int(db, DB_STMT_MESSAGE_ID_AT, &out->last_message_id, cause,
+		    DB_ARGS(DB_TEXT(room_id), DB_INT(out->last_seq)));
+		if (rc != DB_OK && rc != DB_NOTFOUND)
+			return rc;
+	}
+	rc = db_exec_int(db, DB_STMT_SESSION_OPEN_COUNT, &out->open_sessions, cause,
+	    DB_ARGS(DB_TEXT(room_id)));
+	return rc == DB_NOTFOUND ? DB_OK : rc;
+}
+
+int
+db_health(struct db *db, struct db_health *out, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((st = db_prepare(db, DB_STMT_HEALTH, cause, DB_NOARGS)) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		out->rooms_open = sqlite3_column_int64(st, 0);
+		out->rooms_closed = sqlite3_column_int64(st, 1);
+		out->pending_sync_requests = sqlite3_column_int64(st, 2);
+		out->outbox_events = sqlite3_column_int64(st, 3);
+	}
+	db_done(st);
+	if (rc == DB_ROW)
+		return DB_OK;
+	if (rc == DB_DONE) {
+		*cause = xasprintf("database %s: health query returned no row", db->path);
+		rc = DB_ERROR;
+	}
+	return rc;
+}

@@ -1,0 +1,255 @@
+/*
+ * The one module that writes SQL. Opens the shared SQLite file (WAL, busy
+ * timeout, foreign keys, synchronous=NORMAL), owns the whole schema and its
+ * migrations (PRAGMA user_version), and offers typed operations to every
+ * program. All SQL uses prepared statements with bound parameters.
+ *
+ * A struct db is one connection: use it from one thread at a time.
+ * Times are milliseconds since the Unix epoch unless a name says _s.
+ *
+ * Return convention: DB_OK (0), DB_NOTFOUND, DB_CONFLICT, or DB_ERROR (-1)
+ * with a heap-allocated message in *cause (caller frees). *cause is set
+ * only for DB_ERROR.
+ *
+ * Callbacks (each()) run while a statement is stepping: they may call other
+ * db_ functions on the same connection, but not the one that called them,
+ * and a page callback must not start a transaction of its own.
+ *
+ * See docs/storage.md for the tables and the rules they keep.
+ */
+#ifndef CHAT_DB_H
+#define CHAT_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DB_OK 0
+#define DB_ERROR (-1)
+#define DB_NOTFOUND 1
+#define DB_CONFLICT 2
+
+/* Bump with every migration added in db.c. */
+#define DB_SCHEMA_VERSION 1
+
+struct db;
+
+/*
+ * Opens (creating if needed) the database file and brings its schema to
+ * DB_SCHEMA_VERSION. The file's directory must be writable (-wal, -shm).
+ */
+int db_open(const char *path, struct db **out, char **cause);
+/* NULL is allowed. An open db_tx_begin() transaction is rolled back. */
+void db_close(struct db *db);
+/* The database's PRAGMA user_version, or -1. */
+int db_schema_version(struct db *db);
+
+/* How long a writer waits for the write lock before DB_ERROR. */
+#define DB_BUSY_TIMEOUT_MS 5000
+/* Overrides DB_BUSY_TIMEOUT_MS for this connection (tests, chatd's writer). */
+void db_set_busy_timeout(struct db *db, int ms);
+
+/*
+ * Groups the writes that follow into one BEGIN IMMEDIATE transaction, one
+ * commit (chatd's group commit, bulk loads). Each write function keeps its
+ * own all-or-nothing behaviour inside it (a savepoint), so one failed
+ * operation does not spoil the rest of the batch. DB_ERROR if a
+ * transaction is already open.
+ */
+int db_tx_begin(struct db *db, char **cause);
+/* On failure the whole transaction is rolled back. */
+int db_tx_commit(struct db *db, char **cause);
+void db_tx_rollback(struct db *db);
+
+/* ---- rooms ---- */
+
+/* Limits enforced by chat-api and chatd; documented in docs/api.md. */
+#define ROOM_ID_LEN 36 /* UUID text form */
+#define ROOM_NAME_MAX_BYTES 200
+#define USER_ID_MAX_BYTES 128
+#define NICKNAME_MAX_BYTES 128
+#define ROOM_ADMINS_MAX 100
+#define REASON_MAX_BYTES 500
+#define EVENT_TYPE_MAX_BYTES 64
+
+struct db_room {
+	char *id;
+	char *name;
+	int64_t created_at;
+	int64_t closed_at; /* 0 while open */
+	char *close_reason; /* NULL while open */
+	int64_t peak_users;
+	int64_t last_seq; /* highest message sequence number, 0 if none */
+	char **admins;
+	size_t n_admins;
+};
+void db_room_clear(struct db_room *room);
+
+/*
+ * Creates a room with its admins, a room_created outbox event and a sync
+ * request, in one transaction. DB_CONFLICT if the id exists.
+ */
+int db_room_create(struct db *db, const char *id, const char *name, const char *const *admins,
+    size_t n_admins, int64_t now, char **cause);
+/* Fills *room (caller clears). DB_NOTFOUND if no such room. */
+int db_room_get(struct db *db, const char *id, struct db_room *room, char **cause);
+/*
+ * Calls each() for every room in creation order (closed ones only when
+ * include_closed). each() returning non-zero stops the walk. The room is
+ * only valid during the call.
+ */
+int db_room_list(struct db *db, int include_closed,
+    int (*each)(const struct db_room *room, void *arg), void *arg, char **cause);
+/*
+ * Marks a room closed with a reason, records a room_closed outbox event
+ * and a sync request. DB_NOTFOUND if absent, DB_CONFLICT if already closed.
+ */
+int db_room_close(struct db *db, const char *id, const char *reason, int64_t now, char **cause);
+/* Raises rooms.peak_users to peak if it is higher. DB_NOTFOUND if absent. */
+int db_room_peak_update(struct db *db, const char *id, int64_t peak, char **cause);
+
+/* ---- bans ---- */
+
+struct db_ban {
+	char *room_id;
+	char *user_id;
+	char *reason; /* may be NULL */
+	int64_t created_at;
+	int64_t expires_at; /* 0: permanent */
+};
+void db_ban_clear(struct db_ban *ban);
+
+/*
+ * Bans a user from a room (replacing an active ban of that user).
+ * expires_at 0 means permanent. DB_NOTFOUND if the room does not exist.
+ */
+int db_ban_add(struct db *db, const char *room_id, const char *user_id, const char *reason,
+    int64_t expires_at, int64_t now, char **cause);
+/* Lifts the active ban. DB_NOTFOUND if the user has none in force. */
+int db_ban_lift(struct db *db, const char *room_id, const char *user_id, int64_t now, char **cause);
+/* Fills *ban (caller clears) with the user's ban in force at now;
+ * DB_NOTFOUND if there is none. */
+int db_ban_get(struct db *db, const char *room_id, const char *user_id, int64_t now,
+    struct db_ban *ban, char **cause);
+/* Calls each() for every ban in force at now (not lifted, not expired), in
+ * creation order. DB_NOTFOUND if the room does not exist. */
+int db_ban_list(struct db *db, const char *room_id, int64_t now,
+    int (*each)(const struct db_ban *ban, void *arg), void *arg, char **cause);
+
+/* ---- sync requests (picked up by chat-sync) ---- */
+
+/* Records a sync request (room_id may be NULL) and returns its id in
+ * *request_id (may be NULL). DB_NOTFOUND if room_id names no room. */
+int db_sync_request(struct db *db, const char *reason, const char *room_id, int64_t now,
+    int64_t *request_id, char **cause);
+
+/* ---- history ---- */
+
+/*
+ * Pages are addressed by per-room sequence numbers, which chatd assigns
+ * without gaps (messages.seq and sessions.seq both start at 1). A time
+ * window maps to a contiguous seq range found with two index probes, so
+ * any page costs the same as the first, however deep.
+ */
+struct db_page_query {
+	const char *room_id;
+	int64_t from_s; /* inclusive lower bound, Unix seconds; -1: none */
+	int64_t to_s; /* inclusive upper bound, Unix seconds; -1: none */
+	int64_t page; /* from 1 */
+	int64_t limit; /* rows per page, > 0 */
+};
+
+struct db_page_info {
+	int64_t total; /* rows in the window */
+	int64_t first_seq; /* seq of the first row on this page, 0 if empty */
+	int has_more; /* a later page exists */
+};
+
+#define DB_MESSAGE_CHAT 0
+#define DB_MESSAGE_CUSTOM 1
+
+struct db_message {
+	int64_t id;
+	const char *room_id;
+	int64_t seq;
+	int kind; /* DB_MESSAGE_CHAT or DB_MESSAGE_CUSTOM */
+	const char *user_id;
+	const char *nickname;
+	int is_admin;
+	const char *content; /* chat text, or the CustomEvent payload as JSON text */
+	const char *event_type; /* CustomEvent only, else NULL */
+	int64_t created_at;
+};
+
+struct db_session {
+	int64_t id;
+	const char *room_id;
+	int64_t seq;
+	const char *user_id;
+	const char *nickname;
+	int is_admin;
+	const char *address; /* may be NULL */
+	int64_t joined_at;
+	int64_t left_at; /* 0 while open */
+	const char *leave_reason; /* NULL while open */
+};
+
+/*
+ * The room must exist (DB_NOTFOUND otherwise; closed rooms keep their
+ * history). A negative from_s or to_s means no bound; page and limit below
+ * 1 are DB_ERROR. Rows are valid only during each(); each() returning
+ * non-zero stops the walk (still DB_OK). info may be NULL. The window
+ * assumes created_at (joined_at) grows with seq, as chatd writes them.
+ */
+int db_messages_page(struct db *db, const struct db_page_query *q,
+    int (*each)(const struct db_message *m, void *arg), void *arg, struct db_page_info *info,
+    char **cause);
+int db_sessions_page(struct db *db, const struct db_page_query *q,
+    int (*each)(const struct db_session *s, void *arg), void *arg, struct db_page_info *info,
+    char **cause);
+
+/*
+ * Appends one message with the room's next seq (also used by tests and the
+ * benchmark to load history). chatd batches many into one transaction
+ * through the writer API added with it.
+ */
+int db_message_append(struct db *db, const char *room_id, int kind, const char *user_id,
+    const char *nickname, int is_admin, const char *content, const char *event_type,
+    int64_t created_at, int64_t *id, int64_t *seq, char **cause);
+
+/* ---- sessions (one row per WebSocket join) ---- */
+
+/* Opens a session with the room's next session seq and records a
+ * user_joined outbox event, in one transaction. */
+int db_session_open(struct db *db, const char *room_id, const char *user_id, const char *nickname,
+    int is_admin, const char *address, int64_t joined_at, int64_t *id, char **cause);
+/* Closes an open session with a reason and records user_left.
+ * DB_NOTFOUND if no open session has that id. */
+int db_session_close(struct db *db, int64_t id, const char *reason, int64_t left_at, char **cause);
+/*
+ * Closes every open session (with user_left events), in one transaction:
+ * chatd calls it at start, since sessions left open by a crash have no
+ * connection behind them. *closed (may be NULL) gets how many.
+ */
+int db_sessions_close_all(struct db *db, const char *reason, int64_t left_at, int64_t *closed,
+    char **cause);
+
+/* Per-room counts for consistency checks and the health route. */
+struct db_room_counts {
+	int64_t message_count;
+	int64_t last_message_id;
+	int64_t last_seq;
+	int64_t session_count;
+	int64_t open_sessions;
+};
+int db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause);
+
+/* Database-wide figures for GET /management/health. */
+struct db_health {
+	int64_t rooms_open;
+	int64_t rooms_closed;
+	int64_t pending_sync_requests;
+	int64_t outbox_events;
+};
+int db_health(struct db *db, struct db_health *out, char **cause);
+
+#endif

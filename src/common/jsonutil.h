@@ -1,0 +1,61 @@
+/*
+ * JSON and text validation shared by chat-api (request bodies) and chatd
+ * (client frames): strict UTF-8, field type and length checks with one
+ * error message style, and compact printing. cJSON does not validate
+ * UTF-8 and truncates strings at an escaped \u0000, so raw input goes
+ * through json_parse_object() rather than cJSON_Parse() directly.
+ */
+#ifndef CHAT_JSONUTIL_H
+#define CHAT_JSONUTIL_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+/* 1 if s[0..len) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+int utf8_valid(const char *s, size_t len);
+
+#define TEXT_NO_CONTROL 0x1 /* reject C0 controls and DEL (tab, CR, LF too) */
+/*
+ * Checks a NUL-terminated string: length in bytes within [min, max], valid
+ * UTF-8, and the flags. Returns 0, or -1 with *why set to a static reason.
+ */
+int text_check(const char *s, size_t min, size_t max, int flags, const char **why);
+
+/*
+ * Parses text that must be one JSON object. Returns the object (caller
+ * deletes) or NULL with *cause: invalid UTF-8, an escaped NUL, a syntax
+ * error (with its byte offset), or a non-object.
+ */
+cJSON *json_parse_object(const char *text, size_t len, char **cause);
+
+/* -1 with *cause naming the first key of obj not in allowed (NULL-terminated). */
+int json_check_keys(const cJSON *obj, const char *const *allowed, char **cause);
+
+/*
+ * Reads a string field. Absent or null: *out = NULL and 0 if !required,
+ * else -1. Wrong type, bad length or encoding: -1 with *cause naming the
+ * field. *out is borrowed from obj.
+ */
+int json_get_string(const cJSON *obj, const char *key, int required, size_t min, size_t max,
+    int flags, const char **out, char **cause);
+
+/* Reads an integer field in [min, max]; *present says whether it was given. */
+int json_get_int(const cJSON *obj, const char *key, int required, long long min, long long max,
+    long long *out, int *present, char **cause);
+
+/* Compact text of item (caller frees with free()); aborts on OOM. */
+char *json_print(const cJSON *item);
+
+/* cJSON_Add*ToObject wrappers that abort on OOM instead of returning NULL. */
+cJSON *json_object(void);
+cJSON *json_array(void);
+void json_add(cJSON *obj, const char *key, cJSON *item);
+void json_add_string(cJSON *obj, const char *key, const char *s); /* NULL -> null */
+void json_add_int(cJSON *obj, const char *key, long long v);
+void json_add_bool(cJSON *obj, const char *key, int v);
+void json_add_null(cJSON *obj, const char *key);
+void json_append(cJSON *arr, cJSON *item);
+cJSON *json_string(const char *s);
+
+#endif

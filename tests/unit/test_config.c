@@ -1,0 +1,1131 @@
+/*
+ * Unit tests for the settings table and its parser (src/common/config.c):
+ * the .env text parser, loading with a fake environment and files in a
+ * mkdtemp directory, every seed default, value checks and the generated
+ * --help and README table. Never reads the real environment, ./.env of the
+ * checkout or the system's chatd.env: every load gets CHAT_ENV_FILE from
+ * the fake environment, or runs in a temp directory.
+ */
+#include "autoconf.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "xmalloc.h"
+
+/* ---- helpers ---- */
+
+/* Pairs collected from config_parse_env_text. */
+struct pairs {
+	char *key[32];
+	char *value[32];
+	int n;
+};
+
+static int
+pairs_set(const char *key, const char *value, void *arg)
+{
+	struct pairs *p = arg;
+
+	ck_assert_int_lt(p->n, 32);
+	p->key[p->n] = xstrdup(key);
+	p->value[p->n] = xstrdup(value);
+	p->n++;
+	return 0;
+}
+
+static void
+pairs_clear(struct pairs *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		free(p->key[i]);
+		free(p->value[i]);
+	}
+	memset(p, 0, sizeof *p);
+}
+
+/* Parses text that must be valid; the pairs go to *p. */
+static void
+parse_ok(const char *text, struct pairs *p)
+{
+	char *cause = NULL;
+
+	memset(p, 0, sizeof *p);
+	ck_assert_msg(config_parse_env_text(text, strlen(text), pairs_set, p, &cause) == 0,
+	    "refused: %s: %s", text, cause);
+	ck_assert_ptr_null(cause);
+}
+
+/* Parses text that must be refused; returns the cause (caller frees). */
+static char *
+parse_bad(const char *text)
+{
+	struct pairs p = { 0 };
+	char *cause = NULL;
+
+	ck_assert_msg(config_parse_env_text(text, strlen(text), pairs_set, &p, &cause) == -1,
+	    "accepted: %s", text);
+	ck_assert_ptr_nonnull(cause);
+	pairs_clear(&p);
+	return cause;
+}
+
+static void
+assert_pair(const struct pairs *p, int i, const char *key, const char *value)
+{
+	ck_assert_int_lt(i, p->n);
+	ck_assert_str_eq(p->key[i], key);
+	ck_assert_msg(strcmp(p->value[i], value) == 0, "%s: got \"%s\", want \"%s\"", key,
+	    p->value[i], value);
+}
+
+static void
+assert_contains(const char *haystack, const char *needle)
+{
+	ck_assert_msg(strstr(haystack, needle) != NULL, "\"%s\" lacks \"%s\"", haystack, needle);
+}
+
+/* A fake process environment for config_load. */
+struct fakeenv {
+	const char *key[16];
+	const char *value[16];
+	int n;
+};
+
+static const char *
+fakeenv_get(const char *key, void *arg)
+{
+	struct fakeenv *env = arg;
+
+	/* Last one wins, so a test can override what it set up earlier. */
+	for (int i = env->n - 1; i >= 0; i--) {
+		if (strcmp(env->key[i], key) == 0)
+			return env->value[i];
+	}
+	return NULL;
+}
+
+static void
+fakeenv_set(struct fakeenv *env, const char *key, const char *value)
+{
+	ck_assert_int_lt(env->n, 16);
+	env->key[env->n] = key;
+	env->value[env->n] = value;
+	env->n++;
+}
+
+/* A private directory for env files; removed with everything in it. */
+static char tmpdir[64];
+static char *tmpfiles[16];
+static int ntmpfiles;
+
+static void
+tmp_setup(void)
+{
+	snprintf(tmpdir, sizeof tmpdir, "/tmp/test_config.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	ntmpfiles = 0;
+}
+
+static void
+tmp_teardown(void)
+{
+	for (int i = 0; i < ntmpfiles; i++) {
+		unlink(tmpfiles[i]);
+		free(tmpfiles[i]);
+	}
+	ntmpfiles = 0;
+	rmdir(tmpdir);
+}
+
+/* Writes text to a file in the temp dir; returns its path (owned here). */
+static const char *
+tmp_file(const char *name, const char *text)
+{
+	char *path;
+	FILE *f;
+	int i;
+
+	path = xasprintf("%s/%s", tmpdir, name);
+	for (i = 0; i < ntmpfiles; i++) {
+		if (strcmp(tmpfiles[i], path) == 0)
+			break;
+	}
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+	if (i < ntmpfiles) {
+		/* Rewritten in place: keep the path callers already hold. */
+		free(path);
+		return tmpfiles[i];
+	}
+	ck_assert_int_lt(ntmpfiles, 16);
+	tmpfiles[ntmpfiles++] = path;
+	return path;
+}
+
+/* Loads with the given file text and fake environment; must succeed. */
+static void
+load_ok(struct config *cfg, const char *text, struct fakeenv *env)
+{
+	struct fakeenv empty = { { 0 }, { 0 }, 0 };
+	char *cause = NULL;
+
+	if (env == NULL)
+		env = &empty;
+	fakeenv_set(env, "CHAT_ENV_FILE", tmp_file("test.env", text));
+	ck_assert_msg(config_load(cfg, fakeenv_get, env, &cause) == 0, "load failed: %s", cause);
+	ck_assert_ptr_null(cause);
+}
+
+/* Loads and expects failure; returns the cause (caller frees). */
+static char *
+load_bad(const char *text, struct fakeenv *env)
+{
+	struct fakeenv empty = { { 0 }, { 0 }, 0 };
+	struct config cfg;
+	char *cause = NULL;
+
+	if (env == NULL)
+		env = &empty;
+	fakeenv_set(env, "CHAT_ENV_FILE", tmp_file("test.env", text));
+	ck_assert_int_eq(config_load(&cfg, fakeenv_get, env, &cause), -1);
+	ck_assert_ptr_nonnull(cause);
+	return cause;
+}
+
+/* Runs f(out) with stderr sent to a temp file; returns what was written. */
+static char *
+capture_stderr(void (*f)(void *), void *arg)
+{
+	char path[] = "/tmp/test_config.err.XXXXXX";
+	char *buf;
+	ssize_t n;
+	int fd, saved;
+
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	saved = dup(STDERR_FILENO);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+	f(arg);
+	ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+	ck_assert_int_eq(close(saved), 0);
+	buf = xmalloc(65536);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+	n = read(fd, buf, 65535);
+	ck_assert_int_ge(n, 0);
+	buf[n] = '\0';
+	ck_assert_int_eq(close(fd), 0);
+	ck_assert_int_eq(unlink(path), 0);
+	return buf;
+}
+
+/* Output of config_print_help or config_print_markdown. */
+static char *
+print_to_string(void (*print)(FILE *))
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	f = open_memstream(&buf, &len);
+	ck_assert_ptr_nonnull(f);
+	print(f);
+	ck_assert_int_eq(fclose(f), 0);
+	return buf;
+}
+
+/* Every key the table must hold: the seed's, then chatd's own. */
+static const char *const all_keys[] = {
+	"DATABASE_URL",
+	"BIND_ADDRESS",
+	"ADMIN_API_KEY",
+	"MAX_CONNECTIONS",
+	"DATA_CALLBACK_URL",
+	"ROOM_EVENT_CALLBACK_URL",
+	"CHAT_HISTORY_CALLBACK_URL",
+	"SESSION_HISTORY_CALLBACK_URL",
+	"PERIODIC_SYNC_CALLBACK_URL",
+	"CHAT_HISTORY_BATCH_SIZE",
+	"SESSION_HISTORY_BATCH_SIZE",
+	"CHAT_HISTORY_BATCH_INTERVAL_SECONDS",
+	"SESSION_HISTORY_BATCH_INTERVAL_SECONDS",
+	"CALLBACK_MAX_RETRIES",
+	"CALLBACK_RETRY_DELAY_SECONDS",
+	"CALLBACK_TIMEOUT_SECONDS",
+	"SYNC_INTERVAL_SECONDS",
+	"USER_MESSAGE_INTERVAL_SECS",
+	"CHATD_LISTEN",
+	"CONTROL_SOCKET",
+	"CONTROL_TIMEOUT_MS",
+	"API_THREADS",
+	"API_MAX_BODY_BYTES",
+	"LOG_LEVEL",
+};
+#define NSEED_KEYS 18
+#define NKEYS (sizeof all_keys / sizeof all_keys[0])
+
+/* Counts lines of text that start with prefix followed by key and then end. */
+static int
+count_rows(const char *text, const char *prefix, const char *key, const char *end)
+{
+	char *needle = xasprintf("%s%s%s", prefix, key, end);
+	const char *line = text;
+	int n = 0;
+
+	while (line != NULL && *line != '\0') {
+		if (strncmp(line, needle, strlen(needle)) == 0)
+			n++;
+		line = strchr(line, '\n');
+		if (line != NULL)
+			line++;
+	}
+	free(needle);
+	return n;
+}
+
+/* ---- .env text parser ---- */
+
+START_TEST(test_parse_comments_blank_lines)
+{
+	struct pairs p;
+
+	parse_ok("# a comment\n\n   \n\t\n  # indented comment\nA=1\n#B=2\n", &p);
+	ck_assert_int_eq(p.n, 1);
+	assert_pair(&p, 0, "A", "1");
+	pairs_clear(&p);
+
+	parse_ok("", &p);
+	ck_assert_int_eq(p.n, 0);
+	parse_ok("\n\n\n", &p);
+	ck_assert_int_eq(p.n, 0);
+
+	/* No newline after the last line. */
+	parse_ok("A=1\nB=2", &p);
+	ck_assert_int_eq(p.n, 2);
+	assert_pair(&p, 1, "B", "2");
+	pairs_clear(&p);
+}
+END_TEST
+
+START_TEST(test_parse_export_and_spacing)
+{
+	struct pairs p;
+
+	parse_ok("export A=1\nexport\tB=two\n  export   C = 3  \nD =4\nE= 5\nexported=6\n", &p);
+	ck_assert_int_eq(p.n, 6);
+	assert_pair(&p, 0, "A", "1");
+	assert_pair(&p, 1, "B", "two");
+	assert_pair(&p, 2, "C", "3");
+	assert_pair(&p, 3, "D", "4");
+	assert_pair(&p, 4, "E", "5");
+	assert_pair(&p, 5, "exported", "6");
+	pairs_clear(&p);
+
+	parse_ok("A=\nB=   \nC=  # only a comment\n_K9=x\n", &p);
+	ck_assert_int_eq(p.n, 4);
+	assert_pair(&p, 0, "A", "");
+	assert_pair(&p, 1, "B", "");
+	assert_pair(&p, 2, "C", "");
+	assert_pair(&p, 3, "_K9", "x");
+	pairs_clear(&p);
+}
+END_TEST
+
+START_TEST(test_parse_quotes)
+{
+	struct pairs p;
+
+	parse_ok("A=\"hello world\"\n"
+		 "B=\"  kept spaces  \"\n"
+		 "C=\"\"\n"
+		 "D='single # not a comment'\n"
+		 "E='no \\n escapes in single'\n"
+		 "F=\"it's\"\n"
+		 "G='say \"hi\"'\n"
+		 "H= \"after space\"\n",
+	    &p);
+	ck_assert_int_eq(p.n, 8);
+	assert_pair(&p, 0, "A", "hello world");
+	assert_pair(&p, 1, "B", "  kept spaces  ");
+	assert_pair(&p, 2, "C", "");
+	assert_pair(&p, 3, "D", "single # not a comment");
+	assert_pair(&p, 4, "E", "no \\n escapes in single");
+	assert_pair(&p, 5, "F", "it's");
+	assert_pair(&p, 6, "G", "say \"hi\"");
+	assert_pair(&p, 7, "H", "after space");
+	pairs_clear(&p);
+}
+END_TEST
+
+START_TEST(test_parse_escapes)
+{
+	struct pairs p;
+
+	parse_ok("A=\"line1\\nline2\"\n"
+		 "B=\"q\\\"uote\"\n"
+		 "C=\"back\\\\slash\"\n"
+		 "D=\"\\\\n is not a newline\"\n"
+		 "E=unquoted\\nstays\n",
+	    &p);
+	ck_assert_int_eq(p.n, 5);
+	assert_pair(&p, 0, "A", "line1\nline2");
+	assert_pair(&p, 1, "B", "q\"uote");
+	assert_pair(&p, 2, "C", "back\\slash");
+	assert_pair(&p, 3, "D", "\\n is not a newline");
+	assert_pair(&p, 4, "E", "unquoted\\nstays");
+	pairs_clear(&p);
+}
+END_TEST
+
+START_TEST(test_parse_inline_comments)
+{
+	struct pairs p;
+
+	parse_ok("KEY=300  # comment\n"
+		 "TAB=7\t# tab before the hash\n"
+		 "SYNC_INTERVAL_SECONDS=300  # 定时同步间隔（秒），默认5分钟\n"
+		 "URL=http://h/#x\n"
+		 "URL2=http://h/#x   # and a comment\n"
+		 "HASH=a#b#c\n"
+		 "Q=\"v # not a comment\" # a comment\n"
+		 "S='v'   # c\n"
+		 "T=\"v\"# tight comment\n",
+	    &p);
+	ck_assert_int_eq(p.n, 9);
+	assert_pair(&p, 0, "KEY", "300");
+	assert_pair(&p, 1, "TAB", "7");
+	assert_pair(&p, 2, "SYNC_INTERVAL_SECONDS", "300");
+	assert_pair(&p, 3, "URL", "http://h/#x");
+	assert_pair(&p, 4, "URL2", "http://h/#x");
+	assert_pair(&p, 5, "HASH", "a#b#c");
+	assert_pair(&p, 6, "Q", "v # not a comment");
+	assert_pair(&p, 7, "S", "v");
+	assert_pair(&p, 8, "T", "v");
+	pairs_clear(&p);
+}
+END_TEST
+
+START_TEST(test_parse_crlf)
+{
+	struct pairs p;
+
+	parse_ok("# windows\r\nA=1\r\nB=\"two\"\r\nC=3 # c\r\n\r\nD='four'\r\nE=\r\n", &p);
+	ck_assert_int_eq(p.n, 5);
+	assert_pair(&p, 0, "A", "1");
+	assert_pair(&p, 1, "B", "two");
+	assert_pair(&p, 2, "C", "3");
+	assert_pair(&p, 3, "D", "four");
+	assert_pair(&p, 4, "E", "");
+	pairs_clear(&p);
+}
+END_TEST
+
+START_TEST(test_parse_chinese)
+{
+	struct pairs p;
+
+	parse_ok("ROOM=测试房间\nNAMES=\"张三 李四\"\nDESC='新年快乐 # 福袋'\nX=红包 # 注释\n", &p);
+	ck_assert_int_eq(p.n, 4);
+	assert_pair(&p, 0, "ROOM", "测试房间");
+	assert_pair(&p, 1, "NAMES", "张三 李四");
+	assert_pair(&p, 2, "DESC", "新年快乐 # 福袋");
+	assert_pair(&p, 3, "X", "红包");
+	pairs_clear(&p);
+}
+END_TEST
+
+START_TEST(test_parse_errors_name_line)
+{
+	static const struct {
+		const char *text;
+		const char *fragment;
+	} bad[] = {
+		{ "A=1\n\nnot a pair\n", "line 3" },
+		{ "=value\n", "line 1" },
+		{ "A=1\n1A=2\n", "line 2" },
+		{ "A B=1\n", "line 1" },
+		{ "A.B=1\n", "line 1" },
+		{ "# c\nexport\n", "line 2" },
+		{ "A=1\r\nB\r\n", "line 2" },
+		{ "A=1\nB=\"unterminated\n", "line 2" },
+		{ "A='unterminated\n", "unterminated" },
+		{ "A=\"escaped end\\\"\n", "unterminated" },
+		{ "A=\"x\" y\n", "text after closing quote" },
+		{ "\n\nA='x'y\n", "line 3" },
+		{ "A=\"x\" \"y\"\n", "text after closing quote" },
+	};
+	char *cause;
+	size_t i;
+
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cause = parse_bad(bad[i].text);
+		assert_contains(cause, bad[i].fragment);
+		free(cause);
+	}
+}
+END_TEST
+
+START_TEST(test_parse_error_hides_value)
+{
+	char *cause;
+
+	/* A syntax error names the line and key, never the (maybe secret) value. */
+	cause = parse_bad("ADMIN_API_KEY=\"s3cret-value\n");
+	assert_contains(cause, "line 1");
+	ck_assert_ptr_null(strstr(cause, "s3cret"));
+	free(cause);
+	cause = parse_bad("ADMIN_API_KEY='s3cret-value' trailing\n");
+	ck_assert_ptr_null(strstr(cause, "s3cret"));
+	free(cause);
+}
+END_TEST
+
+/* ---- config_load ---- */
+
+START_TEST(test_load_defaults)
+{
+	struct config cfg;
+	const char *path;
+
+	load_ok(&cfg, "", NULL);
+	ck_assert_ptr_null(cfg.database_url);
+	ck_assert_str_eq(cfg.database_path, CONFIG_MEMORY_DB_PATH);
+	ck_assert_int_eq(cfg.database_is_memory, 1);
+	ck_assert_str_eq(cfg.bind_address, "127.0.0.1:3000");
+	ck_assert_ptr_null(cfg.admin_api_key);
+	ck_assert_int_eq(cfg.max_connections, 100000);
+	ck_assert_str_eq(cfg.data_callback_url, "");
+	ck_assert_str_eq(cfg.room_event_callback_url, "");
+	ck_assert_str_eq(cfg.chat_history_callback_url, "");
+	ck_assert_str_eq(cfg.session_history_callback_url, "");
+	ck_assert_str_eq(cfg.periodic_sync_callback_url, "");
+	ck_assert_int_eq(cfg.chat_history_batch_size, 1000);
+	ck_assert_int_eq(cfg.session_history_batch_size, 500);
+	ck_assert_int_eq(cfg.chat_history_batch_interval_seconds, 300);
+	ck_assert_int_eq(cfg.session_history_batch_interval_seconds, 600);
+	ck_assert_int_eq(cfg.callback_max_retries, 3);
+	ck_assert_int_eq(cfg.callback_retry_delay_seconds, 5);
+	ck_assert_int_eq(cfg.callback_timeout_seconds, 30);
+	ck_assert_int_eq(cfg.sync_interval_seconds, 300);
+	ck_assert_int_eq(cfg.user_message_interval_secs, 3);
+	ck_assert_str_eq(cfg.chatd_listen, "127.0.0.1:3001");
+	ck_assert_str_eq(cfg.control_socket, "/run/chatd/control.sock");
+	ck_assert_int_eq(cfg.control_timeout_ms, 2000);
+	ck_assert_int_eq(cfg.api_threads, 8);
+	ck_assert_int_eq(cfg.api_max_body_bytes, 65536);
+	ck_assert_str_eq(cfg.log_level, "info");
+	path = tmpfiles[0];
+	ck_assert_str_eq(cfg.source_file, path);
+	config_clear(&cfg);
+	ck_assert_ptr_null(cfg.bind_address);
+	ck_assert_ptr_null(cfg.database_path);
+}
+END_TEST
+
+/* The seed README's .env block, verbatim. */
+static const char seed_env[] =
+    "# 数据库配置（可选，默认使用内存数据库）\n"
+    "DATABASE_URL=sqlite::memory:\n"
+    "\n"
+    "# 服务器配置\n"
+    "BIND_ADDRESS=0.0.0.0:3000\n"
+    "ADMIN_API_KEY=your_secret_api_key\n"
+    "\n"
+    "# 可选配置\n"
+    "MAX_CONNECTIONS=100000\n"
+    "\n"
+    "# 传统同步配置（保持向后兼容）\n"
+    "DATA_CALLBACK_URL=http://example.com/callback\n"
+    "\n"
+    "# 拆分后的回调URL配置\n"
+    "ROOM_EVENT_CALLBACK_URL=http://example.com/api/room-events\n"
+    "CHAT_HISTORY_CALLBACK_URL=http://example.com/api/chat-history\n"
+    "SESSION_HISTORY_CALLBACK_URL=http://example.com/api/session-history\n"
+    "PERIODIC_SYNC_CALLBACK_URL=http://example.com/api/periodic-sync\n"
+    "\n"
+    "# 回调配置\n"
+    "CHAT_HISTORY_BATCH_SIZE=1000\n"
+    "SESSION_HISTORY_BATCH_SIZE=500\n"
+    "CHAT_HISTORY_BATCH_INTERVAL_SECONDS=300\n"
+    "SESSION_HISTORY_BATCH_INTERVAL_SECONDS=600\n"
+    "\n"
+    "# 回调重试配置\n"
+    "CALLBACK_MAX_RETRIES=3\n"
+    "CALLBACK_RETRY_DELAY_SECONDS=5\n"
+    "CALLBACK_TIMEOUT_SECONDS=30\n"
+    "\n"
+    "# 数据同步配置\n"
+    "SYNC_INTERVAL_SECONDS=300  # 定时同步间隔（秒），默认5分钟\n"
+    "\n"
+    "# 普通用户发言最小间隔（秒），默认3秒\n"
+    "USER_MESSAGE_INTERVAL_SECS=3\n";
+
+START_TEST(test_load_seed_env)
+{
+	struct config cfg;
+
+	load_ok(&cfg, seed_env, NULL);
+	ck_assert_str_eq(cfg.database_url, "sqlite::memory:");
+	ck_assert_int_eq(cfg.database_is_memory, 1);
+	ck_assert_str_eq(cfg.database_path, CONFIG_MEMORY_DB_PATH);
+	ck_assert_str_eq(cfg.bind_address, "0.0.0.0:3000");
+	ck_assert_str_eq(cfg.admin_api_key, "your_secret_api_key");
+	ck_assert_str_eq(cfg.data_callback_url, "http://example.com/callback");
+	ck_assert_str_eq(cfg.periodic_sync_callback_url, "http://example.com/api/periodic-sync");
+	ck_assert_int_eq(cfg.sync_interval_seconds, 300);
+	ck_assert_int_eq(cfg.user_message_interval_secs, 3);
+	config_clear(&cfg);
+}
+END_TEST
+
+START_TEST(test_load_env_overrides_file)
+{
+	struct fakeenv env = { { 0 }, { 0 }, 0 };
+	struct config cfg;
+
+	fakeenv_set(&env, "MAX_CONNECTIONS", "7");
+	fakeenv_set(&env, "ADMIN_API_KEY", "from-env");
+	load_ok(&cfg,
+	    "MAX_CONNECTIONS=5\nADMIN_API_KEY=from-file\nSYNC_INTERVAL_SECONDS=60\n"
+	    "CALLBACK_MAX_RETRIES=1\nCALLBACK_MAX_RETRIES=2\n",
+	    &env);
+	ck_assert_int_eq(cfg.max_connections, 7);
+	ck_assert_str_eq(cfg.admin_api_key, "from-env");
+	ck_assert_int_eq(cfg.sync_interval_seconds, 60);
+	/* The last assignment in the file wins, as in a shell. */
+	ck_assert_int_eq(cfg.callback_max_retries, 2);
+	config_clear(&cfg);
+}
+END_TEST
+
+START_TEST(test_load_env_only)
+{
+	struct fakeenv env = { { 0 }, { 0 }, 0 };
+	struct config cfg;
+
+	/* Quotes in the environment are part of the value: nothing to strip. */
+	fakeenv_set(&env, "BIND_ADDRESS", "[::1]:8080");
+	fakeenv_set(&env, "LOG_LEVEL", "debug");
+	fakeenv_set(&env, "ROOM_EVENT_CALLBACK_URL", "https://h:8443/events?x=1#frag");
+	load_ok(&cfg, "", &env);
+	ck_assert_str_eq(cfg.bind_address, "[::1]:8080");
+	ck_assert_str_eq(cfg.log_level, "debug");
+	ck_assert_str_eq(cfg.room_event_callback_url, "https://h:8443/events?x=1#frag");
+	config_clear(&cfg);
+}
+END_TEST
+
+START_TEST(test_load_missing_env_file)
+{
+	struct fakeenv env = { { 0 }, { 0 }, 0 };
+	struct config cfg;
+	char *cause = NULL, *path;
+
+	path = xasprintf("%s/does-not-exist.env", tmpdir);
+	fakeenv_set(&env, "CHAT_ENV_FILE", path);
+	ck_assert_int_eq(config_load(&cfg, fakeenv_get, &env, &cause), -1);
+	assert_contains(cause, "CHAT_ENV_FILE");
+	assert_contains(cause, path);
+	assert_contains(cause, strerror(ENOENT));
+	free(cause);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_load_dot_env_in_cwd)
+{
+	struct fakeenv env = { { 0 }, { 0 }, 0 };
+	struct config cfg;
+	char *cause = NULL, *old;
+
+	/* Without CHAT_ENV_FILE the working directory's .env is read. */
+	tmp_file(".env", "MAX_CONNECTIONS=42\n");
+	old = getcwd(NULL, 0);
+	ck_assert_ptr_nonnull(old);
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	ck_assert_int_eq(config_load(&cfg, fakeenv_get, &env, &cause), 0);
+	ck_assert_int_eq(chdir(old), 0);
+	ck_assert_int_eq(cfg.max_connections, 42);
+	ck_assert_str_eq(cfg.source_file, ".env");
+	config_clear(&cfg);
+	free(old);
+}
+END_TEST
+
+START_TEST(test_load_dot_env_unreadable)
+{
+	struct fakeenv env = { { 0 }, { 0 }, 0 };
+	struct config cfg;
+	char *cause = NULL, *old, *link;
+
+	/*
+	 * A ./.env that exists but cannot be opened stops the load, and the
+	 * message names that file, not CHAT_ENV_FILE, which nobody set. A
+	 * symlink loop fails to open even for root.
+	 */
+	link = xasprintf("%s/.env", tmpdir);
+	ck_assert_int_eq(symlink(".env", link), 0);
+	old = getcwd(NULL, 0);
+	ck_assert_ptr_nonnull(old);
+	ck_assert_int_eq(chdir(tmpdir), 0);
+	ck_assert_int_eq(config_load(&cfg, fakeenv_get, &env, &cause), -1);
+	ck_assert_int_eq(chdir(old), 0);
+	ck_assert_int_eq(unlink(link), 0);
+	assert_contains(cause, ".env");
+	assert_contains(cause, strerror(ELOOP));
+	ck_assert_ptr_null(strstr(cause, "CHAT_ENV_FILE"));
+	free(cause);
+	free(link);
+	free(old);
+}
+END_TEST
+
+static const struct {
+	const char *key;
+	const char *value;
+} bad_values[] = {
+	{ "MAX_CONNECTIONS", "abc" },
+	{ "MAX_CONNECTIONS", "12x" },
+	{ "MAX_CONNECTIONS", "0" },
+	{ "MAX_CONNECTIONS", "99999999999999999999" },
+	{ "MAX_CONNECTIONS", "1e5" },
+	{ "MAX_CONNECTIONS", "0x10" },
+	{ "CHAT_HISTORY_BATCH_SIZE", "0" },
+	{ "CHAT_HISTORY_BATCH_SIZE", "100001" },
+	{ "SESSION_HISTORY_BATCH_SIZE", "-1" },
+	{ "CHAT_HISTORY_BATCH_INTERVAL_SECONDS", "-5" },
+	{ "SESSION_HISTORY_BATCH_INTERVAL_SECONDS", "0" },
+	{ "SYNC_INTERVAL_SECONDS", "-5" },
+	{ "SYNC_INTERVAL_SECONDS", "five" },
+	{ "SYNC_INTERVAL_SECONDS", "2592001" },
+	{ "USER_MESSAGE_INTERVAL_SECS", "-1" },
+	{ "USER_MESSAGE_INTERVAL_SECS", "1.5" },
+	{ "CALLBACK_MAX_RETRIES", "101" },
+	{ "CALLBACK_RETRY_DELAY_SECONDS", "-5" },
+	{ "CALLBACK_TIMEOUT_SECONDS", "0" },
+	{ "CONTROL_TIMEOUT_MS", "5" },
+	{ "API_THREADS", "1000" },
+	{ "API_MAX_BODY_BYTES", "100" },
+	{ "DATA_CALLBACK_URL", "ftp://example.com/cb" },
+	{ "DATA_CALLBACK_URL", "example.com/callback" },
+	{ "ROOM_EVENT_CALLBACK_URL", "http://" },
+	{ "CHAT_HISTORY_CALLBACK_URL", "https:///path" },
+	{ "SESSION_HISTORY_CALLBACK_URL", "javascript:alert(1)" },
+	{ "PERIODIC_SYNC_CALLBACK_URL", "http//example.com" },
+	{ "BIND_ADDRESS", "3000" },
+	{ "BIND_ADDRESS", "localhost" },
+	{ "BIND_ADDRESS", ":3000" },
+	{ "BIND_ADDRESS", "0.0.0.0:0" },
+	{ "BIND_ADDRESS", "0.0.0.0:65536" },
+	{ "BIND_ADDRESS", "0.0.0.0:http" },
+	{ "BIND_ADDRESS", "[::1]" },
+	{ "BIND_ADDRESS", "[]:80" },
+	{ "BIND_ADDRESS", "::1:3000" },
+	{ "CHATD_LISTEN", "127.0.0.1:" },
+	{ "LOG_LEVEL", "verbose" },
+	{ "DATABASE_URL", "postgres://u@h/db" },
+	{ "DATABASE_URL", "chat.db" },
+	{ "DATABASE_URL", "sqlite:" },
+	{ "DATABASE_URL", "sqlite://" },
+	{ "DATABASE_URL", "sqlite:?mode=rwc" },
+	{ "DATABASE_URL", "mysql:x" },
+};
+
+START_TEST(test_load_bad_values)
+{
+	char *cause, *text, *want;
+	size_t i;
+
+	/* From the file: the message names key and value, so the operator can fix it. */
+	for (i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
+		text = xasprintf("%s=%s\n", bad_values[i].key, bad_values[i].value);
+		want = xasprintf("%s=%s", bad_values[i].key, bad_values[i].value);
+		cause = load_bad(text, NULL);
+		assert_contains(cause, want);
+		free(cause);
+		free(want);
+		free(text);
+	}
+}
+END_TEST
+
+START_TEST(test_load_bad_values_from_env)
+{
+	struct fakeenv env;
+	char *cause, *want;
+	size_t i;
+
+	for (i = 0; i < sizeof bad_values / sizeof bad_values[0]; i++) {
+		memset(&env, 0, sizeof env);
+		fakeenv_set(&env, bad_values[i].key, bad_values[i].value);
+		want = xasprintf("%s=%s", bad_values[i].key, bad_values[i].value);
+		/* A good file value does not rescue a bad environment value. */
+		cause = load_bad("MAX_CONNECTIONS=10\n", &env);
+		assert_contains(cause, want);
+		free(cause);
+		free(want);
+	}
+
+	/* Values only the environment can carry: spaces inside, empty numbers. */
+	memset(&env, 0, sizeof env);
+	fakeenv_set(&env, "DATA_CALLBACK_URL", "http://exa mple.com/");
+	cause = load_bad("", &env);
+	assert_contains(cause, "DATA_CALLBACK_URL=http://exa mple.com/");
+	free(cause);
+	memset(&env, 0, sizeof env);
+	fakeenv_set(&env, "CALLBACK_TIMEOUT_SECONDS", "");
+	cause = load_bad("", &env);
+	assert_contains(cause, "CALLBACK_TIMEOUT_SECONDS=");
+	free(cause);
+	memset(&env, 0, sizeof env);
+	fakeenv_set(&env, "CONTROL_SOCKET", "");
+	cause = load_bad("", &env);
+	assert_contains(cause, "CONTROL_SOCKET");
+	free(cause);
+}
+END_TEST
+
+START_TEST(test_load_good_edge_values)
+{
+	struct config cfg;
+
+	load_ok(&cfg,
+	    "MAX_CONNECTIONS=1\nUSER_MESSAGE_INTERVAL_SECS=0\nCALLBACK_MAX_RETRIES=0\n"
+	    "CALLBACK_RETRY_DELAY_SECONDS=0\nSYNC_INTERVAL_SECONDS=2592000\n"
+	    "BIND_ADDRESS=localhost:65535\nCHATD_LISTEN=[::]:3001\nLOG_LEVEL=WARNING\n"
+	    "DATA_CALLBACK_URL=https://example.com\n",
+	    NULL);
+	ck_assert_int_eq(cfg.max_connections, 1);
+	ck_assert_int_eq(cfg.user_message_interval_secs, 0);
+	ck_assert_int_eq(cfg.callback_max_retries, 0);
+	ck_assert_int_eq(cfg.sync_interval_seconds, 2592000);
+	ck_assert_str_eq(cfg.bind_address, "localhost:65535");
+	ck_assert_str_eq(cfg.chatd_listen, "[::]:3001");
+	ck_assert_str_eq(cfg.data_callback_url, "https://example.com");
+	config_clear(&cfg);
+}
+END_TEST
+
+START_TEST(test_check_url_and_address)
+{
+	ck_assert_int_eq(config_check_url(""), 0);
+	ck_assert_int_eq(config_check_url("http://example.com/callback"), 0);
+	ck_assert_int_eq(config_check_url("https://h:8443/p?q=1"), 0);
+	ck_assert_int_eq(config_check_url("http://h/#x"), 0);
+	ck_assert_int_eq(config_check_url("http://127.0.0.1:8000/cb"), 0);
+	ck_assert_int_eq(config_check_url("http://"), -1);
+	ck_assert_int_eq(config_check_url("http:///x"), -1);
+	ck_assert_int_eq(config_check_url("http://:80/"), -1);
+	ck_assert_int_eq(config_check_url("file:///etc/passwd"), -1);
+	ck_assert_int_eq(config_check_url("http://a\tb/"), -1);
+	ck_assert_int_eq(config_check_url("http://a/\x7f"), -1);
+
+	ck_assert_int_eq(config_check_address("127.0.0.1:3000"), 0);
+	ck_assert_int_eq(config_check_address("0.0.0.0:1"), 0);
+	ck_assert_int_eq(config_check_address("chat.example-1.com:443"), 0);
+	ck_assert_int_eq(config_check_address("[::1]:3000"), 0);
+	ck_assert_int_eq(config_check_address("[::1]3000"), -1);
+	ck_assert_int_eq(config_check_address("host:+80"), -1);
+	ck_assert_int_eq(config_check_address("host:80 "), -1);
+	ck_assert_int_eq(config_check_address("ho st:80"), -1);
+	ck_assert_int_eq(config_check_address(""), -1);
+}
+END_TEST
+
+START_TEST(test_database_url_forms)
+{
+	static const struct {
+		const char *url;
+		const char *path;
+		int memory;
+	} good[] = {
+		{ "sqlite:./x.db", "./x.db", 0 },
+		{ "sqlite:./chat_server.db", "./chat_server.db", 0 },
+		{ "sqlite:x.db", "x.db", 0 },
+		{ "sqlite://x.db", "x.db", 0 },
+		{ "sqlite:///abs/x.db", "/abs/x.db", 0 },
+		{ "sqlite:/abs/x.db", "/abs/x.db", 0 },
+		{ "sqlite:./x.db?mode=rwc", "./x.db", 0 },
+		{ "sqlite:///abs/x.db?mode=rwc&cache=shared", "/abs/x.db", 0 },
+		{ "sqlite::memory:", CONFIG_MEMORY_DB_PATH, 1 },
+		{ "sqlite://:memory:", CONFIG_MEMORY_DB_PATH, 1 },
+		{ "", CONFIG_MEMORY_DB_PATH, 1 },
+	};
+	static const char *bad[] = {
+		"postgres://u@h/db",
+		"x.db",
+		"sqlite:",
+		"sqlite://",
+		"sqlite:?mode=rwc",
+		"SQLITE:x.db",
+	};
+	char *path, *cause;
+	int memory;
+	size_t i;
+
+	for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+		cause = NULL;
+		ck_assert_msg(config_parse_database_url(good[i].url, &path, &memory, &cause) == 0,
+		    "%s refused: %s", good[i].url, cause);
+		ck_assert_msg(strcmp(path, good[i].path) == 0, "%s: path %s, want %s", good[i].url,
+		    path, good[i].path);
+		ck_assert_int_eq(memory, good[i].memory);
+		free(path);
+	}
+	ck_assert_int_eq(config_parse_database_url(NULL, &path, &memory, &cause), 0);
+	ck_assert_int_eq(memory, 1);
+	free(path);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cause = NULL;
+		ck_assert_msg(config_parse_database_url(bad[i], &path, &memory, &cause) == -1,
+		    "%s accepted", bad[i]);
+		ck_assert_ptr_null(path);
+		assert_contains(cause, "DATABASE_URL=");
+		assert_contains(cause, bad[i]);
+		free(cause);
+	}
+}
+END_TEST
+
+START_TEST(test_database_url_memory_with_options)
+{
+	char *path, *cause = NULL;
+	int memory;
+
+	/*
+	 * sqlx takes options after "?" on the in-memory form too. Treating
+	 * ":memory:" as a file name would give each program a private,
+	 * empty database instead of the shared tmpfs file.
+	 */
+	ck_assert_int_eq(
+	    config_parse_database_url("sqlite::memory:?cache=shared", &path, &memory, &cause), 0);
+	ck_assert_str_eq(path, CONFIG_MEMORY_DB_PATH);
+	ck_assert_int_eq(memory, 1);
+	free(path);
+	ck_assert_int_eq(
+	    config_parse_database_url("sqlite://:memory:?mode=rwc", &path, &memory, &cause), 0);
+	ck_assert_str_eq(path, CONFIG_MEMORY_DB_PATH);
+	ck_assert_int_eq(memory, 1);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_load_database_url)
+{
+	struct config cfg;
+
+	load_ok(&cfg, "DATABASE_URL=sqlite:./chat_server.db\n", NULL);
+	ck_assert_str_eq(cfg.database_url, "sqlite:./chat_server.db");
+	ck_assert_str_eq(cfg.database_path, "./chat_server.db");
+	ck_assert_int_eq(cfg.database_is_memory, 0);
+	config_clear(&cfg);
+
+	load_ok(&cfg, "DATABASE_URL=\"sqlite:///var/lib/chatd/chat.db?mode=rwc\"\n", NULL);
+	ck_assert_str_eq(cfg.database_path, "/var/lib/chatd/chat.db");
+	ck_assert_int_eq(cfg.database_is_memory, 0);
+	config_clear(&cfg);
+}
+END_TEST
+
+START_TEST(test_load_empty_admin_key_is_unset)
+{
+	struct fakeenv env = { { 0 }, { 0 }, 0 };
+	struct config cfg;
+
+	load_ok(&cfg, "ADMIN_API_KEY=\n", NULL);
+	ck_assert_ptr_null(cfg.admin_api_key);
+	config_clear(&cfg);
+
+	load_ok(&cfg, "ADMIN_API_KEY=\"\"  # empty on purpose\n", NULL);
+	ck_assert_ptr_null(cfg.admin_api_key);
+	config_clear(&cfg);
+
+	/* An empty environment value wins over the file, and still means unset. */
+	fakeenv_set(&env, "ADMIN_API_KEY", "");
+	load_ok(&cfg, "ADMIN_API_KEY=from-file\n", &env);
+	ck_assert_ptr_null(cfg.admin_api_key);
+	config_clear(&cfg);
+}
+END_TEST
+
+/* What load_with_unknown_keys needs inside capture_stderr. */
+struct load_args {
+	struct fakeenv env;
+	int rc;
+	char *cause;
+	struct config cfg;
+};
+
+static void
+load_captured(void *arg)
+{
+	struct load_args *la = arg;
+
+	la->rc = config_load(&la->cfg, fakeenv_get, &la->env, &la->cause);
+}
+
+START_TEST(test_load_unknown_key_warns)
+{
+	struct load_args la;
+	char *err;
+
+	memset(&la, 0, sizeof la);
+	fakeenv_set(&la.env, "CHAT_ENV_FILE",
+	    tmp_file("test.env", "MAX_CONNECTIONS=9\nNOT_A_SETTING=1\nCHAT_ENV_FILE=/x\n"));
+	err = capture_stderr(load_captured, &la);
+	ck_assert_int_eq(la.rc, 0);
+	ck_assert_ptr_null(la.cause);
+	ck_assert_int_eq(la.cfg.max_connections, 9);
+	assert_contains(err, "NOT_A_SETTING");
+	assert_contains(err, "warning");
+	/* CHAT_ENV_FILE is ours even though it is not in the table. */
+	ck_assert_ptr_null(strstr(err, "CHAT_ENV_FILE"));
+	config_clear(&la.cfg);
+	free(err);
+}
+END_TEST
+
+START_TEST(test_load_never_prints_secret)
+{
+	struct load_args la;
+	char *err, *help, *md;
+
+	memset(&la, 0, sizeof la);
+	fakeenv_set(&la.env, "CHAT_ENV_FILE",
+	    tmp_file("test.env", "ADMIN_API_KEY=s3cret-value\nUNKNOWN_KEY=1\n"));
+	err = capture_stderr(load_captured, &la);
+	ck_assert_int_eq(la.rc, 0);
+	ck_assert_str_eq(la.cfg.admin_api_key, "s3cret-value");
+	ck_assert_ptr_null(strstr(err, "s3cret"));
+	free(err);
+
+	/* --help and the README table show defaults only, whatever is loaded. */
+	help = print_to_string(config_print_help);
+	md = print_to_string(config_print_markdown);
+	ck_assert_ptr_null(strstr(help, "s3cret"));
+	ck_assert_ptr_null(strstr(md, "s3cret"));
+	ck_assert_ptr_null(strstr(help, "your_secret_api_key"));
+	ck_assert_int_eq(count_rows(help, "  ", "ADMIN_API_KEY", " "), 1);
+	assert_contains(help, "(unset)");
+	free(help);
+	free(md);
+	config_clear(&la.cfg);
+}
+END_TEST
+
+START_TEST(test_print_markdown_every_key_once)
+{
+	char *md, *row;
+	const char *line;
+	size_t i;
+	int rows = 0;
+
+	md = print_to_string(config_print_markdown);
+	for (i = 0; i < NKEYS; i++) {
+		ck_assert_msg(count_rows(md, "| `", all_keys[i], "`") == 1,
+		    "%s: not exactly one row", all_keys[i]);
+		/* Seed variables say so in the table. */
+		row = xasprintf("%s` (seed) |", all_keys[i]);
+		if (i < NSEED_KEYS)
+			assert_contains(md, row);
+		else
+			ck_assert_ptr_null(strstr(md, row));
+		free(row);
+	}
+	/* No row for a key this test does not know: the two lists agree. */
+	for (line = md; line != NULL && *line != '\0'; line = strchr(line, '\n')) {
+		if (*line == '\n')
+			line++;
+		if (strncmp(line, "| `", 3) == 0)
+			rows++;
+	}
+	ck_assert_int_eq(rows, (int)NKEYS);
+	assert_contains(md, "| `MAX_CONNECTIONS` (seed) | `100000` |");
+	assert_contains(md, "| `USER_MESSAGE_INTERVAL_SECS` (seed) | `3` |");
+	free(md);
+}
+END_TEST
+
+START_TEST(test_print_help_every_key_once)
+{
+	char *help;
+	size_t i;
+
+	help = print_to_string(config_print_help);
+	for (i = 0; i < NKEYS; i++) {
+		ck_assert_msg(count_rows(help, "  ", all_keys[i], " ") == 1,
+		    "%s: not exactly one line", all_keys[i]);
+	}
+	free(help);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc;
+
+	tc = tcase_create("parse");
+	tcase_add_test(tc, test_parse_comments_blank_lines);
+	tcase_add_test(tc, test_parse_export_and_spacing);
+	tcase_add_test(tc, test_parse_quotes);
+	tcase_add_test(tc, test_parse_escapes);
+	tcase_add_test(tc, test_parse_inline_comments);
+	tcase_add_test(tc, test_parse_crlf);
+	tcase_add_test(tc, test_parse_chinese);
+	tcase_add_test(tc, test_parse_errors_name_line);
+	tcase_add_test(tc, test_parse_error_hides_value);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("values");
+	tcase_add_test(tc, test_check_url_and_address);
+	tcase_add_test(tc, test_database_url_forms);
+	tcase_add_test(tc, test_database_url_memory_with_options);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("load");
+	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+	tcase_add_test(tc, test_load_defaults);
+	tcase_add_test(tc, test_load_seed_env);
+	tcase_add_test(tc, test_load_env_overrides_file);
+	tcase_add_test(tc, test_load_env_only);
+	tcase_add_test(tc, test_load_missing_env_file);
+	tcase_add_test(tc, test_load_dot_env_in_cwd);
+	tcase_add_test(tc, test_load_dot_env_unreadable);
+	tcase_add_test(tc, test_load_bad_values);
+	tcase_add_test(tc, test_load_bad_values_from_env);
+	tcase_add_test(tc, test_load_good_edge_values);
+	tcase_add_test(tc, test_load_database_url);
+	tcase_add_test(tc, test_load_empty_admin_key_is_unset);
+	tcase_add_test(tc, test_load_unknown_key_warns);
+	tcase_add_test(tc, test_load_never_prints_secret);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("print");
+	tcase_add_test(tc, test_print_markdown_every_key_once);
+	tcase_add_test(tc, test_print_help_every_key_once);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(config_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

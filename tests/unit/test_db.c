@@ -1,0 +1,1869 @@
+/*
+ * Unit tests for db.c against real SQLite files in a private temporary
+ * directory: schema and migrations, every operation's success and error
+ * paths, history paging (deep pages included), and several connections
+ * writing at once. A raw sqlite3 handle inspects what db.c wrote.
+ */
+#include "autoconf.h"
+
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "db.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define T0 1700000000 /* a Unix time in seconds for fixtures */
+
+#define TEST_DIR_TEMPLATE "/tmp/chatd-test-db.XXXXXX"
+static char test_dir[] = TEST_DIR_TEMPLATE;
+static int test_counter;
+static char *dbpath;
+static struct db *db;
+static sqlite3 *raw;
+
+/* ---- fixtures ---- */
+
+static void
+dir_create(void)
+{
+	memcpy(test_dir, TEST_DIR_TEMPLATE, sizeof test_dir);
+	if (mkdtemp(test_dir) == NULL) {
+		perror("mkdtemp");
+		abort();
+	}
+}
+
+/* Runs in the parent after every test, so a crashed test leaves nothing. */
+static void
+dir_remove(void)
+{
+	struct dirent *de;
+	DIR *d;
+	char *p;
+
+	if ((d = opendir(test_dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		p = xasprintf("%s/%s", test_dir, de->d_name);
+		unlink(p);
+		free(p);
+	}
+	closedir(d);
+	rmdir(test_dir);
+}
+
+static void
+db_files_remove(const char *path)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm", "-journal" };
+	char *p;
+
+	for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+		p = xasprintf("%s%s", path, suffixes[i]);
+		unlink(p);
+		free(p);
+	}
+}
+
+static char *
+new_path(void)
+{
+	return xasprintf("%s/t%ld-%d.db", test_dir, (long)getpid(), test_counter++);
+}
+
+static void
+raw_close(void)
+{
+	if (raw != NULL)
+		sqlite3_close(raw);
+	raw = NULL;
+}
+
+static sqlite3 *
+raw_db(void)
+{
+	if (raw == NULL) {
+		ck_assert_int_eq(sqlite3_open_v2(dbpath, &raw, SQLITE_OPEN_READWRITE, NULL),
+		    SQLITE_OK);
+		sqlite3_busy_timeout(raw, 5000);
+	}
+	return raw;
+}
+
+static void
+setup(void)
+{
+	char *cause = NULL;
+
+	dbpath = new_path();
+	if (db_open(dbpath, &db, &cause) != DB_OK)
+		ck_abort_msg("db_open: %s", cause);
+}
+
+static void
+teardown(void)
+{
+	raw_close();
+	db_close(db);
+	db = NULL;
+	db_files_remove(dbpath);
+	free(dbpath);
+	dbpath = NULL;
+}
+
+static void
+reopen(void)
+{
+	char *cause = NULL;
+
+	db_close(db);
+	db = NULL;
+	if (db_open(dbpath, &db, &cause) != DB_OK)
+		ck_abort_msg("db_open: %s", cause);
+}
+
+/* ---- raw inspection ---- */
+
+static sqlite3_stmt *
+raw_prepare(const char *sql, const char *param)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(raw_db(), sql, -1, &st, NULL) != SQLITE_OK)
+		ck_abort_msg("prepare %s: %s", sql, sqlite3_errmsg(raw));
+	if (param != NULL)
+		ck_assert_int_eq(sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC), SQLITE_OK);
+	return st;
+}
+
+/* The integer in the first column of the first row; -1 if no row. */
+static int64_t
+raw_int(const char *sql, const char *param)
+{
+	sqlite3_stmt *st = raw_prepare(sql, param);
+	int64_t v = -1;
+	int rc;
+
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_DONE)
+		ck_abort_msg("step %s: %s", sql, sqlite3_errmsg(raw));
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* The text in the first column of the first row (caller frees); NULL if none. */
+static char *
+raw_text(const char *sql, const char *param)
+{
+	sqlite3_stmt *st = raw_prepare(sql, param);
+	char *v = NULL;
+
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+		v = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void
+raw_exec(const char *sql)
+{
+	char *err = NULL;
+
+	if (sqlite3_exec(raw_db(), sql, NULL, NULL, &err) != SQLITE_OK)
+		ck_abort_msg("exec %s: %s", sql, err);
+}
+
+/* ---- operation helpers that fail the test on error ---- */
+
+static void
+room_create(const char *id, const char *name, const char *const *admins, size_t n, int64_t now)
+{
+	char *cause = NULL;
+
+	if (db_room_create(db, id, name, admins, n, now, &cause) != DB_OK)
+		ck_abort_msg("db_room_create %s: %s", id, cause ? cause : "not DB_OK");
+}
+
+static int64_t
+message_add(const char *room, const char *user, const char *content, int64_t created_at,
+    int64_t *seq)
+{
+	char *cause = NULL;
+	int64_t id = 0;
+
+	if (db_message_append(db, room, DB_MESSAGE_CHAT, user, user, 0, content, NULL, created_at,
+		&id, seq, &cause) != DB_OK)
+		ck_abort_msg("db_message_append: %s", cause ? cause : "not DB_OK");
+	return id;
+}
+
+static int64_t
+session_add(const char *room, const char *user, int64_t joined_at)
+{
+	char *cause = NULL;
+	int64_t id = 0;
+
+	if (db_session_open(db, room, user, user, 0, "192.0.2.1", joined_at, &id, &cause) != DB_OK)
+		ck_abort_msg("db_session_open: %s", cause ? cause : "not DB_OK");
+	return id;
+}
+
+/* ---- collecting callback rows ---- */
+
+static char *
+dup_or_null(const char *s)
+{
+	return s == NULL ? NULL : xstrdup(s);
+}
+
+#define GOT_MAX 256
+
+struct got_row {
+	int64_t id, seq, t1, t2; /* t1 created_at/joined_at, t2 left_at */
+	int kind, is_admin;
+	char *room_id, *user_id, *nickname, *text, *extra; /* text: content/address */
+};
+
+struct got {
+	size_t n;
+	size_t stop_after; /* 0: never stop */
+	struct got_row r[GOT_MAX];
+};
+
+static void
+got_clear(struct got *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		free(g->r[i].room_id);
+		free(g->r[i].user_id);
+		free(g->r[i].nickname);
+		free(g->r[i].text);
+		free(g->r[i].extra);
+	}
+	memset(g, 0, sizeof *g);
+}
+
+static int
+got_message(const struct db_message *m, void *arg)
+{
+	struct got *g = arg;
+	struct got_row *r;
+
+	ck_assert_uint_lt(g->n, GOT_MAX);
+	r = &g->r[g->n++];
+	r->id = m->id;
+	r->seq = m->seq;
+	r->t1 = m->created_at;
+	r->kind = m->kind;
+	r->is_admin = m->is_admin;
+	r->room_id = dup_or_null(m->room_id);
+	r->user_id = dup_or_null(m->user_id);
+	r->nickname = dup_or_null(m->nickname);
+	r->text = dup_or_null(m->content);
+	r->extra = dup_or_null(m->event_type);
+	return g->stop_after != 0 && g->n >= g->stop_after;
+}
+
+static int
+got_session(const struct db_session *s, void *arg)
+{
+	struct got *g = arg;
+	struct got_row *r;
+
+	ck_assert_uint_lt(g->n, GOT_MAX);
+	r = &g->r[g->n++];
+	r->id = s->id;
+	r->seq = s->seq;
+	r->t1 = s->joined_at;
+	r->t2 = s->left_at;
+	r->is_admin = s->is_admin;
+	r->room_id = dup_or_null(s->room_id);
+	r->user_id = dup_or_null(s->user_id);
+	r->nickname = dup_or_null(s->nickname);
+	r->text = dup_or_null(s->address);
+	r->extra = dup_or_null(s->leave_reason);
+	return g->stop_after != 0 && g->n >= g->stop_after;
+}
+
+static int
+page_messages(const char *room, int64_t from_s, int64_t to_s, int64_t page, int64_t limit,
+    struct got *g, struct db_page_info *info)
+{
+	struct db_page_query q = { room, from_s, to_s, page, limit };
+	char *cause = NULL;
+	int rc;
+
+	got_clear(g);
+	memset(info, 0xff, sizeof *info);
+	rc = db_messages_page(db, &q, got_message, g, info, &cause);
+	if (rc == DB_ERROR)
+		ck_assert_ptr_nonnull(cause);
+	free(cause);
+	return rc;
+}
+
+static int
+page_sessions(const char *room, int64_t from_s, int64_t to_s, int64_t page, int64_t limit,
+    struct got *g, struct db_page_info *info)
+{
+	struct db_page_query q = { room, from_s, to_s, page, limit };
+	char *cause = NULL;
+	int rc;
+
+	got_clear(g);
+	memset(info, 0xff, sizeof *info);
+	rc = db_sessions_page(db, &q, got_session, g, info, &cause);
+	if (rc == DB_ERROR)
+		ck_assert_ptr_nonnull(cause);
+	free(cause);
+	return rc;
+}
+
+/* Asserts a page holds exactly seqs first..last and the page info. */
+static void
+assert_seqs(const struct got *g, const struct db_page_info *info, int64_t first, int64_t last,
+    int64_t total, int has_more)
+{
+	int64_t n = last >= first ? last - first + 1 : 0;
+
+	ck_assert_int_eq((int64_t)g->n, n);
+	for (int64_t i = 0; i < n; i++)
+		ck_assert_int_eq(g->r[i].seq, first + i);
+	ck_assert_int_eq(info->total, total);
+	ck_assert_int_eq(info->first_seq, n > 0 ? first : 0);
+	ck_assert_int_eq(info->has_more, has_more);
+}
+
+/* ---- schema and opening ---- */
+
+START_TEST(test_open_fresh_schema)
+{
+	static const char *const tables[] = { "rooms", "room_admins", "bans", "messages",
+		"sessions", "outbox", "sync_requests", "cursors" };
+	static const char *const indexes[] = { "bans_active", "messages_time", "sessions_time",
+		"sessions_open", "sync_requests_pending" };
+	/* The columns later programs are written against. */
+	static const char *const columns[] = {
+		"SELECT id, name, created_at, closed_at, close_reason, peak_users, last_seq,"
+		" last_session_seq FROM rooms",
+		"SELECT room_id, user_id FROM room_admins",
+		"SELECT id, room_id, user_id, reason, created_at, expires_at, lifted_at FROM bans",
+		"SELECT id, room_id, seq, kind, user_id, nickname, is_admin, content, event_type,"
+		" created_at FROM messages",
+		"SELECT id, room_id, seq, user_id, nickname, is_admin, address, joined_at, left_at,"
+		" leave_reason FROM sessions",
+		"SELECT id, kind, room_id, user_id, nickname, reason, session_id, data, created_at"
+		" FROM outbox",
+		"SELECT id, reason, room_id, created_at, handled_at FROM sync_requests",
+		"SELECT target, last_id, delivery_id, batch_last_id, attempts, failing_since,"
+		" last_error, last_success_at, lock_owner, lock_until FROM cursors",
+	};
+	char *mode;
+	size_t i;
+
+	ck_assert_int_eq(db_schema_version(db), DB_SCHEMA_VERSION);
+	ck_assert_int_eq(raw_int("PRAGMA user_version", NULL), DB_SCHEMA_VERSION);
+	for (i = 0; i < sizeof tables / sizeof tables[0]; i++)
+		ck_assert_msg(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+				      " AND name = ?1",
+				  tables[i]) == 1,
+		    "table %s missing", tables[i]);
+	for (i = 0; i < sizeof indexes / sizeof indexes[0]; i++)
+		ck_assert_msg(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+				      " AND name = ?1",
+				  indexes[i]) == 1,
+		    "index %s missing", indexes[i]);
+	for (i = 0; i < sizeof columns / sizeof columns[0]; i++)
+		ck_assert_int_eq(raw_int(columns[i], NULL), -1); /* prepares, no rows */
+	mode = raw_text("PRAGMA journal_mode", NULL);
+	ck_assert_str_eq(mode, "wal");
+	free(mode);
+	/* STRICT: text in an integer column is refused. */
+	ck_assert_int_ne(sqlite3_exec(raw_db(),
+			     "INSERT INTO rooms (id, name, created_at) VALUES ('x', 'x', 'soon')",
+			     NULL, NULL, NULL),
+	    SQLITE_OK);
+}
+END_TEST
+
+START_TEST(test_open_foreign_keys_on)
+{
+	char *cause = NULL;
+	int64_t id = 0;
+
+	/* Our connection enforces foreign keys: a request for no room is refused. */
+	ck_assert_int_eq(db_sync_request(db, "manual", "no-such-room", 5, &id, &cause),
+	    DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sync_requests", NULL), 0);
+	ck_assert_int_eq(db_sync_request(db, "manual", NULL, 5, &id, &cause), DB_OK);
+	ck_assert_int_gt(id, 0);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sync_requests WHERE room_id IS NULL"
+				 " AND reason = 'manual' AND created_at = 5 AND handled_at IS NULL",
+			     NULL),
+	    1);
+}
+END_TEST
+
+START_TEST(test_open_reopen_keeps_data_without_migration)
+{
+	const char *admins[] = { "a1" };
+	struct db_room room;
+	struct timeval t0, t1;
+	char *cause = NULL;
+	long ms;
+
+	room_create("r1", "kept", admins, 1, 10);
+	message_add("r1", "u", "hello", 20, NULL);
+	db_close(db);
+	db = NULL;
+
+	/* Hold the write lock: a reopen that tried to migrate would wait and fail. */
+	raw_exec("BEGIN IMMEDIATE");
+	raw_exec("INSERT INTO sync_requests (reason, created_at) VALUES ('held', 1)");
+	gettimeofday(&t0, NULL);
+	ck_assert_int_eq(db_open(dbpath, &db, &cause), DB_OK);
+	gettimeofday(&t1, NULL);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+	ck_assert_int_lt(ms, 1000);
+	ck_assert_int_eq(db_schema_version(db), DB_SCHEMA_VERSION);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_str_eq(room.name, "kept");
+	ck_assert_int_eq(room.last_seq, 1);
+	ck_assert_uint_eq(room.n_admins, 1);
+	ck_assert_str_eq(room.admins[0], "a1");
+	db_room_clear(&room);
+	raw_exec("ROLLBACK");
+}
+END_TEST
+
+START_TEST(test_open_newer_version_refused)
+{
+	struct db *other = (struct db *)1;
+	char *cause = NULL;
+
+	db_close(db);
+	db = NULL;
+	raw_exec("PRAGMA user_version = 1000");
+	raw_close();
+	ck_assert_int_eq(db_open(dbpath, &other, &cause), DB_ERROR);
+	ck_assert_ptr_null(other);
+	ck_assert_ptr_nonnull(cause);
+	ck_assert_ptr_nonnull(strstr(cause, "newer"));
+	ck_assert_ptr_nonnull(strstr(cause, "1000"));
+	free(cause);
+	/* Nothing was touched. */
+	ck_assert_int_eq(raw_int("PRAGMA user_version", NULL), 1000);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM rooms", NULL), 0);
+}
+END_TEST
+
+START_TEST(test_open_errors)
+{
+	struct db *other;
+	char *cause = NULL, *path;
+	FILE *f;
+
+	path = xasprintf("%s/no/such/dir/x.db", test_dir);
+	ck_assert_int_eq(db_open(path, &other, &cause), DB_ERROR);
+	ck_assert_ptr_null(other);
+	ck_assert_ptr_nonnull(strstr(cause, path));
+	free(cause);
+	cause = NULL;
+	free(path);
+
+	path = new_path();
+	ck_assert_ptr_nonnull(f = fopen(path, "w"));
+	for (int i = 0; i < 512; i++)
+		fputs("this is not a database\n", f);
+	fclose(f);
+	ck_assert_int_eq(db_open(path, &other, &cause), DB_ERROR);
+	ck_assert_ptr_null(other);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	db_files_remove(path);
+	free(path);
+
+	db_close(NULL);
+}
+END_TEST
+
+/* Several programs start at once on a fresh file: all must open it. */
+START_TEST(test_open_concurrent_processes)
+{
+	enum { N = 8 };
+	pid_t pids[N];
+	int gate[2], status, i;
+	char *path, buf;
+
+	path = new_path();
+	ck_assert_int_eq(pipe(gate), 0);
+	for (i = 0; i < N; i++) {
+		ck_assert_int_ge(pids[i] = fork(), 0);
+		if (pids[i] == 0) {
+			struct db *d;
+			char *cause = NULL, id[16];
+
+			close(gate[1]);
+			if (read(gate[0], &buf, 1) != 0)
+				_exit(2);
+			snprintf(id, sizeof id, "room%d", i);
+			if (db_open(path, &d, &cause) != DB_OK ||
+			    db_room_create(d, id, id, NULL, 0, i, &cause) != DB_OK) {
+				fprintf(stderr, "child %d: %s\n", i, cause ? cause : "?");
+				_exit(1);
+			}
+			db_close(d);
+			_exit(0);
+		}
+	}
+	close(gate[0]);
+	close(gate[1]); /* releases every child at once */
+	for (i = 0; i < N; i++) {
+		ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		    "child %d failed: wait status 0x%x", i, status);
+	}
+	free(dbpath);
+	dbpath = path;
+	reopen();
+	ck_assert_int_eq(db_schema_version(db), DB_SCHEMA_VERSION);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM rooms", NULL), N);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox", NULL), N);
+}
+END_TEST
+
+/* ---- rooms ---- */
+
+START_TEST(test_room_create_get)
+{
+	const char *admins[] = { "a1", "a2", "a1", "a3", "a2" };
+	struct db_room room;
+	struct db_health h;
+	cJSON *data, *list;
+	char *cause = NULL, *text;
+
+	room_create("r1", "Room one", admins, 5, 1234);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_str_eq(room.id, "r1");
+	ck_assert_str_eq(room.name, "Room one");
+	ck_assert_int_eq(room.created_at, 1234);
+	ck_assert_int_eq(room.closed_at, 0);
+	ck_assert_ptr_null(room.close_reason);
+	ck_assert_int_eq(room.peak_users, 0);
+	ck_assert_int_eq(room.last_seq, 0);
+	/* Duplicates dropped, first occurrences in order. */
+	ck_assert_uint_eq(room.n_admins, 3);
+	ck_assert_str_eq(room.admins[0], "a1");
+	ck_assert_str_eq(room.admins[1], "a2");
+	ck_assert_str_eq(room.admins[2], "a3");
+	db_room_clear(&room);
+	ck_assert_ptr_null(room.id);
+	ck_assert_uint_eq(room.n_admins, 0);
+
+	/* The event and the sync request came with it. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'room_created'"
+				 " AND room_id = 'r1' AND created_at = 1234 AND user_id IS NULL",
+			     NULL),
+	    1);
+	text = raw_text("SELECT data FROM outbox WHERE room_id = 'r1'", NULL);
+	ck_assert_ptr_nonnull(data = cJSON_Parse(text));
+	ck_assert_str_eq(cJSON_GetObjectItem(data, "room_name")->valuestring, "Room one");
+	list = cJSON_GetObjectItem(data, "admin_user_ids");
+	ck_assert_int_eq(cJSON_GetArraySize(list), 3);
+	ck_assert_str_eq(cJSON_GetArrayItem(list, 0)->valuestring, "a1");
+	ck_assert_str_eq(cJSON_GetArrayItem(list, 2)->valuestring, "a3");
+	cJSON_Delete(data);
+	free(text);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sync_requests WHERE reason = 'room_created'"
+				 " AND room_id = 'r1' AND handled_at IS NULL AND created_at = 1234",
+			     NULL),
+	    1);
+	ck_assert_int_eq(db_health(db, &h, &cause), DB_OK);
+	ck_assert_int_eq(h.rooms_open, 1);
+	ck_assert_int_eq(h.rooms_closed, 0);
+	ck_assert_int_eq(h.pending_sync_requests, 1);
+	ck_assert_int_eq(h.outbox_events, 1);
+
+	/* No admins at all. */
+	room_create("r2", "Room two", NULL, 0, 1235);
+	ck_assert_int_eq(db_room_get(db, "r2", &room, &cause), DB_OK);
+	ck_assert_uint_eq(room.n_admins, 0);
+	ck_assert_ptr_null(room.admins);
+	db_room_clear(&room);
+	text = raw_text("SELECT data FROM outbox WHERE room_id = 'r2'", NULL);
+	ck_assert_str_eq(text, "{\"room_name\":\"Room two\",\"admin_user_ids\":[]}");
+	free(text);
+}
+END_TEST
+
+START_TEST(test_room_create_conflict)
+{
+	const char *admins[] = { "a1" };
+	const char *others[] = { "intruder" };
+	struct db_room room;
+	char *cause = NULL;
+
+	room_create("r1", "first", admins, 1, 10);
+	ck_assert_int_eq(db_room_create(db, "r1", "second", others, 1, 20, &cause), DB_CONFLICT);
+	ck_assert_ptr_null(cause);
+	/* The failed attempt left nothing behind. */
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_str_eq(room.name, "first");
+	ck_assert_int_eq(room.created_at, 10);
+	ck_assert_uint_eq(room.n_admins, 1);
+	ck_assert_str_eq(room.admins[0], "a1");
+	db_room_clear(&room);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox", NULL), 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sync_requests", NULL), 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM room_admins", NULL), 1);
+}
+END_TEST
+
+START_TEST(test_room_create_error_rolls_back)
+{
+	const char *admins[] = { "a1", NULL };
+	char *cause = NULL;
+
+	/* A NULL admin violates NOT NULL after the room row went in. */
+	ck_assert_int_eq(db_room_create(db, "r1", "x", admins, 2, 10, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM rooms", NULL), 0);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM room_admins", NULL), 0);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox", NULL), 0);
+	/* The connection is usable afterwards. */
+	room_create("r1", "x", admins, 1, 10);
+}
+END_TEST
+
+START_TEST(test_room_get_notfound)
+{
+	struct db_room room;
+	char *cause = NULL;
+
+	ck_assert_int_eq(db_room_get(db, "nope", &room, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+	ck_assert_ptr_null(room.id);
+	db_room_clear(&room);
+}
+END_TEST
+
+struct listed {
+	int n, stop_after;
+	char ids[8][16];
+	size_t n_admins[8];
+	char first_admin[8][16];
+	int64_t closed_at[8];
+	int64_t message_count[8];
+};
+
+static int
+list_each(const struct db_room *room, void *arg)
+{
+	struct listed *l = arg;
+	struct db_room_counts c;
+	char *cause = NULL;
+
+	ck_assert_int_lt(l->n, 8);
+	snprintf(l->ids[l->n], sizeof l->ids[0], "%s", room->id);
+	l->n_admins[l->n] = room->n_admins;
+	snprintf(l->first_admin[l->n], sizeof l->first_admin[0], "%s",
+	    room->n_admins > 0 ? room->admins[0] : "");
+	l->closed_at[l->n] = room->closed_at;
+	/* Other calls on the same connection are allowed from the callback. */
+	ck_assert_int_eq(db_room_counts(db, room->id, &c, &cause), DB_OK);
+	l->message_count[l->n] = c.message_count;
+	l->n++;
+	return l->stop_after != 0 && l->n >= l->stop_after;
+}
+
+START_TEST(test_room_list)
+{
+	const char *a_admins[] = { "x", "y" };
+	const char *c_admins[] = { "z" };
+	struct listed l;
+	char *cause = NULL;
+
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(db_room_list(db, 1, list_each, &l, &cause), DB_OK);
+	ck_assert_int_eq(l.n, 0);
+
+	room_create("rA", "A", a_admins, 2, 100);
+	room_create("rB", "B", NULL, 0, 200);
+	room_create("rC", "C", c_admins, 1, 300);
+	message_add("rC", "u", "m", 400, NULL);
+	message_add("rC", "u", "m", 401, NULL);
+	ck_assert_int_eq(db_room_close(db, "rB", "done", 500, &cause), DB_OK);
+
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(db_room_list(db, 0, list_each, &l, &cause), DB_OK);
+	ck_assert_int_eq(l.n, 2);
+	ck_assert_str_eq(l.ids[0], "rA");
+	ck_assert_uint_eq(l.n_admins[0], 2);
+	ck_assert_str_eq(l.first_admin[0], "x");
+	ck_assert_str_eq(l.ids[1], "rC");
+	ck_assert_uint_eq(l.n_admins[1], 1);
+	ck_assert_str_eq(l.first_admin[1], "z");
+	ck_assert_int_eq(l.message_count[1], 2);
+
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(db_room_list(db, 1, list_each, &l, &cause), DB_OK);
+	ck_assert_int_eq(l.n, 3);
+	ck_assert_str_eq(l.ids[0], "rA");
+	ck_assert_str_eq(l.ids[1], "rB");
+	ck_assert_uint_eq(l.n_admins[1], 0);
+	ck_assert_int_eq(l.closed_at[1], 500);
+	ck_assert_str_eq(l.ids[2], "rC");
+
+	/* each() returning non-zero stops the walk. */
+	memset(&l, 0, sizeof l);
+	l.stop_after = 1;
+	ck_assert_int_eq(db_room_list(db, 1, list_each, &l, &cause), DB_OK);
+	ck_assert_int_eq(l.n, 1);
+	ck_assert_str_eq(l.ids[0], "rA");
+	memset(&l, 0, sizeof l);
+	l.stop_after = 2;
+	ck_assert_int_eq(db_room_list(db, 1, list_each, &l, &cause), DB_OK);
+	ck_assert_int_eq(l.n, 2);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
+START_TEST(test_room_close)
+{
+	struct db_room room;
+	struct db_health h;
+	struct db_page_info info;
+	struct got g = { 0 };
+	char *cause = NULL, *text;
+
+	room_create("r1", "Lobby", NULL, 0, 10);
+	message_add("r1", "u", "before close", 15, NULL);
+	ck_assert_int_eq(db_room_close(db, "r1", "maintenance", 20, &cause), DB_OK);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_int_eq(room.closed_at, 20);
+	ck_assert_str_eq(room.close_reason, "maintenance");
+	db_room_clear(&room);
+
+	ck_assert_int_eq(db_room_close(db, "r1", "again", 30, &cause), DB_CONFLICT);
+	ck_assert_int_eq(db_room_close(db, "nope", "x", 30, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_int_eq(room.closed_at, 20);
+	ck_assert_str_eq(room.close_reason, "maintenance");
+	db_room_clear(&room);
+
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'room_closed'"
+				 " AND room_id = 'r1' AND reason = 'maintenance' AND created_at = 20",
+			     NULL),
+	    1);
+	text = raw_text("SELECT data FROM outbox WHERE kind = 'room_closed'", NULL);
+	ck_assert_str_eq(text, "{\"room_name\":\"Lobby\"}");
+	free(text);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sync_requests WHERE reason = 'room_closed'"
+				 " AND room_id = 'r1'",
+			     NULL),
+	    1);
+	ck_assert_int_eq(db_health(db, &h, &cause), DB_OK);
+	ck_assert_int_eq(h.rooms_open, 0);
+	ck_assert_int_eq(h.rooms_closed, 1);
+	ck_assert_int_eq(h.pending_sync_requests, 2);
+	ck_assert_int_eq(h.outbox_events, 2);
+
+	/* A closed room keeps its history. */
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 10, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 1, 1, 0);
+	ck_assert_str_eq(g.r[0].text, "before close");
+	got_clear(&g);
+}
+END_TEST
+
+START_TEST(test_room_peak_update)
+{
+	struct db_room room;
+	char *cause = NULL;
+
+	room_create("r1", "x", NULL, 0, 10);
+	ck_assert_int_eq(db_room_peak_update(db, "r1", 5, &cause), DB_OK);
+	ck_assert_int_eq(db_room_peak_update(db, "r1", 3, &cause), DB_OK);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_int_eq(room.peak_users, 5);
+	db_room_clear(&room);
+	ck_assert_int_eq(db_room_peak_update(db, "r1", 9, &cause), DB_OK);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_int_eq(room.peak_users, 9);
+	db_room_clear(&room);
+	ck_assert_int_eq(db_room_peak_update(db, "nope", 9, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
+/* ---- bans ---- */
+
+struct bans_seen {
+	int n;
+	char users[8][16];
+	char reasons[8][16];
+	int64_t created_at[8];
+	int64_t expires_at[8];
+};
+
+static int
+ban_each(const struct db_ban *ban, void *arg)
+{
+	struct bans_seen *b = arg;
+
+	ck_assert_int_lt(b->n, 8);
+	ck_assert_str_eq(ban->room_id, "r1");
+	snprintf(b->users[b->n], sizeof b->users[0], "%s", ban->user_id);
+	snprintf(b->reasons[b->n], sizeof b->reasons[0], "%s",
+	    ban->reason != NULL ? ban->reason : "(null)");
+	b->created_at[b->n] = ban->created_at;
+	b->expires_at[b->n] = ban->expires_at;
+	b->n++;
+	return 0;
+}
+
+static int
+list_bans(int64_t now, struct bans_seen *b)
+{
+	char *cause = NULL;
+	int rc;
+
+	memset(b, 0, sizeof *b);
+	rc = db_ban_list(db, "r1", now, ban_each, b, &cause);
+	free(cause);
+	return rc;
+}
+
+START_TEST(test_ban_add_list_lift)
+{
+	struct bans_seen b;
+	struct db_ban ban;
+	char *cause = NULL;
+
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(list_bans(50, &b), DB_OK);
+	ck_assert_int_eq(b.n, 0);
+	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "spam", 0, 100, &cause), DB_OK);
+	ck_assert_int_eq(db_ban_add(db, "r1", "u2", NULL, 5000, 200, &cause), DB_OK);
+	ck_assert_int_eq(list_bans(300, &b), DB_OK);
+	ck_assert_int_eq(b.n, 2);
+	ck_assert_str_eq(b.users[0], "u1");
+	ck_assert_str_eq(b.reasons[0], "spam");
+	ck_assert_int_eq(b.created_at[0], 100);
+	ck_assert_int_eq(b.expires_at[0], 0);
+	ck_assert_str_eq(b.users[1], "u2");
+	ck_assert_str_eq(b.reasons[1], "(null)");
+	ck_assert_int_eq(b.expires_at[1], 5000);
+
+	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 300, &ban, &cause), DB_OK);
+	ck_assert_str_eq(ban.room_id, "r1");
+	ck_assert_str_eq(ban.user_id, "u1");
+	ck_assert_str_eq(ban.reason, "spam");
+	ck_assert_int_eq(ban.expires_at, 0);
+	db_ban_clear(&ban);
+	ck_assert_int_eq(db_ban_get(db, "r1", "u3", 300, &ban, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(ban.user_id);
+
+	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 400, &cause), DB_OK);
+	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 401, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 402, &ban, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(list_bans(402, &b), DB_OK);
+	ck_assert_int_eq(b.n, 1);
+	ck_assert_str_eq(b.users[0], "u2");
+	ck_assert_int_eq(raw_int("SELECT lifted_at FROM bans WHERE user_id = 'u1'", NULL), 400);
+
+	/* Unknown room or user. */
+	ck_assert_int_eq(db_ban_add(db, "nope", "u1", NULL, 0, 500, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_ban_lift(db, "nope", "u1", 500, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_ban_lift(db, "r1", "never", 500, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_ban_list(db, "nope", 500, ban_each, &b, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM bans", NULL), 2);
+}
+END_TEST
+
+START_TEST(test_ban_replace_active)
+{
+	struct bans_seen b;
+	char *cause = NULL;
+
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "first", 0, 10, &cause), DB_OK);
+	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "second", 5000, 20, &cause), DB_OK);
+	ck_assert_int_eq(list_bans(30, &b), DB_OK);
+	ck_assert_int_eq(b.n, 1);
+	ck_assert_str_eq(b.reasons[0], "second");
+	ck_assert_int_eq(b.created_at[0], 20);
+	ck_assert_int_eq(b.expires_at[0], 5000);
+	/* The old ban is kept, lifted when replaced. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM bans WHERE user_id = 'u1'", NULL), 2);
+	ck_assert_int_eq(raw_int("SELECT lifted_at FROM bans WHERE reason = 'first'", NULL), 20);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM bans WHERE reason = 'second'"
+				 " AND lifted_at IS NULL",
+			     NULL),
+	    1);
+	/* A lift ends the replacement too. */
+	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 40, &cause), DB_OK);
+	ck_assert_int_eq(list_bans(50, &b), DB_OK);
+	ck_assert_int_eq(b.n, 0);
+}
+END_TEST
+
+START_TEST(test_ban_expiry)
+{
+	struct bans_seen b;
+	struct db_ban ban;
+	char *cause = NULL;
+
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "cool off", 1000, 500, &cause), DB_OK);
+	ck_assert_int_eq(list_bans(999, &b), DB_OK);
+	ck_assert_int_eq(b.n, 1);
+	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 999, &ban, &cause), DB_OK);
+	db_ban_clear(&ban);
+	/* In force up to, not including, expires_at. */
+	ck_assert_int_eq(list_bans(1000, &b), DB_OK);
+	ck_assert_int_eq(b.n, 0);
+	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 1000, &ban, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 1500, &cause), DB_NOTFOUND);
+	/* An expired ban does not block a new one. */
+	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "again", 0, 1500, &cause), DB_OK);
+	ck_assert_int_eq(list_bans(1600, &b), DB_OK);
+	ck_assert_int_eq(b.n, 1);
+	ck_assert_str_eq(b.reasons[0], "again");
+	ck_assert_int_eq(b.created_at[0], 1500);
+	ck_assert_int_eq(b.expires_at[0], 0);
+	ck_assert_int_eq(raw_int("SELECT lifted_at FROM bans WHERE reason = 'cool off'", NULL),
+	    1500);
+}
+END_TEST
+
+/* ---- text stored verbatim ---- */
+
+START_TEST(test_verbatim_strings)
+{
+	const char *id = "r'; DROP TABLE rooms; --";
+	const char *name = "测试房间 😀 \"quoted\" ' OR '1'='1 -- %_\\";
+	const char *admins[] = { "管理员", "admin'--", "😀" };
+	const char *content = "Robert'); DROP TABLE messages;-- 你好 🎉 \\x00 %s %n";
+	const char *nick = "张三 🐼";
+	struct db_room room;
+	struct db_page_info info;
+	struct got g = { 0 };
+	struct bans_seen b;
+	char *cause = NULL, *text;
+	int64_t sid;
+
+	room_create(id, name, admins, 3, 10);
+	ck_assert_int_eq(db_room_get(db, id, &room, &cause), DB_OK);
+	ck_assert_str_eq(room.id, id);
+	ck_assert_str_eq(room.name, name);
+	ck_assert_uint_eq(room.n_admins, 3);
+	ck_assert_str_eq(room.admins[0], "管理员");
+	ck_assert_str_eq(room.admins[1], "admin'--");
+	ck_assert_str_eq(room.admins[2], "😀");
+	db_room_clear(&room);
+
+	ck_assert_int_eq(db_message_append(db, id, DB_MESSAGE_CHAT, "用户'1", nick, 0, content,
+			     NULL, 20, NULL, NULL, &cause),
+	    DB_OK);
+	ck_assert_int_eq(page_messages(id, -1, -1, 1, 10, &g, &info), DB_OK);
+	ck_assert_uint_eq(g.n, 1);
+	ck_assert_str_eq(g.r[0].room_id, id);
+	ck_assert_str_eq(g.r[0].user_id, "用户'1");
+	ck_assert_str_eq(g.r[0].nickname, nick);
+	ck_assert_str_eq(g.r[0].text, content);
+	got_clear(&g);
+
+	ck_assert_int_eq(db_session_open(db, id, "u'", nick, 0, "2001:db8::1", 30, &sid, &cause),
+	    DB_OK);
+	ck_assert_int_eq(db_session_close(db, sid, "bye 👋 '); --", 40, &cause), DB_OK);
+	ck_assert_int_eq(page_sessions(id, -1, -1, 1, 10, &g, &info), DB_OK);
+	ck_assert_uint_eq(g.n, 1);
+	ck_assert_str_eq(g.r[0].nickname, nick);
+	ck_assert_str_eq(g.r[0].extra, "bye 👋 '); --");
+	got_clear(&g);
+
+	/* ban_each insists on room "r1", so use a room of that name for bans. */
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_ban_add(db, "r1", "u' OR 1=1", "原因", 0, 50, &cause), DB_OK);
+	ck_assert_int_eq(list_bans(60, &b), DB_OK);
+	ck_assert_int_eq(b.n, 1);
+	ck_assert_str_eq(b.users[0], "u' OR 1=1");
+	ck_assert_str_eq(b.reasons[0], "原因");
+
+	/* The room name reached the event JSON intact. */
+	text = raw_text("SELECT json_extract(data, '$.room_name') FROM outbox WHERE room_id = ?1",
+	    id);
+	ck_assert_str_eq(text, name);
+	free(text);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+				 " AND name IN ('rooms', 'messages')",
+			     NULL),
+	    2);
+}
+END_TEST
+
+/* ---- messages ---- */
+
+START_TEST(test_message_append)
+{
+	struct db_room room;
+	struct db_page_info info;
+	struct got g = { 0 };
+	char *cause = NULL;
+	int64_t id1, id2, id3, idb, seq, id;
+
+	room_create("r1", "one", NULL, 0, 1);
+	room_create("r2", "two", NULL, 0, 1);
+	id1 = message_add("r1", "u1", "a", 100, &seq);
+	ck_assert_int_eq(seq, 1);
+	idb = message_add("r2", "u1", "b", 101, &seq);
+	ck_assert_int_eq(seq, 1);
+	id2 = message_add("r1", "u2", "c", 102, &seq);
+	ck_assert_int_eq(seq, 2);
+	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CUSTOM, "admin", "Boss", 1,
+			     "{\"amount\":100}", "lucky_money", 103, &id3, &seq, &cause),
+	    DB_OK);
+	ck_assert_int_eq(seq, 3);
+	ck_assert_int_gt(idb, id1);
+	ck_assert_int_gt(id2, idb);
+	ck_assert_int_gt(id3, id2);
+	/* A custom event published by the system has no user. */
+	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CUSTOM, NULL, NULL, 0, "{}",
+			     "announcement", 104, NULL, NULL, &cause),
+	    DB_OK);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_int_eq(room.last_seq, 4);
+	db_room_clear(&room);
+
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 10, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 4, 4, 0);
+	ck_assert_int_eq(g.r[0].id, id1);
+	ck_assert_str_eq(g.r[0].room_id, "r1");
+	ck_assert_int_eq(g.r[0].kind, DB_MESSAGE_CHAT);
+	ck_assert_str_eq(g.r[0].user_id, "u1");
+	ck_assert_str_eq(g.r[0].nickname, "u1");
+	ck_assert_int_eq(g.r[0].is_admin, 0);
+	ck_assert_str_eq(g.r[0].text, "a");
+	ck_assert_ptr_null(g.r[0].extra);
+	ck_assert_int_eq(g.r[0].t1, 100);
+	ck_assert_int_eq(g.r[2].id, id3);
+	ck_assert_int_eq(g.r[2].kind, DB_MESSAGE_CUSTOM);
+	ck_assert_int_eq(g.r[2].is_admin, 1);
+	ck_assert_str_eq(g.r[2].nickname, "Boss");
+	ck_assert_str_eq(g.r[2].text, "{\"amount\":100}");
+	ck_assert_str_eq(g.r[2].extra, "lucky_money");
+	ck_assert_ptr_null(g.r[3].user_id);
+	got_clear(&g);
+
+	/* Errors: no room; a chat line without a user; an event without a type. */
+	id = -7;
+	ck_assert_int_eq(db_message_append(db, "nope", DB_MESSAGE_CHAT, "u", "u", 0, "x", NULL, 1,
+			     &id, &seq, &cause),
+	    DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+	ck_assert_int_eq(id, -7);
+	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CHAT, NULL, NULL, 0, "x", NULL, 1,
+			     NULL, NULL, &cause),
+	    DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CUSTOM, "u", "u", 1, "{}", NULL, 1,
+			     NULL, NULL, &cause),
+	    DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	/* The failed appends did not use up a seq. */
+	id = message_add("r1", "u1", "after errors", 105, &seq);
+	ck_assert_int_eq(seq, 5);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages WHERE room_id = 'r1'", NULL), 5);
+
+	/* A closed room still records what chatd had in flight. */
+	ck_assert_int_eq(db_room_close(db, "r2", "end", 200, &cause), DB_OK);
+	message_add("r2", "u1", "late", 201, &seq);
+	ck_assert_int_eq(seq, 2);
+}
+END_TEST
+
+START_TEST(test_tx_batch)
+{
+	struct db_room room;
+	char *cause = NULL;
+	int64_t seq;
+	int i;
+
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	for (i = 1; i <= 1000; i++) {
+		message_add("r1", "u", "m", i, &seq);
+		ck_assert_int_eq(seq, i);
+		if (i == 500) {
+			/* Failures inside the batch spoil only themselves. */
+			ck_assert_int_eq(db_message_append(db, "nope", DB_MESSAGE_CHAT, "u", "u", 0,
+					     "x", NULL, 1, NULL, NULL, &cause),
+			    DB_NOTFOUND);
+			ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CHAT, NULL, "u", 0,
+					     "x", NULL, 1, NULL, NULL, &cause),
+			    DB_ERROR);
+			free(cause);
+			cause = NULL;
+			ck_assert_int_eq(db_room_create(db, "r1", "dup", NULL, 0, 1, &cause),
+			    DB_CONFLICT);
+		}
+	}
+	/* Another connection sees nothing before the commit. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 0);
+	ck_assert_int_eq(db_tx_commit(db, &cause), DB_OK);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 1000);
+	ck_assert_int_eq(raw_int("SELECT max(seq) FROM messages", NULL), 1000);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_int_eq(room.last_seq, 1000);
+	db_room_clear(&room);
+
+	/* Rollback discards the whole batch. */
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	for (i = 0; i < 5; i++)
+		message_add("r1", "u", "gone", 2000, NULL);
+	db_tx_rollback(db);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 1000);
+	message_add("r1", "u", "next", 3000, &seq);
+	ck_assert_int_eq(seq, 1001);
+
+	/* Closing with a batch open drops it too. */
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	message_add("r1", "u", "lost", 4000, NULL);
+	reopen();
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 1001);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
+/* Ten messages in r1, one per second from T0+1, at half past each second. */
+static void
+ten_messages(void)
+{
+	char text[16];
+
+	room_create("r1", "x", NULL, 0, 1);
+	room_create("other", "x", NULL, 0, 1);
+	for (int i = 1; i <= 10; i++) {
+		snprintf(text, sizeof text, "m%d", i);
+		message_add("r1", "u", text, (T0 + i) * 1000LL + 500, NULL);
+		message_add("other", "u", "noise", (T0 + i) * 1000LL + 500, NULL);
+	}
+}
+
+START_TEST(test_messages_page_no_window)
+{
+	struct db_page_info info;
+	struct got g = { 0 };
+
+	ten_messages();
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 3, 10, 1);
+	ck_assert_str_eq(g.r[0].text, "m1");
+	ck_assert_str_eq(g.r[2].text, "m3");
+	ck_assert_int_eq(g.r[0].t1, (T0 + 1) * 1000LL + 500);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 2, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 4, 6, 10, 1);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 4, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 10, 10, 10, 0);
+	ck_assert_str_eq(g.r[0].text, "m10");
+	/* Past the end. */
+	ck_assert_int_eq(page_messages("r1", -1, -1, 5, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 10, 0);
+	ck_assert_int_eq(page_messages("r1", -1, -1, INT64_MAX, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 10, 0);
+	/* Limit beyond the total; exact multiples. */
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 1000, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 10, 10, 0);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, INT64_MAX, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 10, 10, 0);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 10, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 10, 10, 0);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 2, 5, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 6, 10, 10, 0);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 5, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 5, 10, 1);
+	for (size_t i = 0; i < g.n; i++)
+		ck_assert_str_eq(g.r[i].room_id, "r1");
+	got_clear(&g);
+}
+END_TEST
+
+START_TEST(test_messages_page_window)
+{
+	struct db_page_info info;
+	struct got g = { 0 };
+
+	ten_messages();
+	ck_assert_int_eq(page_messages("r1", T0 + 3, T0 + 6, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 3, 6, 4, 0);
+	ck_assert_str_eq(g.r[0].text, "m3");
+	ck_assert_int_eq(page_messages("r1", T0 + 3, T0 + 6, 1, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 3, 5, 4, 1);
+	ck_assert_int_eq(page_messages("r1", T0 + 3, T0 + 6, 2, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 6, 6, 4, 0);
+	ck_assert_int_eq(page_messages("r1", T0 + 3, T0 + 6, 3, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 4, 0);
+	/* One bound only. */
+	ck_assert_int_eq(page_messages("r1", T0 + 8, -1, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 8, 10, 3, 0);
+	ck_assert_int_eq(page_messages("r1", -1, T0 + 2, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 2, 2, 0);
+	ck_assert_int_eq(page_messages("r1", T0, T0 + 100000, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 10, 10, 0);
+	ck_assert_int_eq(page_messages("r1", T0 + 5, T0 + 5, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 5, 5, 1, 0);
+	ck_assert_str_eq(g.r[0].text, "m5");
+	/* Empty windows: after the last, before the first, inverted. */
+	ck_assert_int_eq(page_messages("r1", T0 + 11, -1, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_messages("r1", -1, T0, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_messages("r1", T0 + 6, T0 + 3, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_messages("r1", 0, 0, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	/* Bounds beyond what milliseconds hold neither overflow nor cut wrongly. */
+	ck_assert_int_eq(page_messages("r1", INT64_MAX, -1, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_messages("r1", -1, INT64_MAX, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 10, 10, 0);
+	ck_assert_int_eq(page_messages("r1", INT64_MAX / 1000, INT64_MAX / 1000, 1, 100, &g,
+			     &info),
+	    DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	/* Any negative bound means none. */
+	ck_assert_int_eq(page_messages("r1", -5, INT64_MIN, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 10, 10, 0);
+	got_clear(&g);
+}
+END_TEST
+
+START_TEST(test_messages_page_same_millisecond)
+{
+	struct db_page_info info;
+	struct got g = { 0 };
+
+	room_create("r1", "x", NULL, 0, 1);
+	message_add("r1", "u", "before", (T0 + 19) * 1000LL + 999, NULL);
+	message_add("r1", "u", "a", (T0 + 20) * 1000LL, NULL);
+	message_add("r1", "u", "b", (T0 + 20) * 1000LL, NULL);
+	message_add("r1", "u", "c", (T0 + 20) * 1000LL, NULL);
+	message_add("r1", "u", "d", (T0 + 20) * 1000LL + 999, NULL);
+	message_add("r1", "u", "after", (T0 + 21) * 1000LL, NULL);
+	/* Both ends of the second are inclusive, to the millisecond. */
+	ck_assert_int_eq(page_messages("r1", T0 + 20, T0 + 20, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 2, 5, 4, 0);
+	ck_assert_str_eq(g.r[0].text, "a");
+	ck_assert_str_eq(g.r[3].text, "d");
+	ck_assert_int_eq(page_messages("r1", T0 + 20, T0 + 20, 2, 2, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 4, 5, 4, 0);
+	got_clear(&g);
+}
+END_TEST
+
+START_TEST(test_messages_page_errors)
+{
+	struct db_page_info info;
+	struct got g = { 0 };
+
+	ck_assert_int_eq(page_messages("nope", -1, -1, 1, 10, &g, &info), DB_NOTFOUND);
+	ck_assert_int_eq(page_sessions("nope", -1, -1, 1, 10, &g, &info), DB_NOTFOUND);
+	room_create("r1", "x", NULL, 0, 1);
+	/* An empty room is an empty page, not an error. */
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 10, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_messages("r1", T0, T0 + 10, 1, 10, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 0, 10, &g, &info), DB_ERROR);
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 0, &g, &info), DB_ERROR);
+	ck_assert_int_eq(page_messages("r1", -1, -1, -3, 10, &g, &info), DB_ERROR);
+	ck_assert_int_eq(page_sessions("r1", -1, -1, 1, -1, &g, &info), DB_ERROR);
+	ck_assert_uint_eq(g.n, 0);
+}
+END_TEST
+
+START_TEST(test_messages_page_stop_early)
+{
+	struct db_page_query q = { "r1", -1, -1, 1, 5 };
+	struct db_page_info info;
+	struct got g = { 0 };
+	char *cause = NULL;
+
+	ten_messages();
+	g.stop_after = 2;
+	ck_assert_int_eq(db_messages_page(db, &q, got_message, &g, &info, &cause), DB_OK);
+	ck_assert_uint_eq(g.n, 2);
+	ck_assert_int_eq(info.total, 10);
+	ck_assert_int_eq(info.has_more, 1);
+	got_clear(&g);
+	/* info may be NULL, and the statement was left reusable. */
+	ck_assert_int_eq(db_messages_page(db, &q, got_message, &g, NULL, &cause), DB_OK);
+	ck_assert_uint_eq(g.n, 5);
+	ck_assert_int_eq(g.r[4].seq, 5);
+	got_clear(&g);
+}
+END_TEST
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+/* The fastest of a few runs of one page of 100, in milliseconds. */
+static double
+time_page(struct db *d, const char *room, int64_t from_s, int64_t to_s, int64_t page)
+{
+	struct db_page_query q = { room, from_s, to_s, page, 100 };
+	struct db_page_info info;
+	struct got g = { 0 };
+	char *cause = NULL;
+	double best = 1e9, t;
+
+	for (int i = 0; i < 5; i++) {
+		got_clear(&g);
+		t = now_ms();
+		ck_assert_int_eq(db_messages_page(d, &q, got_message, &g, &info, &cause), DB_OK);
+		t = now_ms() - t;
+		ck_assert_uint_eq(g.n, 100);
+		if (t < best)
+			best = t;
+	}
+	got_clear(&g);
+	return best;
+}
+
+START_TEST(test_messages_page_deep)
+{
+	enum { N = 200000 };
+	struct db_room_counts c;
+	struct db_page_info info;
+	struct got g = { 0 };
+	char *cause = NULL, want[16];
+	int64_t seq, id;
+	struct db *small_db;
+	char *small_path;
+	double small, small_window, first, deep, deep_window;
+
+	room_create("deep", "deep", NULL, 0, 1);
+	/* Ten messages a second from T0 s, inserted in one statement. */
+	raw_exec("BEGIN IMMEDIATE;"
+		 "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000)"
+		 " INSERT INTO messages (room_id, seq, kind, user_id, nickname, is_admin, content,"
+		 " created_at) SELECT 'deep', x, 0, 'u', 'n', 0, 'm' || x,"
+		 " 1700000000000 + x * 100 FROM c;"
+		 "UPDATE rooms SET last_seq = 200000 WHERE id = 'deep';"
+		 "COMMIT");
+
+	ck_assert_int_eq(page_messages("deep", -1, -1, 1999, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 199801, 199900, N, 1);
+	for (size_t i = 0; i < g.n; i++) {
+		snprintf(want, sizeof want, "m%lld", (long long)g.r[i].seq);
+		ck_assert_str_eq(g.r[i].text, want);
+		ck_assert_int_eq(g.r[i].t1, 1700000000000LL + g.r[i].seq * 100);
+	}
+	ck_assert_int_eq(page_messages("deep", -1, -1, 2000, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 199901, 200000, N, 0);
+	ck_assert_int_eq(page_messages("deep", -1, -1, 2001, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, N, 0);
+
+	/* [T0 + 10000 s, T0 + 15000 s] holds seq 100000..150009. */
+	ck_assert_int_eq(page_messages("deep", T0 + 10000, T0 + 15000, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 100000, 100099, 50010, 1);
+	ck_assert_int_eq(page_messages("deep", T0 + 10000, T0 + 15000, 500, 100, &g, &info),
+	    DB_OK);
+	assert_seqs(&g, &info, 149900, 149999, 50010, 1);
+	ck_assert_int_eq(page_messages("deep", T0 + 10000, T0 + 15000, 501, 100, &g, &info),
+	    DB_OK);
+	assert_seqs(&g, &info, 150000, 150009, 50010, 0);
+	ck_assert_str_eq(g.r[9].text, "m150009");
+	got_clear(&g);
+
+	/*
+	 * Any page of a 200,000-message room costs what the only page of a
+	 * 100-message room does; OFFSET or a scan would be 100-1000x slower.
+	 * Ratios, not absolute times, so valgrind and sanitizers pass too.
+	 */
+	small_path = new_path();
+	ck_assert_int_eq(db_open(small_path, &small_db, &cause), DB_OK);
+	ck_assert_int_eq(db_room_create(small_db, "small", "small", NULL, 0, 1, &cause), DB_OK);
+	ck_assert_int_eq(db_tx_begin(small_db, &cause), DB_OK);
+	for (int i = 1; i <= 100; i++)
+		ck_assert_int_eq(db_message_append(small_db, "small", DB_MESSAGE_CHAT, "u", "n", 0,
+				     "m", NULL, i, NULL, NULL, &cause),
+		    DB_OK);
+	ck_assert_int_eq(db_tx_commit(small_db, &cause), DB_OK);
+	small = time_page(small_db, "small", -1, -1, 1);
+	small_window = time_page(small_db, "small", 0, 1, 1);
+	db_close(small_db);
+	db_files_remove(small_path);
+	free(small_path);
+	first = time_page(db, "deep", -1, -1, 1);
+	deep = time_page(db, "deep", -1, -1, 1999);
+	deep_window = time_page(db, "deep", T0 + 10000, T0 + 15000, 500);
+	ck_assert_msg(first < small * 10 + 2 && deep < small * 10 + 2,
+	    "100-row room: %.3f ms; 200k-row room page 1: %.3f ms, page 1999: %.3f ms", small,
+	    first, deep);
+	ck_assert_msg(deep_window < small_window * 10 + 2,
+	    "100-row room with window: %.3f ms; 200k-row room page 500 of a window: %.3f ms",
+	    small_window, deep_window);
+
+	/* The room's counters agree with the bulk rows. */
+	id = message_add("deep", "u", "tail", 1700000000000LL + (N + 1) * 100LL, &seq);
+	ck_assert_int_eq(seq, N + 1);
+	ck_assert_int_eq(db_room_counts(db, "deep", &c, &cause), DB_OK);
+	ck_assert_int_eq(c.message_count, N + 1);
+	ck_assert_int_eq(c.last_seq, N + 1);
+	ck_assert_int_eq(c.last_message_id, id);
+}
+END_TEST
+
+/* ---- sessions ---- */
+
+START_TEST(test_session_open_close)
+{
+	struct db_room_counts c;
+	struct db_page_info info;
+	struct got g = { 0 };
+	cJSON *data;
+	char *cause = NULL, *text;
+	int64_t s1, s2, id = -7;
+
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_session_open(db, "r1", "u1", "Ann", 0, "192.0.2.1", 1000, &s1, &cause),
+	    DB_OK);
+	ck_assert_int_eq(db_session_open(db, "r1", "u2", "Bob", 1, NULL, 2000, &s2, &cause),
+	    DB_OK);
+	ck_assert_int_gt(s2, s1);
+	ck_assert_int_eq(db_session_open(db, "nope", "u3", "C", 0, NULL, 3000, &id, &cause),
+	    DB_NOTFOUND);
+	ck_assert_int_eq(id, -7);
+
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_joined'", NULL),
+	    2);
+	text = raw_text("SELECT data FROM outbox WHERE kind = 'user_joined' AND user_id = 'u2'",
+	    NULL);
+	ck_assert_ptr_nonnull(data = cJSON_Parse(text));
+	ck_assert_int_eq((int64_t)cJSON_GetObjectItem(data, "session_id")->valuedouble, s2);
+	ck_assert_int_eq(cJSON_GetObjectItem(data, "seq")->valueint, 2);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(data, "is_admin")));
+	cJSON_Delete(data);
+	free(text);
+	ck_assert_int_eq(raw_int("SELECT session_id FROM outbox WHERE kind = 'user_joined'"
+				 " AND user_id = 'u1' AND nickname = 'Ann' AND created_at = 1000",
+			     NULL),
+	    s1);
+
+	ck_assert_int_eq(db_session_close(db, s1, "kicked", 1500, &cause), DB_OK);
+	ck_assert_int_eq(db_session_close(db, s1, "again", 1600, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_session_close(db, 99999, "x", 1600, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+	ck_assert_int_eq(raw_int("SELECT session_id FROM outbox WHERE kind = 'user_left'"
+				 " AND user_id = 'u1' AND nickname = 'Ann' AND reason = 'kicked'"
+				 " AND room_id = 'r1' AND created_at = 1500",
+			     NULL),
+	    s1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_left'", NULL), 1);
+	/* The outbox holds events in the order they happened. */
+	text = raw_text("SELECT group_concat(kind, ',') FROM (SELECT kind FROM outbox ORDER BY id)",
+	    NULL);
+	ck_assert_str_eq(text, "room_created,user_joined,user_joined,user_left");
+	free(text);
+
+	ck_assert_int_eq(page_sessions("r1", -1, -1, 1, 10, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 2, 2, 0);
+	ck_assert_int_eq(g.r[0].id, s1);
+	ck_assert_str_eq(g.r[0].room_id, "r1");
+	ck_assert_str_eq(g.r[0].user_id, "u1");
+	ck_assert_str_eq(g.r[0].nickname, "Ann");
+	ck_assert_int_eq(g.r[0].is_admin, 0);
+	ck_assert_str_eq(g.r[0].text, "192.0.2.1");
+	ck_assert_int_eq(g.r[0].t1, 1000);
+	ck_assert_int_eq(g.r[0].t2, 1500);
+	ck_assert_str_eq(g.r[0].extra, "kicked");
+	ck_assert_int_eq(g.r[1].id, s2);
+	ck_assert_int_eq(g.r[1].is_admin, 1);
+	ck_assert_ptr_null(g.r[1].text);
+	ck_assert_int_eq(g.r[1].t2, 0);
+	ck_assert_ptr_null(g.r[1].extra);
+	got_clear(&g);
+
+	ck_assert_int_eq(db_room_counts(db, "r1", &c, &cause), DB_OK);
+	ck_assert_int_eq(c.session_count, 2);
+	ck_assert_int_eq(c.open_sessions, 1);
+}
+END_TEST
+
+START_TEST(test_sessions_close_all)
+{
+	struct db_room_counts c;
+	char *cause = NULL;
+	int64_t n = -1, s;
+
+	room_create("rA", "x", NULL, 0, 1);
+	room_create("rB", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_sessions_close_all(db, "restart", 5, &n, &cause), DB_OK);
+	ck_assert_int_eq(n, 0);
+	session_add("rA", "u1", 10);
+	s = session_add("rA", "u2", 11);
+	session_add("rB", "u1", 12);
+	session_add("rB", "u3", 13);
+	ck_assert_int_eq(db_session_close(db, s, "bye", 20, &cause), DB_OK);
+	ck_assert_int_eq(db_sessions_close_all(db, "restart", 30, &n, &cause), DB_OK);
+	ck_assert_int_eq(n, 3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at = 30"
+				 " AND leave_reason = 'restart'",
+			     NULL),
+	    3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_left'"
+				 " AND reason = 'restart' AND created_at = 30",
+			     NULL),
+	    3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at = 20"
+				 " AND leave_reason = 'bye'",
+			     NULL),
+	    1);
+	ck_assert_int_eq(db_room_counts(db, "rA", &c, &cause), DB_OK);
+	ck_assert_int_eq(c.open_sessions, 0);
+	ck_assert_int_eq(c.session_count, 2);
+	ck_assert_int_eq(db_sessions_close_all(db, "restart", 40, NULL, &cause), DB_OK);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_left'", NULL), 4);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
+START_TEST(test_sessions_page)
+{
+	struct db_page_info info;
+	struct got g = { 0 };
+	char *cause = NULL;
+	char user[16];
+	int64_t ids[10];
+
+	room_create("r1", "x", NULL, 0, 1);
+	room_create("r2", "x", NULL, 0, 1);
+	for (int i = 1; i <= 10; i++) {
+		snprintf(user, sizeof user, "u%d", i);
+		ids[i - 1] = session_add("r1", user, (T0 + i * 10) * 1000LL);
+		session_add("r2", user, (T0 + i * 10) * 1000LL);
+	}
+	ck_assert_int_eq(db_session_close(db, ids[3], "timeout", (T0 + 45) * 1000LL, &cause),
+	    DB_OK);
+	ck_assert_int_eq(page_sessions("r1", -1, -1, 1, 4, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 4, 10, 1);
+	ck_assert_str_eq(g.r[3].user_id, "u4");
+	ck_assert_int_eq(g.r[3].t2, (T0 + 45) * 1000LL);
+	ck_assert_str_eq(g.r[3].extra, "timeout");
+	ck_assert_int_eq(page_sessions("r1", -1, -1, 3, 4, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 9, 10, 10, 0);
+	ck_assert_int_eq(page_sessions("r1", -1, -1, 4, 4, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 10, 0);
+	/* The window is on joined_at: sessions joined at T0+30..T0+70. */
+	ck_assert_int_eq(page_sessions("r1", T0 + 25, T0 + 70, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 3, 7, 5, 0);
+	ck_assert_int_eq(page_sessions("r1", T0 + 25, T0 + 70, 2, 3, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 6, 7, 5, 0);
+	ck_assert_int_eq(page_sessions("r1", T0 + 41, T0 + 49, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_sessions("r1", -1, T0 + 9, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 0, 0, 0);
+	ck_assert_int_eq(page_sessions("r1", T0 + 100, -1, 1, 100, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 10, 10, 1, 0);
+	got_clear(&g);
+}
+END_TEST
+
+/* ---- counts and health ---- */
+
+START_TEST(test_room_counts)
+{
+	struct db_room_counts c;
+	char *cause = NULL;
+	int64_t last, s;
+
+	memset(&c, 0xff, sizeof c);
+	ck_assert_int_eq(db_room_counts(db, "nope", &c, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(cause);
+	room_create("r1", "x", NULL, 0, 1);
+	room_create("r2", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_room_counts(db, "r1", &c, &cause), DB_OK);
+	ck_assert_int_eq(c.message_count, 0);
+	ck_assert_int_eq(c.last_message_id, 0);
+	ck_assert_int_eq(c.last_seq, 0);
+	ck_assert_int_eq(c.session_count, 0);
+	ck_assert_int_eq(c.open_sessions, 0);
+
+	message_add("r1", "u", "a", 1, NULL);
+	message_add("r1", "u", "b", 2, NULL);
+	last = message_add("r1", "u", "c", 3, NULL);
+	message_add("r2", "u", "other room", 4, NULL);
+	s = session_add("r1", "u", 5);
+	session_add("r1", "v", 6);
+	session_add("r2", "w", 7);
+	ck_assert_int_eq(db_session_close(db, s, "bye", 8, &cause), DB_OK);
+	ck_assert_int_eq(db_room_counts(db, "r1", &c, &cause), DB_OK);
+	ck_assert_int_eq(c.message_count, 3);
+	ck_assert_int_eq(c.last_message_id, last);
+	ck_assert_int_eq(c.last_seq, 3);
+	ck_assert_int_eq(c.session_count, 2);
+	ck_assert_int_eq(c.open_sessions, 1);
+	/* The invariant the count relies on: seq runs 1..last_seq without gaps. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages WHERE room_id = 'r1'", NULL), 3);
+}
+END_TEST
+
+START_TEST(test_health)
+{
+	struct db_health h;
+	char *cause = NULL;
+
+	memset(&h, 0xff, sizeof h);
+	ck_assert_int_eq(db_health(db, &h, &cause), DB_OK);
+	ck_assert_int_eq(h.rooms_open, 0);
+	ck_assert_int_eq(h.rooms_closed, 0);
+	ck_assert_int_eq(h.pending_sync_requests, 0);
+	ck_assert_int_eq(h.outbox_events, 0);
+	room_create("r1", "x", NULL, 0, 1);
+	room_create("r2", "x", NULL, 0, 1);
+	room_create("r3", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_room_close(db, "r3", "x", 2, &cause), DB_OK);
+	session_add("r1", "u", 3);
+	ck_assert_int_eq(db_sync_request(db, "manual", NULL, 4, NULL, &cause), DB_OK);
+	raw_exec("UPDATE sync_requests SET handled_at = 9 WHERE reason = 'room_created'");
+	ck_assert_int_eq(db_health(db, &h, &cause), DB_OK);
+	ck_assert_int_eq(h.rooms_open, 2);
+	ck_assert_int_eq(h.rooms_closed, 1);
+	ck_assert_int_eq(h.pending_sync_requests, 2); /* room_closed and manual */
+	ck_assert_int_eq(h.outbox_events, 5);
+}
+END_TEST
+
+/* ---- concurrency and lock errors ---- */
+
+#define WRITER_ROUNDS 500
+
+struct writer {
+	const char *path;
+	const char *user;
+	int failures;
+	char *cause;
+};
+
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct db_page_query q = { "r1", -1, -1, 1, 50 };
+	struct db_page_info info;
+	struct got g = { 0 };
+	struct db *d;
+	int64_t sid;
+
+	if (db_open(w->path, &d, &w->cause) != DB_OK) {
+		w->failures++;
+		return NULL;
+	}
+	for (int i = 0; i < WRITER_ROUNDS && w->failures == 0; i++) {
+		if (db_message_append(d, "r1", DB_MESSAGE_CHAT, w->user, w->user, 0, "hi", NULL, i,
+			NULL, NULL, &w->cause) != DB_OK)
+			w->failures++;
+		else if (i % 3 == 0 &&
+		    db_ban_add(d, "r1", w->user, "flood", i + 1000, i, &w->cause) != DB_OK)
+			w->failures++; /* reads, then writes: needs BEGIN IMMEDIATE */
+		else if (i % 10 == 0 &&
+		    (db_session_open(d, "r1", w->user, w->user, 0, NULL, i, &sid, &w->cause) !=
+			    DB_OK ||
+			db_session_close(d, sid, "bye", i, &w->cause) != DB_OK))
+			w->failures++;
+		else if (i % 25 == 0) {
+			q.page = i / 25 + 1;
+			if (db_messages_page(d, &q, got_message, &g, &info, &w->cause) != DB_OK)
+				w->failures++;
+			got_clear(&g);
+		}
+	}
+	db_close(d);
+	return NULL;
+}
+
+START_TEST(test_concurrent_writers)
+{
+	struct writer w[2] = { { dbpath, "alice", 0, NULL }, { dbpath, "bob", 0, NULL } };
+	pthread_t t[2];
+	struct db_room room;
+	char *cause = NULL;
+
+	room_create("r1", "x", NULL, 0, 1);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	for (int i = 0; i < 2; i++)
+		ck_assert_msg(w[i].failures == 0, "writer %d: %s", i, w[i].cause);
+	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
+	ck_assert_int_eq(room.last_seq, 2 * WRITER_ROUNDS);
+	db_room_clear(&room);
+	/* Every seq used once, none skipped. */
+	ck_assert_int_eq(raw_int("SELECT count(DISTINCT seq) FROM messages", NULL),
+	    2 * WRITER_ROUNDS);
+	ck_assert_int_eq(raw_int("SELECT max(seq) FROM messages", NULL), 2 * WRITER_ROUNDS);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages WHERE user_id = 'alice'", NULL),
+	    WRITER_ROUNDS);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions", NULL), 2 * WRITER_ROUNDS / 10);
+	ck_assert_int_eq(raw_int("SELECT count(DISTINCT seq) FROM sessions", NULL),
+	    2 * WRITER_ROUNDS / 10);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM bans WHERE lifted_at IS NULL", NULL), 2);
+}
+END_TEST
+
+START_TEST(test_busy_lock_held)
+{
+	struct db_page_info info;
+	struct got g = { 0 };
+	char *cause = NULL;
+
+	room_create("r1", "x", NULL, 0, 1);
+	message_add("r1", "u", "a", 1, NULL);
+	db_set_busy_timeout(db, 100);
+	raw_exec("BEGIN IMMEDIATE");
+	ck_assert_int_eq(db_room_create(db, "r2", "x", NULL, 0, 2, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	ck_assert_ptr_nonnull(strstr(cause, "locked"));
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CHAT, "u", "u", 0, "b", NULL, 2,
+			     NULL, NULL, &cause),
+	    DB_ERROR);
+	free(cause);
+	cause = NULL;
+	/* Readers are not blocked by a writer in WAL mode. */
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 10, &g, &info), DB_OK);
+	assert_seqs(&g, &info, 1, 1, 1, 0);
+	got_clear(&g);
+	raw_exec("ROLLBACK");
+	/* The failed writes left nothing, and writing works again. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM rooms", NULL), 1);
+	room_create("r2", "x", NULL, 0, 2);
+	ck_assert_int_eq(message_add("r1", "u", "b", 2, NULL) > 0, 1);
+	ck_assert_int_eq(raw_int("SELECT max(seq) FROM messages", NULL), 2);
+}
+END_TEST
+
+static Suite *
+db_suite(void)
+{
+	Suite *s = suite_create("db");
+	TCase *tc;
+
+	tc = tcase_create("open");
+	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_open_fresh_schema);
+	tcase_add_test(tc, test_open_foreign_keys_on);
+	tcase_add_test(tc, test_open_reopen_keeps_data_without_migration);
+	tcase_add_test(tc, test_open_newer_version_refused);
+	tcase_add_test(tc, test_open_errors);
+	tcase_add_test(tc, test_open_concurrent_processes);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("rooms");
+	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_room_create_get);
+	tcase_add_test(tc, test_room_create_conflict);
+	tcase_add_test(tc, test_room_create_error_rolls_back);
+	tcase_add_test(tc, test_room_get_notfound);
+	tcase_add_test(tc, test_room_list);
+	tcase_add_test(tc, test_room_close);
+	tcase_add_test(tc, test_room_peak_update);
+	tcase_add_test(tc, test_verbatim_strings);
+	tcase_add_test(tc, test_room_counts);
+	tcase_add_test(tc, test_health);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bans");
+	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ban_add_list_lift);
+	tcase_add_test(tc, test_ban_replace_active);
+	tcase_add_test(tc, test_ban_expiry);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("history");
+	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_message_append);
+	tcase_add_test(tc, test_tx_batch);
+	tcase_add_test(tc, test_messages_page_no_window);
+	tcase_add_test(tc, test_messages_page_window);
+	tcase_add_test(tc, test_messages_page_same_millisecond);
+	tcase_add_test(tc, test_messages_page_errors);
+	tcase_add_test(tc, test_messages_page_stop_early);
+	tcase_add_test(tc, test_messages_page_deep);
+	tcase_add_test(tc, test_session_open_close);
+	tcase_add_test(tc, test_sessions_close_all);
+	tcase_add_test(tc, test_sessions_page);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("concurrency");
+	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_concurrent_writers);
+	tcase_add_test(tc, test_busy_lock_held);
+	suite_add_tcase(s, tc);
+
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr;
+	int failed;
+
+	log_init("test_db", LOG_LEVEL_WARN);
+	sr = srunner_create(db_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,180 @@
+/*
+ * JSON and text validation: UTF-8 edge cases, escaped NULs, trailing data,
+ * field type and range checks.
+ */
+#include "autoconf.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonutil.h"
+#include "jsonw.h"
+
+START_TEST(test_utf8)
+{
+	static const char *const good[] = { "", "ascii", "张三", "🎉", "\xc2\x80", "\xef\xbf\xbf",
+		"\xf4\x8f\xbf\xbf" };
+	static const char *const bad[] = { "\xff", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80",
+		"\xf4\x90\x80\x80", "\xe5\xbc", "\x80", "a\xc2", "\xf8\x88\x80\x80\x80" };
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		ck_assert_msg(utf8_valid(good[i], strlen(good[i])), "rejected good #%zu", i);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(!utf8_valid(bad[i], strlen(bad[i])), "accepted bad #%zu", i);
+}
+END_TEST
+
+START_TEST(test_text_check)
+{
+	const char *why;
+
+	ck_assert_int_eq(text_check("abc", 1, 3, TEXT_NO_CONTROL, &why), 0);
+	ck_assert_int_eq(text_check("", 1, 3, 0, &why), -1);
+	ck_assert_int_eq(text_check("abcd", 1, 3, 0, &why), -1);
+	ck_assert_int_eq(text_check("a\tb", 1, 3, TEXT_NO_CONTROL, &why), -1);
+	ck_assert_int_eq(text_check("a\tb", 1, 3, 0, &why), 0);
+	ck_assert_int_eq(text_check("a\x7f", 1, 3, TEXT_NO_CONTROL, &why), -1);
+	/* limits count bytes, not characters: 张 is 3 bytes */
+	ck_assert_int_eq(text_check("张", 1, 3, 0, &why), 0);
+	ck_assert_int_eq(text_check("张", 1, 2, 0, &why), -1);
+}
+END_TEST
+
+START_TEST(test_parse_object)
+{
+	char *cause = NULL;
+	cJSON *o;
+
+	o = json_parse_object("{\"a\":1}  \n", 10, &cause);
+	ck_assert_ptr_nonnull(o);
+	cJSON_Delete(o);
+
+	o = json_parse_object("{\"a\":\"\\\\u0000\"}", 15, &cause); /* escaped backslash: fine */
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(cJSON_GetObjectItem(o, "a")->valuestring, "\\u0000");
+	cJSON_Delete(o);
+
+	static const char *const bad[] = { "", "   ", "{", "[]", "1", "\"s\"", "{} x", "{}{}",
+		"{\"a\":\"\\u0000\"}", "{\"a\":\"\\\\\\u0000\"}", "{\"a\":\"\xff\"}" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		o = json_parse_object(bad[i], strlen(bad[i]), &cause);
+		ck_assert_msg(o == NULL, "accepted %s", bad[i]);
+		ck_assert_ptr_nonnull(cause);
+		free(cause);
+		cause = NULL;
+	}
+	/* an embedded NUL byte */
+	o = json_parse_object("{\"a\":\"x\0y\"}", 11, &cause);
+	ck_assert_ptr_null(o);
+	free(cause);
+}
+END_TEST
+
+START_TEST(test_fields)
+{
+	static const char *const allowed[] = { "s", "n", NULL };
+	char *cause = NULL;
+	const char *s;
+	long long n = 0;
+	int present;
+	cJSON *o = cJSON_Parse("{\"s\":\"hi\",\"n\":42,\"f\":1.5,\"t\":true,\"z\":null}");
+
+	ck_assert_int_eq(json_check_keys(o, allowed, &cause), -1);
+	ck_assert_ptr_nonnull(strstr(cause, "\"f\""));
+	free(cause);
+	cause = NULL;
+
+	ck_assert_int_eq(json_get_string(o, "s", 1, 1, 10, 0, &s, &cause), 0);
+	ck_assert_str_eq(s, "hi");
+	ck_assert_int_eq(json_get_string(o, "s", 1, 3, 10, 0, &s, &cause), -1);
+	free(cause);
+	ck_assert_int_eq(json_get_string(o, "n", 1, 1, 10, 0, &s, &cause), -1);
+	ck_assert_ptr_nonnull(strstr(cause, "must be a string"));
+	free(cause);
+	ck_assert_int_eq(json_get_string(o, "missing", 0, 1, 10, 0, &s, &cause), 0);
+	ck_assert_ptr_null(s);
+	ck_assert_int_eq(json_get_string(o, "z", 0, 1, 10, 0, &s, &cause), 0);
+	ck_assert_int_eq(json_get_string(o, "missing", 1, 1, 10, 0, &s, &cause), -1);
+	free(cause);
+
+	ck_assert_int_eq(json_get_int(o, "n", 1, 0, 100, &n, &present, &cause), 0);
+	ck_assert_int_eq(n, 42);
+	ck_assert_int_eq(present, 1);
+	ck_assert_int_eq(json_get_int(o, "n", 1, 0, 41, &n, &present, &cause), -1);
+	free(cause);
+	ck_assert_int_eq(json_get_int(o, "f", 1, 0, 100, &n, &present, &cause), -1);
+	free(cause);
+	ck_assert_int_eq(json_get_int(o, "t", 1, 0, 100, &n, &present, &cause), -1);
+	free(cause);
+	ck_assert_int_eq(json_get_int(o, "missing", 0, 0, 100, &n, &present, &cause), 0);
+	ck_assert_int_eq(present, 0);
+	cJSON_Delete(o);
+}
+END_TEST
+
+START_TEST(test_writer)
+{
+	struct jsonw w;
+	char *text;
+	cJSON *back;
+
+	jsonw_init(&w);
+	jsonw_object_begin(&w);
+	jsonw_kv_string(&w, "s", "q\"b\\n\nt\t\x01张🎉");
+	jsonw_kv_int(&w, "min", -9223372036854775807LL - 1);
+	jsonw_kv_int(&w, "max", 9223372036854775807LL);
+	jsonw_kv_int(&w, "zero", 0);
+	jsonw_kv_bool(&w, "t", 1);
+	jsonw_kv_null(&w, "n");
+	jsonw_kv_string(&w, "null_string", NULL);
+	jsonw_key(&w, "a");
+	jsonw_array_begin(&w);
+	jsonw_array_end(&w);
+	jsonw_key(&w, "b");
+	jsonw_array_begin(&w);
+	jsonw_int(&w, 1);
+	jsonw_object_begin(&w);
+	jsonw_object_end(&w);
+	jsonw_raw(&w, "{\"x\":[1,2]}", 11);
+	jsonw_string(&w, "");
+	jsonw_array_end(&w);
+	jsonw_object_end(&w);
+	text = jsonw_take(&w);
+	ck_assert_str_eq(text,
+	    "{\"s\":\"q\\\"b\\\\n\\nt\\t\\u0001张🎉\",\"min\":-9223372036854775808,"
+	    "\"max\":9223372036854775807,\"zero\":0,\"t\":true,\"n\":null,\"null_string\":null,"
+	    "\"a\":[],\"b\":[1,{},{\"x\":[1,2]},\"\"]}");
+	back = cJSON_Parse(text);
+	ck_assert_ptr_nonnull(back);
+	ck_assert_str_eq(cJSON_GetObjectItem(back, "s")->valuestring, "q\"b\\n\nt\t\x01张🎉");
+	cJSON_Delete(back);
+	free(text);
+	/* an unused writer hands over an empty string */
+	jsonw_init(&w);
+	text = jsonw_take(&w);
+	ck_assert_str_eq(text, "");
+	free(text);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("jsonutil");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_test(tc, test_utf8);
+	tcase_add_test(tc, test_text_check);
+	tcase_add_test(tc, test_parse_object);
+	tcase_add_test(tc, test_fields);
+	tcase_add_test(tc, test_writer);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
