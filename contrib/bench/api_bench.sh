@@ -41,8 +41,14 @@ CONTROL_SOCKET=$tmp/control.sock
 LOG_LEVEL=warning
 ENV
 
-CHAT_ENV_FILE="$tmp/chatd.env" "$api" --socket "$tmp/api.sock" --socket-mode 0666 2>"$tmp/api.log" &
-pids+=($!)
+start_api() { # THREADS
+	CHAT_ENV_FILE="$tmp/chatd.env" "$api" --socket "$tmp/api.sock" --socket-mode 0666 \
+		--threads "$1" 2>>"$tmp/api.log" &
+	api_pid=$!
+	pids+=($api_pid)
+	for _ in $(seq 50); do [ -S "$tmp/api.sock" ] && break; sleep 0.1; done
+}
+start_api 8
 BIND_ADDRESS=127.0.0.1:$port STATE_DIR=$tmp API_SOCKET=$tmp/api.sock WEB_USER= \
 	"$top/contrib/render-config.sh" -o "$tmp/lighttpd.conf" "$top/contrib/lighttpd/chatd-socket.conf"
 lighttpd -D -f "$tmp/lighttpd.conf" 2>"$tmp/lighttpd.log" &
@@ -117,3 +123,12 @@ s=$(rate "$base/page9000.json")
 report "chat-history page 1 (limit 100, 1M msgs)" "$a1" "$s" "$bytes"
 report "chat-history page 9000 (limit 100, 1M msgs)" "$a9" "$s" "$bytes9"
 awk -v a="$a9" -v b="$a1" 'BEGIN { printf "deep page / first page: %.2f\n", a / b }'
+
+# Threads or processes: the same requests with one worker thread, to show
+# what the pool buys (docs/benchmarks.md records the choice).
+kill "$api_pid"; wait "$api_pid" 2>/dev/null || true
+rm -f "$tmp/api.sock"
+start_api 1
+a1t=$(rate "$base/management/rooms" "${h[@]}")
+d1t=$(rate "$deep" "${h[@]}")
+awk -v a="$a1t" -v d="$d1t" 'BEGIN { printf "%-46s %9.0f req/s\n%-46s %9.0f req/s\n", "GET /management/rooms, 1 worker thread", a, "chat-history page 9000, 1 worker thread", d }'

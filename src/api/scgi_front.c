@@ -80,7 +80,7 @@ scgi_read_body(void *io, char *buf, size_t len)
 static int
 scgi_read_headers(struct scgi_conn *c, const char **why)
 {
-	char buf[1];
+	char comma[1];
 	size_t len = 0, want = 0, got;
 	long n;
 
@@ -104,15 +104,13 @@ scgi_read_headers(struct scgi_conn *c, const char **why)
 		return -1;
 	}
 	c->hdr = xmalloc(want + 1);
-	for (got = 0; got < want + 1;) { /* + the ',' */
-		n = scgi_read(c->fd, got < want ? c->hdr + got : buf, got < want ? want - got : 1);
-		if (n <= 0) {
+	for (got = 0; got < want; got += (size_t)n) {
+		if ((n = scgi_read(c->fd, c->hdr + got, want - got)) <= 0) {
 			*why = "connection closed in the headers";
 			return -1;
 		}
-		got += (size_t)n;
 	}
-	if (buf[0] != ',') {
+	if (scgi_read(c->fd, comma, 1) != 1 || comma[0] != ',') {
 		*why = "netstring not terminated by ','";
 		return -1;
 	}

@@ -230,8 +230,8 @@ int db_session_close(struct db *db, int64_t id, const char *reason, int64_t left
  * chatd calls it at start, since sessions left open by a crash have no
  * connection behind them. *closed (may be NULL) gets how many.
  */
-int db_sessions_close_all(struct db *db, const char *reason, int64_t left_at, int64_t *closed,
-    char **cause);
+int db_sessions_close_all(
+    struct db *db, const char *reason, int64_t left_at, int64_t *closed, char **cause);
 
 /* Per-room counts for consistency checks and the health route. */
 struct db_room_counts {

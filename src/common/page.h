@@ -18,6 +18,7 @@ struct page_window {
 
 /* lo >= 1 (seq numbers start at 1), page >= 1 and limit >= 1; huge pages
  * and limits give an empty or whole page instead of overflowing. */
-void page_window_compute(int64_t lo, int64_t hi, int64_t page, int64_t limit, struct page_window *w);
+void page_window_compute(
+    int64_t lo, int64_t hi, int64_t page, int64_t limit, struct page_window *w);
 
 #endif

@@ -91,8 +91,8 @@ START_TEST(test_page_huge_values)
 	    INT64_MAX, 0, (INT64_MAX - 1) / 10 + 1);
 	check_window(1, INT64_MAX, 2, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX - 1, 0, 1);
 	check_window(1, INT64_MAX, 1, INT64_MAX, INT64_MAX, 1, INT64_MAX, 0, 1);
-	check_window(2, INT64_MAX, 2, INT64_MAX / 2, INT64_MAX - 1, INT64_MAX / 2 + 2, INT64_MAX,
-	    0, 2);
+	check_window(
+	    2, INT64_MAX, 2, INT64_MAX / 2, INT64_MAX - 1, INT64_MAX / 2 + 2, INT64_MAX, 0, 2);
 }
 END_TEST
 
