@@ -30,6 +30,7 @@
 enum config_type {
 	CONFIG_STRING,
 	CONFIG_INT,
+	CONFIG_MILLIS, /* seconds with up to 3 decimals, stored as milliseconds */
 	CONFIG_URL, /* http(s) URL or empty (feature off) */
 	CONFIG_ADDRESS, /* HOST:PORT */
 	CONFIG_DBURL,
@@ -41,7 +42,7 @@ struct config_option {
 	const char *key;
 	enum config_type type;
 	const char *def; /* NULL: unset by default */
-	long long min, max; /* CONFIG_INT only */
+	long long min, max; /* CONFIG_INT; CONFIG_MILLIS in milliseconds */
 	size_t offset;
 	int flags;
 #define CONFIG_SECRET 0x1 /* value never printed */
@@ -89,10 +90,28 @@ static const struct config_option config_table[] = {
 	    "Timeout of one callback attempt." },
 	{ "SYNC_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(sync_interval_seconds), CONFIG_SEED,
 	    "Seconds between periodic syncs." },
-	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_INT, "3", 0, DAY, OFF(user_message_interval_secs), CONFIG_SEED,
-	    "Minimum seconds between two messages of a non-admin user in one room. 0: no limit." },
+	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_MILLIS, "3", 0, DAY * 1000, OFF(user_message_interval_ms), CONFIG_SEED,
+	    "Minimum seconds between two messages of a non-admin user in one room (fractions such as `0.5` allowed). 0: no limit." },
 	{ "CHATD_LISTEN", CONFIG_ADDRESS, "127.0.0.1:3001", 0, 0, OFF(chatd_listen), 0,
 	    "Address chatd's WebSocket listener binds, behind the web server's proxy." },
+	{ "TOKEN_SECRET", CONFIG_STRING, NULL, 0, 0, OFF(token_secret), CONFIG_SECRET,
+	    "Secret for signed join tokens (HS256). Unset: `user_id` from the query string is trusted, as in the original server." },
+	{ "MAX_MESSAGE_BYTES", CONFIG_INT, "4096", 1, 1024 * 1024, OFF(max_message_bytes), 0,
+	    "Largest chat message content in bytes; larger gets an `Error`." },
+	{ "MAX_FRAME_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024, OFF(max_frame_bytes), 0,
+	    "Hard cap on one incoming WebSocket message; beyond it the connection closes with 1009." },
+	{ "MAX_CONNECTIONS_PER_ADDRESS", CONFIG_INT, "1000", 0, 10000000, OFF(max_connections_per_address), 0,
+	    "Most WebSocket connections from one client address (X-Forwarded-For behind the proxy). 0: no limit." },
+	{ "WS_PING_INTERVAL_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(ws_ping_interval_seconds), 0,
+	    "Idle seconds before chatd pings a client; keep it below the proxy's idle timeout." },
+	{ "WS_IDLE_TIMEOUT_SECONDS", CONFIG_INT, "75", 2, 86400, OFF(ws_idle_timeout_seconds), 0,
+	    "A client silent this long (no data, no pong) is disconnected." },
+	{ "HANDSHAKE_TIMEOUT_SECONDS", CONFIG_INT, "10", 1, 300, OFF(handshake_timeout_seconds), 0,
+	    "Time a client has to complete the WebSocket handshake." },
+	{ "QUEUE_LOW_FRAMES", CONFIG_INT, "256", 1, 1000000, OFF(queue_low_frames), 0,
+	    "Per connection: queued chat frames; beyond it the oldest are dropped and the client is told." },
+	{ "QUEUE_HIGH_FRAMES", CONFIG_INT, "64", 1, 1000000, OFF(queue_high_frames), 0,
+	    "Per connection: queued high-priority frames; beyond it the client is disconnected." },
 	{ "CONTROL_SOCKET", CONFIG_PATH, "/run/chatd/control.sock", 0, 0, OFF(control_socket), 0,
 	    "Unix socket of chatd's control protocol (chat-api, chat-sync and chatctl connect to it)." },
 	{ "CONTROL_TIMEOUT_MS", CONFIG_INT, "2000", 10, 60000, OFF(control_timeout_ms), 0,
@@ -236,6 +255,39 @@ config_parse_int(const char *s, long long *out)
 	return 0;
 }
 
+/* "3", "0.5", "1.25" seconds -> milliseconds. No sign, no exponent. */
+static int
+config_parse_millis(const char *s, long long *out)
+{
+	long long whole = 0, frac = 0;
+	int digits = 0, fdigits = 0;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	for (; isdigit((unsigned char)*s); s++, digits++) {
+		if (whole > (LLONG_MAX / 1000 - 9) / 10)
+			return -1;
+		whole = whole * 10 + (*s - '0');
+	}
+	if (*s == '.') {
+		for (s++; isdigit((unsigned char)*s); s++, fdigits++) {
+			if (fdigits == 3)
+				return -1;
+			frac = frac * 10 + (*s - '0');
+		}
+		if (fdigits == 0)
+			return -1;
+	}
+	while (isspace((unsigned char)*s))
+		s++;
+	if (digits == 0 || *s != '\0')
+		return -1;
+	while (fdigits++ < 3)
+		frac *= 10;
+	*out = whole * 1000 + frac;
+	return 0;
+}
+
 /* Checks and stores one value; the message names key and value. */
 static int
 config_set(struct config *cfg, const struct config_option *opt, const char *value, char **cause)
@@ -253,6 +305,19 @@ config_set(struct config *cfg, const struct config_option *opt, const char *valu
 		if (v < opt->min || v > opt->max) {
 			*cause = xasprintf("%s=%s: must be between %lld and %lld", opt->key, shown,
 			    opt->min, opt->max);
+			return -1;
+		}
+		*(long long *)(base + opt->offset) = v;
+		return 0;
+	case CONFIG_MILLIS:
+		if (config_parse_millis(value, &v) != 0) {
+			*cause = xasprintf("%s=%s: not a number of seconds (up to 3 decimals)", opt->key,
+			    shown);
+			return -1;
+		}
+		if (v < opt->min || v > opt->max) {
+			*cause = xasprintf("%s=%s: must be between %lld and %lld seconds", opt->key, shown,
+			    opt->min / 1000, opt->max / 1000);
 			return -1;
 		}
 		*(long long *)(base + opt->offset) = v;
@@ -575,7 +640,7 @@ config_clear(struct config *cfg)
 
 	for (size_t i = 0; i < CONFIG_COUNT; i++) {
 		const struct config_option *opt = &config_table[i];
-		if (opt->type != CONFIG_INT) {
+		if (opt->type != CONFIG_INT && opt->type != CONFIG_MILLIS) {
 			free(*(char **)(base + opt->offset));
 			*(char **)(base + opt->offset) = NULL;
 		}
@@ -616,6 +681,8 @@ config_print_markdown(FILE *out)
 
 		if (opt->type == CONFIG_INT)
 			snprintf(range, sizeof range, "%lld–%lld", opt->min, opt->max);
+		else if (opt->type == CONFIG_MILLIS)
+			snprintf(range, sizeof range, "%lld–%lld s", opt->min / 1000, opt->max / 1000);
 		fprintf(out, "| `%s`%s | %s%s%s | %s | %s |\n", opt->key,
 		    (opt->flags & CONFIG_SEED) ? " (seed)" : "",
 		    opt->def && *opt->def ? "`" : "", config_default_text(opt),

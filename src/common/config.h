@@ -32,9 +32,18 @@ struct config {
 	long long callback_retry_delay_seconds;
 	long long callback_timeout_seconds;
 	long long sync_interval_seconds;
-	long long user_message_interval_secs;
+	long long user_message_interval_ms; /* USER_MESSAGE_INTERVAL_SECS, fractions allowed */
 	/* chatd's own */
 	char *chatd_listen;
+	char *token_secret; /* secret: never logged; NULL when unset */
+	long long max_message_bytes;
+	long long max_frame_bytes;
+	long long max_connections_per_address;
+	long long ws_ping_interval_seconds;
+	long long ws_idle_timeout_seconds;
+	long long handshake_timeout_seconds;
+	long long queue_low_frames;
+	long long queue_high_frames;
 	char *control_socket;
 	long long control_timeout_ms;
 	long long api_threads;

@@ -264,6 +264,15 @@ static const char *const all_keys[] = {
 	"SYNC_INTERVAL_SECONDS",
 	"USER_MESSAGE_INTERVAL_SECS",
 	"CHATD_LISTEN",
+	"TOKEN_SECRET",
+	"MAX_MESSAGE_BYTES",
+	"MAX_FRAME_BYTES",
+	"MAX_CONNECTIONS_PER_ADDRESS",
+	"WS_PING_INTERVAL_SECONDS",
+	"WS_IDLE_TIMEOUT_SECONDS",
+	"HANDSHAKE_TIMEOUT_SECONDS",
+	"QUEUE_LOW_FRAMES",
+	"QUEUE_HIGH_FRAMES",
 	"CONTROL_SOCKET",
 	"CONTROL_TIMEOUT_MS",
 	"API_THREADS",
@@ -516,7 +525,7 @@ START_TEST(test_load_defaults)
 	ck_assert_int_eq(cfg.callback_retry_delay_seconds, 5);
 	ck_assert_int_eq(cfg.callback_timeout_seconds, 30);
 	ck_assert_int_eq(cfg.sync_interval_seconds, 300);
-	ck_assert_int_eq(cfg.user_message_interval_secs, 3);
+	ck_assert_int_eq(cfg.user_message_interval_ms, 3000);
 	ck_assert_str_eq(cfg.chatd_listen, "127.0.0.1:3001");
 	ck_assert_str_eq(cfg.control_socket, "/run/chatd/control.sock");
 	ck_assert_int_eq(cfg.control_timeout_ms, 2000);
@@ -582,7 +591,7 @@ START_TEST(test_load_seed_env)
 	ck_assert_str_eq(cfg.data_callback_url, "http://example.com/callback");
 	ck_assert_str_eq(cfg.periodic_sync_callback_url, "http://example.com/api/periodic-sync");
 	ck_assert_int_eq(cfg.sync_interval_seconds, 300);
-	ck_assert_int_eq(cfg.user_message_interval_secs, 3);
+	ck_assert_int_eq(cfg.user_message_interval_ms, 3000);
 	config_clear(&cfg);
 }
 END_TEST
@@ -708,7 +717,7 @@ static const struct {
 	{ "SYNC_INTERVAL_SECONDS", "five" },
 	{ "SYNC_INTERVAL_SECONDS", "2592001" },
 	{ "USER_MESSAGE_INTERVAL_SECS", "-1" },
-	{ "USER_MESSAGE_INTERVAL_SECS", "1.5" },
+	{ "USER_MESSAGE_INTERVAL_SECS", "1.2345" },
 	{ "CALLBACK_MAX_RETRIES", "101" },
 	{ "CALLBACK_RETRY_DELAY_SECONDS", "-5" },
 	{ "CALLBACK_TIMEOUT_SECONDS", "0" },
@@ -805,13 +814,44 @@ START_TEST(test_load_good_edge_values)
 	    "DATA_CALLBACK_URL=https://example.com\n",
 	    NULL);
 	ck_assert_int_eq(cfg.max_connections, 1);
-	ck_assert_int_eq(cfg.user_message_interval_secs, 0);
+	ck_assert_int_eq(cfg.user_message_interval_ms, 0);
 	ck_assert_int_eq(cfg.callback_max_retries, 0);
 	ck_assert_int_eq(cfg.sync_interval_seconds, 2592000);
 	ck_assert_str_eq(cfg.bind_address, "localhost:65535");
 	ck_assert_str_eq(cfg.chatd_listen, "[::]:3001");
 	ck_assert_str_eq(cfg.data_callback_url, "https://example.com");
 	config_clear(&cfg);
+}
+END_TEST
+
+/* USER_MESSAGE_INTERVAL_SECS takes fractions so tests can use short intervals. */
+START_TEST(test_load_interval_fractions)
+{
+	static const struct {
+		const char *v;
+		long long ms;
+	} good[] = { { "0.25", 250 }, { "1.5", 1500 }, { "2", 2000 }, { " 0.001 ", 1 },
+		{ "86400", 86400000 } };
+	static const char *const bad[] = { "0.0001", "-1", ".5", "1.", "1e3", "abc", "86401",
+		"99999999999999999999" };
+	struct fakeenv env;
+	struct config cfg;
+	char text[64], *cause;
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(text, sizeof text, "USER_MESSAGE_INTERVAL_SECS=%s\n", good[i].v);
+		load_ok(&cfg, text, NULL);
+		ck_assert_int_eq(cfg.user_message_interval_ms, good[i].ms);
+		config_clear(&cfg);
+	}
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		memset(&env, 0, sizeof env);
+		fakeenv_set(&env, "USER_MESSAGE_INTERVAL_SECS", bad[i]);
+		cause = load_bad("", &env);
+		assert_contains(cause, "USER_MESSAGE_INTERVAL_SECS");
+		assert_contains(cause, bad[i]);
+		free(cause);
+	}
 }
 END_TEST
 
@@ -1105,6 +1145,7 @@ config_suite(void)
 	tcase_add_test(tc, test_load_bad_values);
 	tcase_add_test(tc, test_load_bad_values_from_env);
 	tcase_add_test(tc, test_load_good_edge_values);
+	tcase_add_test(tc, test_load_interval_fractions);
 	tcase_add_test(tc, test_load_database_url);
 	tcase_add_test(tc, test_load_empty_admin_key_is_unset);
 	tcase_add_test(tc, test_load_unknown_key_warns);
