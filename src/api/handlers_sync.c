@@ -68,7 +68,7 @@ sync_query_int(struct api_call *call, const char *key, long long min, long long 
 	char *end;
 	long long n;
 
-	if (v == NULL || *v == '\0')
+	if (v == NULL)
 		return 0;
 	errno = 0;
 	n = strtoll(v, &end, 10);

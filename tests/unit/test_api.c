@@ -457,7 +457,7 @@ START_TEST(test_dispatch_history_queries)
 	char uri[256], id[64];
 	cJSON *r;
 	static const char *const bad[] = { "page=0", "page=-1", "page=abc", "limit=0", "limit=1x",
-		"from=-5", "from=20&to=10", "page=99999999999999999999" };
+		"from=-5", "from=20&to=10", "page=99999999999999999999", "page=", "limit=" };
 
 	ck_assert_int_eq(call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"h\"}", -2,
 			     &r, NULL),

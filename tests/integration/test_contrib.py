@@ -1,0 +1,206 @@
+#!/usr/bin/python3
+"""Integration test of contrib/ itself, without traffic:
+- every web server template renders with contrib/render-config.sh, leaves no
+  placeholder behind, and passes its server's own check (lighttpd -tt,
+  apache2 -t, nginx -t); a missing value is refused, odd characters in a
+  value survive;
+- contrib/env.example names every setting of `chat-api --config-table`,
+  its commented defaults match the table, and chat-api starts with it
+  without warnings;
+- the systemd units pass `systemd-analyze verify` (when available);
+- contrib/quickstart.sh parses and prints its help.
+Exit 0 on success, 1 on failure."""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stack  # noqa: E402
+
+TEMPLATES = {
+    "lighttpd/chatd-spawn.conf": "lighttpd",
+    "lighttpd/chatd-socket.conf": "lighttpd",
+    "lighttpd/chatd-scgi.conf": "lighttpd",
+    "apache/chatd.conf": "apache2",
+    "nginx/chatd.conf": "nginx",
+}
+
+
+def run(argv, env=None, timeout=30):
+    r = subprocess.run(argv, env=env or stack.clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout)
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+
+
+def t_templates(chk, tmp):
+    full = {
+        "BIND_ADDRESS": "127.0.0.1:%d" % stack.free_port(),
+        "API_SOCKET": os.path.join(tmp, "api.sock"),
+        "API_ADDR": "127.0.0.1:%d" % stack.free_port(),
+        "CHATD_ADDR": "127.0.0.1:3001",
+        "STATE_DIR": tmp,
+        "CHAT_API": stack.CHAT_API,
+        "ENV_FILE": os.path.join(tmp, "chatd.env"),
+    }
+    for tpl, server in TEMPLATES.items():
+        path = os.path.join(stack.CONTRIB, tpl)
+        out = os.path.join(tmp, tpl.replace("/", "-"))
+        code, text = run(["/bin/sh", stack.RENDER, "-o", out, path], stack.clean_env(full))
+        if not chk.eq(code, 0, "%s renders (%s)" % (tpl, text.strip())):
+            continue
+        with open(out, encoding="utf-8") as f:
+            body = [ln for ln in f.read().splitlines() if not ln.lstrip().startswith("#")]
+        left = sorted(set(re.findall(r"@[A-Z_]+@", "\n".join(body))))
+        chk.eq(left, [], "%s: no placeholder left" % tpl)
+        with open(path, encoding="utf-8") as f:
+            head = f.read()
+        used = set(re.findall(r"@[A-Z_]+@", "\n".join(ln for ln in head.splitlines() if not ln.lstrip().startswith("#"))))
+        documented = set(re.findall(r"@[A-Z_]+@", "\n".join(ln for ln in head.splitlines() if ln.lstrip().startswith("#"))))
+        chk.ok(used <= documented, "%s documents every placeholder it uses" % tpl, repr(used - documented))
+        exe = stack.which(server)
+        if exe is None:
+            print("note: %s not installed, %s not syntax-checked" % (server, tpl))
+            continue
+        if server == "lighttpd":
+            code, text = run([exe, "-tt", "-f", out])
+        elif server == "apache2":
+            code, text = run([exe, "-t", "-f", out])
+        else:
+            code, text = run([exe, "-t", "-e", "stderr", "-p", tmp, "-c", out])
+        chk.eq(code, 0, "%s accepted by %s -t (%s)" % (tpl, server, text.strip()[-300:]))
+        chk.ok("warn" not in text.lower() or server == "nginx", "%s: no warnings" % tpl, text[-300:])
+
+    # A value the template needs but nobody set is refused, naming it.
+    code, text = run(["/bin/sh", stack.RENDER, os.path.join(stack.CONTRIB, "lighttpd/chatd-spawn.conf")])
+    chk.ok(code != 0 and "CHAT_API" in text and "STATE_DIR" in text, "missing values refused and named", text)
+    # Characters that sed treats specially survive.
+    odd = dict(full, STATE_DIR=os.path.join(tmp, "a&b|c\\d"))
+    code, text = run(["/bin/sh", stack.RENDER, os.path.join(stack.CONTRIB, "nginx/chatd.conf")], stack.clean_env(odd))
+    chk.ok(code == 0 and "pid %s/nginx.pid;" % odd["STATE_DIR"] in text, "& | and \\ in a value kept verbatim",
+           text[:200])
+    nl = dict(full, STATE_DIR=tmp + "\nevil")
+    code, text = run(["/bin/sh", stack.RENDER, os.path.join(stack.CONTRIB, "nginx/chatd.conf")], stack.clean_env(nl))
+    chk.ok(code != 0, "a value with a newline refused")
+
+
+def config_table():
+    code, text = run([stack.CHAT_API, "--config-table"])
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"\|\s*`([A-Z_]+)`[^|]*\|\s*([^|]*?)\s*\|", line)
+        if m:
+            rows[m.group(1)] = m.group(2).strip("`")
+    return code, rows
+
+
+def t_env_example(chk, tmp):
+    path = os.path.join(stack.CONTRIB, "env.example")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    code, table = config_table()
+    chk.ok(code == 0 and len(table) >= 20, "chat-api --config-table lists the settings", repr(table)[:200])
+    shown = {}
+    for line in text.splitlines():
+        m = re.match(r"^#?\s*([A-Z][A-Z0-9_]+)=(.*)$", line)
+        if m:
+            shown[m.group(1)] = m.group(2).split(" #")[0].strip()
+    for key, default in table.items():
+        if not chk.ok(key in shown, "env.example mentions %s" % key):
+            continue
+        if default in ("(unset)", "(empty)") or key == "ADMIN_API_KEY":
+            continue
+        chk.eq(shown[key], default, "env.example shows %s's default" % key)
+    chk.ok(re.search(r"^ADMIN_API_KEY=your_secret_api_key$", text, re.M), "ADMIN_API_KEY=your_secret_api_key is set")
+    active = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    chk.eq(active, ["ADMIN_API_KEY=your_secret_api_key"], "only ADMIN_API_KEY is uncommented")
+
+    # chat-api starts with it, without warnings (no unknown keys).
+    sock = os.path.join(tmp, "env-api.sock")
+    env = stack.clean_env({"CHAT_ENV_FILE": path, "DATABASE_URL": "sqlite:%s" % os.path.join(tmp, "env.db"),
+                           "CONTROL_SOCKET": os.path.join(tmp, "control.sock")})
+    p = stack.Proc("chat-api-env-example", [stack.CHAT_API, "--socket", sock], env, tmp)
+    try:
+        deadline = time.monotonic() + 10
+        up = False
+        while time.monotonic() < deadline and p.running():
+            if os.path.exists(sock):
+                s = socket.socket(socket.AF_UNIX)
+                try:
+                    s.connect(sock)
+                    up = True
+                    break
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            time.sleep(0.05)
+        chk.ok(up, "chat-api starts with CHAT_ENV_FILE=contrib/env.example", p.tail())
+    finally:
+        complaints = stack.stop_process_tree(p)
+    chk.ok(not complaints, "chat-api stops on SIGTERM", "; ".join(complaints))
+    log = p.tail(100)
+    chk.ok("warning" not in log and "unknown" not in log, "no warnings while loading env.example", log)
+
+
+def t_systemd(chk, tmp):
+    exe = stack.which("systemd-analyze")
+    if exe is None:
+        print("note: systemd-analyze not installed, units not verified")
+        return
+    d = os.path.join(tmp, "units")
+    os.mkdir(d)
+    names = sorted(os.listdir(os.path.join(stack.CONTRIB, "systemd")))
+    for n in names:
+        with open(os.path.join(stack.CONTRIB, "systemd", n), encoding="utf-8") as f:
+            unit = f.read().replace("/usr/local/bin/chat-api", stack.CHAT_API)
+        with open(os.path.join(d, n), "w", encoding="utf-8") as f:
+            f.write(unit)
+    code, text = run([exe, "verify"] + [os.path.join(d, n) for n in names], timeout=60)
+    chk.ok(code == 0 and text.strip() == "", "systemd-analyze verify %s" % " ".join(names), text)
+
+
+def t_quickstart(chk, tmp):
+    qs = os.path.join(stack.CONTRIB, "quickstart.sh")
+    code, text = run(["/bin/bash", "-n", qs])
+    chk.eq(code, 0, "quickstart.sh parses (%s)" % text.strip())
+    code, text = run(["/bin/bash", qs, "help"])
+    chk.ok(code == 0 and "Usage:" in text and "test" in text, "quickstart.sh help", text[:200])
+    code, text = run(["/bin/bash", qs, "bogus"])
+    chk.eq(code, 2, "quickstart.sh refuses an unknown command")
+    with open(qs, encoding="utf-8") as f:
+        body = f.read()
+    for pkg in ("libfcgi-dev", "libwebsockets-dev", "libcjson-dev", "check", "lighttpd", "apache2", "nginx",
+                "spawn-fcgi", "python3", "sqlite3", "socat", "valgrind", "clang-format", "cppcheck"):
+        chk.ok(re.search(r"\b%s\b" % re.escape(pkg), body.split("PACKAGES=(")[1].split(")")[0]) is not None,
+               "quickstart installs %s" % pkg)
+
+
+def main():
+    stack.setup_process()
+    if not os.access(stack.CHAT_API, os.X_OK):
+        print("chat-api not found at %s: build first" % stack.CHAT_API)
+        return 1
+    chk = stack.Checker("contrib: templates, env.example, systemd units, quickstart.sh")
+    tmp = tempfile.mkdtemp(prefix="chatd-it-contrib-")
+    try:
+        chk.run("templates", t_templates, chk, tmp)
+        chk.run("env.example", t_env_example, chk, tmp)
+        chk.run("systemd", t_systemd, chk, tmp)
+        chk.run("quickstart", t_quickstart, chk, tmp)
+    except (KeyboardInterrupt, SystemExit, stack.Watchdog) as exc:
+        chk.ok(False, "interrupted", repr(exc))
+    finally:
+        stack.reap_orphans()
+        if os.environ.get("KEEP_TMP") != "1":
+            shutil.rmtree(tmp, ignore_errors=True)
+    return chk.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
