@@ -33,6 +33,14 @@ free_port() {
 }
 port=$(free_port)
 base="http://127.0.0.1:$port"
+wait_ok() { # until the API answers 200 (lighttpd re-enables a restarted backend after a pause)
+	for _ in $(seq 100); do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Api-Key: $key" "$base/management/health")" = 200 ] && return
+		sleep 0.1
+	done
+	echo "api_bench: the API did not come up" >&2
+	exit 1
+}
 mkdir -p "$tmp/htdocs"
 cat > "$tmp/chatd.env" <<ENV
 ADMIN_API_KEY=$key
@@ -53,10 +61,7 @@ BIND_ADDRESS=127.0.0.1:$port STATE_DIR=$tmp API_SOCKET=$tmp/api.sock WEB_USER= \
 	"$top/contrib/render-config.sh" -o "$tmp/lighttpd.conf" "$top/contrib/lighttpd/chatd-socket.conf"
 lighttpd -D -f "$tmp/lighttpd.conf" 2>"$tmp/lighttpd.log" &
 pids+=($!)
-for _ in $(seq 50); do
-	curl -fsS -o /dev/null -H "X-Api-Key: $key" "$base/management/health" 2>/dev/null && break
-	sleep 0.1
-done
+wait_ok
 
 echo "# setting up: 100 rooms, one of them with 1,000,000 messages"
 for i in $(seq 100); do
@@ -83,10 +88,17 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-Api-Key"] = "$key"
 LUA
 
-rate() { # URL [wrk args...] -> requests/s
-	local url=$1
+rate() { # URL [wrk args...] -> requests/s; refuses to report a run with errors
+	local url=$1 out
 	shift
-	wrk -t1 -c"$conns" -d"${secs}s" "$@" "$url" | awk '/Requests\/sec/ {print $2}'
+	out=$(wrk -t1 -c"$conns" -d"${secs}s" "$@" "$url")
+	if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+		echo "api_bench: errors during the run of $url:" >&2
+		grep -E 'Non-2xx|Socket errors' <<<"$out" >&2
+		echo 0
+		return
+	fi
+	awk '/Requests\/sec/ {print $2}' <<<"$out"
 }
 static_like() { # NAME URL [curl args...]: a static file the size of that response
 	local name=$1 url=$2
@@ -129,6 +141,7 @@ awk -v a="$a9" -v b="$a1" 'BEGIN { printf "deep page / first page: %.2f\n", a / 
 kill "$api_pid"; wait "$api_pid" 2>/dev/null || true
 rm -f "$tmp/api.sock"
 start_api 1
+wait_ok
 a1t=$(rate "$base/management/rooms" "${h[@]}")
 d1t=$(rate "$deep" "${h[@]}")
 awk -v a="$a1t" -v d="$d1t" 'BEGIN { printf "%-46s %9.0f req/s\n%-46s %9.0f req/s\n", "GET /management/rooms, 1 worker thread", a, "chat-history page 9000, 1 worker thread", d }'

@@ -32,6 +32,25 @@ fcgi_read_body(void *io, char *buf, size_t len)
 	return n;
 }
 
+/*
+ * Reads what is left of the request body (an error answer may not have
+ * read it), so the web server has sent everything before we close; then
+ * closing at once cannot cut its request short. Bounded: a peer that keeps
+ * sending is left to libfcgi's close.
+ */
+static void
+fcgi_drain(FCGX_Request *freq)
+{
+	char buf[16384];
+	long long left = 64LL * 1024 * 1024;
+	int n;
+
+	while (left > 0 && (n = FCGX_GetStr(buf, sizeof buf, freq->in)) > 0)
+		left -= n;
+	if (left <= 0)
+		freq->detached = 0;
+}
+
 /* Raw REQUEST_URI, or one rebuilt from the CGI pieces if a server omits it. */
 static char *
 fcgi_request_uri(FCGX_ParamArray envp)
@@ -70,6 +89,7 @@ fcgi_serve(struct api_ctx *ctx, FCGX_Request *freq)
 	req.io = freq;
 
 	api_dispatch(ctx, &req, &resp);
+	fcgi_drain(freq);
 	head = api_response_head(&resp);
 	if (FCGX_PutS(head, freq->out) < 0 || FCGX_PutS(resp.body, freq->out) < 0)
 		log_warn("%s %s: the web server went away before the response was sent",
@@ -98,6 +118,13 @@ fcgi_worker(void *arg)
 				continue;
 			fatal("FastCGI accept failed: %s", strerror(errno));
 		}
+		/*
+		 * libfcgi's close waits (up to 2 s) for the web server to close its
+		 * end first, which holds a worker for a round trip of the web
+		 * server's event loop. On a Unix socket, once the request is read
+		 * to its end (fcgi_drain), nothing can be lost by closing at once.
+		 */
+		freq.detached = opts->listen_is_unix;
 		fcgi_serve(&ctx, &freq);
 		FCGX_Finish_r(&freq);
 	}

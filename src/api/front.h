@@ -12,6 +12,7 @@ struct front_options {
 	const struct config *cfg;
 	int listen_fd; /* listening socket, or 0 when spawned with it on stdin */
 	int threads;
+	int listen_is_unix; /* listen_fd is an AF_UNIX socket */
 };
 
 /*

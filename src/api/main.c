@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -65,6 +67,8 @@ main(int argc, char **argv)
 	int scgi = 0, ch, sig;
 	char *cause = NULL, *end;
 	sigset_t set;
+	struct stat st;
+	ino_t sock_ino = 0;
 	struct db *db;
 
 	log_init("chat-api", LOG_LEVEL_INFO);
@@ -135,10 +139,21 @@ main(int argc, char **argv)
 	memset(&opts, 0, sizeof opts);
 	opts.cfg = &cfg;
 	opts.threads = threads > 0 ? (int)threads : (int)cfg.api_threads;
+	{
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof ss;
+		/* fd 0 when spawned, else the socket we open below */
+		int fd = socket_spec != NULL ? -1 : 0;
+		if (fd == 0 && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+			opts.listen_is_unix = ss.ss_family == AF_UNIX;
+	}
 	if (socket_spec != NULL) {
 		opts.listen_fd = front_listen(socket_spec, (unsigned)mode, 128, &cause);
 		if (opts.listen_fd < 0)
 			fatal("%s", cause);
+		opts.listen_is_unix = !front_is_tcp(socket_spec);
+		if (opts.listen_is_unix && stat(socket_spec, &st) == 0)
+			sock_ino = st.st_ino;
 	}
 	if ((scgi ? front_scgi_start(&opts, &cause) : front_fcgi_start(&opts, &cause)) != 0)
 		fatal("%s", cause);
@@ -155,7 +170,9 @@ main(int argc, char **argv)
 		break;
 	}
 	log_info("%s: exiting", strsignal(sig));
-	if (socket_spec != NULL && !front_is_tcp(socket_spec) && unlink(socket_spec) != 0)
+	/* Remove our socket file, but not one a newer chat-api put in its place. */
+	if (socket_spec != NULL && !front_is_tcp(socket_spec) && stat(socket_spec, &st) == 0 &&
+	    st.st_ino == sock_ino && unlink(socket_spec) != 0)
 		log_warn("unlink %s: %s", socket_spec, strerror(errno));
 	/* Workers may be mid-request; _exit skips tearing down what they use. */
 	_exit(0);
