@@ -19,6 +19,9 @@ void handlers_rooms_bans(struct api_call *call);
 void handlers_rooms_unban(struct api_call *call);
 void handlers_rooms_event(struct api_call *call);
 
+/* handlers_tokens.c */
+void handlers_tokens_create(struct api_call *call);
+
 /* handlers_sync.c */
 void handlers_sync_get(struct api_call *call);
 void handlers_sync_request(struct api_call *call);

@@ -18,6 +18,7 @@ const struct api_route routes_table[] = {
 	{ "GET", "/management/rooms/{room_id}/bans", handlers_rooms_bans, 0 },
 	{ "DELETE", "/management/rooms/{room_id}/bans/{user_id}", handlers_rooms_unban, 0 },
 	{ "POST", "/management/rooms/{room_id}/events", handlers_rooms_event, ROUTE_BODY },
+	{ "POST", "/management/rooms/{room_id}/tokens", handlers_tokens_create, ROUTE_BODY },
 	{ "GET", "/management/health", handlers_misc_health, 0 },
 	{ "GET", "/management/sync", handlers_sync_get, 0 },
 	{ "POST", "/management/sync", handlers_sync_request, ROUTE_BODY | ROUTE_BODY_OPTIONAL },

@@ -101,6 +101,17 @@ json_has_escaped_nul(const char *text, size_t len)
 	return 0;
 }
 
+/* 1 if text[0..len) is only JSON whitespace. Bounded: text need not end in NUL. */
+static int
+json_all_space(const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n')
+			return 0;
+	}
+	return 1;
+}
+
 cJSON *
 json_parse_object(const char *text, size_t len, char **cause)
 {
@@ -108,7 +119,7 @@ json_parse_object(const char *text, size_t len, char **cause)
 	cJSON *root;
 
 	if (!utf8_valid(text, len)) {
-		*cause = xstrdup("body is not valid UTF-8");
+		*cause = xstrdup("not valid UTF-8");
 		return NULL;
 	}
 	if (memchr(text, '\0', len) != NULL || json_has_escaped_nul(text, len)) {
@@ -119,8 +130,8 @@ json_parse_object(const char *text, size_t len, char **cause)
 	if (root == NULL) {
 		const char *at = cJSON_GetErrorPtr();
 		long off = at != NULL && at >= text && at <= text + len ? (long)(at - text) : -1;
-		if (len == 0 || strspn(text, " \t\r\n") == len)
-			*cause = xstrdup("body is empty");
+		if (json_all_space(text, len))
+			*cause = xstrdup("empty JSON text");
 		else
 			*cause = xasprintf("malformed JSON near byte %ld", off);
 		return NULL;
@@ -128,7 +139,7 @@ json_parse_object(const char *text, size_t len, char **cause)
 	/* cJSON stops at the end of the first value; anything but space after it is an error. */
 	if (end != NULL) {
 		size_t rest = len - (size_t)(end - text);
-		if (strspn(end, " \t\r\n") < rest) {
+		if (!json_all_space(end, rest)) {
 			cJSON_Delete(root);
 			*cause = xasprintf("unexpected data after the JSON value at byte %ld",
 			    (long)(end - text));
@@ -137,7 +148,7 @@ json_parse_object(const char *text, size_t len, char **cause)
 	}
 	if (!cJSON_IsObject(root)) {
 		cJSON_Delete(root);
-		*cause = xstrdup("body must be a JSON object");
+		*cause = xstrdup("the JSON value must be an object");
 		return NULL;
 	}
 	return root;

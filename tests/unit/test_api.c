@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -18,6 +19,7 @@
 #include "dispatch.h"
 #include "jsonutil.h"
 #include "routes.h"
+#include "token.h"
 #include "uri.h"
 
 /* ---- route table ---- */
@@ -223,6 +225,7 @@ teardown(void)
 
 	db_close(ctx.db);
 	free(cfg.admin_api_key);
+	free(cfg.token_secret);
 	free(cfg.control_socket);
 	free(cfg.database_path);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
@@ -508,6 +511,136 @@ START_TEST(test_dispatch_sync_and_health)
 }
 END_TEST
 
+/* Creates a room and returns its id in id. */
+static void
+make_room(char id[64])
+{
+	cJSON *r;
+
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"t\"}", -2, &r, NULL),
+	    201);
+	snprintf(id, 64, "%s", cJSON_GetObjectItem(r, "room_id")->valuestring);
+	cJSON_Delete(r);
+}
+
+START_TEST(test_dispatch_tokens)
+{
+	static const char *const bad[] = {
+		"{}",
+		"{\"user_id\":\"\"}",
+		"{\"user_id\":5}",
+		"{\"user_id\":null}",
+		"{\"user_id\":\"a\\nb\"}",
+		"{\"user_id\":\"u\",\"nickname\":7}",
+		"{\"user_id\":\"u\",\"nickname\":\"tab\\there\"}",
+		"{\"user_id\":\"u\",\"admin\":\"yes\"}",
+		"{\"user_id\":\"u\",\"admin\":1}",
+		"{\"user_id\":\"u\",\"ttl_seconds\":0}",
+		"{\"user_id\":\"u\",\"ttl_seconds\":2592001}",
+		"{\"user_id\":\"u\",\"ttl_seconds\":1.5}",
+		"{\"user_id\":\"u\",\"ttl_seconds\":\"60\"}",
+		"{\"user_id\":\"u\",\"room\":\"other\"}",
+	};
+	struct token_claims c;
+	const char *why;
+	char uri[256], id[64], expect[512], *body;
+	long long now = (long long)time(NULL);
+	cJSON *r;
+
+	make_room(id);
+	snprintf(uri, sizeof uri, "/management/rooms/%s/tokens", id);
+
+	/* without TOKEN_SECRET chatd checks no tokens, so none are issued */
+	ck_assert_int_eq(call("POST", uri, KEY, JSON, "{\"user_id\":\"u1\"}", -2, &r, NULL), 503);
+	ck_assert_str_eq(err_code(r), "tokens_disabled");
+	ck_assert_ptr_nonnull(
+	    strstr(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "message")->valuestring,
+		"TOKEN_SECRET"));
+	cJSON_Delete(r);
+
+	cfg.token_secret = strdup("test-token-secret");
+	ck_assert_int_eq(call("POST", uri, KEY, JSON,
+			     "{\"user_id\":\"u 1/é&x\",\"nickname\":\"张三\",\"admin\":true,"
+			     "\"ttl_seconds\":120}",
+			     -2, &r, NULL),
+	    201);
+	ck_assert_str_eq(cJSON_GetObjectItem(r, "room_id")->valuestring, id);
+	ck_assert_str_eq(cJSON_GetObjectItem(r, "user_id")->valuestring, "u 1/é&x");
+	ck_assert_str_eq(cJSON_GetObjectItem(r, "nickname")->valuestring, "张三");
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(r, "admin")));
+	ck_assert_int_ge((long long)cJSON_GetObjectItem(r, "expires_at")->valuedouble, now + 120);
+	ck_assert_int_le((long long)cJSON_GetObjectItem(r, "expires_at")->valuedouble, now + 122);
+	ck_assert_int_eq(token_verify(cfg.token_secret,
+			     cJSON_GetObjectItem(r, "token")->valuestring, now, &c, &why),
+	    0);
+	ck_assert_str_eq(c.sub, "u 1/é&x");
+	ck_assert_str_eq(c.room, id);
+	ck_assert_str_eq(c.nick, "张三");
+	ck_assert_int_eq(c.admin, 1);
+	ck_assert_int_eq(c.exp, (long long)cJSON_GetObjectItem(r, "expires_at")->valuedouble);
+	token_claims_clear(&c);
+	ck_assert_int_eq(token_verify("another secret",
+			     cJSON_GetObjectItem(r, "token")->valuestring, now, &c, &why),
+	    -1);
+	snprintf(expect, sizeof expect,
+	    "/ws/rooms/"
+	    "%s?user_id=u%%201%%2F%%C3%%A9%%26x&nickname=%%E5%%BC%%A0%%E4%%B8%%89&token=%s",
+	    id, cJSON_GetObjectItem(r, "token")->valuestring);
+	ck_assert_str_eq(cJSON_GetObjectItem(r, "ws_url")->valuestring, expect);
+	cJSON_Delete(r);
+
+	/* defaults: not admin, no nickname, one hour */
+	ck_assert_int_eq(call("POST", uri, KEY, JSON, "{\"user_id\":\"u2\"}", -2, &r, NULL), 201);
+	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(r, "admin")));
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "nickname")));
+	ck_assert_int_ge((long long)cJSON_GetObjectItem(r, "expires_at")->valuedouble, now + 3600);
+	ck_assert_int_le((long long)cJSON_GetObjectItem(r, "expires_at")->valuedouble, now + 3602);
+	ck_assert_ptr_null(strstr(cJSON_GetObjectItem(r, "ws_url")->valuestring, "nickname="));
+	ck_assert_int_eq(token_verify(cfg.token_secret,
+			     cJSON_GetObjectItem(r, "token")->valuestring, now, &c, &why),
+	    0);
+	ck_assert_int_eq(c.admin, 0);
+	ck_assert_ptr_null(c.nick);
+	token_claims_clear(&c);
+	cJSON_Delete(r);
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_msg(call("POST", uri, KEY, JSON, bad[i], -2, &r, NULL) == 400,
+		    "accepted %s", bad[i]);
+		ck_assert_str_eq(err_code(r), "invalid_field");
+		cJSON_Delete(r);
+	}
+	/* user_id 128 bytes is the limit; 129 is not */
+	body = malloc(200);
+	snprintf(body, 200, "{\"user_id\":\"%0128d\"}", 0);
+	ck_assert_int_eq(call("POST", uri, KEY, JSON, body, -2, &r, NULL), 201);
+	cJSON_Delete(r);
+	snprintf(body, 200, "{\"user_id\":\"%0129d\"}", 0);
+	ck_assert_int_eq(call("POST", uri, KEY, JSON, body, -2, &r, NULL), 400);
+	cJSON_Delete(r);
+	snprintf(body, 200, "{\"user_id\":\"u\",\"nickname\":\"%0129d\"}", 0);
+	ck_assert_int_eq(call("POST", uri, KEY, JSON, body, -2, &r, NULL), 400);
+	cJSON_Delete(r);
+	free(body);
+
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms/00000000-0000-4000-8000-000000000000/tokens", KEY, JSON,
+		"{\"user_id\":\"u1\"}", -2, &r, NULL),
+	    404);
+	ck_assert_str_eq(err_code(r), "room_not_found");
+	cJSON_Delete(r);
+
+	snprintf(uri, sizeof uri, "/management/rooms/%s", id);
+	ck_assert_int_eq(call("DELETE", uri, KEY, NULL, NULL, 0, &r, NULL), 200);
+	cJSON_Delete(r);
+	snprintf(uri, sizeof uri, "/management/rooms/%s/tokens", id);
+	ck_assert_int_eq(call("POST", uri, KEY, JSON, "{\"user_id\":\"u1\"}", -2, &r, NULL), 409);
+	ck_assert_str_eq(err_code(r), "room_closed");
+	cJSON_Delete(r);
+}
+END_TEST
+
 START_TEST(test_key_equal)
 {
 	ck_assert(api_key_equal("abc", "abc"));
@@ -541,6 +674,7 @@ api_suite(void)
 	tcase_add_test(tc, test_dispatch_room_lifecycle);
 	tcase_add_test(tc, test_dispatch_history_queries);
 	tcase_add_test(tc, test_dispatch_sync_and_health);
+	tcase_add_test(tc, test_dispatch_tokens);
 	suite_add_tcase(s, tc);
 	return s;
 }

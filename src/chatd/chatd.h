@@ -1,0 +1,193 @@
+/*
+ * chatd's shared state: the daemon (struct chatd), rooms, WebSocket
+ * connections and control connections. Everything declared here belongs to
+ * the service thread (the one running lws_service()); the database writer
+ * thread never sees these structs, it gets copies in struct writer_op
+ * (writer.h). So there are no locks here. Only chatd includes this file.
+ */
+#ifndef CHATD_CHATD_H
+#define CHATD_CHATD_H
+
+#include <sys/queue.h>
+
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+#include "coalesce.h"
+#include "config.h"
+#include "ctl.h"
+#include "outq.h"
+#include "ratelimit.h"
+#include "strmap.h"
+
+struct db;
+struct writer;
+struct room;
+
+/* glibc's sys/queue.h lacks the _SAFE walks (BSD has them). */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar) \
+	for ((var) = TAILQ_FIRST((head)); (var) && ((tvar) = TAILQ_NEXT((var), field), 1); \
+	     (var) = (tvar))
+#endif
+
+/*
+ * One WebSocket connection: the lws per-session data of the "chatd"
+ * protocol, so lws allocates (zeroed) and frees it; we own the heap
+ * members. Service thread only. A connection counts (totals, per-address,
+ * room membership) from ESTABLISHED until CLOSED; room != NULL says it
+ * joined.
+ */
+struct conn {
+	struct lws *wsi;
+	struct chatd *cd;
+	struct room *room; /* NULL until joined, and for refused handshakes */
+	char *user_id;
+	char *nickname;
+	char *address; /* client address (X-Forwarded-For behind the proxy) */
+	int is_admin;
+	uint64_t serial; /* unique per process; the writer's session key */
+	int counted; /* in cd->nconns and cd->addresses */
+	struct outq q;
+
+	/* Set when the server decided to close it: the close frame goes out
+	 * after what is queued (UserLeft). */
+	int close_code;
+	char *close_reason;
+	const char *leave_reason; /* session leave reason; static string */
+
+	/* Reassembly of one client message across frames and rx chunks. */
+	unsigned char *rx;
+	size_t rx_len, rx_cap;
+	int rx_inmsg; /* inside a message */
+	int rx_binary;
+
+	TAILQ_ENTRY(conn) entry; /* room->members */
+};
+TAILQ_HEAD(conn_list, conn);
+
+/* A user's ban as chatd holds it (the database row is the record). */
+struct room_ban {
+	char *reason; /* may be NULL */
+	int64_t expires_at; /* Unix ms; 0: permanent */
+};
+
+/* A user present in a room with one or more connections. */
+struct room_user {
+	unsigned nconns;
+};
+
+/* A low-priority frame waiting for its sliced fan-out. */
+struct room_fanout {
+	STAILQ_ENTRY(room_fanout) entry;
+	struct frame *f; /* one reference */
+};
+STAILQ_HEAD(room_fanout_list, room_fanout);
+
+/*
+ * A room as the service thread knows it: loaded from the database at start
+ * or on demand, never freed before exit (a closed room stays, marked, so
+ * refusals need no query). Owned by struct chatd's registry.
+ */
+struct room {
+	struct chatd *cd;
+	char *id;
+	char *name;
+	int closed;
+	char **admins;
+	size_t n_admins;
+	struct strmap bans; /* user_id -> struct room_ban */
+	struct strmap users; /* user_id -> struct room_user */
+	struct conn_list members;
+	unsigned nconns;
+	int64_t current_users, peak_users;
+	int64_t last_seq; /* highest seq broadcast (or loaded) */
+	uint64_t dropped_low;
+	struct ratelimit rl;
+	struct coalesce co;
+	lws_sorted_usec_list_t stats_sul; /* trailing RoomStats push */
+
+	/* Sliced low-priority fan-out: the head frame is being delivered
+	 * from fan_cursor on; later frames wait (keeps per-member order). */
+	struct room_fanout_list fanout;
+	unsigned fanout_len;
+	struct conn *fan_cursor;
+	int fan_started;
+	int busy; /* on cd->busy */
+
+	TAILQ_ENTRY(room) entry; /* cd->room_list */
+	TAILQ_ENTRY(room) busy_entry; /* cd->busy */
+};
+TAILQ_HEAD(room_list, room);
+
+/*
+ * One control-socket connection (raw Unix socket); lws per-session data of
+ * the "chatd-control" protocol. Replies are queued in out (LWS_PRE
+ * headroom in front) and written in RAW_WRITEABLE. While a publish waits
+ * for its commit, later lines wait in pending so replies keep request
+ * order.
+ */
+struct ctl_pending {
+	STAILQ_ENTRY(ctl_pending) entry;
+	char *line;
+};
+STAILQ_HEAD(ctl_pending_list, ctl_pending);
+
+struct ctlconn {
+	struct lws *wsi;
+	struct chatd *cd;
+	uint64_t serial;
+	int live;
+	struct ctl_linebuf lb;
+	unsigned char *out;
+	size_t out_len, out_cap; /* out_len counts from LWS_PRE */
+	int waiting; /* a publish is in the writer */
+	struct ctl_pending_list pending;
+	unsigned npending;
+	int drop; /* close after flushing */
+	TAILQ_ENTRY(ctlconn) entry;
+};
+TAILQ_HEAD(ctlconn_list, ctlconn);
+
+/* Connections counted per client address (MAX_CONNECTIONS_PER_ADDRESS). */
+struct addr_count {
+	unsigned n;
+};
+
+/*
+ * The daemon. One instance, created by server_run() on the service thread,
+ * which alone touches it (the signal handler only sets server_signalled
+ * and wakes the loop).
+ */
+struct chatd {
+	const struct config *cfg;
+	struct lws_context *ctx;
+	struct lws_vhost *ws_vhost, *ctl_vhost;
+	struct writer *writer;
+	struct db *db; /* the service thread's own connection: room loads */
+
+	struct strmap rooms; /* id -> struct room */
+	struct room_list room_list;
+	struct room_list busy; /* rooms with low fan-out pending */
+	lws_sorted_usec_list_t fanout_sul;
+	int fanout_scheduled;
+
+	struct strmap addresses; /* address -> struct addr_count */
+	unsigned long nconns; /* established WebSocket connections */
+	struct ctlconn_list ctlconns;
+	uint64_t next_serial;
+	int64_t started_ms;
+	uint64_t dropped_low; /* low frames dropped since start */
+
+	unsigned char *sendbuf; /* shared by every WRITEABLE; LWS_PRE first */
+	size_t sendbuf_cap;
+
+	lws_sorted_usec_list_t tick_sul; /* housekeeping: rate limiter expiry */
+
+	int shutting_down;
+	int64_t shutdown_deadline;
+	lws_sorted_usec_list_t shutdown_sul;
+};
+
+#endif

@@ -1,0 +1,393 @@
+/*
+ * Control request handlers (see control.h). Framing, request validation
+ * and reply encoding are ctl.c's; this file turns each request type into
+ * room operations and a reply. The database is chat-api's record here:
+ * ban, unban and room_closed only change chatd's live state (chat-api has
+ * written the row first); publish goes through the writer, and its reply
+ * waits for the commit. Service thread only.
+ */
+#include "autoconf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "db.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "room.h"
+#include "server.h"
+#include "writer.h"
+#include "xmalloc.h"
+
+static int control_line(struct ctlconn *cc, char *line);
+
+static void
+control_ok(struct ctlconn *cc, unsigned long id, cJSON *result)
+{
+	char *line = ctl_reply_encode_ok(id, result);
+
+	server_ctl_send(cc, line);
+	free(line);
+	cJSON_Delete(result);
+}
+
+static void __attribute__((format(printf, 4, 5)))
+control_error(struct ctlconn *cc, unsigned long id, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	char *message, *line;
+
+	va_start(ap, fmt);
+	if (vasprintf(&message, fmt, ap) < 0)
+		message = NULL;
+	va_end(ap);
+	line = ctl_reply_encode_error(id, code, message != NULL ? message : code);
+	server_ctl_send(cc, line);
+	free(line);
+	free(message);
+}
+
+static cJSON *
+control_room_stats(const struct room *r)
+{
+	cJSON *o = json_object();
+	uint64_t low, high;
+
+	room_queued(r, &low, &high);
+	json_add_string(o, "room_id", r->id);
+	json_add_int(o, "current_users", r->current_users);
+	json_add_int(o, "peak_users", r->peak_users);
+	json_add_int(o, "connections", r->nconns);
+	json_add_int(o, "queued_low", (long long)low);
+	json_add_int(o, "queued_high", (long long)high);
+	json_add_int(o, "dropped_low", (long long)r->dropped_low);
+	json_add_int(o, "last_seq", r->last_seq);
+	json_add_bool(o, "closed", r->closed);
+	return o;
+}
+
+static cJSON *
+control_rooms(struct chatd *cd)
+{
+	cJSON *o = json_object(), *a = json_array();
+	struct room *r;
+
+	TAILQ_FOREACH(r, &cd->room_list, entry)
+	{
+		if (r->nconns > 0)
+			json_append(a, control_room_stats(r));
+	}
+	json_add(o, "rooms", a);
+	return o;
+}
+
+/* Reads a required room_id and finds the room; replies itself on failure. */
+static struct room *
+control_room_arg(struct ctlconn *cc, unsigned long id, const cJSON *args)
+{
+	const char *room_id;
+	char *cause = NULL;
+	struct room *r;
+	int status = 0;
+
+	if (json_get_string(args, "room_id", 1, 1, 64, TEXT_NO_CONTROL, &room_id, &cause) != 0) {
+		control_error(cc, id, "bad_request", "%s", cause ? cause : "room_id is required");
+		free(cause);
+		return NULL;
+	}
+	if ((r = room_lookup(cc->cd, room_id, &status)) == NULL) {
+		if (status == 404)
+			control_error(cc, id, "room_not_found", "no room with id %s", room_id);
+		else
+			control_error(cc, id, "internal_error", "could not load room %s", room_id);
+	}
+	return r;
+}
+
+static int
+control_user_args(struct ctlconn *cc, unsigned long id, const cJSON *args, const char **user_id,
+    const char **reason)
+{
+	char *cause = NULL;
+
+	if (json_get_string(
+		args, "user_id", 1, 1, USER_ID_MAX_BYTES, TEXT_NO_CONTROL, user_id, &cause) != 0 ||
+	    json_get_string(
+		args, "reason", 0, 0, REASON_MAX_BYTES, TEXT_NO_CONTROL, reason, &cause) != 0) {
+		control_error(cc, id, "bad_request", "%s", cause ? cause : "user_id is required");
+		free(cause);
+		return -1;
+	}
+	return 0;
+}
+
+static cJSON *
+control_disconnected(unsigned n)
+{
+	cJSON *o = json_object();
+
+	json_add_int(o, "disconnected", n);
+	return o;
+}
+
+static void
+control_health(struct ctlconn *cc, unsigned long id)
+{
+	struct chatd *cd = cc->cd;
+	cJSON *o = json_object();
+	struct room *r;
+	unsigned live = 0;
+
+	TAILQ_FOREACH(r, &cd->room_list, entry)
+	{
+		if (r->nconns > 0)
+			live++;
+	}
+	json_add_string(o, "status", cd->shutting_down ? "shutting_down" : "ok");
+	json_add_string(o, "version", PACKAGE_VERSION);
+	json_add_int(o, "uptime_s", (server_now_ms() - cd->started_ms) / 1000);
+	json_add_int(o, "connections", (long long)cd->nconns);
+	json_add_int(o, "rooms", live);
+	json_add_int(o, "writer_backlog", writer_backlog(cd->writer));
+	json_add_int(o, "dropped_low", (long long)cd->dropped_low);
+	control_ok(cc, id, o);
+}
+
+static void
+control_reload(struct ctlconn *cc, unsigned long id, const cJSON *args)
+{
+	const char *room_id;
+	char *cause = NULL;
+	int rc;
+
+	if (json_get_string(args, "room_id", 1, 1, 64, TEXT_NO_CONTROL, &room_id, &cause) != 0) {
+		control_error(cc, id, "bad_request", "%s", cause ? cause : "room_id is required");
+		free(cause);
+		return;
+	}
+	rc = room_reload(cc->cd, room_id, NULL, &cause);
+	if (rc == 1)
+		control_error(cc, id, "room_not_found", "no room with id %s", room_id);
+	else if (rc < 0) {
+		log_error("reloading room %s: %s", room_id, cause);
+		free(cause);
+		control_error(cc, id, "internal_error", "could not load room %s", room_id);
+	} else
+		control_ok(cc, id, NULL);
+}
+
+static void
+control_publish(struct ctlconn *cc, unsigned long id, const cJSON *args)
+{
+	const char *event_type;
+	const cJSON *payload;
+	struct writer_op *op;
+	char *cause = NULL;
+	struct room *r;
+
+	if ((r = control_room_arg(cc, id, args)) == NULL)
+		return;
+	if (json_get_string(args, "event_type", 1, 1, EVENT_TYPE_MAX_BYTES, TEXT_NO_CONTROL,
+		&event_type, &cause) != 0) {
+		control_error(
+		    cc, id, "bad_request", "%s", cause ? cause : "event_type is required");
+		free(cause);
+		return;
+	}
+	if (r->closed) {
+		control_error(cc, id, "room_closed", "room %s is closed", r->id);
+		return;
+	}
+	payload = cJSON_GetObjectItemCaseSensitive(args, "payload");
+	op = writer_op_create(WRITER_MESSAGE);
+	op->room_id = xstrdup(r->id);
+	op->kind = DB_MESSAGE_CUSTOM;
+	op->is_admin = 1; /* the operator, through chat-api or chatctl: no user */
+	op->text = payload != NULL ? json_print(payload) : xstrdup("{}");
+	op->event_type = xstrdup(event_type);
+	op->ts_ms = server_now_ms();
+	op->from_ctl = 1;
+	op->origin = cc->serial;
+	op->ctl_id = id;
+	if (writer_submit(cc->cd->writer, op) != 0) {
+		control_error(cc, id, "internal_error", "chatd is overloaded; try again");
+		return;
+	}
+	/* The reply comes after the commit (control_publish_done). */
+	cc->waiting = 1;
+}
+
+void
+control_publish_done(struct ctlconn *cc, const struct writer_op *op, unsigned recipients)
+{
+	struct ctl_pending *p;
+	cJSON *o;
+
+	if (op->failed)
+		control_error(cc, op->ctl_id, "internal_error", "the event could not be stored");
+	else {
+		o = json_object();
+		json_add_int(o, "id", op->id);
+		json_add_int(o, "seq", op->seq);
+		json_add_int(o, "recipients", recipients);
+		control_ok(cc, op->ctl_id, o);
+	}
+	cc->waiting = 0;
+	while (!cc->waiting && !cc->drop && (p = STAILQ_FIRST(&cc->pending)) != NULL) {
+		STAILQ_REMOVE_HEAD(&cc->pending, entry);
+		cc->npending--;
+		if (control_line(cc, p->line) != 0)
+			cc->drop = 1;
+		free(p->line);
+		free(p);
+	}
+	if (cc->drop)
+		lws_callback_on_writable(cc->wsi);
+}
+
+/* Handles one request line; 0, or -1 to drop the connection. */
+static int
+control_line(struct ctlconn *cc, char *line)
+{
+	struct chatd *cd = cc->cd;
+	const cJSON *args;
+	cJSON *root = NULL, *empty = NULL;
+	const char *code, *message, *user_id, *reason;
+	enum ctl_type type;
+	unsigned long id = 0;
+	long long expires_at = 0;
+	struct room *r;
+	char *why, *cause = NULL;
+	int present;
+	unsigned n;
+
+	if (ctl_request_decode(line, &root, &type, &id, &args, &code, &message) != 0) {
+		control_error(cc, id, code, "%s", message);
+		return 0;
+	}
+	if (args == NULL)
+		args = empty = json_object();
+	log_debug("control: %s (id %lu)", ctl_type_name(type), id);
+
+	switch (type) {
+	case CTL_HEALTH:
+		control_health(cc, id);
+		break;
+	case CTL_STATS:
+		if (cJSON_GetObjectItemCaseSensitive(args, "room_id") == NULL)
+			control_ok(cc, id, control_rooms(cd));
+		else if ((r = control_room_arg(cc, id, args)) != NULL)
+			control_ok(cc, id, control_room_stats(r));
+		break;
+	case CTL_ROOMS:
+		control_ok(cc, id, control_rooms(cd));
+		break;
+	case CTL_ROOM_OPENED:
+	case CTL_ROOM_RELOAD:
+		control_reload(cc, id, args);
+		break;
+	case CTL_ROOM_CLOSED:
+		if (json_get_string(args, "reason", 0, 0, REASON_MAX_BYTES, TEXT_NO_CONTROL,
+			&reason, &cause) != 0) {
+			control_error(cc, id, "bad_request", "%s", cause);
+			break;
+		}
+		if ((r = control_room_arg(cc, id, args)) == NULL)
+			break;
+		n = room_close(r, reason);
+		log_info("room %s closed: %u connections closed", r->id, n);
+		control_ok(cc, id, control_disconnected(n));
+		break;
+	case CTL_BAN:
+		if (control_user_args(cc, id, args, &user_id, &reason) != 0)
+			break;
+		if (json_get_int(args, "expires_at", 0, 0, INT64_MAX / 2, &expires_at, &present,
+			&cause) != 0) {
+			control_error(cc, id, "bad_request", "%s", cause);
+			break;
+		}
+		if ((r = control_room_arg(cc, id, args)) == NULL)
+			break;
+		room_ban_set(r, user_id, reason, expires_at);
+		why = reason != NULL ? xasprintf("banned: %s", reason) : xstrdup("banned");
+		n = room_disconnect_user(r, user_id, 4403, why, "banned");
+		free(why);
+		log_info("room %s: %s banned (control), %u connections closed", r->id, user_id, n);
+		control_ok(cc, id, control_disconnected(n));
+		break;
+	case CTL_UNBAN:
+		if (control_user_args(cc, id, args, &user_id, &reason) != 0)
+			break;
+		if ((r = control_room_arg(cc, id, args)) == NULL)
+			break;
+		room_ban_remove(r, user_id);
+		log_info("room %s: %s unbanned (control)", r->id, user_id);
+		control_ok(cc, id, NULL);
+		break;
+	case CTL_KICK:
+		if (control_user_args(cc, id, args, &user_id, &reason) != 0)
+			break;
+		if ((r = control_room_arg(cc, id, args)) == NULL)
+			break;
+		why = reason != NULL ? xasprintf("kicked: %s", reason) : xstrdup("kicked");
+		n = room_disconnect_user(r, user_id, 4409, why, "kicked");
+		free(why);
+		log_info("room %s: %s kicked (control), %u connections closed", r->id, user_id, n);
+		control_ok(cc, id, control_disconnected(n));
+		break;
+	case CTL_PUBLISH:
+		control_publish(cc, id, args);
+		break;
+	default:
+		control_error(
+		    cc, id, "bad_type", "request type %s is not served", ctl_type_name(type));
+		break;
+	}
+	free(cause);
+	cJSON_Delete(empty);
+	cJSON_Delete(root);
+	return 0;
+}
+
+static int
+control_feed_line(char *line, size_t len, void *arg)
+{
+	struct ctlconn *cc = arg;
+	struct ctl_pending *p;
+
+	(void)len;
+	if (cc->drop)
+		return 1;
+	if (!cc->waiting)
+		return control_line(cc, line) != 0;
+	/* Replies keep request order: hold lines behind a pending publish. */
+	if (cc->npending >= CONTROL_PENDING_MAX)
+		return 1;
+	p = xmalloc(sizeof *p);
+	p->line = xstrdup(line);
+	STAILQ_INSERT_TAIL(&cc->pending, p, entry);
+	cc->npending++;
+	return 0;
+}
+
+int
+control_feed(struct ctlconn *cc, const char *data, size_t len)
+{
+	return ctl_linebuf_feed(&cc->lb, data, len, control_feed_line, cc);
+}
+
+void
+control_conn_clear(struct ctlconn *cc)
+{
+	struct ctl_pending *p;
+
+	while ((p = STAILQ_FIRST(&cc->pending)) != NULL) {
+		STAILQ_REMOVE_HEAD(&cc->pending, entry);
+		free(p->line);
+		free(p);
+	}
+	cc->npending = 0;
+}

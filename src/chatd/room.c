@@ -1,0 +1,490 @@
+/*
+ * Rooms (see room.h). Service thread only. Database reads go through the
+ * service thread's own connection (cd->db) and happen only for room loads
+ * (start, an unknown room id at handshake, room_opened, room_reload);
+ * every write is handed to the writer. Never touches sockets directly:
+ * frames go through server_conn_push() and server_conn_close().
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "room.h"
+#include "server.h"
+#include "writer.h"
+#include "wsproto.h"
+#include "xmalloc.h"
+
+static void room_stats_timer(lws_sorted_usec_list_t *sul);
+
+static void
+room_free_ban(void *v)
+{
+	struct room_ban *b = v;
+
+	if (b == NULL)
+		return;
+	free(b->reason);
+	free(b);
+}
+
+static void
+room_free_user(void *v)
+{
+	free(v);
+}
+
+static void
+room_free_admins(struct room *r)
+{
+	for (size_t i = 0; i < r->n_admins; i++)
+		free(r->admins[i]);
+	free(r->admins);
+	r->admins = NULL;
+	r->n_admins = 0;
+}
+
+static struct room *
+room_create(struct chatd *cd, const char *id)
+{
+	struct room *r = xcalloc(1, sizeof *r);
+
+	r->cd = cd;
+	r->id = xstrdup(id);
+	strmap_init(&r->bans);
+	strmap_init(&r->users);
+	TAILQ_INIT(&r->members);
+	STAILQ_INIT(&r->fanout);
+	ratelimit_init(&r->rl, cd->cfg->user_message_interval_ms);
+	coalesce_init(&r->co);
+	strmap_set(&cd->rooms, r->id, r);
+	TAILQ_INSERT_TAIL(&cd->room_list, r, entry);
+	return r;
+}
+
+struct room *
+room_find(struct chatd *cd, const char *id)
+{
+	return strmap_get(&cd->rooms, id);
+}
+
+static void
+room_apply(struct room *r, const struct db_room *dr)
+{
+	free(r->name);
+	r->name = xstrdup(dr->name != NULL ? dr->name : "");
+	room_free_admins(r);
+	if (dr->n_admins > 0) {
+		r->admins = xreallocarray(NULL, dr->n_admins, sizeof *r->admins);
+		for (size_t i = 0; i < dr->n_admins; i++)
+			r->admins[i] = xstrdup(dr->admins[i]);
+		r->n_admins = dr->n_admins;
+	}
+	/* Peaks only grow: the database may lag behind our own count. */
+	if (dr->peak_users > r->peak_users)
+		r->peak_users = dr->peak_users;
+	if (dr->last_seq > r->last_seq)
+		r->last_seq = dr->last_seq;
+}
+
+static int
+room_load_ban(const struct db_ban *ban, void *arg)
+{
+	room_ban_set(arg, ban->user_id, ban->reason, ban->expires_at);
+	return 0;
+}
+
+static int
+room_load_bans(struct room *r, char **cause)
+{
+	strmap_clear(&r->bans, room_free_ban);
+	if (db_ban_list(r->cd->db, r->id, server_now_ms(), room_load_ban, r, cause) == DB_ERROR)
+		return -1;
+	return 0;
+}
+
+struct room_load_arg {
+	struct chatd *cd;
+	char *cause;
+	unsigned n;
+};
+
+static int
+room_load_one(const struct db_room *dr, void *arg)
+{
+	struct room_load_arg *la = arg;
+	struct room *r;
+
+	if ((r = room_find(la->cd, dr->id)) == NULL)
+		r = room_create(la->cd, dr->id);
+	room_apply(r, dr);
+	r->closed = dr->closed_at != 0;
+	if (room_load_bans(r, &la->cause) != 0)
+		return 1;
+	la->n++;
+	return 0;
+}
+
+int
+room_load_all(struct chatd *cd, char **cause)
+{
+	struct room_load_arg la = { cd, NULL, 0 };
+
+	if (db_room_list(cd->db, 0, room_load_one, &la, cause) != DB_OK)
+		return -1;
+	if (la.cause != NULL) {
+		*cause = la.cause;
+		return -1;
+	}
+	log_info("loaded %u open rooms", la.n);
+	return 0;
+}
+
+int
+room_reload(struct chatd *cd, const char *id, struct room **out, char **cause)
+{
+	struct db_room dr;
+	struct room *r;
+	int rc;
+
+	memset(&dr, 0, sizeof dr);
+	rc = db_room_get(cd->db, id, &dr, cause);
+	if (rc == DB_NOTFOUND)
+		return 1;
+	if (rc != DB_OK)
+		return -1;
+	if ((r = room_find(cd, id)) == NULL)
+		r = room_create(cd, id);
+	room_apply(r, &dr);
+	if (room_load_bans(r, cause) != 0) {
+		db_room_clear(&dr);
+		return -1;
+	}
+	if (dr.closed_at != 0 && !r->closed)
+		room_close(r, dr.close_reason != NULL ? dr.close_reason : "closed");
+	r->closed = dr.closed_at != 0;
+	db_room_clear(&dr);
+	if (out != NULL)
+		*out = r;
+	return 0;
+}
+
+struct room *
+room_lookup(struct chatd *cd, const char *id, int *status)
+{
+	struct room *r;
+	char *cause = NULL;
+	int rc;
+
+	if ((r = room_find(cd, id)) != NULL)
+		return r;
+	rc = room_reload(cd, id, &r, &cause);
+	if (rc == 0)
+		return r;
+	if (rc < 0) {
+		log_error("loading room %.64s: %s", id, cause);
+		free(cause);
+		*status = 500;
+	} else
+		*status = 404;
+	return NULL;
+}
+
+static void
+room_fanout_drop(struct room *r)
+{
+	struct room_fanout *fo;
+
+	while ((fo = STAILQ_FIRST(&r->fanout)) != NULL) {
+		STAILQ_REMOVE_HEAD(&r->fanout, entry);
+		frame_unref(fo->f);
+		free(fo);
+	}
+	r->fanout_len = 0;
+	r->fan_cursor = NULL;
+	r->fan_started = 0;
+}
+
+void
+room_free_all(struct chatd *cd)
+{
+	struct room *r;
+
+	while ((r = TAILQ_FIRST(&cd->room_list)) != NULL) {
+		TAILQ_REMOVE(&cd->room_list, r, entry);
+		if (r->busy)
+			TAILQ_REMOVE(&cd->busy, r, busy_entry);
+		lws_sul_cancel(&r->stats_sul);
+		room_fanout_drop(r);
+		strmap_clear(&r->bans, room_free_ban);
+		strmap_clear(&r->users, room_free_user);
+		ratelimit_clear(&r->rl);
+		coalesce_clear(&r->co);
+		room_free_admins(r);
+		free(r->name);
+		free(r->id);
+		free(r);
+	}
+	strmap_clear(&cd->rooms, NULL);
+}
+
+int
+room_is_admin(const struct room *r, const char *user_id)
+{
+	for (size_t i = 0; i < r->n_admins; i++) {
+		if (strcmp(r->admins[i], user_id) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+struct room_ban *
+room_ban_find(struct room *r, const char *user_id, int64_t now_ms)
+{
+	struct room_ban *b = strmap_get(&r->bans, user_id);
+
+	if (b != NULL && b->expires_at != 0 && b->expires_at <= now_ms) {
+		room_free_ban(strmap_remove(&r->bans, user_id));
+		return NULL;
+	}
+	return b;
+}
+
+void
+room_ban_set(struct room *r, const char *user_id, const char *reason, int64_t expires_at)
+{
+	struct room_ban *b = xcalloc(1, sizeof *b);
+
+	b->reason = reason != NULL ? xstrdup(reason) : NULL;
+	b->expires_at = expires_at;
+	room_free_ban(strmap_set(&r->bans, user_id, b));
+}
+
+int
+room_ban_remove(struct room *r, const char *user_id)
+{
+	struct room_ban *b = strmap_remove(&r->bans, user_id);
+
+	room_free_ban(b);
+	return b != NULL;
+}
+
+static void
+room_submit(struct room *r, struct writer_op *op)
+{
+	/* Only message ops can be refused; these never are. */
+	if (writer_submit(r->cd->writer, op) != 0)
+		log_error("writer refused a type %d operation", op->type);
+}
+
+/* Pushes the coalesced RoomStats now if due, else arms the timer. */
+static void
+room_stats_maybe(struct room *r)
+{
+	struct coalesce_push push;
+	int64_t due, now;
+	char *json;
+
+	if (r->cd->shutting_down)
+		return;
+	if ((due = coalesce_due_at(&r->co)) < 0)
+		return;
+	now = server_mono_ms();
+	if (now < due) {
+		lws_sul_schedule(
+		    r->cd->ctx, 0, &r->stats_sul, room_stats_timer, (lws_usec_t)(due - now) * 1000);
+		return;
+	}
+	if (coalesce_take(&r->co, now, &push)) {
+		json = wsproto_encode_room_stats(r->id, r->current_users, r->peak_users, &push);
+		room_broadcast(r, json, 1);
+		free(json);
+	}
+}
+
+static void
+room_stats_timer(lws_sorted_usec_list_t *sul)
+{
+	struct room *r = lws_container_of(sul, struct room, stats_sul);
+
+	room_stats_maybe(r);
+}
+
+void
+room_join(struct room *r, struct conn *c)
+{
+	struct room_user *u;
+	struct writer_op *op;
+	struct frame *f;
+	char *json;
+
+	TAILQ_INSERT_TAIL(&r->members, c, entry);
+	r->nconns++;
+	c->room = r;
+	if ((u = strmap_get(&r->users, c->user_id)) == NULL) {
+		u = xcalloc(1, sizeof *u);
+		strmap_set(&r->users, c->user_id, u);
+		r->current_users++;
+		coalesce_note(&r->co, 1, c->user_id, c->nickname);
+		if (r->current_users > r->peak_users) {
+			r->peak_users = r->current_users;
+			op = writer_op_create(WRITER_PEAK);
+			op->room_id = xstrdup(r->id);
+			op->peak = r->peak_users;
+			room_submit(r, op);
+		}
+	}
+	u->nconns++;
+
+	op = writer_op_create(WRITER_SESSION_OPEN);
+	op->room_id = xstrdup(r->id);
+	op->user_id = xstrdup(c->user_id);
+	op->nickname = xstrdup(c->nickname);
+	op->is_admin = c->is_admin;
+	op->address = xstrdup(c->address);
+	op->ts_ms = server_now_ms();
+	op->key = c->serial;
+	room_submit(r, op);
+
+	json = wsproto_encode_user_joined(r->id, c->user_id, c->nickname, c->is_admin,
+	    r->current_users, r->peak_users, r->last_seq);
+	f = frame_create_text(json, strlen(json));
+	free(json);
+	server_conn_push(c, f, 1);
+	frame_unref(f);
+
+	room_stats_maybe(r);
+}
+
+void
+room_leave(struct room *r, struct conn *c)
+{
+	struct room_user *u;
+	struct writer_op *op;
+
+	if (r->fan_cursor == c)
+		r->fan_cursor = TAILQ_NEXT(c, entry);
+	TAILQ_REMOVE(&r->members, c, entry);
+	r->nconns--;
+	c->room = NULL;
+	if ((u = strmap_get(&r->users, c->user_id)) != NULL && --u->nconns == 0) {
+		room_free_user(strmap_remove(&r->users, c->user_id));
+		r->current_users--;
+		coalesce_note(&r->co, 0, c->user_id, c->nickname);
+	}
+
+	op = writer_op_create(WRITER_SESSION_CLOSE);
+	op->room_id = xstrdup(r->id);
+	op->key = c->serial;
+	op->reason = xstrdup(c->leave_reason != NULL ? c->leave_reason : "left");
+	op->ts_ms = server_now_ms();
+	room_submit(r, op);
+
+	room_stats_maybe(r);
+}
+
+unsigned
+room_broadcast(struct room *r, const char *json, int high)
+{
+	struct room_fanout *fo;
+	struct conn *c, *next;
+	struct frame *f;
+
+	f = frame_create_text(json, strlen(json));
+	if (high || (STAILQ_EMPTY(&r->fanout) && r->nconns <= SERVER_FANOUT_SLICE)) {
+		/* Small or urgent: every queue now (closing members skip it). */
+		TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
+		server_conn_push(c, f, high);
+	} else {
+		fo = xmalloc(sizeof *fo);
+		fo->f = frame_ref(f);
+		STAILQ_INSERT_TAIL(&r->fanout, fo, entry);
+		r->fanout_len++;
+		if (!r->busy) {
+			r->busy = 1;
+			TAILQ_INSERT_TAIL(&r->cd->busy, r, busy_entry);
+		}
+		server_fanout_schedule(r->cd);
+	}
+	frame_unref(f);
+	return r->nconns;
+}
+
+unsigned
+room_fanout_run(struct room *r, unsigned budget)
+{
+	struct room_fanout *fo;
+	struct conn *c;
+	unsigned used = 0;
+
+	while (used < budget && (fo = STAILQ_FIRST(&r->fanout)) != NULL) {
+		if (!r->fan_started) {
+			r->fan_cursor = TAILQ_FIRST(&r->members);
+			r->fan_started = 1;
+		}
+		while (used < budget && (c = r->fan_cursor) != NULL) {
+			r->fan_cursor = TAILQ_NEXT(c, entry);
+			server_conn_push(c, fo->f, 0);
+			used++;
+		}
+		if (r->fan_cursor == NULL) {
+			STAILQ_REMOVE_HEAD(&r->fanout, entry);
+			frame_unref(fo->f);
+			free(fo);
+			r->fanout_len--;
+			r->fan_started = 0;
+		}
+	}
+	return used;
+}
+
+unsigned
+room_disconnect_user(
+    struct room *r, const char *user_id, int code, const char *reason, const char *leave_reason)
+{
+	struct conn *c, *next;
+	unsigned n = 0;
+
+	TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
+	{
+		if (strcmp(c->user_id, user_id) == 0 &&
+		    server_conn_close(c, code, reason, leave_reason, 1))
+			n++;
+	}
+	return n;
+}
+
+unsigned
+room_close(struct room *r, const char *reason)
+{
+	struct conn *c, *next;
+	unsigned n = 0;
+	char *why;
+
+	r->closed = 1;
+	room_fanout_drop(r);
+	why = xasprintf("room closed: %s", reason != NULL ? reason : "closed");
+	TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
+	{
+		if (server_conn_close(c, 4404, why, "room_closed", 1))
+			n++;
+	}
+	free(why);
+	return n;
+}
+
+void
+room_queued(const struct room *r, uint64_t *low, uint64_t *high)
+{
+	const struct conn *c;
+
+	*low = *high = 0;
+	TAILQ_FOREACH(c, &r->members, entry)
+	{
+		*low += c->q.low.len;
+		*high += c->q.high.len;
+	}
+}

@@ -1,0 +1,94 @@
+/*
+ * chatd's database writer: a thread with its own database connection that
+ * commits what the service thread hands it (chat messages, CustomEvents,
+ * session opens and closes, peak updates, bans from admins) in batches,
+ * one transaction per batch (group commit). Operations are committed in
+ * the order they were submitted, so seqs come out in submission order.
+ * Message operations come back with their id and seq (or failed) through
+ * writer_drain(), after a lws_cancel_service() wake-up.
+ *
+ * The two queues are the only state shared between threads; each is
+ * guarded by the writer's mutex. An operation belongs to whoever holds it:
+ * the submitter until writer_submit(), then the writer, then the service
+ * thread again inside writer_drain()'s callback.
+ */
+#ifndef CHATD_WRITER_H
+#define CHATD_WRITER_H
+
+#include <sys/queue.h>
+
+#include <stdint.h>
+
+struct lws_context;
+struct writer;
+
+#define WRITER_MESSAGE 1 /* db_message_append; comes back */
+#define WRITER_SESSION_OPEN 2 /* db_session_open under key */
+#define WRITER_SESSION_CLOSE 3 /* db_session_close of key's session */
+#define WRITER_PEAK 4 /* db_room_peak_update */
+#define WRITER_BAN 5 /* db_ban_add */
+#define WRITER_UNBAN 6 /* db_ban_lift */
+
+/* Most operations committed in one transaction. */
+#define WRITER_BATCH_MAX 1024
+/* Message operations waiting before writer_submit refuses more. */
+#define WRITER_QUEUE_MAX 100000
+
+struct writer_op {
+	STAILQ_ENTRY(writer_op) entry;
+	int type;
+	/* heap strings, freed by writer_op_free */
+	char *room_id;
+	char *user_id;
+	char *nickname;
+	char *text; /* message content or CustomEvent payload JSON */
+	char *event_type;
+	char *reason; /* session leave reason, ban reason */
+	char *address;
+	int kind; /* DB_MESSAGE_CHAT or DB_MESSAGE_CUSTOM */
+	int is_admin;
+	int64_t ts_ms;
+	int64_t expires_at; /* BAN */
+	int64_t peak; /* PEAK */
+	uint64_t key; /* SESSION_*: the connection's serial */
+
+	/* who asked, for the reply after commit (service thread's business) */
+	uint64_t origin; /* connection or control connection serial */
+	int from_ctl;
+	unsigned long ctl_id;
+
+	/* filled by the writer for WRITER_MESSAGE */
+	int failed;
+	int64_t id, seq;
+};
+
+/* A zeroed operation of type (caller fills it). */
+struct writer_op *writer_op_create(int type);
+void writer_op_free(struct writer_op *op);
+
+/*
+ * Opens the writer's database connection and starts its thread. ctx is
+ * woken with lws_cancel_service() when results are ready. Service thread.
+ */
+int writer_create(const char *db_path, struct lws_context *ctx, struct writer **out, char **cause);
+/*
+ * Hands op to the writer (it takes ownership). Returns 0, or -1 when too
+ * many message operations wait (op is freed; tell the client to retry);
+ * other types are always taken. Service thread.
+ */
+int writer_submit(struct writer *w, struct writer_op *op);
+/*
+ * Calls done() for every finished message operation, in commit order;
+ * op is freed after done() returns. Idempotent: an empty queue is fine.
+ * Returns how many. Service thread.
+ */
+unsigned writer_drain(struct writer *w, void (*done)(struct writer_op *op, void *arg), void *arg);
+/* Operations submitted and not yet committed (stats). */
+unsigned writer_backlog(struct writer *w);
+/*
+ * Commits everything submitted so far, stops the thread, closes its
+ * database and frees what is left. Service thread, after the last submit.
+ */
+void writer_destroy(struct writer *w);
+
+#endif

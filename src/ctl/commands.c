@@ -1,0 +1,642 @@
+/*
+ * chatctl's commands, one table (name, arguments, help, flags, handler) as
+ * in chat-api's route table. Each command builds the control request of
+ * docs/control-protocol.md, calls chatd once, and prints the result.
+ *
+ * ban, unban and close are recorded in the database first, through
+ * src/common/db.h exactly as chat-api records them, and only then told to
+ * chatd: the database is the record chatd reloads at start, so an action
+ * taken while chatd is down still holds, and one taken while it runs is
+ * not undone by a restart. --no-db skips the database (chatd only; lost on
+ * restart). Never writes SQL itself and never touches chatd's state any
+ * other way.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chatctl.h"
+#include "ctl.h"
+#include "db.h"
+#include "jsonutil.h"
+#include "xmalloc.h"
+
+static int commands_status(struct chatctl *, char **, int);
+static int commands_rooms(struct chatctl *, char **, int);
+static int commands_stats(struct chatctl *, char **, int);
+static int commands_ban(struct chatctl *, char **, int);
+static int commands_unban(struct chatctl *, char **, int);
+static int commands_kick(struct chatctl *, char **, int);
+static int commands_close(struct chatctl *, char **, int);
+static int commands_publish(struct chatctl *, char **, int);
+
+const struct commands_entry commands_table[] = {
+	{ "status", "", "chatd's health: version, uptime, connections, rooms",
+	    "Asks chatd whether it is running (control request \"health\").\n"
+	    "Exit status 0 when it answers, 3 when it is not running or not answering.\n",
+	    0, 0, 0, commands_status },
+	{ "rooms", "", "every live room with its stats",
+	    "Lists the rooms that have connections, with current and peak users, connections,\n"
+	    "queued and dropped messages (control request \"rooms\"). Rooms without\n"
+	    "connections are not listed; the REST API lists every room.\n",
+	    0, 0, 0, commands_rooms },
+	{ "stats", "ROOM_ID", "one room's live stats",
+	    "Prints one room's live stats (control request \"stats\").\n", 1, 1, 0,
+	    commands_stats },
+	{ "ban", "ROOM_ID USER_ID", "ban a user from a room (recorded in the database)",
+	    "Bans USER_ID from ROOM_ID: records the ban in the database (DATABASE_URL), then\n"
+	    "tells chatd, which closes the user's connections within a second and refuses\n"
+	    "new ones until the ban ends. Replaces an active ban of that user.\n"
+	    "If chatd is not running the ban is still recorded and chatd enforces it when\n"
+	    "it starts (exit status 0, with a note on stderr).\n"
+	    "\n"
+	    "  -d, --duration TIME  ban length: seconds, or a number with s, m, h or d\n"
+	    "                       (90, 15m, 2h, 7d; at most 365d). Default: permanent\n"
+	    "  -r, --reason TEXT    why (shown to the user, at most 500 bytes)\n"
+	    "      --no-db          tell chatd only; nothing is recorded and the ban is\n"
+	    "                       gone when chatd restarts\n",
+	    2, 2, COMMANDS_REASON | COMMANDS_DURATION | COMMANDS_DB, commands_ban },
+	{ "unban", "ROOM_ID USER_ID", "lift a ban (recorded in the database)",
+	    "Lifts USER_ID's ban in ROOM_ID in the database, then tells chatd.\n"
+	    "Exit status 1 (ban_not_found) if the database holds no ban in force.\n"
+	    "\n"
+	    "      --no-db          tell chatd only (for a ban made with --no-db)\n",
+	    2, 2, COMMANDS_DB, commands_unban },
+	{ "kick", "ROOM_ID USER_ID", "close a user's connections (they may reconnect)",
+	    "Closes every connection of USER_ID in ROOM_ID; the user may reconnect at once\n"
+	    "(use ban to keep them out). Nothing is recorded but the sessions' end.\n"
+	    "\n"
+	    "  -r, --reason TEXT    why (shown to the user, at most 500 bytes)\n",
+	    2, 2, COMMANDS_REASON, commands_kick },
+	{ "close", "ROOM_ID", "close a room for good (recorded in the database)",
+	    "Closes ROOM_ID: records it in the database (with a room_closed event for the\n"
+	    "callbacks), then tells chatd, which closes every connection with the reason\n"
+	    "and refuses new ones. A closed room cannot be reopened.\n"
+	    "If chatd is not running the close is still recorded (exit status 0, with a\n"
+	    "note on stderr). Exit status 1 (room_closed) if it was already closed.\n"
+	    "\n"
+	    "  -r, --reason TEXT    why (default \"" CHATCTL_CLOSE_REASON "\")\n"
+	    "      --no-db          tell chatd only; the room opens again when chatd restarts\n",
+	    1, 1, COMMANDS_REASON | COMMANDS_DB, commands_close },
+	{ "publish", "ROOM_ID EVENT_TYPE [JSON_PAYLOAD]", "push a CustomEvent to a room",
+	    "Pushes a CustomEvent to every member of ROOM_ID at high priority; chatd stores it\n"
+	    "in the room's history. EVENT_TYPE is 1 to 64 characters of A-Z a-z 0-9 _ . -;\n"
+	    "JSON_PAYLOAD is any JSON value (default {}), e.g. '{\"amount\":100}'.\n"
+	    "Put -- before a payload that starts with \"-\".\n",
+	    2, 3, 0, commands_publish },
+};
+const size_t commands_count = sizeof commands_table / sizeof commands_table[0];
+
+const struct commands_entry *
+commands_find(const char *name)
+{
+	for (size_t i = 0; i < commands_count; i++) {
+		if (strcmp(commands_table[i].name, name) == 0)
+			return &commands_table[i];
+	}
+	return NULL;
+}
+
+void
+commands_print_help(FILE *out, const struct commands_entry *cmd)
+{
+	fprintf(out, "usage: chatctl [OPTIONS] %s%s%s\n\n%s", cmd->name, *cmd->args ? " " : "",
+	    cmd->args, cmd->help);
+	fprintf(
+	    out, "\nCommon options: --socket PATH, --timeout MS, --json (see chatctl --help).\n");
+}
+
+long long
+commands_parse_duration(const char *s, long long max)
+{
+	long long v, unit = 1;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (*end != '\0') {
+		if (end[1] != '\0')
+			return -1;
+		switch (*end) {
+		case 's':
+			unit = 1;
+			break;
+		case 'm':
+			unit = 60;
+			break;
+		case 'h':
+			unit = 3600;
+			break;
+		case 'd':
+			unit = 86400;
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (v < 1 || v > max / unit)
+		return -1;
+	return v * unit;
+}
+
+static long long
+commands_now_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return 0;
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Checks a positional argument; prints why and returns -1 if unusable. */
+static int
+commands_check_text(struct chatctl *c, const char *what, const char *s, size_t max)
+{
+	const char *why;
+
+	if (text_check(s, 1, max, TEXT_NO_CONTROL, &why) != 0) {
+		fprintf(c->err, "chatctl: %s %s (1 to %zu bytes of UTF-8, no control characters)\n",
+		    what, why, max);
+		return -1;
+	}
+	return 0;
+}
+
+/* Checks --reason if given. */
+static int
+commands_check_reason(struct chatctl *c)
+{
+	const char *why;
+
+	if (c->reason != NULL &&
+	    text_check(c->reason, 0, REASON_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0) {
+		fprintf(c->err,
+		    "chatctl: --reason %s (at most %d bytes of UTF-8, no control "
+		    "characters)\n",
+		    why, REASON_MAX_BYTES);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Calls chatd. CHATCTL_EXIT_OK with *result (caller deletes; may be NULL
+ * to drop it), or prints why and returns CHATCTL_EXIT_FAILED (chatd
+ * answered an error) or CHATCTL_EXIT_UNREACHABLE. With quiet_unreachable
+ * the caller reports an unreachable chatd itself (*cause set, caller
+ * frees). args is consumed.
+ */
+static int
+commands_call(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result,
+    int quiet_unreachable, char **cause_out)
+{
+	char *code = NULL, *cause = NULL;
+	cJSON *res = NULL;
+	int rc, status;
+
+	rc = ctl_call(c->socket_path, c->timeout_ms, type, args, &res, &code, &cause);
+	cJSON_Delete(args);
+	switch (rc) {
+	case CTL_OK:
+		if (result != NULL)
+			*result = res;
+		else
+			cJSON_Delete(res);
+		status = CHATCTL_EXIT_OK;
+		break;
+	case CTL_ERR_REMOTE:
+		if (code != NULL && strcmp(code, "bad_type") == 0)
+			fprintf(c->err,
+			    "chatctl: this chatd cannot do \"%s\" (bad_type: %s); is it "
+			    "older than chatctl?\n",
+			    ctl_type_name(type), cause);
+		else
+			fprintf(c->err, "chatctl: chatd refused %s: %s: %s\n", ctl_type_name(type),
+			    code != NULL ? code : "error", cause);
+		status = CHATCTL_EXIT_FAILED;
+		break;
+	default:
+		if (quiet_unreachable && cause_out != NULL) {
+			*cause_out = cause;
+			cause = NULL;
+		} else
+			fprintf(c->err, "chatctl: %s\n", cause);
+		status = CHATCTL_EXIT_UNREACHABLE;
+		break;
+	}
+	free(code);
+	free(cause);
+	return status;
+}
+
+/* Opens the database named by DATABASE_URL; prints why on failure. */
+static struct db *
+commands_db_open(struct chatctl *c)
+{
+	struct db *db = NULL;
+	char *cause = NULL;
+
+	if (db_open(c->cfg.database_path, &db, &cause) != DB_OK) {
+		fprintf(c->err, "chatctl: database %s: %s\n", c->cfg.database_path, cause);
+		free(cause);
+		return NULL;
+	}
+	return db;
+}
+
+/*
+ * Tells chatd about a change already recorded in the database. An
+ * unreachable chatd is not a failure here: it reads the database when it
+ * starts. Prints the result and returns the exit status.
+ */
+static int
+commands_notify(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result, int recorded)
+{
+	char *cause = NULL;
+	int status;
+
+	status = commands_call(c, type, args, result, recorded, &cause);
+	if (status == CHATCTL_EXIT_UNREACHABLE && recorded) {
+		fprintf(c->err,
+		    "chatctl: recorded in the database, but chatd was not told (%s); it applies "
+		    "the change when it starts\n",
+		    cause);
+		free(cause);
+		*result = NULL;
+		return CHATCTL_EXIT_OK;
+	}
+	return status;
+}
+
+/* --json output of ban, unban and close: chatd's result plus whether the
+ * change was recorded and whether chatd acknowledged it (as the REST API's
+ * "live"). Takes result. */
+static void
+commands_print_recorded(struct chatctl *c, cJSON *result, int recorded)
+{
+	int live = result != NULL;
+	cJSON *obj = cJSON_IsObject(result) ? result : json_object();
+
+	if (obj != result)
+		cJSON_Delete(result);
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, "recorded");
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, "live");
+	json_add_bool(obj, "recorded", recorded);
+	json_add_bool(obj, "live", live);
+	output_json(c->out, obj);
+	cJSON_Delete(obj);
+}
+
+/* The number of connections chatd closed, or -1 when it did not say. */
+static long long
+commands_disconnected(const cJSON *result)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(result, "disconnected");
+
+	return cJSON_IsNumber(d) ? (long long)d->valuedouble : -1;
+}
+
+static void
+commands_print_disconnected(struct chatctl *c, const cJSON *result)
+{
+	long long n = commands_disconnected(result);
+
+	if (result == NULL)
+		fprintf(c->out, "chatd not told (not running)\n");
+	else if (n >= 0)
+		fprintf(c->out, "%lld connection%s closed\n", n, n == 1 ? "" : "s");
+	else
+		fprintf(c->out, "chatd acknowledged\n");
+}
+
+static int
+commands_status(struct chatctl *c, char **argv, int argc)
+{
+	cJSON *result = NULL;
+	int status;
+
+	(void)argv;
+	(void)argc;
+	status = commands_call(c, CTL_HEALTH, NULL, &result, 0, NULL);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		output_json(c->out, result);
+	else {
+		fprintf(c->out, "chatd is running (control socket %s)\n", c->socket_path);
+		output_fields(c->out, result);
+	}
+	cJSON_Delete(result);
+	return CHATCTL_EXIT_OK;
+}
+
+static int
+commands_rooms(struct chatctl *c, char **argv, int argc)
+{
+	cJSON *result = NULL;
+	int status;
+
+	(void)argv;
+	(void)argc;
+	status = commands_call(c, CTL_ROOMS, NULL, &result, 0, NULL);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		output_json(c->out, result);
+	else
+		output_rooms_table(c->out, cJSON_GetObjectItemCaseSensitive(result, "rooms"));
+	cJSON_Delete(result);
+	return CHATCTL_EXIT_OK;
+}
+
+static int
+commands_stats(struct chatctl *c, char **argv, int argc)
+{
+	cJSON *args, *result = NULL;
+	int status;
+
+	(void)argc;
+	if (commands_check_text(c, "ROOM_ID", argv[0], USER_ID_MAX_BYTES) != 0)
+		return CHATCTL_EXIT_USAGE;
+	args = json_object();
+	json_add_string(args, "room_id", argv[0]);
+	status = commands_call(c, CTL_STATS, args, &result, 0, NULL);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		output_json(c->out, result);
+	else
+		output_fields(c->out, result);
+	cJSON_Delete(result);
+	return CHATCTL_EXIT_OK;
+}
+
+static int
+commands_ban(struct chatctl *c, char **argv, int argc)
+{
+	const char *room = argv[0], *user = argv[1];
+	long long now = commands_now_ms(), expires_at = 0;
+	cJSON *args, *result = NULL;
+	char *cause = NULL, until[64];
+	struct db *db;
+	int rc, status;
+
+	(void)argc;
+	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0 ||
+	    commands_check_text(c, "USER_ID", user, USER_ID_MAX_BYTES) != 0 ||
+	    commands_check_reason(c) != 0)
+		return CHATCTL_EXIT_USAGE;
+	if (c->duration_s > 0)
+		expires_at = now + c->duration_s * 1000;
+
+	if (!c->no_db) {
+		if ((db = commands_db_open(c)) == NULL)
+			return CHATCTL_EXIT_FAILED;
+		rc = db_ban_add(db, room, user, c->reason, expires_at, now, &cause);
+		db_close(db);
+		if (rc == DB_NOTFOUND) {
+			fprintf(c->err, "chatctl: room_not_found: no room with id %s\n", room);
+			return CHATCTL_EXIT_FAILED;
+		}
+		if (rc != DB_OK) {
+			fprintf(c->err, "chatctl: database: %s\n", cause);
+			free(cause);
+			return CHATCTL_EXIT_FAILED;
+		}
+	}
+
+	args = json_object();
+	json_add_string(args, "room_id", room);
+	json_add_string(args, "user_id", user);
+	if (c->reason != NULL)
+		json_add_string(args, "reason", c->reason);
+	json_add_int(args, "expires_at", expires_at);
+	status = commands_notify(c, CTL_BAN, args, &result, !c->no_db);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		commands_print_recorded(c, result, !c->no_db);
+	else {
+		if (expires_at != 0)
+			output_time_ms(until, sizeof until, expires_at);
+		fprintf(c->out, "banned %s from room %s %s%s%s\n", user, room,
+		    expires_at != 0 ? "until " : "permanently", expires_at != 0 ? until : "",
+		    c->no_db ? " (chatd only, not recorded)" : "");
+		commands_print_disconnected(c, result);
+		cJSON_Delete(result);
+	}
+	return CHATCTL_EXIT_OK;
+}
+
+static int
+commands_unban(struct chatctl *c, char **argv, int argc)
+{
+	const char *room = argv[0], *user = argv[1];
+	cJSON *args, *result = NULL;
+	char *cause = NULL;
+	struct db *db;
+	int rc, status;
+
+	(void)argc;
+	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0 ||
+	    commands_check_text(c, "USER_ID", user, USER_ID_MAX_BYTES) != 0)
+		return CHATCTL_EXIT_USAGE;
+	if (!c->no_db) {
+		if ((db = commands_db_open(c)) == NULL)
+			return CHATCTL_EXIT_FAILED;
+		rc = db_ban_lift(db, room, user, commands_now_ms(), &cause);
+		db_close(db);
+		if (rc == DB_NOTFOUND) {
+			fprintf(c->err,
+			    "chatctl: ban_not_found: user %s is not banned in room %s\n", user,
+			    room);
+			return CHATCTL_EXIT_FAILED;
+		}
+		if (rc != DB_OK) {
+			fprintf(c->err, "chatctl: database: %s\n", cause);
+			free(cause);
+			return CHATCTL_EXIT_FAILED;
+		}
+	}
+	args = json_object();
+	json_add_string(args, "room_id", room);
+	json_add_string(args, "user_id", user);
+	status = commands_notify(c, CTL_UNBAN, args, &result, !c->no_db);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		commands_print_recorded(c, result, !c->no_db);
+	else {
+		fprintf(c->out, "unbanned %s in room %s%s\n", user, room,
+		    c->no_db ? " (chatd only, not recorded)" : "");
+		cJSON_Delete(result);
+	}
+	return CHATCTL_EXIT_OK;
+}
+
+static int
+commands_kick(struct chatctl *c, char **argv, int argc)
+{
+	const char *room = argv[0], *user = argv[1];
+	cJSON *args, *result = NULL;
+	int status;
+
+	(void)argc;
+	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0 ||
+	    commands_check_text(c, "USER_ID", user, USER_ID_MAX_BYTES) != 0 ||
+	    commands_check_reason(c) != 0)
+		return CHATCTL_EXIT_USAGE;
+	args = json_object();
+	json_add_string(args, "room_id", room);
+	json_add_string(args, "user_id", user);
+	if (c->reason != NULL)
+		json_add_string(args, "reason", c->reason);
+	status = commands_call(c, CTL_KICK, args, &result, 0, NULL);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		output_json(c->out, result);
+	else {
+		fprintf(c->out, "kicked %s from room %s\n", user, room);
+		commands_print_disconnected(c, result);
+	}
+	cJSON_Delete(result);
+	return CHATCTL_EXIT_OK;
+}
+
+static int
+commands_close(struct chatctl *c, char **argv, int argc)
+{
+	const char *room = argv[0];
+	const char *reason =
+	    c->reason != NULL && *c->reason != '\0' ? c->reason : CHATCTL_CLOSE_REASON;
+	cJSON *args, *result = NULL;
+	char *cause = NULL;
+	struct db *db;
+	int rc, status;
+
+	(void)argc;
+	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0 ||
+	    commands_check_reason(c) != 0)
+		return CHATCTL_EXIT_USAGE;
+	if (!c->no_db) {
+		if ((db = commands_db_open(c)) == NULL)
+			return CHATCTL_EXIT_FAILED;
+		rc = db_room_close(db, room, reason, commands_now_ms(), &cause);
+		db_close(db);
+		if (rc == DB_NOTFOUND) {
+			fprintf(c->err, "chatctl: room_not_found: no room with id %s\n", room);
+			return CHATCTL_EXIT_FAILED;
+		}
+		if (rc == DB_CONFLICT) {
+			fprintf(c->err,
+			    "chatctl: room_closed: room %s is already closed (--no-db "
+			    "tells chatd again)\n",
+			    room);
+			return CHATCTL_EXIT_FAILED;
+		}
+		if (rc != DB_OK) {
+			fprintf(c->err, "chatctl: database: %s\n", cause);
+			free(cause);
+			return CHATCTL_EXIT_FAILED;
+		}
+	}
+	args = json_object();
+	json_add_string(args, "room_id", room);
+	json_add_string(args, "reason", reason);
+	status = commands_notify(c, CTL_ROOM_CLOSED, args, &result, !c->no_db);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		commands_print_recorded(c, result, !c->no_db);
+	else {
+		fprintf(c->out, "closed room %s (%s)%s\n", room, reason,
+		    c->no_db ? " (chatd only, not recorded)" : "");
+		commands_print_disconnected(c, result);
+		cJSON_Delete(result);
+	}
+	return CHATCTL_EXIT_OK;
+}
+
+static int
+commands_event_type_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > EVENT_TYPE_MAX_BYTES)
+		return 0;
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+	    len;
+}
+
+/*
+ * Parses a payload argument with the checks chat-api applies to bodies
+ * (UTF-8, no NUL or escaped NUL, nothing after the value) by wrapping it
+ * in an object, as json_parse_object only takes objects. Any JSON value
+ * is allowed; NULL (after saying why) if it is not exactly one.
+ */
+static cJSON *
+commands_parse_payload(struct chatctl *c, const char *text)
+{
+	char *wrapped = xasprintf("{\"payload\":%s\n}", text), *cause = NULL;
+	cJSON *obj, *payload = NULL;
+
+	obj = json_parse_object(wrapped, strlen(wrapped), &cause);
+	free(wrapped);
+	/* '1,"x":2' would wrap into a valid object of two members */
+	if (obj != NULL && cJSON_GetArraySize(obj) == 1)
+		payload = cJSON_DetachItemFromObjectCaseSensitive(obj, "payload");
+	/* cause speaks of a "body" and offsets into the wrapper: not shown */
+	if (payload == NULL)
+		fprintf(c->err,
+		    "chatctl: JSON_PAYLOAD is not one valid JSON value (UTF-8, no NUL "
+		    "characters), e.g. '{\"amount\":100}'\n");
+	cJSON_Delete(obj);
+	free(cause);
+	return payload;
+}
+
+static int
+commands_publish(struct chatctl *c, char **argv, int argc)
+{
+	const char *room = argv[0], *type = argv[1];
+	cJSON *args, *payload, *result = NULL;
+	int status;
+
+	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0)
+		return CHATCTL_EXIT_USAGE;
+	if (!commands_event_type_ok(type)) {
+		fprintf(c->err,
+		    "chatctl: EVENT_TYPE must be 1 to %d characters of A-Z a-z 0-9 _ . -\n",
+		    EVENT_TYPE_MAX_BYTES);
+		return CHATCTL_EXIT_USAGE;
+	}
+	if (argc > 2) {
+		if ((payload = commands_parse_payload(c, argv[2])) == NULL)
+			return CHATCTL_EXIT_USAGE;
+	} else
+		payload = json_object();
+	args = json_object();
+	json_add_string(args, "room_id", room);
+	json_add_string(args, "event_type", type);
+	json_add(args, "payload", payload);
+	status = commands_call(c, CTL_PUBLISH, args, &result, 0, NULL);
+	if (status != CHATCTL_EXIT_OK)
+		return status;
+	if (c->json)
+		output_json(c->out, result);
+	else {
+		fprintf(c->out, "published %s to room %s\n", type, room);
+		output_fields(c->out, result);
+	}
+	cJSON_Delete(result);
+	return CHATCTL_EXIT_OK;
+}

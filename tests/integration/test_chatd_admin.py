@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""Integration test: chatd's admin features through real web servers and
+chat-api: CustomEvent over WebSocket (admin and non-admin) and via REST,
+bans (REST and WebSocket: live connection closed within a second,
+reconnect refused, unban restores), kicks (WebSocket and control socket),
+room close (DELETE), live stats over the control socket, priority of a
+CustomEvent over queued chat and bounded queues for a client that stops
+reading. Exit 0 on success, 1 on failure, 77 if no web server is installed."""
+import os
+import socket
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chatd_stack as cs  # noqa: E402
+from chatd_stack import HandshakeError  # noqa: E402
+
+
+def refused(st, room_id, user_id):
+    try:
+        ws = st.ws(room_id, user_id, welcome=False)
+    except HandshakeError as e:
+        return e.status
+    ws.close()
+    return 0
+
+
+def closed_within(chk, ws, seconds, code, what):
+    t0 = time.monotonic()
+    got, reason = ws.wait_closed(seconds + 1)
+    took = time.monotonic() - t0
+    chk.eq(got, code, "%s: close code %s" % (what, code))
+    chk.ok(took <= seconds, "%s: closed within %.1f s" % (what, seconds), "%.2f s" % took)
+    left = [m for m in ws.seen if m.get("type") == "UserLeft"]
+    chk.ok(left and left[-1]["payload"].get("user_id") is not None, "%s: UserLeft before the close" % what,
+           repr(ws.seen[-3:]))
+    return reason
+
+
+def t_custom_event(st, chk):
+    rid = st.create_room("events", ["admin"])
+    adm = st.ws(rid, "admin", "Admin")
+    u = st.ws(rid, "user")
+    adm.send_json({"type": "CustomEvent", "payload": {"event_type": "lucky_money", "payload": {"amount": 100}}})
+    m = u.wait_for(lambda m: m["type"] == "CustomEvent", 3)
+    chk.ok(m is not None, "member receives the admin's CustomEvent")
+    if m:
+        p = m["payload"]
+        chk.eq(p.get("event_type"), "lucky_money", "event_type")
+        chk.eq(p.get("payload"), {"amount": 100}, "payload")
+        chk.eq(p.get("from"), "admin", "from")
+        chk.eq(p.get("is_admin"), True, "is_admin")
+        chk.ok(isinstance(p.get("id"), int) and isinstance(p.get("seq"), int), "id and seq")
+    u.send_json({"type": "CustomEvent", "payload": {"event_type": "fake", "payload": {}}})
+    m = u.wait_for(lambda m: m["type"] in ("Error", "CustomEvent"), 3)
+    chk.ok(m is not None and m["type"] == "Error" and m["payload"]["code"] == "forbidden",
+           "non-admin CustomEvent -> Error forbidden", repr(m))
+    r = st.client.post("/management/rooms/%s/events" % rid, {"event_type": "red_packet", "payload": {"n": 3}})
+    chk.status(r, 200, "POST events -> 200")
+    m = u.wait_for(lambda m: m["type"] == "CustomEvent", 3)
+    chk.ok(m is not None and m["payload"].get("event_type") == "red_packet" and m["payload"].get("payload") == {"n": 3},
+           "REST event reaches the member", repr(m))
+    if r.json and m:
+        chk.eq(r.json.get("seq"), m["payload"].get("seq"), "REST answer carries the event's seq")
+        chk.eq(r.json.get("recipients"), 2, "REST answer: 2 recipients")
+    h = st.client.get("/management/sync/chat-history/%s" % rid)
+    kinds = [(x.get("type"), x.get("event_type")) for x in (h.json or {}).get("messages", [])]
+    chk.eq(kinds, [("CustomEvent", "lucky_money"), ("CustomEvent", "red_packet")], "events stored in history")
+    r = st.client.post("/management/rooms/%s/events" % "00000000-0000-4000-8000-000000000000",
+                       {"event_type": "x"})
+    chk.status(r, 404, "event to an unknown room -> 404")
+    adm.close()
+    u.close()
+
+
+def t_bans(st, chk):
+    rid = st.create_room("bans", ["admin"])
+    victim = st.ws(rid, "victim")
+    other = st.ws(rid, "bystander")
+    r = st.client.post("/management/rooms/%s/bans" % rid, {"user_id": "victim", "reason": "spam"})
+    chk.status(r, 201, "ban via REST -> 201")
+    reason = closed_within(chk, victim, 1.0, 4403, "REST ban")
+    chk.ok(reason and "spam" in reason, "close reason names the ban reason", repr(reason))
+    chk.eq(refused(st, rid, "victim"), 403, "banned user's reconnect -> 403")
+    r = st.client.delete("/management/rooms/%s/bans/victim" % rid)
+    chk.ok(r.status in (200, 204), "unban via REST", "status %s" % r.status)
+    chk.eq(refused(st, rid, "victim"), 0, "reconnect after unban accepted")
+    # over WebSocket, by an admin
+    adm = st.ws(rid, "admin")
+    victim = st.ws(rid, "victim")
+    adm.send_json({"type": "Ban", "payload": {"user_id": "victim", "duration_seconds": 600, "reason": "flood"}})
+    closed_within(chk, victim, 1.0, 4403, "WebSocket ban")
+    chk.eq(refused(st, rid, "victim"), 403, "reconnect after WebSocket ban -> 403")
+    time.sleep(0.2)
+    r = st.client.get("/management/rooms/%s/bans" % rid)
+    users = [b.get("user_id") for b in (r.json or {}).get("bans", [])]
+    chk.ok("victim" in users, "WebSocket ban written to the database", r.snippet())
+    adm.send_json({"type": "Unban", "payload": {"user_id": "victim"}})
+    time.sleep(0.3)
+    chk.eq(refused(st, rid, "victim"), 0, "reconnect after WebSocket unban accepted")
+    r = st.client.get("/management/rooms/%s/bans" % rid)
+    users = [b.get("user_id") for b in (r.json or {}).get("bans", [])]
+    chk.ok("victim" not in users, "WebSocket unban lifted in the database", r.snippet())
+    other.send_json({"type": "Ban", "payload": {"user_id": "admin"}})
+    m = other.wait_for(lambda m: m["type"] == "Error", 3)
+    chk.ok(m is not None and m["payload"]["code"] == "forbidden", "non-admin Ban -> forbidden", repr(m))
+    adm.close()
+    other.close()
+
+
+def t_kick(st, chk):
+    rid = st.create_room("kicks", ["admin"])
+    adm = st.ws(rid, "admin")
+    v = st.ws(rid, "kickme")
+    adm.send_json({"type": "Kick", "payload": {"user_id": "kickme", "reason": "off topic"}})
+    closed_within(chk, v, 1.0, 4409, "WebSocket kick")
+    chk.eq(refused(st, rid, "kickme"), 0, "a kicked user may reconnect")
+    v = st.ws(rid, "kickme")
+    rep = st.ctl("kick", {"room_id": rid, "user_id": "kickme", "reason": "control"})
+    chk.ok(rep.get("ok") and rep["result"].get("disconnected") == 1, "control kick -> disconnected 1", repr(rep))
+    closed_within(chk, v, 1.0, 4409, "control kick")
+    time.sleep(0.3)
+    r = st.client.get("/management/sync/session-history/%s" % rid)
+    reasons = [s.get("reason") for s in (r.json or {}).get("sessions", [])]
+    chk.eq(reasons.count("kicked"), 2, "sessions closed as kicked")
+    adm.close()
+
+
+def t_room_close(st, chk):
+    rid = st.create_room("closing", [])
+    a = st.ws(rid, "a")
+    b = st.ws(rid, "b")
+    rep = st.ctl("stats", {"room_id": rid})
+    chk.ok(rep.get("ok") and rep["result"].get("current_users") == 2 and rep["result"].get("connections") == 2,
+           "control stats: 2 users, 2 connections", repr(rep))
+    h = st.ctl("health")
+    chk.ok(h.get("ok") and h["result"].get("connections", 0) >= 2, "control health counts connections", repr(h))
+    r = st.client.get("/management/rooms/%s" % rid)
+    chk.ok(r.json and r.json.get("current_users") == 2, "REST room shows live current_users", r.snippet())
+    r = st.client.delete("/management/rooms/%s" % rid)
+    chk.ok(r.status in (200, 204), "DELETE room", "status %s" % r.status)
+    closed_within(chk, a, 1.0, 4404, "room close (a)")
+    closed_within(chk, b, 1.0, 4404, "room close (b)")
+    time.sleep(0.3)
+    r = st.client.get("/management/sync/session-history/%s" % rid)
+    reasons = [s.get("reason") for s in (r.json or {}).get("sessions", [])]
+    chk.eq(reasons, ["room_closed", "room_closed"], "sessions closed as room_closed")
+    r = st.client.post("/management/rooms/%s/events" % rid, {"event_type": "late"})
+    chk.status(r, 409, "event to a closed room -> 409")
+
+
+def t_slow_reader(st, chk):
+    """A client that stops reading (straight to chatd, small receive
+    buffer): its low queue drops oldest and says so; a CustomEvent sent
+    after the flood arrives ahead of the queued chat; chatd stays up."""
+    rid = st.create_room("flood", ["admin"])
+    adm = st.ws(rid, "admin", direct=True)
+    slow = cs.WSClient.connect("127.0.0.1", st.chatd_port, st.ws_path(rid, "slow"))
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    text = "f" * 3000
+    n = 0
+    backed_up = False
+    # Flood in batches until chatd holds a backlog for the slow reader
+    # (kernel buffers on loopback take a few MB first).
+    for _ in range(20):
+        for _ in range(200):
+            adm.send_json({"type": "Message", "payload": {"content": "%d %s" % (n, text)}})
+            n += 1
+        want = "%d " % (n - 1)
+        last = adm.wait_for(lambda m: m["type"] == "Message" and m["payload"]["content"].startswith(want), 30)
+        if last is None:
+            break
+        q = st.ctl("stats", {"room_id": rid}).get("result", {})
+        if q.get("queued_low", 0) >= 200:
+            backed_up = True
+            break
+    chk.ok(backed_up, "a backlog built up for the slow reader", "%d messages sent" % n)
+    adm.send_json({"type": "CustomEvent", "payload": {"event_type": "urgent", "payload": {}}})
+    ev = adm.wait_for(lambda m: m["type"] == "CustomEvent", 5)
+    rep = st.ctl("stats", {"room_id": rid})
+    q = rep.get("result", {})
+    chk.ok(q.get("queued_low", 10 ** 9) <= 256 + 1, "slow reader's low queue stays bounded", repr(q))
+    # now read everything the slow client gets
+    msgs = []
+    while True:
+        try:
+            msgs.append(slow.recv_json(2))
+        except (cs.Timeout, cs.Closed):
+            break
+    types = [m["type"] for m in msgs]
+    chk.ok("Error" in types and any(m["type"] == "Error" and m["payload"].get("code") == "messages_dropped"
+                                    and m["payload"].get("dropped", 0) > 0 for m in msgs),
+           "slow reader told about dropped messages", repr(types[:5]))
+    if ev and "CustomEvent" in types:
+        i = types.index("CustomEvent")
+        later_chat = [m for m in msgs[i + 1:] if m["type"] == "Message"]
+        chk.ok(len(later_chat) > 0, "CustomEvent arrived ahead of queued chat",
+               "%d chat frames after it" % len(later_chat))
+    else:
+        chk.ok(False, "slow reader got the CustomEvent", repr(types[-5:]))
+    chat = [m for m in msgs if m["type"] == "Message"]
+    chk.ok(len(chat) < n, "some chat was dropped, not buffered without bound", "%d of %d" % (len(chat), n))
+    seqs = [m["payload"]["seq"] for m in chat]
+    chk.eq(seqs, sorted(seqs), "what the slow reader got is in seq order")
+    slow.close()
+    adm.close()
+
+
+def t_big_room(st, chk):
+    """More members than one fan-out slice (256): chat goes out in slices
+    and still reaches everyone in seq order; a CustomEvent reaches all."""
+    rid = st.create_room("big", ["admin"])
+    members = [st.ws(rid, "m%03d" % i, direct=True, welcome=False) for i in range(300)]
+    adm = st.ws(rid, "admin", direct=True)
+    for i in range(5):
+        adm.send_json({"type": "Message", "payload": {"content": "wave %d" % i}})
+    adm.send_json({"type": "CustomEvent", "payload": {"event_type": "all", "payload": {}}})
+    complete = ordered = events = 0
+    for ws in members:
+        got, ev = [], None
+        deadline = time.monotonic() + 10
+        while (len(got) < 5 or ev is None) and time.monotonic() < deadline:
+            try:
+                m = ws.recv_json(max(0.01, deadline - time.monotonic()))
+            except (cs.Timeout, cs.Closed):
+                break
+            if m["type"] == "Message":
+                got.append(m["payload"]["seq"])
+            elif m["type"] == "CustomEvent":
+                ev = m
+        complete += len(got) == 5
+        ordered += got == sorted(got)
+        events += ev is not None
+    chk.eq(complete, 300, "all 300 members got all 5 messages")
+    chk.eq(ordered, 300, "in seq order")
+    chk.eq(events, 300, "all 300 got the CustomEvent")
+    for ws in members + [adm]:
+        ws.abort()
+
+
+if __name__ == "__main__":
+    sys.exit(cs.main_for_fronts("chatd admin features", [
+        ("custom events", t_custom_event),
+        ("bans", t_bans),
+        ("kicks", t_kick),
+        ("room close", t_room_close),
+        ("slow reader", t_slow_reader),
+        ("big room", t_big_room),
+    ]))

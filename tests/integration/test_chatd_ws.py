@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""Integration test: chatd's WebSocket protocol through real web servers
+(lighttpd, Apache and nginx, each when installed; CHATD_FRONTS or the
+command line picks others): broadcast with every field, spoofed identity
+ignored, handshake refusals, bad input, fragmentation, 1009, rate limit
+with admin exemption, RoomStats coalescing, connection caps, SIGTERM.
+Exit 0 on success, 1 on failure, 77 if no web server is installed."""
+import os
+import sys
+import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import chatd_stack as cs  # noqa: E402
+from chatd_stack import Closed, HandshakeError  # noqa: E402
+
+INTERVAL = 0.3  # USER_MESSAGE_INTERVAL_SECS, short for speed
+
+
+def refused(st, room_id, user_id, **kw):
+    """The HTTP status of a refused handshake (0 if it was accepted)."""
+    try:
+        ws = st.ws(room_id, user_id, welcome=False, **kw)
+    except HandshakeError as e:
+        return e.status
+    ws.close()
+    return 0
+
+
+def t_broadcast(st, chk):
+    rid = st.create_room("bcast", ["boss"])
+    a = st.ws(rid, "alice", "Alice")
+    w = a.welcome["payload"]
+    chk.eq(w.get("user_id"), "alice", "UserJoined user_id")
+    chk.eq(w.get("nickname"), "Alice", "UserJoined nickname")
+    chk.eq(w.get("room_id"), rid, "UserJoined room_id")
+    chk.eq(w.get("is_admin"), False, "UserJoined is_admin")
+    chk.eq(w.get("current_users"), 1, "UserJoined current_users")
+    chk.ok("peak_users" in w and "last_seq" in w, "UserJoined peak_users and last_seq")
+    b = st.ws(rid, "bob")
+    chk.eq(b.welcome["payload"].get("nickname"), "bob", "nickname defaults to user_id")
+    boss = st.ws(rid, "boss", "The Boss")
+    chk.eq(boss.welcome["payload"].get("is_admin"), True, "admin from admin_user_ids")
+    t0 = time.time()
+    a.send_json({"type": "Message", "payload": {"content": "héllo 你好", "from": "mallory",
+                                                "nickname": "M", "is_admin": True}})
+    got = {}
+    for name, ws in (("alice", a), ("bob", b), ("boss", boss)):
+        m = ws.wait_for(lambda m: m["type"] == "Message", 3)
+        got[name] = m
+        chk.ok(m is not None, "%s receives the Message" % name)
+    m = got["bob"]
+    if m:
+        p = m["payload"]
+        chk.eq(p.get("content"), "héllo 你好", "content")
+        chk.eq(p.get("from"), "alice", "from is the sender, not the spoofed one")
+        chk.eq(p.get("nickname"), "Alice", "nickname from the connection")
+        chk.eq(p.get("is_admin"), False, "spoofed is_admin ignored")
+        chk.eq(p.get("room_id"), rid, "room_id")
+        chk.ok(isinstance(p.get("id"), int) and p["id"] > 0, "stored message id", repr(p.get("id")))
+        chk.eq(p.get("seq"), 1, "seq starts at 1")
+        chk.ok(abs(p.get("timestamp", 0) - t0) < 5, "timestamp (s)", repr(p.get("timestamp")))
+        chk.ok(abs(p.get("timestamp_ms", 0) / 1000.0 - t0) < 5, "timestamp_ms")
+        chk.eq(got["alice"]["payload"] if got["alice"] else None, p, "sender gets the same frame")
+    boss.send_json({"type": "Message", "payload": {"content": "from the boss"}})
+    m = b.wait_for(lambda m: m["type"] == "Message", 3)
+    chk.ok(m and m["payload"]["is_admin"] is True and m["payload"]["seq"] == 2,
+           "admin message: is_admin true, seq 2", repr(m))
+    # stored before anyone saw it
+    r = st.client.get("/management/sync/chat-history/%s" % rid)
+    contents = [x.get("content") for x in (r.json or {}).get("messages", [])]
+    chk.eq(contents, ["héllo 你好", "from the boss"], "both messages in chat history")
+    # a fragmented message is reassembled
+    boss.send_fragmented('{"type":"Message","payload":{"content":"in three pieces"}}', 3)
+    m = b.wait_for(lambda m: m["type"] == "Message", 3)
+    chk.ok(m and m["payload"]["content"] == "in three pieces", "fragmented message reassembled", repr(m))
+    for ws in (a, b, boss):
+        ws.close()
+
+
+def t_refusals(st, chk):
+    rid = st.create_room("refusals", [])
+    chk.eq(refused(st, "00000000-0000-4000-8000-000000000000", "u1"), 404, "unknown room -> 404")
+    chk.eq(refused(st, rid, None), 400, "missing user_id -> 400")
+    chk.eq(refused(st, rid, ""), 400, "empty user_id -> 400")
+    chk.eq(refused(st, rid, "x" * 129), 400, "129-byte user_id -> 400")
+    chk.eq(refused(st, rid, "u1", nickname="n" * 129), 400, "129-byte nickname -> 400")
+    chk.eq(refused(st, rid, "u1"), 0, "valid handshake accepted")
+    r = st.client.post("/management/rooms/%s/bans" % rid, {"user_id": "troll", "reason": "spam"})
+    chk.status(r, 201, "ban via REST -> 201")
+    chk.eq(refused(st, rid, "troll"), 403, "banned user -> 403")
+    r = st.client.delete("/management/rooms/%s" % rid)
+    chk.ok(r.status in (200, 204), "DELETE room", "status %s" % r.status)
+    chk.eq(refused(st, rid, "u1"), 404, "closed room -> 404")
+
+
+def t_bad_input(st, chk):
+    rid = st.create_room("bad-input", [])
+    a = st.ws(rid, "bad")
+    a.drain(0.2)
+
+    def err(send, what, code):
+        send()
+        m = a.wait_for(lambda m: m["type"] == "Error", 3)
+        chk.ok(m is not None and m["payload"].get("code") == code, "%s -> Error %s" % (what, code), repr(m))
+        return m
+
+    err(lambda: a.send_text("{not json"), "malformed JSON", "invalid_json")
+    err(lambda: a.send_text("[1,2]"), "a JSON array", "invalid_json")
+    err(lambda: a.send_json({"type": "Dance", "payload": {}}), "unknown type", "unknown_type")
+    err(lambda: a.send_json({"type": "Message", "payload": {"content": ""}}), "empty content", "empty_content")
+    err(lambda: a.send_json({"type": "Message", "payload": {"content": "x" * 4097}}), "4097-byte content",
+        "content_too_large")
+    err(lambda: a.send_raw(cs.stack.ws_frame(b'{"type":"Message","payload":{"content":"\xff\xfe"}}')),
+        "invalid UTF-8", "invalid_utf8")
+    err(lambda: a.send_binary(b"\x00\x01binary"), "binary frame", "binary_not_supported")
+    err(lambda: a.send_json({"type": "Kick", "payload": {"user_id": "x"}}), "Kick from a non-admin", "forbidden")
+    a.send_json({"type": "Message", "payload": {"content": "x" * 4096}})
+    m = a.wait_for(lambda m: m["type"] == "Message", 3)
+    chk.ok(m is not None and len(m["payload"]["content"]) == 4096, "4096-byte content accepted after errors")
+    # a frame beyond MAX_FRAME_BYTES (65536) closes with 1009
+    a.send_text('{"type":"Message","payload":{"content":"' + "y" * 70000 + '"}}')
+    code, reason = a.wait_closed(3)
+    chk.eq(code, 1009, "oversized frame closes with 1009")
+    b = st.ws(rid, "bad2")
+    b.send_fragmented('{"type":"Message","payload":{"content":"' + "z" * 70000 + '"}}', 5)
+    code, reason = b.wait_closed(3)
+    chk.eq(code, 1009, "oversized fragmented message closes with 1009")
+
+
+def t_rate_limit(st, chk):
+    rid = st.create_room("rate", ["admin"])
+    u = st.ws(rid, "chatty")
+    u2 = st.ws(rid, "chatty")  # same user, second connection: shares the limit
+    adm = st.ws(rid, "admin")
+    for ws in (u, u2, adm):
+        ws.drain(0.2)
+    u.send_json({"type": "Message", "payload": {"content": "one"}})
+    chk.ok(u.wait_for(lambda m: m["type"] == "Message", 3) is not None, "first message accepted")
+    u2.send_json({"type": "Message", "payload": {"content": "two"}})
+    m = u2.wait_for(lambda m: m["type"] == "Error", 3)
+    chk.ok(m is not None and m["payload"].get("code") == "rate_limited", "second message within the interval "
+           "(other connection of the same user) -> rate_limited", repr(m))
+    if m:
+        ra = m["payload"].get("retry_after_ms")
+        chk.ok(isinstance(ra, int) and 0 < ra <= INTERVAL * 1000, "retry_after_ms within the interval", repr(ra))
+    time.sleep(INTERVAL + 0.05)
+    u2.send_json({"type": "Message", "payload": {"content": "three"}})
+    m = u2.wait_for(lambda m: m["type"] in ("Message", "Error") and m["payload"].get("content") != "one", 3)
+    chk.ok(m is not None and m["type"] == "Message" and m["payload"]["content"] == "three",
+           "accepted again after the interval", repr(m))
+    for i in range(5):
+        adm.send_json({"type": "Message", "payload": {"content": "admin %d" % i}})
+    got = []
+    deadline = time.monotonic() + 3
+    while len(got) < 5 and time.monotonic() < deadline:
+        m = adm.wait_for(lambda m: m["type"] in ("Message", "Error"), 1)
+        if m and (m["type"] == "Error" or m["payload"]["from"] == "admin"):
+            got.append(m)
+    chk.ok(len(got) == 5 and all(m["type"] == "Message" for m in got), "admin exempt from the rate limit",
+           repr([m["type"] for m in got]))
+    seqs = [m["payload"]["seq"] for m in got if m["type"] == "Message"]
+    chk.eq(seqs, sorted(seqs), "broadcast order is seq order")
+    r = st.client.get("/management/sync/chat-history/%s" % rid)
+    contents = [x.get("content") for x in (r.json or {}).get("messages", [])]
+    chk.ok("two" not in contents, "rate-limited message not stored", repr(contents))
+    for ws in (u, u2, adm):
+        ws.close()
+
+
+def t_coalesce(st, chk):
+    rid = st.create_room("coalesce", [])
+    watcher = st.ws(rid, "watcher")
+    watcher.drain(1.2)  # its own join push, then a quiet window
+    t0 = time.monotonic()
+    clients = [st.ws(rid, "joiner%02d" % i, welcome=False) for i in range(20)]
+    spent = time.monotonic() - t0
+    pushes = []
+    deadline = t0 + 1.0
+    while time.monotonic() < deadline:
+        m = watcher.wait_for(lambda m: m["type"] == "RoomStats", max(0.01, deadline - time.monotonic()))
+        if m:
+            pushes.append(m)
+    chk.ok(spent < 1.0, "20 joins sent within a second", "%.2f s" % spent)
+    chk.ok(1 <= len(pushes) <= 2, "at most two RoomStats pushes in that second", "%d pushes" % len(pushes))
+    more = watcher.wait_for(lambda m: m["type"] == "RoomStats", 1.5)
+    last = more or (pushes[-1] if pushes else None)
+    chk.ok(last is not None and last["payload"]["current_users"] == 21, "final count 21",
+           repr(last and last["payload"]["current_users"]))
+    joined = sum(p["payload"].get("joined_count", 0) for p in pushes + ([more] if more else []))
+    chk.eq(joined, 20, "joined_count adds up to 20")
+    for c in clients:
+        c.close()
+    pushes = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        m = watcher.wait_for(lambda m: m["type"] == "RoomStats", max(0.01, deadline - time.monotonic()))
+        if m:
+            pushes.append(m)
+    more = watcher.wait_for(lambda m: m["type"] == "RoomStats", 1.5)
+    chk.ok(len(pushes) <= 2, "leaves: at most two pushes in a second", "%d" % len(pushes))
+    last = more or (pushes[-1] if pushes else None)
+    chk.ok(last is not None and last["payload"]["current_users"] == 1, "after leaves: count 1",
+           repr(last and last["payload"]))
+    r = st.client.get("/management/sync/session-history/%s?limit=100" % rid)
+    chk.eq((r.json or {}).get("total"), 21, "every join is a session row")
+    watcher.close()
+
+
+def t_shutdown(st, chk):
+    rid = st.create_room("shutdown", [])
+    a = st.ws(rid, "stayer")
+    a.drain(0.2)
+    rc = st.stop_chatd()
+    chk.eq(rc, 0, "chatd exits 0 on SIGTERM")
+    code, reason = a.wait_closed(3)
+    chk.eq(code, 1001, "clients get close 1001")
+    chk.eq(reason, "server shutdown", "close reason")
+    r = st.client.get("/management/sync/session-history/%s" % rid)
+    reasons = [s.get("reason") for s in (r.json or {}).get("sessions", [])]
+    chk.eq(reasons, ["server_shutdown"], "session closed as server_shutdown")
+    st.start_chatd()
+    b = st.ws(rid, "back")
+    chk.ok(b.welcome is not None, "chatd serves again after a restart")
+    b.close()
+
+
+def t_limits(front, chk):
+    """A second chatd with tiny caps: MAX_CONNECTIONS 503, per-address 429
+    (addresses differ through X-Forwarded-For when talking to chatd
+    directly from loopback, as the proxy would)."""
+    chk.section("%s: connection caps" % front)
+    st = cs.ChatdStack(front, {"MAX_CONNECTIONS": "3", "MAX_CONNECTIONS_PER_ADDRESS": "2"})
+    try:
+        with st:
+            rid = st.create_room("caps", [])
+            ws = [st.ws(rid, "a1", direct=True, headers={"X-Forwarded-For": "10.0.0.1"}),
+                  st.ws(rid, "a2", direct=True, headers={"X-Forwarded-For": "10.0.0.1"})]
+            chk.eq(refused(st, rid, "a3", direct=True, headers={"X-Forwarded-For": "10.0.0.1"}), 429,
+                   "third connection from one address -> 429")
+            chk.eq(refused(st, rid, "a3", direct=True, headers={"X-Forwarded-For": "9.9.9.9, 10.0.0.1"}), 429,
+                   "the last X-Forwarded-For entry counts, not the first")
+            ws.append(st.ws(rid, "b1", direct=True, headers={"X-Forwarded-For": "10.0.0.2"}))
+            chk.eq(refused(st, rid, "c1", direct=True, headers={"X-Forwarded-For": "10.0.0.3"}), 503,
+                   "MAX_CONNECTIONS reached -> 503")
+            ws.pop().close()
+            time.sleep(0.3)
+            chk.eq(refused(st, rid, "c1", direct=True, headers={"X-Forwarded-For": "10.0.0.3"}), 0,
+                   "a freed slot is usable again")
+            for w in ws:
+                w.close()
+    except cs.StackError as exc:
+        chk.ok(False, "stack start", str(exc))
+    finally:
+        complaints = st.stop()
+        chk.ok(not complaints, "every process stopped", "; ".join(complaints))
+        chk.group = ""
+
+
+if __name__ == "__main__":
+    sys.exit(cs.main_for_fronts("chatd WebSocket protocol", [
+        ("broadcast", t_broadcast),
+        ("refusals", t_refusals),
+        ("bad input", t_bad_input),
+        ("rate limit", t_rate_limit),
+        ("coalescing", t_coalesce),
+        ("shutdown", t_shutdown),
+    ], {"USER_MESSAGE_INTERVAL_SECS": str(INTERVAL)}, extra=t_limits))
