@@ -176,6 +176,12 @@ def t_slow_reader(st, chk):
             backed_up = True
             break
     chk.ok(backed_up, "a backlog built up for the slow reader", "%d messages sent" % n)
+    # Past QUEUE_LOW_FRAMES (256): the oldest queued chat must go.
+    for _ in range(400):
+        adm.send_json({"type": "Message", "payload": {"content": "%d %s" % (n, text)}})
+        n += 1
+    want = "%d " % (n - 1)
+    adm.wait_for(lambda m: m["type"] == "Message" and m["payload"]["content"].startswith(want), 30)
     adm.send_json({"type": "CustomEvent", "payload": {"event_type": "urgent", "payload": {}}})
     ev = adm.wait_for(lambda m: m["type"] == "CustomEvent", 5)
     rep = st.ctl("stats", {"room_id": rid})
@@ -239,12 +245,27 @@ def t_big_room(st, chk):
         ws.abort()
 
 
+_ran_once = set()
+
+
+def once(fn):
+    """Runs fn on the first front only: it talks to chatd directly, so the
+    web server in front makes no difference and the time is better spent
+    elsewhere."""
+    def wrapper(st, chk):
+        if fn.__name__ in _ran_once:
+            return
+        _ran_once.add(fn.__name__)
+        fn(st, chk)
+    return wrapper
+
+
 if __name__ == "__main__":
     sys.exit(cs.main_for_fronts("chatd admin features", [
         ("custom events", t_custom_event),
         ("bans", t_bans),
         ("kicks", t_kick),
         ("room close", t_room_close),
-        ("slow reader", t_slow_reader),
-        ("big room", t_big_room),
+        ("slow reader", once(t_slow_reader)),
+        ("big room", once(t_big_room)),
     ]))

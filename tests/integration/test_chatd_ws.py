@@ -230,7 +230,9 @@ def t_limits(front, chk):
     (addresses differ through X-Forwarded-For when talking to chatd
     directly from loopback, as the proxy would)."""
     chk.section("%s: connection caps" % front)
-    st = cs.ChatdStack(front, {"MAX_CONNECTIONS": "3", "MAX_CONNECTIONS_PER_ADDRESS": "2"})
+    st = cs.ChatdStack(front, {"MAX_CONNECTIONS": "3", "MAX_CONNECTIONS_PER_ADDRESS": "2",
+                               "HANDSHAKE_TIMEOUT_SECONDS": "2", "WS_PING_INTERVAL_SECONDS": "1",
+                               "WS_IDLE_TIMEOUT_SECONDS": "3"})
     try:
         with st:
             rid = st.create_room("caps", [])
@@ -249,6 +251,31 @@ def t_limits(front, chk):
                    "a freed slot is usable again")
             for w in ws:
                 w.close()
+            time.sleep(0.3)
+            # keepalive: a client answering pings stays; a silent one goes
+            k = st.ws(rid, "pinger", direct=True)
+            k.drain(4.0)
+            chk.ok(not k.closed, "a client answering pings outlives WS_IDLE_TIMEOUT_SECONDS")
+            t0 = time.monotonic()
+            k.sock.settimeout(10)
+            try:
+                while k.sock.recv(4096):
+                    pass
+            except OSError:
+                pass
+            took = time.monotonic() - t0
+            chk.ok(took < 5, "a client that answers no pings is cut after the idle timeout", "%.1f s" % took)
+            # a handshake that never completes is cut
+            s = cs.socket.create_connection(("127.0.0.1", st.chatd_port), timeout=10)
+            s.sendall(b"GET /ws/rooms/x HTTP/1.1\r\nHost: a\r\n")
+            t0 = time.monotonic()
+            try:
+                s.recv(100)
+            except OSError:
+                pass
+            took = time.monotonic() - t0
+            s.close()
+            chk.ok(took < 4, "an unfinished handshake is cut after HANDSHAKE_TIMEOUT_SECONDS", "%.1f s" % took)
     except cs.StackError as exc:
         chk.ok(False, "stack start", str(exc))
     finally:
