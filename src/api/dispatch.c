@@ -24,19 +24,32 @@ static const char *
 dispatch_reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 202: return "Accepted";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Unknown";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 202:
+		return "Accepted";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Unknown";
 	}
 }
 
@@ -207,8 +220,8 @@ dispatch_check(struct api_call *call, struct uri *u, char **body_text, long long
 		api_error(call, 401, "unauthorized", "missing or wrong X-Api-Key header");
 		return NULL;
 	}
-	route = routes_match(req->method, u, call->params, &call->nparams, &path_known, allow,
-	    sizeof allow);
+	route = routes_match(
+	    req->method, u, call->params, &call->nparams, &path_known, allow, sizeof allow);
 	if (route == NULL) {
 		if (path_known) {
 			snprintf(call->resp->allow, sizeof call->resp->allow, "%s", allow);
@@ -239,7 +252,8 @@ dispatch_check(struct api_call *call, struct uri *u, char **body_text, long long
 		api_error(call, 400, "invalid_json", "this route takes no request body");
 		return NULL;
 	}
-	if (*body_len == 0 && (route->flags & ROUTE_BODY) && !(route->flags & ROUTE_BODY_OPTIONAL)) {
+	if (*body_len == 0 && (route->flags & ROUTE_BODY) &&
+	    !(route->flags & ROUTE_BODY_OPTIONAL)) {
 		api_error(call, 400, "invalid_json", "a JSON object body is required");
 		return NULL;
 	}

@@ -92,8 +92,8 @@ fcgi_serve(struct api_ctx *ctx, FCGX_Request *freq)
 	fcgi_drain(freq);
 	head = api_response_head(&resp);
 	if (FCGX_PutS(head, freq->out) < 0 || FCGX_PutS(resp.body, freq->out) < 0)
-		log_warn("%s %s: the web server went away before the response was sent",
-		    req.method, uri);
+		log_warn("%s %s: the web server went away before the response was sent", req.method,
+		    uri);
 	log_debug("%s %s -> %d", req.method, uri, resp.status);
 	free(head);
 	free(uri);

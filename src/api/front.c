@@ -29,8 +29,8 @@ front_listen_unix(const char *path, unsigned mode, int backlog, char **cause)
 	int fd, saved;
 
 	if (strlen(path) >= sizeof sun.sun_path) {
-		*cause = xasprintf("socket path %s is longer than %zu bytes", path,
-		    sizeof sun.sun_path - 1);
+		*cause = xasprintf(
+		    "socket path %s is longer than %zu bytes", path, sizeof sun.sun_path - 1);
 		return -1;
 	}
 	/* Replace a socket left by a previous run, never a regular file. */

@@ -53,7 +53,8 @@ handlers_misc_live_find(const cJSON *live, const char *room_id)
 	if (live == NULL)
 		return NULL;
 	rooms = cJSON_GetObjectItemCaseSensitive(live, "rooms");
-	cJSON_ArrayForEach(r, rooms) {
+	cJSON_ArrayForEach(r, rooms)
+	{
 		const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "room_id");
 		if (cJSON_IsString(id) && strcmp(id->valuestring, room_id) == 0)
 			return r;
@@ -62,8 +63,8 @@ handlers_misc_live_find(const cJSON *live, const char *room_id)
 }
 
 void
-handlers_misc_room_json(struct jsonw *w, const struct db_room *room, const cJSON *live,
-    int with_live)
+handlers_misc_room_json(
+    struct jsonw *w, const struct db_room *room, const cJSON *live, int with_live)
 {
 	const cJSON *cur = NULL, *peak = NULL;
 
@@ -111,16 +112,16 @@ misc_rooms_each(const struct db_room *room, void *arg)
 {
 	struct misc_rooms_arg *ra = arg;
 
-	handlers_misc_room_json(ra->w, room, handlers_misc_live_find(ra->live, room->id),
-	    ra->with_live);
+	handlers_misc_room_json(
+	    ra->w, room, handlers_misc_live_find(ra->live, room->id), ra->with_live);
 	jsonw_object_end(ra->w);
 	ra->count++;
 	return 0;
 }
 
 void
-handlers_misc_rooms_reply(struct api_call *call, int include_closed, int with_live,
-    int with_timestamp)
+handlers_misc_rooms_reply(
+    struct api_call *call, int include_closed, int with_live, int with_timestamp)
 {
 	struct misc_rooms_arg ra;
 	struct jsonw w;
@@ -170,7 +171,7 @@ handlers_misc_health(struct api_call *call)
 	free(cause);
 	cause = NULL;
 	chatd_ok = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_HEALTH, NULL,
-	    &result, &code, &cause) == CTL_OK;
+		       &result, &code, &cause) == CTL_OK;
 
 	jsonw_init(&w);
 	jsonw_object_begin(&w);

@@ -43,8 +43,9 @@ rooms_new_id(char out[ROOM_ID_LEN + 1], char **cause)
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	snprintf(out, ROOM_ID_LEN + 1,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2],
-	    b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+	    b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+	    b[15]);
 	return 0;
 }
 
@@ -57,8 +58,8 @@ rooms_notify(struct api_call *call, enum ctl_type type, cJSON *args, cJSON **res
 	cJSON *res = NULL;
 	int rc;
 
-	rc = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, type, args, &res, &code,
-	    &cause);
+	rc = ctl_call(
+	    cfg->control_socket, (int)cfg->control_timeout_ms, type, args, &res, &code, &cause);
 	cJSON_Delete(args);
 	if (rc != CTL_OK) {
 		log_debug("chatd not told of %s (it reads the database at start): %s",
@@ -126,12 +127,15 @@ handlers_rooms_create(struct api_call *call)
 			goto done;
 		}
 		admins = xcalloc((size_t)cJSON_GetArraySize(admins_json) + 1, sizeof *admins);
-		cJSON_ArrayForEach(a, admins_json) {
+		cJSON_ArrayForEach(a, admins_json)
+		{
 			const char *why;
 			if (!cJSON_IsString(a) ||
-			    text_check(a->valuestring, 1, USER_ID_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0) {
+			    text_check(
+				a->valuestring, 1, USER_ID_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0) {
 				api_error(call, 400, "invalid_field",
-				    "field \"admin_user_ids\" must hold user ids of 1 to %d bytes of "
+				    "field \"admin_user_ids\" must hold user ids of 1 to %d bytes "
+				    "of "
 				    "UTF-8 without control characters",
 				    USER_ID_MAX_BYTES);
 				goto done;
@@ -144,8 +148,8 @@ handlers_rooms_create(struct api_call *call)
 		cause = NULL;
 		goto done;
 	}
-	rc = db_room_create(call->ctx->db, id, name, admins, n_admins, handlers_misc_now_ms(),
-	    &cause);
+	rc = db_room_create(
+	    call->ctx->db, id, name, admins, n_admins, handlers_misc_now_ms(), &cause);
 	if (rc != DB_OK) {
 		api_internal_error(call, "db_room_create", cause);
 		cause = NULL;
@@ -234,7 +238,8 @@ handlers_rooms_close(struct api_call *call)
 		return;
 	}
 	if (rc == DB_CONFLICT) {
-		api_error(call, 409, "room_closed", "room %.64s is already closed", call->params[0]);
+		api_error(
+		    call, 409, "room_closed", "room %.64s is already closed", call->params[0]);
 		return;
 	}
 	if (rc != DB_OK) {
@@ -286,8 +291,8 @@ handlers_rooms_ban(struct api_call *call)
 	if (json_check_keys(call->body, keys, &cause) != 0 ||
 	    json_get_string(call->body, "user_id", 1, 1, USER_ID_MAX_BYTES, TEXT_NO_CONTROL,
 		&user_id, &cause) != 0 ||
-	    json_get_int(call->body, "duration_seconds", 0, 1, BAN_DURATION_MAX, &duration, &present,
-		&cause) != 0 ||
+	    json_get_int(call->body, "duration_seconds", 0, 1, BAN_DURATION_MAX, &duration,
+		&present, &cause) != 0 ||
 	    json_get_string(call->body, "reason", 0, 0, REASON_MAX_BYTES, TEXT_NO_CONTROL, &reason,
 		&cause) != 0) {
 		api_error(call, 400, "invalid_field", "%s", cause);
@@ -382,8 +387,8 @@ handlers_rooms_unban(struct api_call *call)
 	if (rooms_load(call, &room) != 0)
 		return;
 	db_room_clear(&room);
-	rc = db_ban_lift(call->ctx->db, call->params[0], call->params[1], handlers_misc_now_ms(),
-	    &cause);
+	rc = db_ban_lift(
+	    call->ctx->db, call->params[0], call->params[1], handlers_misc_now_ms(), &cause);
 	if (rc == DB_NOTFOUND) {
 		api_error(call, 404, "ban_not_found", "user %.128s is not banned in this room",
 		    call->params[1]);
@@ -414,7 +419,8 @@ rooms_event_type_ok(const char *s)
 
 	if (len == 0 || len > EVENT_TYPE_MAX_BYTES)
 		return 0;
-	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == len;
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
+	    len;
 }
 
 void
@@ -482,7 +488,8 @@ handlers_rooms_event(struct api_call *call)
 		jsonw_object_begin(&w);
 		jsonw_kv_string(&w, "room_id", call->params[0]);
 		jsonw_kv_string(&w, "event_type", event_type);
-		cJSON_ArrayForEach(item, obj) {
+		cJSON_ArrayForEach(item, obj)
+		{
 			char *text;
 			if (strcmp(item->string, "room_id") == 0 ||
 			    strcmp(item->string, "event_type") == 0)

@@ -61,8 +61,7 @@ handlers_sync_request(struct api_call *call)
 
 /* Reads an optional integer query parameter in [min, max]. */
 static int
-sync_query_int(struct api_call *call, const char *key, long long min, long long max,
-    long long *out)
+sync_query_int(struct api_call *call, const char *key, long long min, long long max, long long *out)
 {
 	const char *v = uri_query_get(call->uri, key);
 	char *end;
@@ -204,8 +203,8 @@ sync_history(struct api_call *call, int sessions)
 			free(cause);
 			api_error(call, 404, "room_not_found", "no room with id %.64s", q.room_id);
 		} else
-			api_internal_error(call, sessions ? "db_sessions_page" : "db_messages_page",
-			    cause);
+			api_internal_error(
+			    call, sessions ? "db_sessions_page" : "db_messages_page", cause);
 		return;
 	}
 	jsonw_array_end(&rows);

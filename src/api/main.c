@@ -28,7 +28,8 @@ static void
 usage(FILE *out)
 {
 	fprintf(out,
-	    "usage: chat-api [--socket PATH|HOST:PORT] [--socket-mode MODE] [--scgi] [--threads N]\n"
+	    "usage: chat-api [--socket PATH|HOST:PORT] [--socket-mode MODE] [--scgi] [--threads "
+	    "N]\n"
 	    "       chat-api --help | --version | --config-table\n"
 	    "\n"
 	    "Serves the chatd management REST API (/management/...) to a web server.\n"
@@ -81,7 +82,8 @@ main(int argc, char **argv)
 			errno = 0;
 			mode = strtoul(optarg, &end, 8);
 			if (errno != 0 || *end != '\0' || mode > 07777)
-				fatal("--socket-mode %s: expected an octal mode such as 0660", optarg);
+				fatal("--socket-mode %s: expected an octal mode such as 0660",
+				    optarg);
 			break;
 		case 'S':
 			scgi = 1;

@@ -26,7 +26,7 @@ extern const size_t routes_count;
  * whether the path exists under other methods, whose names are written to
  * allow (", "-separated) for the 405's Allow header.
  */
-const struct api_route *routes_match(const char *method, const struct uri *u,
-    const char **params, size_t *nparams, int *path_known, char *allow, size_t allow_len);
+const struct api_route *routes_match(const char *method, const struct uri *u, const char **params,
+    size_t *nparams, int *path_known, char *allow, size_t allow_len);
 
 #endif

@@ -118,9 +118,8 @@ uri_parse(const char *raw, struct uri *u, const char **why)
 			}
 			if ((u->keys[u->nparams] = uri_decode(p, klen, 1, why)) == NULL)
 				return -1;
-			u->values[u->nparams] = eq != NULL
-			    ? uri_decode(eq + 1, plen - klen - 1, 1, why)
-			    : xstrdup("");
+			u->values[u->nparams] =
+			    eq != NULL ? uri_decode(eq + 1, plen - klen - 1, 1, why) : xstrdup("");
 			if (u->values[u->nparams] == NULL) {
 				free(u->keys[u->nparams]);
 				u->keys[u->nparams] = NULL;

@@ -51,8 +51,8 @@ char *wsproto_encode_custom_event(int64_t id, int64_t seq, const char *room_id, 
     const char *nickname, int is_admin, const char *event_type, const char *payload_json,
     int64_t ts_ms);
 /* retry_after_ms < 0 and dropped == 0 leave those fields out. */
-char *wsproto_encode_error(const char *code, const char *message, int64_t retry_after_ms,
-    uint64_t dropped);
+char *wsproto_encode_error(
+    const char *code, const char *message, int64_t retry_after_ms, uint64_t dropped);
 /* push may be NULL (plain stats, e.g. the welcome). */
 char *wsproto_encode_room_stats(const char *room_id, int64_t current_users, int64_t peak_users,
     const struct coalesce_push *push);
@@ -60,7 +60,7 @@ char *wsproto_encode_room_stats(const char *room_id, int64_t current_users, int6
 char *wsproto_encode_user_joined(const char *room_id, const char *user_id, const char *nickname,
     int is_admin, int64_t current_users, int64_t peak_users, int64_t last_seq);
 /* Sent to a connection the server removes, just before the close frame. */
-char *wsproto_encode_user_left(const char *room_id, const char *user_id, const char *nickname,
-    const char *reason);
+char *wsproto_encode_user_left(
+    const char *room_id, const char *user_id, const char *nickname, const char *reason);
 
 #endif

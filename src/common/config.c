@@ -59,49 +59,65 @@ static const struct config_option config_table[] = {
 	    "`sqlite::memory:` means a tmpfs file " CONFIG_MEMORY_DB_PATH " shared by all "
 	    "programs and lost at reboot." },
 	{ "BIND_ADDRESS", CONFIG_ADDRESS, "127.0.0.1:3000", 0, 0, OFF(bind_address), CONFIG_SEED,
-	    "Public address the web server listens on in the bundled configs and the quick start." },
-	{ "ADMIN_API_KEY", CONFIG_STRING, NULL, 0, 0, OFF(admin_api_key), CONFIG_SEED | CONFIG_SECRET,
-	    "Key required in `X-Api-Key` by every management route. Unset: every route answers 503." },
+	    "Public address the web server listens on in the bundled configs and the quick "
+	    "start." },
+	{ "ADMIN_API_KEY", CONFIG_STRING, NULL, 0, 0, OFF(admin_api_key),
+	    CONFIG_SEED | CONFIG_SECRET,
+	    "Key required in `X-Api-Key` by every management route. Unset: every route answers "
+	    "503." },
 	{ "MAX_CONNECTIONS", CONFIG_INT, "100000", 1, 10000000, OFF(max_connections), CONFIG_SEED,
 	    "Most WebSocket connections chatd holds at once; more are refused with 503." },
 	{ "DATA_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(data_callback_url), CONFIG_SEED,
-	    "Legacy callback: receives the `GET /management/sync` body on room creation and each periodic sync. Empty: off." },
-	{ "ROOM_EVENT_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(room_event_callback_url), CONFIG_SEED,
-	    "Receives room created/closed and user joined/left events. Empty: off." },
-	{ "CHAT_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(chat_history_callback_url), CONFIG_SEED,
-	    "Receives chat history in batches. Empty: off." },
-	{ "SESSION_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(session_history_callback_url), CONFIG_SEED,
-	    "Receives completed sessions in batches. Empty: off." },
-	{ "PERIODIC_SYNC_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(periodic_sync_callback_url), CONFIG_SEED,
-	    "Receives every room's info, stats and a consistency block every `SYNC_INTERVAL_SECONDS`. Empty: off." },
-	{ "CHAT_HISTORY_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, OFF(chat_history_batch_size), CONFIG_SEED,
-	    "Most messages in one chat-history callback." },
-	{ "SESSION_HISTORY_BATCH_SIZE", CONFIG_INT, "500", 1, 100000, OFF(session_history_batch_size), CONFIG_SEED,
+	    "Legacy callback: receives the `GET /management/sync` body on room creation and each "
+	    "periodic sync. Empty: off." },
+	{ "ROOM_EVENT_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(room_event_callback_url),
+	    CONFIG_SEED, "Receives room created/closed and user joined/left events. Empty: off." },
+	{ "CHAT_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(chat_history_callback_url),
+	    CONFIG_SEED, "Receives chat history in batches. Empty: off." },
+	{ "SESSION_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(session_history_callback_url),
+	    CONFIG_SEED, "Receives completed sessions in batches. Empty: off." },
+	{ "PERIODIC_SYNC_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(periodic_sync_callback_url),
+	    CONFIG_SEED,
+	    "Receives every room's info, stats and a consistency block every "
+	    "`SYNC_INTERVAL_SECONDS`. Empty: off." },
+	{ "CHAT_HISTORY_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, OFF(chat_history_batch_size),
+	    CONFIG_SEED, "Most messages in one chat-history callback." },
+	{ "SESSION_HISTORY_BATCH_SIZE", CONFIG_INT, "500", 1, 100000,
+	    OFF(session_history_batch_size), CONFIG_SEED,
 	    "Most sessions in one session-history callback." },
-	{ "CHAT_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(chat_history_batch_interval_seconds), CONFIG_SEED,
+	{ "CHAT_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY,
+	    OFF(chat_history_batch_interval_seconds), CONFIG_SEED,
 	    "Seconds between chat-history batches (sooner when a full batch waits)." },
-	{ "SESSION_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "600", 1, 30 * DAY, OFF(session_history_batch_interval_seconds), CONFIG_SEED,
+	{ "SESSION_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "600", 1, 30 * DAY,
+	    OFF(session_history_batch_interval_seconds), CONFIG_SEED,
 	    "Seconds between session-history batches (sooner when a full batch waits)." },
 	{ "CALLBACK_MAX_RETRIES", CONFIG_INT, "3", 0, 100, OFF(callback_max_retries), CONFIG_SEED,
 	    "Retries of a failed callback within one run; what still fails stays pending." },
-	{ "CALLBACK_RETRY_DELAY_SECONDS", CONFIG_INT, "5", 0, 3600, OFF(callback_retry_delay_seconds), CONFIG_SEED,
+	{ "CALLBACK_RETRY_DELAY_SECONDS", CONFIG_INT, "5", 0, 3600,
+	    OFF(callback_retry_delay_seconds), CONFIG_SEED,
 	    "Delay before the first retry (doubles each retry, capped)." },
-	{ "CALLBACK_TIMEOUT_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(callback_timeout_seconds), CONFIG_SEED,
-	    "Timeout of one callback attempt." },
-	{ "SYNC_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(sync_interval_seconds), CONFIG_SEED,
-	    "Seconds between periodic syncs." },
-	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_MILLIS, "3", 0, DAY * 1000, OFF(user_message_interval_ms), CONFIG_SEED,
-	    "Minimum seconds between two messages of a non-admin user in one room (fractions such as `0.5` allowed). 0: no limit." },
+	{ "CALLBACK_TIMEOUT_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(callback_timeout_seconds),
+	    CONFIG_SEED, "Timeout of one callback attempt." },
+	{ "SYNC_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(sync_interval_seconds),
+	    CONFIG_SEED, "Seconds between periodic syncs." },
+	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_MILLIS, "3", 0, DAY * 1000,
+	    OFF(user_message_interval_ms), CONFIG_SEED,
+	    "Minimum seconds between two messages of a non-admin user in one room (fractions such "
+	    "as `0.5` allowed). 0: no limit." },
 	{ "CHATD_LISTEN", CONFIG_ADDRESS, "127.0.0.1:3001", 0, 0, OFF(chatd_listen), 0,
 	    "Address chatd's WebSocket listener binds, behind the web server's proxy." },
 	{ "TOKEN_SECRET", CONFIG_STRING, NULL, 0, 0, OFF(token_secret), CONFIG_SECRET,
-	    "Secret for signed join tokens (HS256). Unset: `user_id` from the query string is trusted, as in the original server." },
+	    "Secret for signed join tokens (HS256). Unset: `user_id` from the query string is "
+	    "trusted, as in the original server." },
 	{ "MAX_MESSAGE_BYTES", CONFIG_INT, "4096", 1, 1024 * 1024, OFF(max_message_bytes), 0,
 	    "Largest chat message content in bytes; larger gets an `Error`." },
 	{ "MAX_FRAME_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024, OFF(max_frame_bytes), 0,
-	    "Hard cap on one incoming WebSocket message; beyond it the connection closes with 1009." },
-	{ "MAX_CONNECTIONS_PER_ADDRESS", CONFIG_INT, "1000", 0, 10000000, OFF(max_connections_per_address), 0,
-	    "Most WebSocket connections from one client address (X-Forwarded-For behind the proxy). 0: no limit." },
+	    "Hard cap on one incoming WebSocket message; beyond it the connection closes with "
+	    "1009." },
+	{ "MAX_CONNECTIONS_PER_ADDRESS", CONFIG_INT, "1000", 0, 10000000,
+	    OFF(max_connections_per_address), 0,
+	    "Most WebSocket connections from one client address (X-Forwarded-For behind the "
+	    "proxy). 0: no limit." },
 	{ "WS_PING_INTERVAL_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(ws_ping_interval_seconds), 0,
 	    "Idle seconds before chatd pings a client; keep it below the proxy's idle timeout." },
 	{ "WS_IDLE_TIMEOUT_SECONDS", CONFIG_INT, "75", 2, 86400, OFF(ws_idle_timeout_seconds), 0,
@@ -109,17 +125,19 @@ static const struct config_option config_table[] = {
 	{ "HANDSHAKE_TIMEOUT_SECONDS", CONFIG_INT, "10", 1, 300, OFF(handshake_timeout_seconds), 0,
 	    "Time a client has to complete the WebSocket handshake." },
 	{ "QUEUE_LOW_FRAMES", CONFIG_INT, "256", 1, 1000000, OFF(queue_low_frames), 0,
-	    "Per connection: queued chat frames; beyond it the oldest are dropped and the client is told." },
+	    "Per connection: queued chat frames; beyond it the oldest are dropped and the client "
+	    "is told." },
 	{ "QUEUE_HIGH_FRAMES", CONFIG_INT, "64", 1, 1000000, OFF(queue_high_frames), 0,
 	    "Per connection: queued high-priority frames; beyond it the client is disconnected." },
 	{ "CONTROL_SOCKET", CONFIG_PATH, "/run/chatd/control.sock", 0, 0, OFF(control_socket), 0,
-	    "Unix socket of chatd's control protocol (chat-api, chat-sync and chatctl connect to it)." },
+	    "Unix socket of chatd's control protocol (chat-api, chat-sync and chatctl connect to "
+	    "it)." },
 	{ "CONTROL_TIMEOUT_MS", CONFIG_INT, "2000", 10, 60000, OFF(control_timeout_ms), 0,
 	    "How long a control-socket client waits for chatd's reply." },
 	{ "API_THREADS", CONFIG_INT, "8", 1, 256, OFF(api_threads), 0,
 	    "chat-api worker threads, each serving one request at a time." },
-	{ "API_MAX_BODY_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024, OFF(api_max_body_bytes), 0,
-	    "Largest management request body; larger gets 413." },
+	{ "API_MAX_BODY_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024,
+	    OFF(api_max_body_bytes), 0, "Largest management request body; larger gets 413." },
 	{ "LOG_LEVEL", CONFIG_LOGLEVEL, "info", 0, 0, OFF(log_level), 0,
 	    "`debug`, `info`, `warning` or `error`." },
 };
@@ -214,7 +232,8 @@ config_parse_database_url(const char *url, char **path, int *is_memory, char **c
 		p = url + 7;
 	else {
 		*cause = xasprintf("DATABASE_URL=%s: must start with sqlite: (sqlite:PATH, "
-		    "sqlite://PATH or sqlite::memory:)", url);
+				   "sqlite://PATH or sqlite::memory:)",
+		    url);
 		return -1;
 	}
 	/* sqlx accepts "?mode=rwc" and similar options; the file is what matters. */
@@ -311,20 +330,21 @@ config_set(struct config *cfg, const struct config_option *opt, const char *valu
 		return 0;
 	case CONFIG_MILLIS:
 		if (config_parse_millis(value, &v) != 0) {
-			*cause = xasprintf("%s=%s: not a number of seconds (up to 3 decimals)", opt->key,
-			    shown);
+			*cause = xasprintf(
+			    "%s=%s: not a number of seconds (up to 3 decimals)", opt->key, shown);
 			return -1;
 		}
 		if (v < opt->min || v > opt->max) {
-			*cause = xasprintf("%s=%s: must be between %lld and %lld seconds", opt->key, shown,
-			    opt->min / 1000, opt->max / 1000);
+			*cause = xasprintf("%s=%s: must be between %lld and %lld seconds", opt->key,
+			    shown, opt->min / 1000, opt->max / 1000);
 			return -1;
 		}
 		*(long long *)(base + opt->offset) = v;
 		return 0;
 	case CONFIG_URL:
 		if (config_check_url(value) != 0) {
-			*cause = xasprintf("%s=%s: not an http:// or https:// URL", opt->key, shown);
+			*cause =
+			    xasprintf("%s=%s: not an http:// or https:// URL", opt->key, shown);
 			return -1;
 		}
 		break;
@@ -347,7 +367,8 @@ config_set(struct config *cfg, const struct config_option *opt, const char *valu
 	}
 	case CONFIG_LOGLEVEL:
 		if (log_level_parse(value) < 0) {
-			*cause = xasprintf("%s=%s: expected debug, info, warning or error", opt->key, shown);
+			*cause = xasprintf(
+			    "%s=%s: expected debug, info, warning or error", opt->key, shown);
 			return -1;
 		}
 		break;
@@ -414,8 +435,8 @@ config_is_key_char(int c, int first)
 }
 
 int
-config_parse_env_text(const char *text, size_t len,
-    int (*set)(const char *, const char *, void *), void *arg, char **cause)
+config_parse_env_text(const char *text, size_t len, int (*set)(const char *, const char *, void *),
+    void *arg, char **cause)
 {
 	const char *p = text, *end = text + len;
 	unsigned lineno = 0;
@@ -439,7 +460,8 @@ config_parse_env_text(const char *text, size_t len,
 			s++;
 		if (s == e || *s == '#')
 			continue;
-		if ((size_t)(e - s) > 7 && strncmp(s, "export", 6) == 0 && isspace((unsigned char)s[6])) {
+		if ((size_t)(e - s) > 7 && strncmp(s, "export", 6) == 0 &&
+		    isspace((unsigned char)s[6])) {
 			s += 7;
 			while (s < e && isspace((unsigned char)*s))
 				s++;
@@ -478,14 +500,16 @@ config_parse_env_text(const char *text, size_t len,
 				value[vlen++] = *s++;
 			}
 			if (s == e) {
-				*cause = xasprintf("line %u: unterminated quote in %s", lineno, key);
+				*cause =
+				    xasprintf("line %u: unterminated quote in %s", lineno, key);
 				goto fail;
 			}
 			s++;
 			while (s < e && isspace((unsigned char)*s))
 				s++;
 			if (s < e && *s != '#') {
-				*cause = xasprintf("line %u: text after closing quote in %s", lineno, key);
+				*cause = xasprintf(
+				    "line %u: text after closing quote in %s", lineno, key);
 				goto fail;
 			}
 		} else {
@@ -515,7 +539,8 @@ fail:
 
 /* Reads the first existing env file; -1 with *cause on a read or parse error. */
 static int
-config_read_file(const char *path, int must_exist, struct config_pairs *pairs, int *found, char **cause)
+config_read_file(
+    const char *path, int must_exist, struct config_pairs *pairs, int *found, char **cause)
 {
 	char *buf = NULL, *perr = NULL;
 	size_t len = 0;
@@ -527,8 +552,8 @@ config_read_file(const char *path, int must_exist, struct config_pairs *pairs, i
 	if (fd < 0) {
 		if (errno == ENOENT && !must_exist)
 			return 0;
-		*cause = xasprintf("%s%s: %s", must_exist ? "CHAT_ENV_FILE=" : "", path,
-		    strerror(errno));
+		*cause = xasprintf(
+		    "%s%s: %s", must_exist ? "CHAT_ENV_FILE=" : "", path, strerror(errno));
 		return -1;
 	}
 	buf = xmalloc(CONFIG_FILE_MAX + 1);
@@ -596,14 +621,16 @@ config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **ca
 		if (found)
 			cfg->source_file = xstrdup(".env");
 		else {
-			if (config_read_file(SYSCONFDIR "/chatd/chatd.env", 0, &pairs, &found, cause) != 0)
+			if (config_read_file(
+				SYSCONFDIR "/chatd/chatd.env", 0, &pairs, &found, cause) != 0)
 				goto fail;
 			if (found)
 				cfg->source_file = xstrdup(SYSCONFDIR "/chatd/chatd.env");
 		}
 	}
 	for (i = 0; i < pairs.n; i++) {
-		if (config_find(pairs.keys[i]) == NULL && strcmp(pairs.keys[i], "CHAT_ENV_FILE") != 0)
+		if (config_find(pairs.keys[i]) == NULL &&
+		    strcmp(pairs.keys[i], "CHAT_ENV_FILE") != 0)
 			log_warn("%s: unknown setting %s ignored", cfg->source_file, pairs.keys[i]);
 	}
 
@@ -682,10 +709,10 @@ config_print_markdown(FILE *out)
 		if (opt->type == CONFIG_INT)
 			snprintf(range, sizeof range, "%lld–%lld", opt->min, opt->max);
 		else if (opt->type == CONFIG_MILLIS)
-			snprintf(range, sizeof range, "%lld–%lld s", opt->min / 1000, opt->max / 1000);
+			snprintf(
+			    range, sizeof range, "%lld–%lld s", opt->min / 1000, opt->max / 1000);
 		fprintf(out, "| `%s`%s | %s%s%s | %s | %s |\n", opt->key,
-		    (opt->flags & CONFIG_SEED) ? " (seed)" : "",
-		    opt->def && *opt->def ? "`" : "", config_default_text(opt),
-		    opt->def && *opt->def ? "`" : "", range, opt->help);
+		    (opt->flags & CONFIG_SEED) ? " (seed)" : "", opt->def && *opt->def ? "`" : "",
+		    config_default_text(opt), opt->def && *opt->def ? "`" : "", range, opt->help);
 	}
 }

@@ -141,8 +141,8 @@ json_parse_object(const char *text, size_t len, char **cause)
 		size_t rest = len - (size_t)(end - text);
 		if (!json_all_space(end, rest)) {
 			cJSON_Delete(root);
-			*cause = xasprintf("unexpected data after the JSON value at byte %ld",
-			    (long)(end - text));
+			*cause = xasprintf(
+			    "unexpected data after the JSON value at byte %ld", (long)(end - text));
 			return NULL;
 		}
 	}
@@ -159,7 +159,8 @@ json_check_keys(const cJSON *obj, const char *const *allowed, char **cause)
 {
 	const cJSON *item;
 
-	cJSON_ArrayForEach(item, obj) {
+	cJSON_ArrayForEach(item, obj)
+	{
 		const char *const *a;
 		for (a = allowed; *a != NULL; a++) {
 			if (strcmp(*a, item->string) == 0)
@@ -174,8 +175,8 @@ json_check_keys(const cJSON *obj, const char *const *allowed, char **cause)
 }
 
 int
-json_get_string(const cJSON *obj, const char *key, int required, size_t min, size_t max,
-    int flags, const char **out, char **cause)
+json_get_string(const cJSON *obj, const char *key, int required, size_t min, size_t max, int flags,
+    const char **out, char **cause)
 {
 	const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
 	const char *why;
@@ -192,8 +193,8 @@ json_get_string(const cJSON *obj, const char *key, int required, size_t min, siz
 		return -1;
 	}
 	if (text_check(item->valuestring, min, max, flags, &why) != 0) {
-		*cause = xasprintf("field \"%s\" %s (%zu to %zu bytes of UTF-8%s)", key, why, min, max,
-		    (flags & TEXT_NO_CONTROL) ? ", no control characters" : "");
+		*cause = xasprintf("field \"%s\" %s (%zu to %zu bytes of UTF-8%s)", key, why, min,
+		    max, (flags & TEXT_NO_CONTROL) ? ", no control characters" : "");
 		return -1;
 	}
 	*out = item->valuestring;
@@ -220,8 +221,8 @@ json_get_int(const cJSON *obj, const char *key, int required, long long min, lon
 	}
 	d = item->valuedouble;
 	if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max) {
-		*cause = xasprintf("field \"%s\" must be a whole number from %lld to %lld", key, min,
-		    max);
+		*cause = xasprintf(
+		    "field \"%s\" must be a whole number from %lld to %lld", key, min, max);
 		return -1;
 	}
 	*out = (long long)d;

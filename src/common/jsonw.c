@@ -138,11 +138,26 @@ jsonw_quoted(struct jsonw *w, const char *s, size_t len)
 		o = w->buf + w->len;
 		o[0] = '\\';
 		switch (c) {
-		case '"': o[1] = '"'; w->len += 2; break;
-		case '\\': o[1] = '\\'; w->len += 2; break;
-		case '\n': o[1] = 'n'; w->len += 2; break;
-		case '\r': o[1] = 'r'; w->len += 2; break;
-		case '\t': o[1] = 't'; w->len += 2; break;
+		case '"':
+			o[1] = '"';
+			w->len += 2;
+			break;
+		case '\\':
+			o[1] = '\\';
+			w->len += 2;
+			break;
+		case '\n':
+			o[1] = 'n';
+			w->len += 2;
+			break;
+		case '\r':
+			o[1] = 'r';
+			w->len += 2;
+			break;
+		case '\t':
+			o[1] = 't';
+			w->len += 2;
+			break;
 		default:
 			o[1] = 'u';
 			o[2] = '0';

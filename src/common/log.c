@@ -69,13 +69,13 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	}
 }
 
-#define LOG_FN(name, level)                       \
-	void name(const char *fmt, ...)           \
-	{                                         \
-		va_list ap;                       \
-		va_start(ap, fmt);                \
-		log_vwrite(level, fmt, ap);       \
-		va_end(ap);                       \
+#define LOG_FN(name, level) \
+	void name(const char *fmt, ...) \
+	{ \
+		va_list ap; \
+		va_start(ap, fmt); \
+		log_vwrite(level, fmt, ap); \
+		va_end(ap); \
 	}
 
 LOG_FN(log_debug, LOG_LEVEL_DEBUG)

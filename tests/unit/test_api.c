@@ -96,8 +96,8 @@ START_TEST(test_uri_parse)
 	struct uri u;
 	const char *why;
 
-	ck_assert_int_eq(uri_parse("/management/rooms/a%2Fb/bans/%E5%BC%A0?page=2&limit=10&x=a+b&y",
-			     &u, &why),
+	ck_assert_int_eq(
+	    uri_parse("/management/rooms/a%2Fb/bans/%E5%BC%A0?page=2&limit=10&x=a+b&y", &u, &why),
 	    0);
 	ck_assert_uint_eq(u.nsegs, 5);
 	ck_assert_str_eq(u.segs[2], "a/b");
@@ -246,9 +246,8 @@ START_TEST(test_dispatch_auth)
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("GET", "/management/rooms", KEY "x", NULL, NULL, 0, &r, NULL), 401);
 	cJSON_Delete(r);
-	ck_assert_int_eq(call("GET", "/management/rooms", "your_secret_api_ke", NULL, NULL, 0, &r,
-			     NULL),
-	    401);
+	ck_assert_int_eq(
+	    call("GET", "/management/rooms", "your_secret_api_ke", NULL, NULL, 0, &r, NULL), 401);
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("GET", "/management/rooms", KEY, NULL, NULL, 0, &r, NULL), 200);
 	cJSON_Delete(r);
@@ -297,9 +296,8 @@ START_TEST(test_dispatch_body_errors)
 	cJSON *r;
 
 	/* declared too large: refused before reading */
-	ck_assert_int_eq(call("POST", "/management/rooms", KEY, JSON, "{}", 5 * 1024 * 1024, &r,
-			     NULL),
-	    413);
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, JSON, "{}", 5 * 1024 * 1024, &r, NULL), 413);
 	ck_assert_str_eq(err_code(r), "payload_too_large");
 	cJSON_Delete(r);
 	/* no length given (chunked): refused while reading */
@@ -315,8 +313,8 @@ START_TEST(test_dispatch_body_errors)
 	    415);
 	ck_assert_str_eq(err_code(r), "unsupported_media_type");
 	cJSON_Delete(r);
-	ck_assert_int_eq(call("POST", "/management/rooms", KEY, NULL, "{\"room_name\":\"a\"}", -2,
-			     &r, NULL),
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, NULL, "{\"room_name\":\"a\"}", -2, &r, NULL),
 	    415);
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("POST", "/management/rooms", KEY, "application/json; charset=UTF-8",
@@ -324,9 +322,8 @@ START_TEST(test_dispatch_body_errors)
 	    201);
 	cJSON_Delete(r);
 
-	ck_assert_int_eq(call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":", -2, &r,
-			     NULL),
-	    400);
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":", -2, &r, NULL), 400);
 	ck_assert_str_eq(err_code(r), "invalid_json");
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("POST", "/management/rooms", KEY, JSON, "[1,2]", -2, &r, NULL), 400);
@@ -337,8 +334,8 @@ START_TEST(test_dispatch_body_errors)
 			     "{\"room_name\":\"a\\u0000b\"}", -2, &r, NULL),
 	    400);
 	cJSON_Delete(r);
-	ck_assert_int_eq(call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"\xff\"}",
-			     -2, &r, NULL),
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"\xff\"}", -2, &r, NULL),
 	    400);
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("POST", "/management/rooms", KEY, NULL, NULL, 0, &r, NULL), 400);
@@ -364,8 +361,8 @@ START_TEST(test_dispatch_room_fields)
 	};
 
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		ck_assert_msg(call("POST", "/management/rooms", KEY, JSON, bad[i], -2, &r, NULL) ==
-			400,
+		ck_assert_msg(
+		    call("POST", "/management/rooms", KEY, JSON, bad[i], -2, &r, NULL) == 400,
 		    "accepted %s", bad[i]);
 		ck_assert_str_eq(err_code(r), "invalid_field");
 		cJSON_Delete(r);
@@ -381,8 +378,8 @@ START_TEST(test_dispatch_room_lifecycle)
 	cJSON *r;
 
 	ck_assert_int_eq(call("POST", "/management/rooms", KEY, JSON, body, -2, &r, NULL), 201);
-	ck_assert_str_eq(cJSON_GetObjectItem(r, "room_name")->valuestring,
-	    "测试房间 🎉 '; DROP TABLE rooms; --");
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(r, "room_name")->valuestring, "测试房间 🎉 '; DROP TABLE rooms; --");
 	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "admin_user_ids")), 2);
 	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "current_users")));
 	snprintf(id, sizeof id, "%s", cJSON_GetObjectItem(r, "room_id")->valuestring);
@@ -398,30 +395,29 @@ START_TEST(test_dispatch_room_lifecycle)
 
 	/* events need chatd, which is not running */
 	snprintf(uri, sizeof uri, "/management/rooms/%s/events", id);
-	ck_assert_int_eq(call("POST", uri, KEY, JSON,
-			     "{\"event_type\":\"lucky_money\",\"payload\":{\"amount\":100}}", -2,
-			     &r, NULL),
+	ck_assert_int_eq(
+	    call("POST", uri, KEY, JSON,
+		"{\"event_type\":\"lucky_money\",\"payload\":{\"amount\":100}}", -2, &r, NULL),
 	    503);
 	ck_assert_str_eq(err_code(r), "chatd_unavailable");
-	ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"),
-					 "message")->valuestring,
-	    "not running"));
+	ck_assert_ptr_nonnull(
+	    strstr(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "message")->valuestring,
+		"not running"));
 	cJSON_Delete(r);
-	ck_assert_int_eq(call("POST", uri, KEY, JSON, "{\"event_type\":\"bad type!\"}", -2, &r,
-			     NULL),
-	    400);
+	ck_assert_int_eq(
+	    call("POST", uri, KEY, JSON, "{\"event_type\":\"bad type!\"}", -2, &r, NULL), 400);
 	cJSON_Delete(r);
 
 	/* bans are recorded even without chatd */
 	snprintf(uri, sizeof uri, "/management/rooms/%s/bans", id);
-	ck_assert_int_eq(call("POST", uri, KEY, JSON,
-			     "{\"user_id\":\"u1\",\"duration_seconds\":600,\"reason\":\"spam\"}",
-			     -2, &r, NULL),
+	ck_assert_int_eq(
+	    call("POST", uri, KEY, JSON,
+		"{\"user_id\":\"u1\",\"duration_seconds\":600,\"reason\":\"spam\"}", -2, &r, NULL),
 	    201);
 	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(r, "expires_at")));
 	cJSON_Delete(r);
-	ck_assert_int_eq(call("POST", uri, KEY, JSON, "{\"user_id\":\"u2\",\"duration_seconds\":-1}",
-			     -2, &r, NULL),
+	ck_assert_int_eq(call("POST", uri, KEY, JSON,
+			     "{\"user_id\":\"u2\",\"duration_seconds\":-1}", -2, &r, NULL),
 	    400);
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("GET", uri, KEY, NULL, NULL, 0, &r, NULL), 200);
@@ -447,8 +443,8 @@ START_TEST(test_dispatch_room_lifecycle)
 	ck_assert_int_eq(cJSON_GetObjectItem(r, "count")->valueint, 1);
 	cJSON_Delete(r);
 
-	ck_assert_int_eq(call("GET", "/management/rooms/00000000-0000-4000-8000-000000000000",
-			     KEY, NULL, NULL, 0, &r, NULL),
+	ck_assert_int_eq(call("GET", "/management/rooms/00000000-0000-4000-8000-000000000000", KEY,
+			     NULL, NULL, 0, &r, NULL),
 	    404);
 	ck_assert_str_eq(err_code(r), "room_not_found");
 	cJSON_Delete(r);
@@ -462,15 +458,15 @@ START_TEST(test_dispatch_history_queries)
 	static const char *const bad[] = { "page=0", "page=-1", "page=abc", "limit=0", "limit=1x",
 		"from=-5", "from=20&to=10", "page=99999999999999999999", "page=", "limit=" };
 
-	ck_assert_int_eq(call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"h\"}", -2,
-			     &r, NULL),
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"h\"}", -2, &r, NULL),
 	    201);
 	snprintf(id, sizeof id, "%s", cJSON_GetObjectItem(r, "room_id")->valuestring);
 	cJSON_Delete(r);
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		snprintf(uri, sizeof uri, "/management/sync/chat-history/%s?%s", id, bad[i]);
-		ck_assert_msg(call("GET", uri, KEY, NULL, NULL, 0, &r, NULL) == 400, "accepted %s",
-		    bad[i]);
+		ck_assert_msg(
+		    call("GET", uri, KEY, NULL, NULL, 0, &r, NULL) == 400, "accepted %s", bad[i]);
 		ck_assert_str_eq(err_code(r), "invalid_query");
 		cJSON_Delete(r);
 	}
@@ -504,8 +500,9 @@ START_TEST(test_dispatch_sync_and_health)
 	ck_assert_str_eq(cJSON_GetObjectItem(r, "status")->valuestring, "degraded");
 	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "chatd"), "reachable")));
 	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "database"), "ok")));
-	ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "database"),
-			     "pending_sync_requests")->valueint,
+	ck_assert_int_eq(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(r, "database"), "pending_sync_requests")
+		->valueint,
 	    2);
 	cJSON_Delete(r);
 }
