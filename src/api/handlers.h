@@ -33,9 +33,11 @@ void handlers_sync_session_history(struct api_call *call);
 void handlers_misc_health(struct api_call *call);
 /* Shared by the handlers: room JSON, live stats and time helpers. */
 long long handlers_misc_now_ms(void);
-/* Writes the room object (docs/api.md). live: this room's live stats or
- * NULL; with_live 0 leaves the live figures out altogether. The object is
- * left open so callers can add members; close it with jsonw_object_end. */
+/* Writes the room object (docs/api.md). live: chatd's CTL_ROOMS result, or
+ * NULL when chatd is unreachable (live figures null); a room chatd does not
+ * list has nobody in it. with_live 0 leaves the live figures out. The
+ * object is left open so callers can add members; close it with
+ * jsonw_object_end. */
 void handlers_misc_room_json(
     struct jsonw *w, const struct db_room *room, const cJSON *live, int with_live);
 /* Answers a room listing {"rooms":[...],"count":N}; with_live adds live

@@ -66,7 +66,7 @@ void
 handlers_misc_room_json(
     struct jsonw *w, const struct db_room *room, const cJSON *live, int with_live)
 {
-	const cJSON *cur = NULL, *peak = NULL;
+	const cJSON *mine = handlers_misc_live_find(live, room->id), *cur = NULL, *peak = NULL;
 
 	jsonw_object_begin(w);
 	jsonw_kv_string(w, "room_id", room->id);
@@ -85,12 +85,14 @@ handlers_misc_room_json(
 	jsonw_kv_string(w, "close_reason", room->close_reason);
 	if (!with_live)
 		return;
-	if (live != NULL) {
-		cur = cJSON_GetObjectItemCaseSensitive(live, "current_users");
-		peak = cJSON_GetObjectItemCaseSensitive(live, "peak_users");
+	if (mine != NULL) {
+		cur = cJSON_GetObjectItemCaseSensitive(mine, "current_users");
+		peak = cJSON_GetObjectItemCaseSensitive(mine, "peak_users");
 	}
 	if (cJSON_IsNumber(cur))
 		jsonw_kv_int(w, "current_users", (long long)cur->valuedouble);
+	else if (live != NULL && room->closed_at == 0)
+		jsonw_kv_int(w, "current_users", 0); /* chatd answered: nobody is in it */
 	else
 		jsonw_kv_null(w, "current_users");
 	/* chatd's live peak may be ahead of the last one it stored */
@@ -112,8 +114,7 @@ misc_rooms_each(const struct db_room *room, void *arg)
 {
 	struct misc_rooms_arg *ra = arg;
 
-	handlers_misc_room_json(
-	    ra->w, room, handlers_misc_live_find(ra->live, room->id), ra->with_live);
+	handlers_misc_room_json(ra->w, room, ra->live, ra->with_live);
 	jsonw_object_end(ra->w);
 	ra->count++;
 	return 0;

@@ -161,13 +161,16 @@ handlers_rooms_create(struct api_call *call)
 		goto done;
 	}
 	{
-		cJSON *args = json_object();
+		cJSON *args = json_object(), *none = NULL;
 		json_add_string(args, "room_id", id);
-		rooms_notify(call, CTL_ROOM_OPENED, args, NULL);
+		/* chatd acknowledged the new room: it is live and empty */
+		if (rooms_notify(call, CTL_ROOM_OPENED, args, NULL))
+			none = cJSON_Parse("{\"rooms\":[]}");
+		jsonw_init(&w);
+		handlers_misc_room_json(&w, &room, none, 1);
+		jsonw_kv_bool(&w, "live", none != NULL);
+		cJSON_Delete(none);
 	}
-	jsonw_init(&w);
-	handlers_misc_room_json(&w, &room, NULL, 1);
-	jsonw_kv_bool(&w, "live", 0);
 	jsonw_object_end(&w);
 	api_reply(call, 201, &w);
 	db_room_clear(&room);
@@ -203,7 +206,7 @@ handlers_rooms_get(struct api_call *call)
 	}
 	live = handlers_misc_live_rooms(call);
 	jsonw_init(&w);
-	handlers_misc_room_json(&w, &room, handlers_misc_live_find(live, room.id), 1);
+	handlers_misc_room_json(&w, &room, live, 1);
 	jsonw_kv_int(&w, "message_count", counts.message_count);
 	jsonw_kv_int(&w, "last_seq", counts.last_seq);
 	jsonw_kv_int(&w, "session_count", counts.session_count);

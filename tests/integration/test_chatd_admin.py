@@ -129,6 +129,12 @@ def t_kick(st, chk):
 
 def t_room_close(st, chk):
     rid = st.create_room("closing", [])
+    r = st.client.get("/management/rooms/%s" % rid)
+    chk.ok(r.json and r.json.get("current_users") == 0 and r.json.get("live") is True,
+           "REST room with chatd up and nobody in it: current_users 0, live", r.snippet())
+    r = st.client.get("/management/rooms")
+    mine = [x for x in (r.json or {}).get("rooms", []) if x.get("room_id") == rid]
+    chk.ok(mine and mine[0].get("current_users") == 0, "room list: empty live room shows 0", r.snippet())
     a = st.ws(rid, "a")
     b = st.ws(rid, "b")
     rep = st.ctl("stats", {"room_id": rid})
@@ -138,6 +144,9 @@ def t_room_close(st, chk):
     chk.ok(h.get("ok") and h["result"].get("connections", 0) >= 2, "control health counts connections", repr(h))
     r = st.client.get("/management/rooms/%s" % rid)
     chk.ok(r.json and r.json.get("current_users") == 2, "REST room shows live current_users", r.snippet())
+    r = st.client.get("/management/rooms")
+    mine = [x for x in (r.json or {}).get("rooms", []) if x.get("room_id") == rid]
+    chk.ok(mine and mine[0].get("current_users") == 2, "room list shows live current_users", r.snippet())
     r = st.client.delete("/management/rooms/%s" % rid)
     chk.ok(r.status in (200, 204), "DELETE room", "status %s" % r.status)
     closed_within(chk, a, 1.0, 4404, "room close (a)")
