@@ -111,7 +111,8 @@ struct room {
 	/* Sliced low-priority fan-out: the head frame is being delivered
 	 * from fan_cursor on; later frames wait (keeps per-member order). */
 	struct room_fanout_list fanout;
-	unsigned fanout_len;
+	unsigned fanout_len; /* bounded by QUEUE_LOW_FRAMES (room_fanout_shed) */
+	uint64_t fanout_shed; /* messages dropped from the backlog, for stats */
 	struct conn *fan_cursor;
 	int fan_started;
 	int busy; /* on cd->busy */

@@ -64,6 +64,8 @@ control_room_stats(const struct room *r)
 	json_add_int(o, "queued_low", (long long)low);
 	json_add_int(o, "queued_high", (long long)high);
 	json_add_int(o, "dropped_low", (long long)r->dropped_low);
+	json_add_int(o, "fanout_pending", r->fanout_len);
+	json_add_int(o, "fanout_shed", (long long)r->fanout_shed);
 	json_add_int(o, "last_seq", r->last_seq);
 	json_add_bool(o, "closed", r->closed);
 	return o;

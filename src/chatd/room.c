@@ -386,6 +386,38 @@ room_leave(struct room *r, struct conn *c)
 	room_stats_maybe(r);
 }
 
+/*
+ * A message waiting in the room's fan-out is queued for every member, so
+ * the backlog is bounded like one member's low lane: past it the oldest
+ * message not yet being fanned out is dropped, and every member is told
+ * (through its queue's drop count) that it missed one. Without this bound
+ * an offered load above what the loop can fan out grows memory without
+ * limit instead of shedding chat.
+ */
+static void
+room_fanout_shed(struct room *r)
+{
+	struct room_fanout *victim = STAILQ_FIRST(&r->fanout);
+	struct conn *c;
+
+	if (victim != NULL && r->fan_started)
+		victim = STAILQ_NEXT(victim, entry); /* the head is half delivered */
+	if (victim == NULL)
+		return;
+	STAILQ_REMOVE(&r->fanout, victim, room_fanout, entry);
+	frame_unref(victim->f);
+	free(victim);
+	r->fanout_len--;
+	r->fanout_shed++;
+	TAILQ_FOREACH(c, &r->members, entry)
+	{
+		if (c->close_code != 0)
+			continue;
+		c->q.dropped++;
+		lws_callback_on_writable(c->wsi);
+	}
+}
+
 unsigned
 room_broadcast(struct room *r, const char *json, int high)
 {
@@ -399,6 +431,8 @@ room_broadcast(struct room *r, const char *json, int high)
 		TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
 		server_conn_push(c, f, high);
 	} else {
+		if (r->fanout_len >= (unsigned)r->cd->cfg->queue_low_frames)
+			room_fanout_shed(r);
 		fo = xmalloc(sizeof *fo);
 		fo->f = frame_ref(f);
 		STAILQ_INSERT_TAIL(&r->fanout, fo, entry);

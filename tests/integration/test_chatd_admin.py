@@ -254,6 +254,39 @@ def t_big_room(st, chk):
         ws.abort()
 
 
+def t_room_backlog(st, chk):
+    """A flood into a room bigger than one fan-out slice: the room's pending
+    fan-out stays bounded (QUEUE_LOW_FRAMES, default 256) and nothing is
+    lost silently: what a reading member receives plus what it is told it
+    missed equals what was sent."""
+    rid = st.create_room("backlog", ["admin"])
+    idle = [st.ws(rid, "i%03d" % i, direct=True, welcome=False) for i in range(300)]
+    reader = st.ws(rid, "reader", direct=True)
+    adm = st.ws(rid, "admin", direct=True)
+    sent, peak = 0, 0
+    for _ in range(8):
+        for _ in range(500):
+            adm.send_json({"type": "Message", "payload": {"content": "b%d" % sent}})
+            sent += 1
+        q = st.ctl("stats", {"room_id": rid}).get("result", {})
+        peak = max(peak, q.get("fanout_pending", 10 ** 9))
+    chk.ok(peak <= 256, "room fan-out backlog stays bounded", "peak %d" % peak)
+    got, dropped = 0, 0
+    deadline = time.monotonic() + 30
+    while got + dropped < sent and time.monotonic() < deadline:
+        try:
+            m = reader.recv_json(max(0.01, deadline - time.monotonic()))
+        except (cs.Timeout, cs.Closed):
+            break
+        if m["type"] == "Message":
+            got += 1
+        elif m["type"] == "Error" and m["payload"].get("code") == "messages_dropped":
+            dropped += m["payload"].get("dropped", 0)
+    chk.eq(got + dropped, sent, "received + reported dropped == sent (%d + %d)" % (got, dropped))
+    for ws in idle + [reader, adm]:
+        ws.abort()
+
+
 _ran_once = set()
 
 
@@ -277,4 +310,5 @@ if __name__ == "__main__":
         ("room close", t_room_close),
         ("slow reader", once(t_slow_reader)),
         ("big room", once(t_big_room)),
+        ("room backlog", once(t_room_backlog)),
     ]))
