@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# chatd WebSocket benchmark, side by side with nginx + Nchan: idle memory
+# per connection, fan-out latency/loss/CPU per delivery at fixed offered
+# loads, CustomEvent latency under a chat flood. Prints numbers and
+# chatd/Nchan ratios; asserts nothing and is not part of `make check`.
+#
+# Usage: contrib/bench/ws_bench.sh [SECONDS_PER_RUN] [PARTS]
+#   PARTS: any of idle fanout event nchan (default: all four)
+# Needs: a built tree (src/chatd/chatd), cc, sqlite3, taskset, /usr/bin/python3; for
+# the Nchan side nginx and libnginx-mod-nchan. chatd (and nginx) run on
+# core 0, the load generator (contrib/bench/ws_bench.c, built here into
+# the temp dir) on core 1. Everything runs on 127.0.0.x in a temp dir and
+# stops by itself; a run with failed connections is refused.
+set -euo pipefail
+
+secs=${1:-5}
+parts=${2:-"idle fanout event nchan"}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+chatd="$top/src/chatd/chatd"
+nchan_mod=/usr/lib/nginx/modules/ngx_nchan_module.so
+for tool in cc sqlite3 taskset; do
+	command -v "$tool" >/dev/null || { echo "ws_bench: $tool is not installed" >&2; exit 2; }
+done
+[ -x "$chatd" ] || { echo "ws_bench: build first ($chatd missing)" >&2; exit 2; }
+[ "$(nproc)" -ge 2 ] || { echo "ws_bench: needs two cores (server on 0, generator on 1)" >&2; exit 2; }
+
+tmp=$(mktemp -d /tmp/chatd-wsbench.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+cc -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -o "$tmp/ws_bench" "$top/contrib/bench/ws_bench.c"
+gen=(taskset -c 1 "$tmp/ws_bench")
+
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# ---- chatd
+cport=$(free_port)
+cat > "$tmp/chatd.env" <<ENV
+DATABASE_URL=sqlite:$tmp/chat.db
+CONTROL_SOCKET=$tmp/control.sock
+CHATD_LISTEN=127.0.0.1:$cport
+MAX_CONNECTIONS=1000000
+MAX_CONNECTIONS_PER_ADDRESS=0
+USER_MESSAGE_INTERVAL_SECS=3
+LOG_LEVEL=warning
+ENV
+chatd_pid=
+start_chatd() {
+	rm -f "$tmp/control.sock"
+	CHAT_ENV_FILE="$tmp/chatd.env" taskset -c 0 "$chatd" 2>>"$tmp/chatd.log" &
+	chatd_pid=$!
+	pids+=("$chatd_pid")
+	for _ in $(seq 100); do [ -S "$tmp/control.sock" ] && return; sleep 0.05; done
+	echo "ws_bench: chatd did not start:" >&2
+	cat "$tmp/chatd.log" >&2
+	exit 1
+}
+stop_chatd() {
+	kill "$chatd_pid"
+	wait "$chatd_pid" 2>/dev/null || true
+}
+ctl() { # one control request, its reply line (chatd answers before we close)
+	/usr/bin/python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n"); r = b""
+while b"\n" not in r:
+    c = s.recv(65536)
+    if not c: break
+    r += c
+print(r.decode().strip())' "$tmp/control.sock" "$1"
+}
+
+start_chatd
+# Rooms straight into SQLite (chat-api does the same, then says room_opened):
+# "big" for 1,000 members, r0..r9 for 10 x 100; "admin" is every room's admin.
+rooms10=$(printf 'r%d,' 0 1 2 3 4 5 6 7 8 9)
+rooms10=${rooms10%,}
+{
+	echo ".timeout 10000"
+	echo "BEGIN IMMEDIATE;"
+	for r in big ${rooms10//,/ }; do
+		echo "INSERT INTO rooms (id, name, created_at) VALUES ('$r', 'bench $r', 1700000000000);"
+		echo "INSERT INTO room_admins (room_id, user_id) VALUES ('$r', 'admin');"
+	done
+	echo "COMMIT;"
+} | sqlite3 "$tmp/chat.db"
+for r in big ${rooms10//,/ }; do
+	ctl "{\"v\":1,\"id\":1,\"type\":\"room_opened\",\"args\":{\"room_id\":\"$r\"}}" | grep -q '"ok": *true' ||
+		{ echo "ws_bench: room_opened $r failed" >&2; exit 1; }
+done
+
+# ---- nginx + Nchan
+nginx_pid=
+nginx_worker=
+nport=$(free_port)
+have_nchan=0
+if [[ " $parts " == *" nchan "* ]] && command -v nginx >/dev/null && [ -f "$nchan_mod" ]; then
+	have_nchan=1
+	mkdir -p "$tmp/nginx/logs"
+	cat > "$tmp/nginx/nginx.conf" <<CONF
+load_module $nchan_mod;
+worker_processes 1;
+worker_rlimit_nofile 20000;
+pid $tmp/nginx/nginx.pid;
+error_log stderr warn;
+# Nchan holds more than one nginx connection slot per subscriber at times;
+# slots are not descriptors (those stay under worker_rlimit_nofile).
+events { worker_connections 40000; }
+http {
+	access_log off;
+	client_body_temp_path $tmp/nginx/body;
+	proxy_temp_path $tmp/nginx/proxy;
+	fastcgi_temp_path $tmp/nginx/fastcgi;
+	uwsgi_temp_path $tmp/nginx/uwsgi;
+	scgi_temp_path $tmp/nginx/scgi;
+	server {
+		listen 127.0.0.1:$nport;
+		location ~ ^/sub/(\w+)\$ {
+			nchan_subscriber websocket;
+			nchan_channel_id \$1;
+		}
+		location ~ ^/pub/(\w+)\$ {
+			nchan_publisher websocket;
+			nchan_channel_id \$1;
+		}
+	}
+}
+CONF
+fi
+start_nginx() {
+	taskset -c 0 nginx -e stderr -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' \
+		2>>"$tmp/nchan.log" &
+	nginx_pid=$!
+	pids+=("$nginx_pid")
+	for _ in $(seq 100); do
+		nginx_worker=$(pgrep -P "$nginx_pid" | head -1 || true)
+		[ -n "$nginx_worker" ] && return
+		sleep 0.05
+	done
+	echo "ws_bench: nginx did not start:" >&2
+	cat "$tmp/nchan.log" >&2
+	exit 1
+}
+stop_nginx() {
+	kill "$nginx_pid"
+	wait "$nginx_pid" 2>/dev/null || true
+}
+
+field() { # RESULT-LINE KEY
+	tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'
+}
+
+# idle SERVER_PID PORT TOTAL SUBPATH_PREFIX WELCOME(-w or "")
+# Opens TOTAL connections over the ten rooms from two generator processes
+# (each under ~9,500 descriptors), reads the server's RSS once all are in.
+idle() {
+	local pid=$1 port=$2 total=$3 prefix=$4 welcome=$5 before after per g
+	local per_gen=$((total / 2 / 10))
+	before=$(rss_kb "$pid")
+	local gp=()
+	for g in 1 2; do
+		"${gen[@]}" -m idle -k "$rooms10" -n "$per_gen" $welcome -b "$((2 + (g - 1) * 8)):8" -c 256 -H 120 \
+			-S "$prefix%r?user_id=g${g}u%u" "127.0.0.1:$port" >"$tmp/idle$g.out" 2>&1 &
+		gp+=($!)
+		pids+=($!)
+	done
+	for _ in $(seq 1200); do
+		[ "$(cat "$tmp"/idle[12].out | grep -c '^established')" = 2 ] && break
+		for g in "${gp[@]}"; do
+			kill -0 "$g" 2>/dev/null && continue
+			kill "${gp[@]}" 2>/dev/null || true
+			sort "$tmp"/idle[12].out | uniq -c | sort -rn | head -5 >&2
+			tail -3 "$tmp/$6.log" >&2 2>/dev/null || true
+			exit 1
+		done
+		sleep 0.1
+	done
+	sleep 2 # join notices go out, queues drain
+	after=$(rss_kb "$pid")
+	kill "${gp[@]}"
+	wait "${gp[@]}" 2>/dev/null || true
+	local est
+	est=$(awk '/^established/ {n += $2} END {print n}' "$tmp"/idle[12].out)
+	[ "$est" = $((per_gen * 20)) ] || { echo "ws_bench: only $est connections" >&2; cat "$tmp"/idle[12].out >&2; exit 1; }
+	per=$(((after - before) * 1024 / est))
+	printf '%-8s %6d idle connections: RSS %7d -> %7d KiB, %5d bytes per connection\n' \
+		"$6" "$est" "$before" "$after" "$per" >&2
+	echo "$per"
+}
+
+# fanout SERVER_PID PORT ROOMS PER_ROOM LOAD SUBPREFIX PUBPATH FORMAT [extra args]
+fanout() {
+	local pid=$1 port=$2 rooms=$3 n=$4 load=$5 sub=$6 pub=$7 fmt=$8 out
+	shift 8
+	out=$("${gen[@]}" -m fanout -k "$rooms" -n "$n" -b 2:8 -c 256 -d "$secs" -D 5 -l "$load" -p "$pid" \
+		-f "$fmt" -S "$sub" -P "$pub" "$@" "127.0.0.1:$port")
+	echo "$out"
+}
+
+summ() { # LABEL RESULT
+	local r=$2
+	printf '%-32s loss %6s/%-8s p50 %7s ms p99 %7s ms max %7s ms  %6s us/delivery  server %5s%%  gen %5s%%%s\n' \
+		"$1" "$(field "$r" lost)" "$(field "$r" expected)" "$(field "$r" p50_ms)" "$(field "$r" p99_ms)" \
+		"$(field "$r" max_ms)" "$(field "$r" server_us_per_delivery)" "$(field "$r" server_cpu_pct)" \
+		"$(field "$r" gen_cpu_pct)" \
+		"$( [ "$(field "$r" dropped_notices)$(field "$r" pub_errors)" = 00 ] || echo "  dropped_notices $(field "$r" dropped_notices) pub_errors $(field "$r" pub_errors)")"
+}
+
+echo "# $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%d), chatd $("$chatd" --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), ${secs}s per run"
+echo "# chatd/nginx on core 0 (taskset -c 0), ws_bench on core 1 (taskset -c 1)"
+
+declare -A C N
+if [[ " $parts " == *" idle "* ]]; then
+	echo "## (a) idle connections: resident memory per connection"
+	for total in ${IDLE_SIZES:-10000 19000}; do
+		stop_chatd; start_chatd
+		C[idle$total]=$(idle "$chatd_pid" "$cport" "$total" /ws/rooms/ -w chatd)
+	done
+	if [ "$have_nchan" = 1 ]; then
+		for total in ${IDLE_SIZES:-10000 19000}; do
+			start_nginx
+			N[idle$total]=$(idle "$nginx_worker" "$nport" "$total" /sub/ "" nchan)
+			stop_nginx
+		done
+	fi
+fi
+
+loads="20000 60000 100000"
+if [[ " $parts " == *" fanout "* ]]; then
+	echo "## (b) fan-out at fixed offered loads (deliveries/s), ${secs}s each"
+	for shape in "big 1000" "$rooms10 100"; do
+		set -- $shape
+		for load in $loads $([ "$2" = 1000 ] && echo 400000); do
+			label="$([ "$2" = 1000 ] && echo "1x1000" || echo "10x100") @ $load/s"
+			r=$(fanout "$chatd_pid" "$cport" "$1" "$2" "$load" "/ws/rooms/%r?user_id=u%u" \
+				"/ws/rooms/%r?user_id=admin" chatd -w)
+			C["$label"]=$r
+			summ "chatd  $label" "$r"
+		done
+	done
+	if [ "$have_nchan" = 1 ]; then
+		start_nginx
+		# The same frame size as chatd's delivered Message frame.
+		pad=$(field "${C["1x1000 @ 20000/s"]}" avg_frame_bytes)
+		for shape in "big 1000" "$rooms10 100"; do
+			set -- $shape
+			for load in $loads $([ "$2" = 1000 ] && echo 400000); do
+				label="$([ "$2" = 1000 ] && echo "1x1000" || echo "10x100") @ $load/s"
+				r=$(fanout "$nginx_worker" "$nport" "$1" "$2" "$load" "/sub/%r" "/pub/%r" raw -s "$pad")
+				N["$label"]=$r
+				summ "nchan  $label" "$r"
+			done
+		done
+		stop_nginx
+	fi
+fi
+
+if [[ " $parts " == *" event "* ]]; then
+	echo "## (c) CustomEvent latency while chat floods a room of 1,000"
+	for load in 200000 400000; do
+		r=$(fanout "$chatd_pid" "$cport" big 1000 "$load" "/ws/rooms/%r?user_id=u%u" \
+			"/ws/rooms/%r?user_id=admin" chatd -w -e 20)
+		summ "chatd  flood $load/s" "$r"
+		printf '%-32s %s of %s event deliveries, p50 %s ms, p99 %s ms, max %s ms\n' "  CustomEvent (20/s)" \
+			"$(field "$r" evt_received)" "$(( $(field "$r" events) * 1000 ))" "$(field "$r" evt_p50_ms)" \
+			"$(field "$r" evt_p99_ms)" "$(field "$r" evt_max_ms)"
+	done
+fi
+
+if [ "$have_nchan" = 1 ] && [ ${#N[@]} -gt 0 ]; then
+	echo "## chatd / Nchan (below 1 is better for chatd in every column)"
+	for total in ${IDLE_SIZES:-10000 19000}; do
+		[ -n "${C[idle$total]:-}" ] && [ -n "${N[idle$total]:-}" ] &&
+			awk -v c="${C[idle$total]}" -v n="${N[idle$total]}" -v t="$total" \
+				'BEGIN { printf "%-20s bytes/connection %.2f\n", t " idle", c / n }'
+	done
+	for label in "1x1000 @ 20000/s" "1x1000 @ 60000/s" "1x1000 @ 100000/s" "1x1000 @ 400000/s" \
+		"10x100 @ 20000/s" "10x100 @ 60000/s" "10x100 @ 100000/s"; do
+		[ -n "${C[$label]:-}" ] && [ -n "${N[$label]:-}" ] || continue
+		awk -v l="$label" -v cp="$(field "${C[$label]}" p99_ms)" -v np="$(field "${N[$label]}" p99_ms)" \
+			-v cu="$(field "${C[$label]}" server_us_per_delivery)" \
+			-v nu="$(field "${N[$label]}" server_us_per_delivery)" \
+			-v cl="$(field "${C[$label]}" lost)" -v nl="$(field "${N[$label]}" lost)" \
+			'BEGIN { printf "%-20s p99 %.2f   us/delivery %.2f   lost %d vs %d\n", l, cp / np, cu / nu, cl, nl }'
+	done
+fi
