@@ -5,6 +5,7 @@
  */
 #include "autoconf.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -156,6 +157,78 @@ handlers_misc_rooms_reply(
 	api_reply(call, 200, &w);
 }
 
+/*
+ * chat-sync's targets as its cursors name them (src/sync/targets.c), with
+ * the rows each one delivers, for the backlog in the health reply.
+ */
+static const struct {
+	const char *name;
+	size_t url; /* offset of the URL in struct config */
+	enum db_feed feed;
+} misc_callbacks[] = {
+	{ "room_events", offsetof(struct config, room_event_callback_url), DB_FEED_EVENTS },
+	{ "chat_history", offsetof(struct config, chat_history_callback_url), DB_FEED_MESSAGES },
+	{ "session_history", offsetof(struct config, session_history_callback_url),
+	    DB_FEED_SESSIONS },
+	{ "periodic_sync", offsetof(struct config, periodic_sync_callback_url),
+	    DB_FEED_SYNC_REQUESTS },
+	{ "data", offsetof(struct config, data_callback_url), DB_FEED_SYNC_REQUESTS },
+};
+
+/* Per enabled target: backlog, its age and the failure state. */
+static void
+misc_health_callbacks(struct api_call *call, struct jsonw *w)
+{
+	const struct config *cfg = call->ctx->cfg;
+	struct db_cursor c;
+	struct db_backlog b;
+	const char *url;
+	char *cause = NULL;
+	long long now = handlers_misc_now_ms();
+	size_t i;
+
+	jsonw_key(w, "callbacks");
+	jsonw_object_begin(w);
+	for (i = 0; i < sizeof misc_callbacks / sizeof misc_callbacks[0]; i++) {
+		url = *(char *const *)((const char *)cfg + misc_callbacks[i].url);
+		if (url == NULL || *url == '\0')
+			continue;
+		jsonw_key(w, misc_callbacks[i].name);
+		jsonw_object_begin(w);
+		if (db_cursor_get(call->ctx->db, misc_callbacks[i].name, &c, &cause) != DB_OK ||
+		    db_backlog(call->ctx->db, misc_callbacks[i].feed, c.last_id, 0, &b, &cause) !=
+			DB_OK) {
+			log_error("health: callbacks: %s", cause);
+			free(cause);
+			cause = NULL;
+			jsonw_kv_string(w, "error", "database query failed; see the chat-api log");
+			jsonw_object_end(w);
+			db_cursor_clear(&c);
+			continue;
+		}
+		jsonw_kv_int(w, "pending", b.count);
+		if (b.count > 0)
+			jsonw_kv_int(w, "oldest_pending_age_s",
+			    now > b.oldest_at ? (now - b.oldest_at) / 1000 : 0);
+		else
+			jsonw_kv_null(w, "oldest_pending_age_s");
+		jsonw_kv_int(w, "last_id", c.last_id);
+		jsonw_kv_int(w, "attempts", c.attempts);
+		if (c.failing_since != 0)
+			jsonw_kv_int(w, "failing_since", c.failing_since / 1000);
+		else
+			jsonw_kv_null(w, "failing_since");
+		jsonw_kv_string(w, "last_error", c.last_error);
+		if (c.last_success_at != 0)
+			jsonw_kv_int(w, "last_success_at", c.last_success_at / 1000);
+		else
+			jsonw_kv_null(w, "last_success_at");
+		jsonw_object_end(w);
+		db_cursor_clear(&c);
+	}
+	jsonw_object_end(w);
+}
+
 void
 handlers_misc_health(struct api_call *call)
 {
@@ -190,6 +263,8 @@ handlers_misc_health(struct api_call *call)
 	} else
 		jsonw_kv_string(&w, "error", "database query failed; see the chat-api log");
 	jsonw_object_end(&w);
+	if (db_ok)
+		misc_health_callbacks(call, &w);
 	jsonw_key(&w, "chatd");
 	jsonw_object_begin(&w);
 	jsonw_kv_bool(&w, "reachable", chatd_ok);

@@ -100,6 +100,11 @@ static const struct config_option config_table[] = {
 	    CONFIG_SEED, "Timeout of one callback attempt." },
 	{ "SYNC_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(sync_interval_seconds),
 	    CONFIG_SEED, "Seconds between periodic syncs." },
+	{ "CALLBACK_SIGNING_SECRET", CONFIG_STRING, NULL, 0, 0, OFF(callback_signing_secret),
+	    CONFIG_SECRET,
+	    "Signs every callback (Standard Webhooks `webhook-signature`, HMAC-SHA256). Used as "
+	    "raw "
+	    "bytes, or base64-decoded after a `whsec_` prefix. Unset: callbacks are not signed." },
 	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_MILLIS, "3", 0, DAY * 1000,
 	    OFF(user_message_interval_ms), CONFIG_SEED,
 	    "Minimum seconds between two messages of a non-admin user in one room (fractions such "

@@ -32,6 +32,7 @@ struct config {
 	long long callback_retry_delay_seconds;
 	long long callback_timeout_seconds;
 	long long sync_interval_seconds;
+	char *callback_signing_secret; /* secret: never logged; NULL when unset */
 	long long user_message_interval_ms; /* USER_MESSAGE_INTERVAL_SECS, fractions allowed */
 	/* chatd's own */
 	char *chatd_listen;

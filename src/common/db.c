@@ -172,6 +172,19 @@ enum db_stmt {
 	DB_STMT_SESSION_LAST,
 	DB_STMT_SESSION_RANGE,
 	DB_STMT_HEALTH,
+	DB_STMT_CURSOR_ENSURE,
+	DB_STMT_CURSOR_GET,
+	DB_STMT_CURSOR_BATCH,
+	DB_STMT_CURSOR_DONE,
+	DB_STMT_CURSOR_FAIL,
+	DB_STMT_FEED_OUTBOX,
+	DB_STMT_FEED_MESSAGES,
+	DB_STMT_FEED_SESSIONS,
+	DB_STMT_BACKLOG_OUTBOX,
+	DB_STMT_BACKLOG_MESSAGES,
+	DB_STMT_BACKLOG_SESSIONS,
+	DB_STMT_BACKLOG_SYNC,
+	DB_STMT_SYNC_HANDLED,
 	DB_STMT_COUNT
 };
 
@@ -272,6 +285,49 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 			   " (SELECT count(*) FROM rooms WHERE closed_at IS NOT NULL),"
 			   " (SELECT count(*) FROM sync_requests WHERE handled_at IS NULL),"
 			   " (SELECT coalesce(max(id), 0) FROM outbox)",
+
+	/* chat-sync: one cursor row per callback target. */
+	[DB_STMT_CURSOR_ENSURE] = "INSERT INTO cursors (target) VALUES (?1) ON CONFLICT DO NOTHING",
+	[DB_STMT_CURSOR_GET] =
+	    "SELECT last_id, delivery_id, batch_last_id, attempts, failing_since,"
+	    " last_error, last_success_at FROM cursors WHERE target = ?1",
+	/* Only from the position the caller read: another process may have moved it. */
+	[DB_STMT_CURSOR_BATCH] = "UPDATE cursors SET delivery_id = ?3, batch_last_id = ?4,"
+				 " attempts = 0 WHERE target = ?1 AND last_id = ?2",
+	[DB_STMT_CURSOR_DONE] = "UPDATE cursors SET last_id = ?3, delivery_id = NULL,"
+				" batch_last_id = NULL, attempts = 0, failing_since = NULL,"
+				" last_error = NULL, last_success_at = ?4"
+				" WHERE target = ?1 AND last_id = ?2",
+	[DB_STMT_CURSOR_FAIL] = "UPDATE cursors SET attempts = attempts + 1,"
+				" failing_since = coalesce(failing_since, ?2), last_error = ?3"
+				" WHERE target = ?1",
+	/* Feeds: rows after a cursor in id order, the primary key's order. */
+	[DB_STMT_FEED_OUTBOX] = "SELECT id, kind, room_id, user_id, nickname, reason, session_id,"
+				" data, created_at FROM outbox WHERE id > ?1 AND id <= ?2"
+				" ORDER BY id LIMIT ?3",
+	[DB_STMT_FEED_MESSAGES] = "SELECT id, room_id, seq, kind, user_id, nickname, is_admin,"
+				  " content, event_type, created_at FROM messages"
+				  " WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
+	/* A user_left event's id orders sessions by completion. */
+	[DB_STMT_FEED_SESSIONS] = "SELECT o.id, s.id, s.room_id, s.seq, s.user_id, s.nickname,"
+				  " s.is_admin, s.address, s.joined_at, s.left_at, s.leave_reason"
+				  " FROM outbox o JOIN sessions s ON s.id = o.session_id"
+				  " WHERE o.id > ?1 AND o.id <= ?2 AND o.kind = 'user_left'"
+				  " ORDER BY o.id LIMIT ?3",
+	[DB_STMT_BACKLOG_OUTBOX] = "SELECT count(*), min(created_at), max(id) FROM"
+				   " (SELECT id, created_at FROM outbox WHERE id > ?1"
+				   " ORDER BY id LIMIT ?2)",
+	[DB_STMT_BACKLOG_MESSAGES] = "SELECT count(*), min(created_at), max(id) FROM"
+				     " (SELECT id, created_at FROM messages WHERE id > ?1"
+				     " ORDER BY id LIMIT ?2)",
+	[DB_STMT_BACKLOG_SESSIONS] = "SELECT count(*), min(created_at), max(id) FROM"
+				     " (SELECT id, created_at FROM outbox WHERE id > ?1"
+				     " AND kind = 'user_left' ORDER BY id LIMIT ?2)",
+	[DB_STMT_BACKLOG_SYNC] = "SELECT count(*), min(created_at), max(id) FROM"
+				 " (SELECT id, created_at FROM sync_requests WHERE id > ?1"
+				 " ORDER BY id LIMIT ?2)",
+	[DB_STMT_SYNC_HANDLED] = "UPDATE sync_requests SET handled_at = ?2"
+				 " WHERE id <= ?1 AND handled_at IS NULL",
 };
 
 /* One connection; used by one thread at a time (SQLITE_OPEN_NOMUTEX). */
@@ -1557,5 +1613,240 @@ db_health(struct db *db, struct db_health *out, char **cause)
 		*cause = xasprintf("database %s: health query returned no row", db->path);
 		rc = DB_ERROR;
 	}
+	return rc;
+}
+
+/* ---- chat-sync: cursors, feeds, backlog ---- */
+
+void
+db_cursor_clear(struct db_cursor *c)
+{
+	free(c->delivery_id);
+	free(c->last_error);
+	memset(c, 0, sizeof *c);
+}
+
+int
+db_cursor_get(struct db *db, const char *target, struct db_cursor *c, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(c, 0, sizeof *c);
+	if ((st = db_prepare(db, DB_STMT_CURSOR_GET, cause, DB_ARGS(DB_TEXT(target)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		c->last_id = sqlite3_column_int64(st, 0);
+		c->delivery_id = db_col_strdup(st, 1);
+		c->batch_last_id = sqlite3_column_int64(st, 2);
+		c->attempts = sqlite3_column_int64(st, 3);
+		c->failing_since = sqlite3_column_int64(st, 4);
+		c->last_error = db_col_strdup(st, 5);
+		c->last_success_at = sqlite3_column_int64(st, 6);
+	}
+	db_done(st);
+	if (rc == DB_ROW || rc == DB_DONE)
+		return DB_OK; /* no row yet: nothing delivered, all zero */
+	return rc;
+}
+
+/* Runs one cursor update in its own transaction; DB_CONFLICT if it changed nothing. */
+static int
+db_cursor_update(struct db *db, enum db_stmt which, const char *target, char **cause,
+    const struct db_arg *args, size_t n)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(db, DB_STMT_CURSOR_ENSURE, cause, DB_ARGS(DB_TEXT(target)));
+	if (rc != DB_OK)
+		goto fail;
+	rc = db_exec(db, which, cause, args, n);
+	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+		rc = DB_CONFLICT;
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+int
+db_cursor_batch(struct db *db, const char *target, int64_t last_id, const char *delivery_id,
+    int64_t batch_last_id, char **cause)
+{
+	return db_cursor_update(db, DB_STMT_CURSOR_BATCH, target, cause,
+	    DB_ARGS(DB_TEXT(target), DB_INT(last_id), DB_TEXT(delivery_id),
+		DB_INT_OR_NULL(batch_last_id)));
+}
+
+int
+db_cursor_done(struct db *db, const char *target, int64_t last_id, int64_t new_last_id, int64_t now,
+    char **cause)
+{
+	return db_cursor_update(db, DB_STMT_CURSOR_DONE, target, cause,
+	    DB_ARGS(DB_TEXT(target), DB_INT(last_id), DB_INT(new_last_id), DB_INT(now)));
+}
+
+int
+db_cursor_fail(struct db *db, const char *target, const char *error, int64_t now, char **cause)
+{
+	return db_cursor_update(db, DB_STMT_CURSOR_FAIL, target, cause,
+	    DB_ARGS(DB_TEXT(target), DB_INT(now), DB_TEXT(error)));
+}
+
+int
+db_feed_events(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    int (*each)(const struct db_event *e, void *arg), void *arg, char **cause)
+{
+	struct db_event e;
+	sqlite3_stmt *st;
+	int rc;
+
+	st = db_prepare(
+	    db, DB_STMT_FEED_OUTBOX, cause, DB_ARGS(DB_INT(after), DB_INT(upto), DB_INT(limit)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		e.id = sqlite3_column_int64(st, 0);
+		e.kind = db_col_text(st, 1);
+		e.room_id = db_col_text(st, 2);
+		e.user_id = db_col_text(st, 3);
+		e.nickname = db_col_text(st, 4);
+		e.reason = db_col_text(st, 5);
+		e.session_id = sqlite3_column_int64(st, 6);
+		e.data = db_col_text(st, 7);
+		e.created_at = sqlite3_column_int64(st, 8);
+		if (each(&e, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+int
+db_feed_messages(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    int (*each)(const struct db_message *m, void *arg), void *arg, char **cause)
+{
+	struct db_message m;
+	sqlite3_stmt *st;
+	int rc;
+
+	st = db_prepare(
+	    db, DB_STMT_FEED_MESSAGES, cause, DB_ARGS(DB_INT(after), DB_INT(upto), DB_INT(limit)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		m.id = sqlite3_column_int64(st, 0);
+		m.room_id = db_col_text(st, 1);
+		m.seq = sqlite3_column_int64(st, 2);
+		m.kind = sqlite3_column_int(st, 3);
+		m.user_id = db_col_text(st, 4);
+		m.nickname = db_col_text(st, 5);
+		m.is_admin = sqlite3_column_int(st, 6);
+		m.content = db_col_text(st, 7);
+		m.event_type = db_col_text(st, 8);
+		m.created_at = sqlite3_column_int64(st, 9);
+		if (each(&m, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+int
+db_feed_sessions(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    int (*each)(const struct db_session *s, int64_t event_id, void *arg), void *arg, char **cause)
+{
+	struct db_session s;
+	sqlite3_stmt *st;
+	int64_t event_id;
+	int rc;
+
+	st = db_prepare(
+	    db, DB_STMT_FEED_SESSIONS, cause, DB_ARGS(DB_INT(after), DB_INT(upto), DB_INT(limit)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		event_id = sqlite3_column_int64(st, 0);
+		s.id = sqlite3_column_int64(st, 1);
+		s.room_id = db_col_text(st, 2);
+		s.seq = sqlite3_column_int64(st, 3);
+		s.user_id = db_col_text(st, 4);
+		s.nickname = db_col_text(st, 5);
+		s.is_admin = sqlite3_column_int(st, 6);
+		s.address = db_col_text(st, 7);
+		s.joined_at = sqlite3_column_int64(st, 8);
+		s.left_at = sqlite3_column_int64(st, 9);
+		s.leave_reason = db_col_text(st, 10);
+		if (each(&s, event_id, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+int
+db_backlog(struct db *db, enum db_feed feed, int64_t after, int64_t limit, struct db_backlog *out,
+    char **cause)
+{
+	static const enum db_stmt which[] = {
+		[DB_FEED_EVENTS] = DB_STMT_BACKLOG_OUTBOX,
+		[DB_FEED_MESSAGES] = DB_STMT_BACKLOG_MESSAGES,
+		[DB_FEED_SESSIONS] = DB_STMT_BACKLOG_SESSIONS,
+		[DB_FEED_SYNC_REQUESTS] = DB_STMT_BACKLOG_SYNC,
+	};
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((unsigned)feed >= sizeof which / sizeof which[0]) {
+		*cause = xasprintf("unknown feed %d", (int)feed);
+		return DB_ERROR;
+	}
+	st = db_prepare(
+	    db, which[feed], cause, DB_ARGS(DB_INT(after), DB_INT(limit > 0 ? limit : INT64_MAX)));
+	if (st == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		out->count = sqlite3_column_int64(st, 0);
+		out->oldest_at = sqlite3_column_int64(st, 1);
+		out->last_id = sqlite3_column_int64(st, 2);
+	}
+	db_done(st);
+	if (rc == DB_ROW || rc == DB_DONE)
+		return DB_OK;
+	return rc;
+}
+
+int
+db_sync_requests_handled(struct db *db, int64_t upto, int64_t now, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(db, DB_STMT_SYNC_HANDLED, cause, DB_ARGS(DB_INT(upto), DB_INT(now)));
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
 	return rc;
 }

@@ -252,4 +252,81 @@ struct db_health {
 };
 int db_health(struct db *db, struct db_health *out, char **cause);
 
+/* ---- chat-sync: delivery cursors, feeds and backlog ---- */
+
+/*
+ * One callback target's cursor (cursors table). Everything up to last_id
+ * was answered with a 2xx. A batch in flight has its delivery id and last
+ * source id stored before its first attempt, so a retry, even by the next
+ * process after a crash, resends the same rows under the same id.
+ */
+struct db_cursor {
+	int64_t last_id;
+	char *delivery_id; /* NULL: no batch in flight */
+	int64_t batch_last_id; /* 0 with delivery_id NULL */
+	int64_t attempts; /* failed attempts of the batch in flight */
+	int64_t failing_since; /* 0: not failing */
+	char *last_error;
+	int64_t last_success_at; /* 0: never */
+};
+void db_cursor_clear(struct db_cursor *c);
+/* Fills *c (caller clears); a target never delivered reads as all zero. */
+int db_cursor_get(struct db *db, const char *target, struct db_cursor *c, char **cause);
+/*
+ * Records the batch about to be sent. DB_CONFLICT when the cursor is no
+ * longer at last_id (another process delivered meanwhile).
+ */
+int db_cursor_batch(struct db *db, const char *target, int64_t last_id, const char *delivery_id,
+    int64_t batch_last_id, char **cause);
+/* After a 2xx: moves the cursor from last_id to new_last_id, clears the
+ * batch and the failure state. DB_CONFLICT if it is no longer at last_id. */
+int db_cursor_done(struct db *db, const char *target, int64_t last_id, int64_t new_last_id,
+    int64_t now, char **cause);
+/* Counts a failed attempt (failing_since keeps the first). */
+int db_cursor_fail(struct db *db, const char *target, const char *error, int64_t now, char **cause);
+
+/* An outbox row (room event); strings are valid only during each(). */
+struct db_event {
+	int64_t id;
+	const char *kind; /* room_created, room_closed, user_joined, user_left */
+	const char *room_id;
+	const char *user_id; /* user events, else NULL */
+	const char *nickname;
+	const char *reason; /* room_closed, user_left, else NULL */
+	int64_t session_id; /* user events, else 0 */
+	const char *data; /* JSON object text (docs/storage.md), may be NULL */
+	int64_t created_at;
+};
+
+/*
+ * Stream at most limit rows with after < id <= upto in id order, one row
+ * at a time (nothing is loaded ahead): room events, messages (any room),
+ * and completed sessions in completion order (the id given to each() is
+ * that of the session's user_left event, the sessions feed's cursor).
+ * each() returning non-zero stops the walk (still DB_OK).
+ */
+int db_feed_events(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    int (*each)(const struct db_event *e, void *arg), void *arg, char **cause);
+int db_feed_messages(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    int (*each)(const struct db_message *m, void *arg), void *arg, char **cause);
+int db_feed_sessions(struct db *db, int64_t after, int64_t upto, int64_t limit,
+    int (*each)(const struct db_session *s, int64_t event_id, void *arg), void *arg, char **cause);
+
+enum db_feed {
+	DB_FEED_EVENTS, /* outbox ids */
+	DB_FEED_MESSAGES, /* messages ids */
+	DB_FEED_SESSIONS, /* outbox ids of user_left events */
+	DB_FEED_SYNC_REQUESTS, /* sync_requests ids */
+};
+struct db_backlog {
+	int64_t count; /* rows after the cursor (at most the limit asked) */
+	int64_t oldest_at; /* created_at of the oldest of them, 0 if none */
+	int64_t last_id; /* highest id among them, 0 if none */
+};
+/* Rows of a feed after id after, counting at most limit (<= 0: all). */
+int db_backlog(struct db *db, enum db_feed feed, int64_t after, int64_t limit,
+    struct db_backlog *out, char **cause);
+/* Marks every sync request up to id upto handled at now. */
+int db_sync_requests_handled(struct db *db, int64_t upto, int64_t now, char **cause);
+
 #endif

@@ -159,6 +159,9 @@ def t_systemd(chk, tmp):
     for n in names:
         with open(os.path.join(stack.CONTRIB, "systemd", n), encoding="utf-8") as f:
             unit = f.read().replace("/usr/local/bin/chat-api", stack.CHAT_API)
+            unit = unit.replace("/usr/local/bin/chat-sync",
+                                os.path.join(os.path.dirname(os.path.dirname(stack.CHAT_API)),
+                                             "sync", "chat-sync"))
             unit = unit.replace("/usr/local/bin/chatd",
                                 os.path.join(os.path.dirname(os.path.dirname(stack.CHAT_API)),
                                              "chatd", "chatd"))

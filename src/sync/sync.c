@@ -1,0 +1,544 @@
+/*
+ * The delivery loop. Each enabled target moves through: take its lock
+ * file, read its cursor, decide whether a batch is due, record the batch
+ * (delivery id, last source id) in the cursor, POST it, and only after a
+ * 2xx move the cursor past it. A failure keeps the batch; it is retried
+ * under the same delivery id, and a batch recorded by a process that died
+ * is resent as it was by the next one. Nothing here talks SQL or curl
+ * directly: db.c and deliver.c do.
+ *
+ * Two processes never deliver the same batch: each target has a lock file
+ * next to the database (flock, LOCK_NB; the kernel drops it when its
+ * holder dies, so kill -9 leaves no stale lock), and the cursor is read
+ * again after the lock is taken.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "deliver.h"
+#include "jsonw.h"
+#include "log.h"
+#include "sign.h"
+#include "sync.h"
+#include "targets.h"
+#include "xmalloc.h"
+
+enum sync_state {
+	SYNC_ST_CHECK, /* look for due work at next_at */
+	SYNC_ST_IDLE, /* nothing due (--once: done) */
+	SYNC_ST_WAIT, /* a batch waits for its retry at next_at */
+	SYNC_ST_BUSY, /* another chat-sync holds the lock */
+	SYNC_ST_FAILED, /* --once: retries used up; the batch stays pending */
+};
+
+/* One enabled target; owned by sync_run(). */
+struct sync_target {
+	const struct targets_def *def;
+	const char *url;
+	struct deliver *d;
+	char *lock_path;
+	int lock_fd;
+	int locked;
+	enum sync_state state;
+	int64_t next_at; /* monotonic ms */
+	/* the batch in flight, kept in memory for retries in this run */
+	char *body;
+	size_t len;
+	char *delivery_id;
+	int64_t from_id; /* cursor before the batch */
+	int64_t to_id; /* cursor after it */
+	int64_t count;
+	long attempts; /* failed attempts of this batch in this run */
+};
+
+struct sync {
+	const struct config *cfg;
+	struct db *db;
+	int mode;
+	volatile sig_atomic_t *stop;
+	unsigned char *key; /* signing key, NULL: unsigned */
+	size_t key_len;
+	struct sync_target *t;
+	size_t n;
+	int64_t settle_at; /* monotonic ms of the next sync request clean-up */
+};
+
+static int64_t
+sync_clock_ms(clockid_t clock)
+{
+	struct timespec ts;
+
+	if (clock_gettime(clock, &ts) != 0)
+		fatal("clock_gettime: %s", strerror(errno));
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+sync_now_ms(void)
+{
+	return sync_clock_ms(CLOCK_REALTIME);
+}
+
+static int64_t
+sync_mono_ms(void)
+{
+	return sync_clock_ms(CLOCK_MONOTONIC);
+}
+
+/* 0 locked, 1 held by another process, -1 with *cause. */
+static int
+sync_lock(struct sync_target *t, char **cause)
+{
+	if (t->locked)
+		return 0;
+	if (t->lock_fd < 0) {
+		t->lock_fd = open(t->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
+		if (t->lock_fd < 0) {
+			*cause = xasprintf("lock file %s: %s", t->lock_path, strerror(errno));
+			return -1;
+		}
+	}
+	if (flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EWOULDBLOCK)
+			return 1;
+		*cause = xasprintf("flock %s: %s", t->lock_path, strerror(errno));
+		return -1;
+	}
+	t->locked = 1;
+	return 0;
+}
+
+static void
+sync_unlock(struct sync_target *t)
+{
+	if (!t->locked)
+		return;
+	if (flock(t->lock_fd, LOCK_UN) != 0)
+		log_warn("unlock %s: %s", t->lock_path, strerror(errno));
+	t->locked = 0;
+}
+
+static void
+sync_batch_clear(struct sync_target *t)
+{
+	free(t->body);
+	free(t->delivery_id);
+	t->body = NULL;
+	t->delivery_id = NULL;
+	t->len = 0;
+	t->count = 0;
+	t->attempts = 0;
+}
+
+/* A fresh delivery id: target, last source id, 64 random bits. */
+static char *
+sync_new_id(const struct sync_target *t, int64_t last_id, char **cause)
+{
+	char *hex, *id;
+
+	if ((hex = sign_random_hex(8)) == NULL) {
+		*cause = xasprintf("getrandom: %s", strerror(errno));
+		return NULL;
+	}
+	id = xasprintf("%s_%lld_%s", t->def->name, (long long)last_id, hex);
+	free(hex);
+	return id;
+}
+
+/*
+ * Builds a feed target's batch when one is due: the one recorded in the
+ * cursor (a retry, possibly of a process that died), else a full batch,
+ * else whatever is pending once its oldest row has waited the interval.
+ * 1 ready, 0 nothing due, -1 with *cause.
+ */
+static int
+sync_prepare_feed(struct sync *s, struct sync_target *t, const struct db_cursor *c, char **cause)
+{
+	struct db_backlog b;
+	struct jsonw w;
+	int64_t limit = targets_batch_size(t->def, s->cfg), upto = INT64_MAX, count, last;
+	int64_t interval_ms = targets_interval_s(t->def, s->cfg) * 1000;
+	int resume = c->delivery_id != NULL && c->batch_last_id > c->last_id;
+	char *id = NULL;
+	int rc;
+
+	if (resume)
+		upto = c->batch_last_id;
+	else {
+		if (db_backlog(s->db, t->def->feed, c->last_id, limit, &b, cause) != DB_OK)
+			return -1;
+		if (b.count == 0)
+			return 0;
+		if (b.count < limit && sync_now_ms() - b.oldest_at < interval_ms)
+			return 0;
+	}
+	jsonw_init(&w);
+	if (targets_build_feed(t->def, s->db, c->last_id, upto, resume ? INT64_MAX : limit, &w,
+		&count, &last, cause) != 0) {
+		jsonw_clear(&w);
+		return -1;
+	}
+	if (count == 0) {
+		jsonw_clear(&w);
+		return 0;
+	}
+	if (resume)
+		id = xstrdup(c->delivery_id);
+	else {
+		if ((id = sync_new_id(t, last, cause)) == NULL) {
+			jsonw_clear(&w);
+			return -1;
+		}
+		/* Recorded before the first attempt: a retry by anyone reuses it. */
+		rc = db_cursor_batch(s->db, t->def->name, c->last_id, id, last, cause);
+		if (rc != DB_OK) {
+			free(id);
+			jsonw_clear(&w);
+			return rc == DB_CONFLICT ? 0 : -1;
+		}
+	}
+	t->len = w.len;
+	t->body = jsonw_take(&w);
+	t->delivery_id = id;
+	t->from_id = c->last_id;
+	t->to_id = last;
+	t->count = count;
+	if (resume)
+		log_info("%s: resending batch %s (%lld rows)", t->def->name, id, (long long)count);
+	return 1;
+}
+
+/*
+ * Builds a snapshot when one is due: a sync request arrived (room
+ * creation, POST /management/sync), the interval passed, or the target
+ * was never delivered. A snapshot is state, not a log, so a batch left by
+ * a dead process is replaced by a fresh one under a new id.
+ */
+static int
+sync_prepare_snapshot(
+    struct sync *s, struct sync_target *t, const struct db_cursor *c, char **cause)
+{
+	struct db_backlog b;
+	struct jsonw w;
+	int64_t interval_ms = targets_interval_s(t->def, s->cfg) * 1000, now = sync_now_ms(), upto;
+	char *id;
+	int rc;
+
+	if (db_backlog(s->db, DB_FEED_SYNC_REQUESTS, c->last_id, 0, &b, cause) != DB_OK)
+		return -1;
+	if (b.count == 0 && c->last_success_at != 0 && now - c->last_success_at < interval_ms)
+		return 0;
+	upto = b.count > 0 ? b.last_id : c->last_id;
+	jsonw_init(&w);
+	if (targets_build_snapshot(
+		t->def, s->db, s->cfg, b.count > 0 ? "request" : "interval", now, &w, cause) != 0) {
+		jsonw_clear(&w);
+		return -1;
+	}
+	if ((id = sync_new_id(t, upto, cause)) == NULL) {
+		jsonw_clear(&w);
+		return -1;
+	}
+	if ((rc = db_cursor_batch(s->db, t->def->name, c->last_id, id, upto, cause)) != DB_OK) {
+		free(id);
+		jsonw_clear(&w);
+		return rc == DB_CONFLICT ? 0 : -1;
+	}
+	t->len = w.len;
+	t->body = jsonw_take(&w);
+	t->delivery_id = id;
+	t->from_id = c->last_id;
+	t->to_id = upto;
+	t->count = b.count;
+	return 1;
+}
+
+static int
+sync_prepare(struct sync *s, struct sync_target *t, char **cause)
+{
+	struct db_cursor c;
+	int rc;
+
+	/* Read after taking the lock: the previous holder may have moved it. */
+	if (db_cursor_get(s->db, t->def->name, &c, cause) != DB_OK)
+		return -1;
+	if (t->def->kind == TARGETS_FEED)
+		rc = sync_prepare_feed(s, t, &c, cause);
+	else
+		rc = sync_prepare_snapshot(s, t, &c, cause);
+	db_cursor_clear(&c);
+	return rc;
+}
+
+/*
+ * Marks sync requests handled once every enabled snapshot target has
+ * covered them (all of them when none is enabled), so the health route's
+ * pending count means "not yet delivered".
+ */
+static void
+sync_settle_requests(struct sync *s)
+{
+	struct db_cursor c;
+	struct db_health h;
+	int64_t upto = INT64_MAX;
+	char *cause = NULL;
+	size_t i;
+
+	/* Cheap check first: the clean-up below is a write transaction. */
+	if (db_health(s->db, &h, &cause) != DB_OK)
+		goto fail;
+	if (h.pending_sync_requests == 0)
+		return;
+	for (i = 0; i < s->n; i++) {
+		if (s->t[i].def->kind != TARGETS_SNAPSHOT)
+			continue;
+		if (db_cursor_get(s->db, s->t[i].def->name, &c, &cause) != DB_OK)
+			goto fail;
+		if (c.last_id < upto)
+			upto = c.last_id;
+		db_cursor_clear(&c);
+	}
+	if (upto > 0 && db_sync_requests_handled(s->db, upto, sync_now_ms(), &cause) != DB_OK)
+		goto fail;
+	return;
+
+fail:
+	log_warn("sync requests: %s", cause);
+	free(cause);
+}
+
+static int64_t
+sync_retry_delay_ms(const struct sync *s, long attempts)
+{
+	int64_t d = (int64_t)s->cfg->callback_retry_delay_seconds * 1000;
+	long i;
+
+	for (i = 1; i < attempts && d < SYNC_BACKOFF_MAX_MS; i++)
+		d *= 2;
+	return d < SYNC_BACKOFF_MAX_MS ? d : SYNC_BACKOFF_MAX_MS;
+}
+
+/* One attempt at the batch in flight. */
+static void
+sync_send(struct sync *s, struct sync_target *t)
+{
+	char *sig = NULL, *cause = NULL, *dbcause = NULL;
+	long long ts = sync_now_ms() / 1000;
+	int64_t delay;
+	long status;
+	int rc;
+
+	if (s->key != NULL) {
+		sig = sign_header(s->key, s->key_len, t->delivery_id, ts, t->body, t->len);
+		if (sig == NULL)
+			fatal("%s: HMAC-SHA256 failed in libcrypto", t->def->name);
+	}
+	rc = deliver_post(t->d, t->body, t->len, t->delivery_id, ts, sig, &status, &cause);
+	free(sig);
+	if (rc == 0) {
+		rc = db_cursor_done(
+		    s->db, t->def->name, t->from_id, t->to_id, sync_now_ms(), &dbcause);
+		if (rc == DB_CONFLICT)
+			log_warn("%s: cursor moved by another process during batch %s",
+			    t->def->name, t->delivery_id);
+		else if (rc != DB_OK) {
+			/* Delivered but not recorded: the batch will be sent again. */
+			log_error("%s: %s", t->def->name, dbcause);
+			free(dbcause);
+		}
+		log_info("%s: delivered %s (%lld %s, HTTP %ld)", t->def->name, t->delivery_id,
+		    (long long)t->count, t->def->kind == TARGETS_FEED ? "rows" : "requests",
+		    status);
+		if (t->def->kind == TARGETS_SNAPSHOT)
+			sync_settle_requests(s);
+		sync_batch_clear(t);
+		t->state = SYNC_ST_CHECK; /* more may be due at once */
+		t->next_at = sync_mono_ms();
+		return;
+	}
+	t->attempts++;
+	log_warn("%s: batch %s attempt %ld failed: %s", t->def->name, t->delivery_id, t->attempts,
+	    cause);
+	if (db_cursor_fail(s->db, t->def->name, cause, sync_now_ms(), &dbcause) != DB_OK) {
+		log_error("%s: %s", t->def->name, dbcause);
+		free(dbcause);
+	}
+	free(cause);
+	if (t->attempts > s->cfg->callback_max_retries && s->mode == SYNC_ONCE) {
+		log_error("%s: giving up on batch %s after %ld attempts; it stays pending",
+		    t->def->name, t->delivery_id, t->attempts);
+		sync_batch_clear(t);
+		sync_unlock(t);
+		t->state = SYNC_ST_FAILED;
+		return;
+	}
+	delay = sync_retry_delay_ms(s, t->attempts);
+	/* The daemon never gives up, but never spins either. */
+	if (t->attempts > s->cfg->callback_max_retries && delay < 1000)
+		delay = 1000;
+	t->state = SYNC_ST_WAIT;
+	t->next_at = sync_mono_ms() + delay;
+}
+
+static void
+sync_step(struct sync *s, struct sync_target *t)
+{
+	char *cause = NULL;
+	int rc;
+
+	if (t->body == NULL) {
+		if ((rc = sync_lock(t, &cause)) != 0) {
+			if (rc < 0) {
+				log_error("%s: %s", t->def->name, cause);
+				free(cause);
+			}
+			t->state = rc > 0 ? SYNC_ST_BUSY : SYNC_ST_FAILED;
+			t->next_at = sync_mono_ms() + SYNC_POLL_MS;
+			return;
+		}
+		if ((rc = sync_prepare(s, t, &cause)) <= 0) {
+			if (rc < 0) {
+				log_error("%s: %s", t->def->name, cause);
+				free(cause);
+			}
+			sync_unlock(t);
+			t->state = rc < 0 ? SYNC_ST_FAILED : SYNC_ST_IDLE;
+			t->next_at = sync_mono_ms() + (rc < 0 ? 1000 : SYNC_POLL_MS);
+			return;
+		}
+	}
+	sync_send(s, t);
+}
+
+static void
+sync_sleep_ms(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms <= 0)
+		return;
+	ts.tv_sec = ms / 1000;
+	ts.tv_nsec = (ms % 1000) * 1000000L;
+	/* A signal cuts the sleep short: the loop then looks at *stop. */
+	(void)nanosleep(&ts, NULL);
+}
+
+static void
+sync_free(struct sync *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		sync_batch_clear(&s->t[i]);
+		deliver_destroy(s->t[i].d);
+		if (s->t[i].lock_fd >= 0)
+			close(s->t[i].lock_fd); /* releases the lock */
+		free(s->t[i].lock_path);
+	}
+	free(s->t);
+	free(s->key);
+}
+
+static int
+sync_setup(struct sync *s, char **cause)
+{
+	struct sync_target *t;
+	const char *url;
+	size_t i;
+
+	if (s->cfg->callback_signing_secret != NULL &&
+	    sign_key_load(s->cfg->callback_signing_secret, &s->key, &s->key_len, cause) != 0)
+		return -1;
+	s->t = xcalloc(targets_count, sizeof *s->t);
+	for (i = 0; i < targets_count; i++) {
+		url = targets_url(&targets_table[i], s->cfg);
+		if (url == NULL || *url == '\0')
+			continue;
+		t = &s->t[s->n++];
+		t->def = &targets_table[i];
+		t->url = url;
+		t->lock_fd = -1;
+		t->state = SYNC_ST_CHECK;
+		t->lock_path = xasprintf("%s.sync-%s.lock", s->cfg->database_path, t->def->name);
+		if (deliver_create(
+			url, (long)s->cfg->callback_timeout_seconds, s->stop, &t->d, cause) != 0)
+			return -1;
+		log_info("%s: delivering to %s", t->def->name, url);
+	}
+	if (s->n == 0)
+		log_info("no callback URL is set: nothing to deliver");
+	return 0;
+}
+
+int
+sync_run(
+    const struct config *cfg, struct db *db, int mode, volatile sig_atomic_t *stop, char **cause)
+{
+	struct sync s;
+	struct sync_target *t;
+	int64_t now, wake;
+	size_t i;
+	int pending, failed = 0;
+
+	memset(&s, 0, sizeof s);
+	s.cfg = cfg;
+	s.db = db;
+	s.mode = mode;
+	s.stop = stop;
+	if (sync_setup(&s, cause) != 0) {
+		sync_free(&s);
+		return -1;
+	}
+	while (!*stop) {
+		now = sync_mono_ms();
+		for (i = 0; i < s.n && !*stop; i++) {
+			t = &s.t[i];
+			if (mode == SYNC_ONCE &&
+			    (t->state == SYNC_ST_IDLE || t->state == SYNC_ST_BUSY ||
+				t->state == SYNC_ST_FAILED))
+				continue;
+			if (t->next_at <= now)
+				sync_step(&s, t);
+		}
+		now = sync_mono_ms();
+		if (now >= s.settle_at) {
+			sync_settle_requests(&s);
+			s.settle_at = now + 1000;
+		}
+		pending = 0;
+		wake = now + SYNC_POLL_MS;
+		for (i = 0; i < s.n; i++) {
+			t = &s.t[i];
+			if (t->state == SYNC_ST_CHECK || t->state == SYNC_ST_WAIT) {
+				pending = 1;
+				if (mode == SYNC_ONCE || t->next_at < wake)
+					wake = t->next_at;
+			}
+		}
+		if (mode == SYNC_ONCE && !pending)
+			break;
+		if (mode == SYNC_ONCE) {
+			/* Sleep until the earliest retry. */
+			for (i = 0, wake = INT64_MAX; i < s.n; i++) {
+				t = &s.t[i];
+				if ((t->state == SYNC_ST_CHECK || t->state == SYNC_ST_WAIT) &&
+				    t->next_at < wake)
+					wake = t->next_at;
+			}
+		}
+		sync_sleep_ms(wake - now);
+	}
+	for (i = 0; i < s.n; i++) {
+		if (s.t[i].state == SYNC_ST_FAILED || s.t[i].state == SYNC_ST_WAIT)
+			failed = 1;
+	}
+	sync_free(&s);
+	return failed;
+}

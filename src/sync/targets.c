@@ -1,0 +1,363 @@
+/*
+ * Payloads of every callback target, built with the streaming JSON writer
+ * straight from db.c's row callbacks. The legacy DATA_CALLBACK_URL body is
+ * the GET /management/sync body (docs/api.md), kept in step with
+ * src/api/handlers_misc.c by the integration tests. Must not talk HTTP or
+ * write to the database.
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "targets.h"
+#include "xmalloc.h"
+
+const struct targets_def targets_table[] = {
+	{ "room_events", TARGETS_FEED, DB_FEED_EVENTS },
+	{ "chat_history", TARGETS_FEED, DB_FEED_MESSAGES },
+	{ "session_history", TARGETS_FEED, DB_FEED_SESSIONS },
+	{ "periodic_sync", TARGETS_SNAPSHOT, DB_FEED_SYNC_REQUESTS },
+	{ "data", TARGETS_SNAPSHOT, DB_FEED_SYNC_REQUESTS },
+};
+const size_t targets_count = sizeof targets_table / sizeof targets_table[0];
+
+const char *
+targets_url(const struct targets_def *def, const struct config *cfg)
+{
+	if (strcmp(def->name, "room_events") == 0)
+		return cfg->room_event_callback_url;
+	if (strcmp(def->name, "chat_history") == 0)
+		return cfg->chat_history_callback_url;
+	if (strcmp(def->name, "session_history") == 0)
+		return cfg->session_history_callback_url;
+	if (strcmp(def->name, "periodic_sync") == 0)
+		return cfg->periodic_sync_callback_url;
+	return cfg->data_callback_url;
+}
+
+int64_t
+targets_batch_size(const struct targets_def *def, const struct config *cfg)
+{
+	if (def->feed == DB_FEED_MESSAGES)
+		return cfg->chat_history_batch_size;
+	if (def->feed == DB_FEED_SESSIONS)
+		return cfg->session_history_batch_size;
+	return TARGETS_EVENT_BATCH_MAX;
+}
+
+int64_t
+targets_interval_s(const struct targets_def *def, const struct config *cfg)
+{
+	if (def->feed == DB_FEED_MESSAGES)
+		return cfg->chat_history_batch_interval_seconds;
+	if (def->feed == DB_FEED_SESSIONS)
+		return cfg->session_history_batch_interval_seconds;
+	if (def->kind == TARGETS_SNAPSHOT)
+		return cfg->sync_interval_seconds;
+	return 0; /* room events: as soon as they exist */
+}
+
+struct targets_rows {
+	struct jsonw *w;
+	int64_t count;
+	int64_t last_id;
+};
+
+/* Writes member key as the JSON text of a stored column, or null. */
+static void
+targets_kv_raw(struct jsonw *w, const char *key, const char *json)
+{
+	jsonw_key(w, key);
+	if (json != NULL)
+		jsonw_raw(w, json, strlen(json));
+	else
+		jsonw_null(w);
+}
+
+static int
+targets_event_each(const struct db_event *e, void *arg)
+{
+	struct targets_rows *r = arg;
+	struct jsonw *w = r->w;
+
+	jsonw_object_begin(w);
+	jsonw_kv_int(w, "id", e->id);
+	jsonw_kv_string(w, "type", e->kind);
+	jsonw_kv_string(w, "room_id", e->room_id);
+	jsonw_kv_string(w, "user_id", e->user_id);
+	jsonw_kv_string(w, "nickname", e->nickname);
+	jsonw_kv_string(w, "reason", e->reason);
+	if (e->session_id != 0)
+		jsonw_kv_int(w, "session_id", e->session_id);
+	else
+		jsonw_kv_null(w, "session_id");
+	jsonw_kv_int(w, "timestamp", e->created_at / 1000);
+	jsonw_kv_int(w, "timestamp_ms", e->created_at);
+	/* db.c writes data as a JSON object itself */
+	targets_kv_raw(w, "data", e->data);
+	jsonw_object_end(w);
+	r->count++;
+	r->last_id = e->id;
+	return 0;
+}
+
+static int
+targets_message_each(const struct db_message *m, void *arg)
+{
+	struct targets_rows *r = arg;
+	struct jsonw *w = r->w;
+
+	jsonw_object_begin(w);
+	jsonw_kv_int(w, "id", m->id);
+	jsonw_kv_string(w, "room_id", m->room_id);
+	jsonw_kv_int(w, "seq", m->seq);
+	jsonw_kv_string(w, "type", m->kind == DB_MESSAGE_CUSTOM ? "CustomEvent" : "Message");
+	jsonw_kv_bool(w, "is_custom_event", m->kind == DB_MESSAGE_CUSTOM);
+	jsonw_kv_string(w, "from", m->user_id);
+	jsonw_kv_string(w, "nickname", m->nickname);
+	jsonw_kv_bool(w, "is_admin", m->is_admin);
+	if (m->kind == DB_MESSAGE_CUSTOM) {
+		jsonw_kv_string(w, "event_type", m->event_type);
+		/* chatd stores the payload as validated JSON text */
+		targets_kv_raw(w, "payload", m->content);
+	} else
+		jsonw_kv_string(w, "content", m->content);
+	jsonw_kv_int(w, "timestamp", m->created_at / 1000);
+	jsonw_kv_int(w, "timestamp_ms", m->created_at);
+	jsonw_object_end(w);
+	r->count++;
+	r->last_id = m->id;
+	return 0;
+}
+
+static int
+targets_session_each(const struct db_session *s, int64_t event_id, void *arg)
+{
+	struct targets_rows *r = arg;
+	struct jsonw *w = r->w;
+
+	jsonw_object_begin(w);
+	jsonw_kv_int(w, "id", event_id);
+	jsonw_kv_int(w, "session_id", s->id);
+	jsonw_kv_string(w, "room_id", s->room_id);
+	jsonw_kv_int(w, "seq", s->seq);
+	jsonw_kv_string(w, "user_id", s->user_id);
+	jsonw_kv_string(w, "nickname", s->nickname);
+	jsonw_kv_bool(w, "is_admin", s->is_admin);
+	jsonw_kv_int(w, "joined_at", s->joined_at / 1000);
+	jsonw_kv_int(w, "joined_at_ms", s->joined_at);
+	jsonw_kv_int(w, "left_at", s->left_at / 1000);
+	jsonw_kv_int(w, "left_at_ms", s->left_at);
+	jsonw_kv_int(w, "duration_seconds", (s->left_at - s->joined_at) / 1000);
+	jsonw_kv_int(w, "duration_ms", s->left_at - s->joined_at);
+	jsonw_kv_string(w, "reason", s->leave_reason);
+	jsonw_object_end(w);
+	r->count++;
+	r->last_id = event_id;
+	return 0;
+}
+
+int
+targets_build_feed(const struct targets_def *def, struct db *db, int64_t after, int64_t upto,
+    int64_t limit, struct jsonw *w, int64_t *count, int64_t *last_id, char **cause)
+{
+	struct targets_rows r = { w, 0, 0 };
+	struct jsonw rows;
+	int rc;
+
+	*count = *last_id = 0;
+	if (def->feed == DB_FEED_EVENTS) {
+		/* One event alone is sent as an object, several as an array. */
+		jsonw_array_begin(w);
+		rc = db_feed_events(db, after, upto, limit, targets_event_each, &r, cause);
+		if (rc != DB_OK)
+			return -1;
+		jsonw_array_end(w);
+		if (r.count == 1) {
+			memmove(w->buf, w->buf + 1, w->len - 2);
+			w->len -= 2;
+			w->buf[w->len] = '\0';
+		}
+		*count = r.count;
+		*last_id = r.last_id;
+		return 0;
+	}
+	/* The head carries the count, known only after the rows: write them apart. */
+	jsonw_init(&rows);
+	r.w = &rows;
+	jsonw_array_begin(&rows);
+	if (def->feed == DB_FEED_MESSAGES)
+		rc = db_feed_messages(db, after, upto, limit, targets_message_each, &r, cause);
+	else
+		rc = db_feed_sessions(db, after, upto, limit, targets_session_each, &r, cause);
+	if (rc != DB_OK) {
+		jsonw_clear(&rows);
+		return -1;
+	}
+	jsonw_array_end(&rows);
+	jsonw_object_begin(w);
+	jsonw_kv_string(
+	    w, "type", def->feed == DB_FEED_MESSAGES ? "chat_history" : "session_history");
+	jsonw_kv_int(w, "count", r.count);
+	jsonw_kv_int(w, "first_id", r.count > 0 ? after + 1 : 0);
+	jsonw_kv_int(w, "last_id", r.last_id);
+	jsonw_key(w, def->feed == DB_FEED_MESSAGES ? "messages" : "sessions");
+	jsonw_raw(w, rows.buf, rows.len);
+	jsonw_object_end(w);
+	jsonw_clear(&rows);
+	*count = r.count;
+	*last_id = r.last_id;
+	return 0;
+}
+
+/* Live rooms from chatd, or NULL when it does not answer (logged at debug). */
+static cJSON *
+targets_live(const struct config *cfg)
+{
+	cJSON *result = NULL;
+	char *code = NULL, *cause = NULL;
+
+	if (ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_ROOMS, NULL, &result,
+		&code, &cause) != CTL_OK) {
+		log_debug("live stats unavailable: %s", cause != NULL ? cause : "unknown");
+		free(code);
+		free(cause);
+		return NULL;
+	}
+	return result;
+}
+
+static const cJSON *
+targets_live_find(const cJSON *live, const char *room_id)
+{
+	const cJSON *rooms, *r, *id;
+
+	if (live == NULL)
+		return NULL;
+	rooms = cJSON_GetObjectItemCaseSensitive(live, "rooms");
+	cJSON_ArrayForEach(r, rooms)
+	{
+		id = cJSON_GetObjectItemCaseSensitive(r, "room_id");
+		if (cJSON_IsString(id) && strcmp(id->valuestring, room_id) == 0)
+			return r;
+	}
+	return NULL;
+}
+
+struct targets_snap {
+	struct jsonw *w;
+	struct db *db;
+	const cJSON *live;
+	int consistency; /* periodic sync: add the consistency block */
+	int64_t count;
+	int failed;
+	char *cause;
+};
+
+/* The room object of GET /management/sync (src/api/handlers_misc.c). */
+static void
+targets_room_json(struct jsonw *w, const struct db_room *room, const cJSON *live)
+{
+	const cJSON *mine = targets_live_find(live, room->id), *cur = NULL, *peak = NULL;
+	size_t i;
+
+	jsonw_kv_string(w, "room_id", room->id);
+	jsonw_kv_string(w, "room_name", room->name);
+	jsonw_key(w, "admin_user_ids");
+	jsonw_array_begin(w);
+	for (i = 0; i < room->n_admins; i++)
+		jsonw_string(w, room->admins[i]);
+	jsonw_array_end(w);
+	jsonw_kv_int(w, "created_at", room->created_at / 1000);
+	jsonw_kv_bool(w, "closed", room->closed_at != 0);
+	if (room->closed_at != 0)
+		jsonw_kv_int(w, "closed_at", room->closed_at / 1000);
+	else
+		jsonw_kv_null(w, "closed_at");
+	jsonw_kv_string(w, "close_reason", room->close_reason);
+	if (mine != NULL) {
+		cur = cJSON_GetObjectItemCaseSensitive(mine, "current_users");
+		peak = cJSON_GetObjectItemCaseSensitive(mine, "peak_users");
+	}
+	if (cJSON_IsNumber(cur))
+		jsonw_kv_int(w, "current_users", (long long)cur->valuedouble);
+	else if (live != NULL && room->closed_at == 0)
+		jsonw_kv_int(w, "current_users", 0);
+	else
+		jsonw_kv_null(w, "current_users");
+	if (cJSON_IsNumber(peak) && (long long)peak->valuedouble > room->peak_users)
+		jsonw_kv_int(w, "peak_users", (long long)peak->valuedouble);
+	else
+		jsonw_kv_int(w, "peak_users", room->peak_users);
+}
+
+static int
+targets_snap_each(const struct db_room *room, void *arg)
+{
+	struct targets_snap *s = arg;
+	struct db_room_counts c;
+
+	jsonw_object_begin(s->w);
+	targets_room_json(s->w, room, s->live);
+	if (s->consistency) {
+		if (db_room_counts(s->db, room->id, &c, &s->cause) != DB_OK) {
+			s->failed = 1;
+			return 1;
+		}
+		jsonw_key(s->w, "consistency");
+		jsonw_object_begin(s->w);
+		jsonw_kv_int(s->w, "message_count", c.message_count);
+		jsonw_kv_int(s->w, "last_message_id", c.last_message_id);
+		jsonw_kv_int(s->w, "last_seq", c.last_seq);
+		jsonw_kv_int(s->w, "session_count", c.session_count);
+		jsonw_kv_int(s->w, "current_occupants", c.open_sessions);
+		jsonw_object_end(s->w);
+	}
+	jsonw_object_end(s->w);
+	s->count++;
+	return 0;
+}
+
+int
+targets_build_snapshot(const struct targets_def *def, struct db *db, const struct config *cfg,
+    const char *trigger, int64_t now_ms, struct jsonw *w, char **cause)
+{
+	struct targets_snap s;
+	cJSON *live;
+	int periodic = strcmp(def->name, "periodic_sync") == 0, rc, have_live;
+
+	memset(&s, 0, sizeof s);
+	live = targets_live(cfg);
+	have_live = live != NULL;
+	s.w = w;
+	s.db = db;
+	s.live = live;
+	s.consistency = periodic;
+	jsonw_object_begin(w);
+	if (periodic) {
+		jsonw_kv_string(w, "type", "periodic_sync");
+		jsonw_kv_string(w, "trigger", trigger);
+	}
+	jsonw_key(w, "rooms");
+	jsonw_array_begin(w);
+	/* The legacy body lists open rooms only, as GET /management/sync does. */
+	rc = db_room_list(db, periodic, targets_snap_each, &s, cause);
+	cJSON_Delete(live);
+	if (rc != DB_OK)
+		return -1;
+	if (s.failed) {
+		*cause = s.cause;
+		return -1;
+	}
+	jsonw_array_end(w);
+	jsonw_kv_int(w, "count", s.count);
+	jsonw_kv_int(w, "timestamp", now_ms / 1000);
+	jsonw_kv_bool(w, "live", have_live);
+	jsonw_object_end(w);
+	return 0;
+}

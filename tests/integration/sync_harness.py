@@ -1,0 +1,196 @@
+"""
+chat-sync's test helpers: a recording receiver (contrib/callback/
+callback_server.py, a real process on a free port), chat-sync runs
+(--once and --daemon) with settings in the environment, and a fresh
+database filled directly for the bulk tests. Processes are stopped by PID.
+
+Python 3 standard library only; run with /usr/bin/python3.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True
+
+import stack  # noqa: E402
+
+CHAT_SYNC = os.environ.get("CHAT_SYNC_BIN") or os.path.join(stack.BUILDDIR, "src", "sync", "chat-sync")
+RECEIVER = os.path.join(stack.SRCDIR, "contrib", "callback", "callback_server.py")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def require_sync():
+    if not os.access(CHAT_SYNC, os.X_OK):
+        stack.log("chat-sync not found at %s: build first (make)" % CHAT_SYNC)
+        sys.exit(1)
+
+
+class Receiver:
+    """callback_server.py on a free port, recording to a JSONL file."""
+
+    def __init__(self, tmp, name="receiver", args=(), port=None):
+        self.tmp = tmp
+        self.name = name
+        self.port = port or stack.free_port()
+        self.record = os.path.join(tmp, name + ".jsonl")
+        self.args = list(args)
+        self.proc = None
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def start(self):
+        argv = [PYTHON, RECEIVER, "--port", str(self.port), "--record", self.record, "--quiet"] + self.args
+        self.proc = stack.Proc(self.name, argv, stack.clean_env(), self.tmp)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if stack.port_in_use(self.port):
+                return self
+            if not self.proc.running():
+                raise stack.StackError("receiver exited:\n" + self.proc.tail())
+            time.sleep(0.05)
+        raise stack.StackError("receiver did not listen")
+
+    def stop(self):
+        if self.proc is not None:
+            stack.stop_process_tree(self.proc)
+            self.proc = None
+
+    def entries(self, path=None):
+        out = []
+        try:
+            with open(self.record, encoding="utf-8") as f:
+                for line in f:
+                    e = json.loads(line)
+                    if path is None or e["path"] == path:
+                        out.append(e)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def ok_entries(self, path=None):
+        return [e for e in self.entries(path) if 200 <= e["status"] < 300]
+
+    def wait_for(self, pred, seconds=10):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if pred(self):
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def sync_env(db_path, settings, env_file=None):
+    env = {
+        "DATABASE_URL": "sqlite:%s" % db_path,
+        "LOG_LEVEL": "info",
+        "CALLBACK_RETRY_DELAY_SECONDS": "0",
+        "CALLBACK_TIMEOUT_SECONDS": "2",
+        "CALLBACK_MAX_RETRIES": "2",
+    }
+    if env_file is not None:
+        env = {"CHAT_ENV_FILE": env_file}
+    else:
+        # An empty file: no developer's ./.env or /etc file leaks in.
+        empty = os.path.join(os.path.dirname(db_path), "empty.env")
+        open(empty, "a").close()
+        env["CHAT_ENV_FILE"] = empty
+        env["CONTROL_SOCKET"] = os.path.join(os.path.dirname(db_path), "no-chatd.sock")
+    env.update(settings)
+    return stack.clean_env(env)
+
+
+def run_once(tmp, db_path, settings, env_file=None, timeout=60, name="chat-sync-once"):
+    """Runs chat-sync --once to completion; returns (exit status, log text)."""
+    log_path = os.path.join(tmp, name + ".log")
+    with open(log_path, "ab") as logf:
+        r = subprocess.run(
+            [CHAT_SYNC, "--once"],
+            env=sync_env(db_path, settings, env_file),
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        return r.returncode, f.read()
+
+
+def start(tmp, db_path, settings, mode="--daemon", env_file=None, name="chat-sync"):
+    return stack.Proc(name, [CHAT_SYNC, mode], sync_env(db_path, settings, env_file), tmp)
+
+
+class FreshDB:
+    """A new database with the schema (made by chat-sync itself) and one
+    room, filled directly for the bulk tests."""
+
+    def __init__(self, tmp, name="sync.db"):
+        self.path = os.path.join(tmp, name)
+        code, out = run_once(tmp, self.path, {})
+        if code != 0:
+            raise stack.StackError("chat-sync could not create the schema:\n" + out)
+        self.conn = sqlite3.connect(self.path, timeout=10)
+        self.room = "00000000-0000-4000-8000-000000000001"
+        now = int(time.time() * 1000)
+        self.conn.execute("INSERT INTO rooms (id, name, created_at) VALUES (?, 'bulk', ?)", (self.room, now))
+        self.conn.commit()
+
+    def add_messages(self, n, age_s=5):
+        """Appends n chat messages (created age_s seconds ago); returns their ids."""
+        cur = self.conn.execute("SELECT last_seq FROM rooms WHERE id = ?", (self.room,))
+        seq = cur.fetchone()[0]
+        t = int((time.time() - age_s) * 1000)
+        ids = []
+        for i in range(n):
+            seq += 1
+            c = self.conn.execute(
+                "INSERT INTO messages (room_id, seq, kind, user_id, nickname, content, created_at)"
+                " VALUES (?, ?, 0, 'u1', 'n1', ?, ?)",
+                (self.room, seq, "message %d" % seq, t),
+            )
+            ids.append(c.lastrowid)
+        self.conn.execute("UPDATE rooms SET last_seq = ? WHERE id = ?", (seq, self.room))
+        self.conn.commit()
+        return ids
+
+    def cursor(self, target):
+        r = self.conn.execute(
+            "SELECT last_id, delivery_id, batch_last_id, attempts, failing_since, last_error"
+            " FROM cursors WHERE target = ?",
+            (target,),
+        ).fetchone()
+        return r
+
+    def close(self):
+        self.conn.close()
+
+
+def message_ids(entries):
+    """Every message id delivered in the given chat-history requests, in order."""
+    out = []
+    for e in entries:
+        out += [m["id"] for m in e["body"]["messages"]]
+    return out
+
+
+def kill9(proc):
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.p.wait(5)
+
+
+def tmpdir(prefix):
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(d, 0o755)
+    return d
