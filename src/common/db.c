@@ -168,6 +168,7 @@ enum db_stmt {
 	DB_STMT_SESSION_CLOSE,
 	DB_STMT_SESSION_OPEN_IDS,
 	DB_STMT_SESSION_OPEN_COUNT,
+	DB_STMT_SESSION_OCCUPANTS,
 	DB_STMT_SESSION_FIRST,
 	DB_STMT_SESSION_LAST,
 	DB_STMT_SESSION_RANGE,
@@ -270,6 +271,9 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_SESSION_CLOSE] = "UPDATE sessions SET left_at = ?2, leave_reason = ?3"
 				  " WHERE id = ?1",
 	[DB_STMT_SESSION_OPEN_IDS] = "SELECT id FROM sessions WHERE left_at IS NULL ORDER BY id",
+	/* The partial index sessions_open makes this proportional to the occupants. */
+	[DB_STMT_SESSION_OCCUPANTS] = "SELECT id, user_id, nickname, is_admin, joined_at FROM sessions"
+				      " WHERE room_id = ?1 AND left_at IS NULL ORDER BY id LIMIT ?2",
 	[DB_STMT_SESSION_OPEN_COUNT] = "SELECT count(*) FROM sessions"
 				       " WHERE room_id = ?1 AND left_at IS NULL",
 	[DB_STMT_SESSION_FIRST] = "SELECT seq FROM sessions WHERE room_id = ?1 AND joined_at >= ?2"
@@ -1588,6 +1592,33 @@ db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, c
 	rc = db_exec_int(
 	    db, DB_STMT_SESSION_OPEN_COUNT, &out->open_sessions, cause, DB_ARGS(DB_TEXT(room_id)));
 	return rc == DB_NOTFOUND ? DB_OK : rc;
+}
+
+int
+db_room_occupants(struct db *db, const char *room_id, int64_t limit,
+    int (*each)(const struct db_occupant *o, void *arg), void *arg, char **cause)
+{
+	struct db_occupant o;
+	sqlite3_stmt *st;
+	int rc;
+
+	st = db_prepare(db, DB_STMT_SESSION_OCCUPANTS, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_INT(limit)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		o.session_id = sqlite3_column_int64(st, 0);
+		o.user_id = db_col_text(st, 1);
+		o.nickname = db_col_text(st, 2);
+		o.is_admin = sqlite3_column_int(st, 3);
+		o.joined_at = sqlite3_column_int64(st, 4);
+		if (each(&o, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
 }
 
 int

@@ -243,6 +243,22 @@ struct db_room_counts {
 };
 int db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause);
 
+/* One open session: who is in a room now, as the database knows it. */
+struct db_occupant {
+	int64_t session_id;
+	const char *user_id;
+	const char *nickname;
+	int is_admin;
+	int64_t joined_at;
+};
+/*
+ * Calls each() for the room's open sessions in join order, at most limit
+ * of them (the periodic sync's occupant snapshot). Rows are valid only
+ * during each(); each() returning non-zero stops the walk (DB_OK).
+ */
+int db_room_occupants(struct db *db, const char *room_id, int64_t limit,
+    int (*each)(const struct db_occupant *o, void *arg), void *arg, char **cause);
+
 /* Database-wide figures for GET /management/health. */
 struct db_health {
 	int64_t rooms_open;

@@ -35,6 +35,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: chat-sync --once | --daemon\n"
+	    "       chat-sync --encode-only TARGET\n"
 	    "       chat-sync --help | --version\n"
 	    "\n"
 	    "Delivers chatd's callbacks (see docs/callbacks.md) from the shared database.\n"
@@ -42,6 +43,11 @@ usage(FILE *out)
 	    "      --once     deliver everything due, then exit (cron, systemd timer);\n"
 	    "                 exit status 1 if a target is still failing\n"
 	    "      --daemon   stay running; room events within about a second\n"
+	    "      --encode-only TARGET\n"
+	    "                 benchmark aid (contrib/bench/sync_bench.sh): read and\n"
+	    "                 JSON-encode every batch of a feed target (room_events,\n"
+	    "                 chat_history, session_history) pending after its cursor,\n"
+	    "                 then print rows/s; sends nothing and moves no cursor\n"
 	    "  -h, --help     this text\n"
 	    "  -V, --version  print the version and exit\n"
 	    "\n");
@@ -54,6 +60,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "once", no_argument, NULL, 'o' },
 		{ "daemon", no_argument, NULL, 'd' },
+		{ "encode-only", required_argument, NULL, 'E' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -62,6 +69,7 @@ main(int argc, char **argv)
 	struct sigaction sa;
 	struct db *db = NULL;
 	char *cause = NULL;
+	const char *encode_target = NULL;
 	int ch, mode = -1, rc;
 
 	log_init("chat-sync", LOG_LEVEL_INFO);
@@ -72,6 +80,9 @@ main(int argc, char **argv)
 			break;
 		case 'd':
 			mode = SYNC_DAEMON;
+			break;
+		case 'E':
+			encode_target = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -84,7 +95,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || mode < 0) {
+	if (optind != argc || (mode < 0) == (encode_target == NULL)) {
 		usage(stderr);
 		return 2;
 	}
@@ -106,10 +117,13 @@ main(int argc, char **argv)
 		fatal("%s", cause);
 	if (db_open(cfg.database_path, &db, &cause) != DB_OK)
 		fatal("database %s: %s", cfg.database_path, cause);
-	log_info("%s (database %s)", mode == SYNC_DAEMON ? "running" : "delivering once",
-	    cfg.database_path);
-
-	rc = sync_run(&cfg, db, mode, &main_stop, &cause);
+	if (encode_target != NULL)
+		rc = sync_encode_only(&cfg, db, encode_target, &main_stop, &cause);
+	else {
+		log_info("%s (database %s)", mode == SYNC_DAEMON ? "running" : "delivering once",
+		    cfg.database_path);
+		rc = sync_run(&cfg, db, mode, &main_stop, &cause);
+	}
 	if (rc < 0) {
 		log_error("%s", cause);
 		free(cause);

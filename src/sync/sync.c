@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -541,4 +542,56 @@ sync_run(
 	}
 	sync_free(&s);
 	return failed;
+}
+
+int
+sync_encode_only(const struct config *cfg, struct db *db, const char *target,
+    volatile sig_atomic_t *stop, char **cause)
+{
+	const struct targets_def *def = NULL;
+	struct db_cursor c;
+	struct jsonw w;
+	int64_t after, limit, count, last, rows = 0, batches = 0, bytes = 0, t0, ms;
+	size_t i;
+
+	for (i = 0; i < targets_count; i++) {
+		if (strcmp(targets_table[i].name, target) == 0)
+			def = &targets_table[i];
+	}
+	if (def == NULL || def->kind != TARGETS_FEED) {
+		*cause =
+		    xasprintf("--encode-only %s: not a feed target (room_events, chat_history, "
+			      "session_history)",
+			target);
+		return -1;
+	}
+	if (db_cursor_get(db, def->name, &c, cause) != DB_OK)
+		return -1;
+	after = c.last_id;
+	db_cursor_clear(&c);
+	limit = targets_batch_size(def, cfg);
+	t0 = sync_mono_ms();
+	while (!*stop) {
+		/* As sync_prepare_feed() builds a batch, minus the cursor and the POST. */
+		jsonw_init(&w);
+		if (targets_build_feed(
+			def, db, after, INT64_MAX, limit, &w, &count, &last, cause) != 0) {
+			jsonw_clear(&w);
+			return -1;
+		}
+		if (count > 0)
+			bytes += (int64_t)w.len;
+		jsonw_clear(&w);
+		if (count == 0)
+			break;
+		rows += count;
+		batches++;
+		after = last;
+	}
+	ms = sync_mono_ms() - t0;
+	printf("encode-only %s: %lld rows in %lld batches of at most %lld, %lld bytes, %.3f s, "
+	       "%.0f rows/s\n",
+	    def->name, (long long)rows, (long long)batches, (long long)limit, (long long)bytes,
+	    (double)ms / 1000.0, ms > 0 ? (double)rows * 1000.0 / (double)ms : 0.0);
+	return 0;
 }

@@ -28,4 +28,14 @@
 int sync_run(
     const struct config *cfg, struct db *db, int mode, volatile sig_atomic_t *stop, char **cause);
 
+/*
+ * Benchmark aid (chat-sync --encode-only TARGET): builds every batch a
+ * feed target has pending after its stored cursor, with the same builder
+ * and batch size as a delivery, but sends nothing, records nothing and
+ * takes no lock. Prints rows, batches, bytes and rows/s on stdout. 0, or
+ * -1 with *cause (unknown or non-feed target, database error).
+ */
+int sync_encode_only(const struct config *cfg, struct db *db, const char *target,
+    volatile sig_atomic_t *stop, char **cause);
+
 #endif

@@ -1656,6 +1656,55 @@ START_TEST(test_room_counts)
 }
 END_TEST
 
+struct occ_seen {
+	int n;
+	int64_t ids[8];
+	char users[8][16];
+};
+
+static int
+occ_each(const struct db_occupant *o, void *arg)
+{
+	struct occ_seen *seen = arg;
+
+	seen->ids[seen->n] = o->session_id;
+	snprintf(seen->users[seen->n], sizeof seen->users[0], "%s", o->user_id);
+	seen->n++;
+	return 0;
+}
+
+START_TEST(test_room_occupants)
+{
+	struct occ_seen seen;
+	char *cause = NULL;
+	int64_t a, b, c;
+
+	room_create("r1", "x", NULL, 0, 1);
+	room_create("r2", "x", NULL, 0, 1);
+	a = session_add("r1", "ann", 5);
+	b = session_add("r1", "bob", 6);
+	c = session_add("r1", "cat", 7);
+	session_add("r2", "other", 8);
+	ck_assert_int_eq(db_session_close(db, b, "left", 9, &cause), DB_OK);
+
+	memset(&seen, 0, sizeof seen);
+	ck_assert_int_eq(db_room_occupants(db, "r1", 100, occ_each, &seen, &cause), DB_OK);
+	/* open sessions only, this room only, in join order */
+	ck_assert_int_eq(seen.n, 2);
+	ck_assert_int_eq(seen.ids[0], a);
+	ck_assert_str_eq(seen.users[0], "ann");
+	ck_assert_int_eq(seen.ids[1], c);
+	ck_assert_str_eq(seen.users[1], "cat");
+
+	memset(&seen, 0, sizeof seen);
+	ck_assert_int_eq(db_room_occupants(db, "r1", 1, occ_each, &seen, &cause), DB_OK);
+	ck_assert_int_eq(seen.n, 1);
+	memset(&seen, 0, sizeof seen);
+	ck_assert_int_eq(db_room_occupants(db, "nope", 100, occ_each, &seen, &cause), DB_OK);
+	ck_assert_int_eq(seen.n, 0);
+}
+END_TEST
+
 START_TEST(test_health)
 {
 	struct db_health h;
@@ -1824,6 +1873,7 @@ db_suite(void)
 	tcase_add_test(tc, test_room_peak_update);
 	tcase_add_test(tc, test_verbatim_strings);
 	tcase_add_test(tc, test_room_counts);
+	tcase_add_test(tc, test_room_occupants);
 	tcase_add_test(tc, test_health);
 	suite_add_tcase(s, tc);
 
