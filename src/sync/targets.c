@@ -296,6 +296,24 @@ targets_room_json(struct jsonw *w, const struct db_room *room, const cJSON *live
 		jsonw_kv_int(w, "peak_users", room->peak_users);
 }
 
+/* Occupants listed per room in the periodic sync; the count covers all. */
+#define TARGETS_OCCUPANTS_MAX 1000
+
+static int
+targets_occupant_each(const struct db_occupant *o, void *arg)
+{
+	struct jsonw *w = arg;
+
+	jsonw_object_begin(w);
+	jsonw_kv_int(w, "session_id", o->session_id);
+	jsonw_kv_string(w, "user_id", o->user_id);
+	jsonw_kv_string(w, "nickname", o->nickname);
+	jsonw_kv_bool(w, "is_admin", o->is_admin);
+	jsonw_kv_int(w, "joined_at", o->joined_at / 1000);
+	jsonw_object_end(w);
+	return 0;
+}
+
 static int
 targets_snap_each(const struct db_room *room, void *arg)
 {
@@ -316,6 +334,17 @@ targets_snap_each(const struct db_room *room, void *arg)
 		jsonw_kv_int(s->w, "last_seq", c.last_seq);
 		jsonw_kv_int(s->w, "session_count", c.session_count);
 		jsonw_kv_int(s->w, "current_occupants", c.open_sessions);
+		/* Who is in the room, so a receiver that missed a user_left
+		 * event can heal it; bounded, with the count above complete. */
+		jsonw_key(s->w, "occupants");
+		jsonw_array_begin(s->w);
+		if (db_room_occupants(s->db, room->id, TARGETS_OCCUPANTS_MAX, targets_occupant_each,
+			s->w, &s->cause) != DB_OK) {
+			s->failed = 1;
+			return 1;
+		}
+		jsonw_array_end(s->w);
+		jsonw_kv_bool(s->w, "occupants_truncated", c.open_sessions > TARGETS_OCCUPANTS_MAX);
 		jsonw_object_end(s->w);
 	}
 	jsonw_object_end(s->w);

@@ -105,11 +105,17 @@ def t_targets(st, chk):
     try:
         cnt = db.execute("SELECT count(*), max(id), max(seq) FROM messages WHERE room_id = ?", (room,)).fetchone()
         sc = db.execute("SELECT count(*), sum(left_at IS NULL) FROM sessions WHERE room_id = ?", (room,)).fetchone()
+        occ = db.execute("SELECT id, user_id, nickname, is_admin, joined_at / 1000 FROM sessions"
+                         " WHERE room_id = ? AND left_at IS NULL ORDER BY id", (room,)).fetchall()
     finally:
         db.close()
+    chk.ok(len(occ) >= 1, "someone is in the room for the occupant snapshot", repr(occ))
     chk.eq(r.get("consistency"), {"message_count": cnt[0], "last_message_id": cnt[1], "last_seq": cnt[2],
-                                  "session_count": sc[0], "current_occupants": sc[1]},
-           "consistency block equals the database")
+                                  "session_count": sc[0], "current_occupants": sc[1],
+                                  "occupants": [{"session_id": o[0], "user_id": o[1], "nickname": o[2],
+                                                 "is_admin": bool(o[3]), "joined_at": o[4]} for o in occ],
+                                  "occupants_truncated": False},
+           "consistency block (counts and occupant snapshot) equals the database")
 
     data = RCV.ok_entries("/data")
     api = st.client.get("/management/sync").json
