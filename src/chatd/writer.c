@@ -188,9 +188,12 @@ writer_main(void *arg)
 			abort();
 		STAILQ_CONCAT(&w->done, &back);
 		w->inflight = 0;
-		pthread_mutex_unlock(&w->lock);
-		if (messages > 0)
+		/* Under the lock, so writer_detach() cannot return while a
+		 * wake-up to a context about to be destroyed is in flight.
+		 * lws_cancel_service() only writes to the loop's pipe. */
+		if (messages > 0 && w->ctx != NULL)
 			lws_cancel_service(w->ctx);
+		pthread_mutex_unlock(&w->lock);
 	}
 	return NULL;
 }
@@ -290,6 +293,17 @@ static void
 writer_free_session(void *v)
 {
 	free(v);
+}
+
+void
+writer_detach(struct writer *w)
+{
+	if (w == NULL)
+		return;
+	if (pthread_mutex_lock(&w->lock) != 0)
+		abort();
+	w->ctx = NULL;
+	pthread_mutex_unlock(&w->lock);
 }
 
 void

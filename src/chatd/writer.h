@@ -86,6 +86,12 @@ unsigned writer_drain(struct writer *w, void (*done)(struct writer_op *op, void 
 /* Operations submitted and not yet committed (stats). */
 unsigned writer_backlog(struct writer *w);
 /*
+ * Forgets the lws context: after it returns the writer thread never wakes
+ * the service loop again. Call before lws_context_destroy(). Service thread.
+ */
+void writer_detach(struct writer *w);
+
+/*
  * Commits everything submitted so far, stops the thread, closes its
  * database and frees what is left. Service thread, after the last submit.
  */
