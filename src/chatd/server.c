@@ -811,6 +811,9 @@ server_ctl_send(struct ctlconn *cc, const char *line)
 {
 	size_t len = strlen(line);
 
+	/* ctl_reply_encode_* end their line already: one newline per reply. */
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
 	if (cc->drop)
 		return;
 	if (cc->out_len + len + 1 > 4 * (size_t)CTL_LINE_MAX) {
@@ -827,6 +830,23 @@ server_ctl_send(struct ctlconn *cc, const char *line)
 	cc->out[LWS_PRE + cc->out_len + len] = '\n';
 	cc->out_len += len + 1;
 	lws_callback_on_writable(cc->wsi);
+}
+
+/* Sends what is queued for a control client; -1 if the socket failed. */
+static int
+server_ctl_flush(struct ctlconn *cc)
+{
+	if (cc->out_len == 0)
+		return 0;
+	if (lws_write(cc->wsi, cc->out + LWS_PRE, cc->out_len, LWS_WRITE_RAW) < 0)
+		return -1;
+	cc->out_len = 0;
+	if (cc->out_cap > LWS_PRE + 65536) {
+		free(cc->out);
+		cc->out = NULL;
+		cc->out_cap = 0;
+	}
+	return 0;
 }
 
 static int
@@ -855,20 +875,23 @@ server_ctl_callback(
 			/* Framing lost (over-long line, NUL): flush, then drop. */
 			cc->drop = 1;
 			lws_callback_on_writable(wsi);
+			return 0;
 		}
-		return 0;
+		/*
+		 * Answer at once rather than at the next WRITEABLE: a client
+		 * such as `echo ... | socat - UNIX-CONNECT:...` half-closes
+		 * right after its request, and lws closes the connection on
+		 * that EOF before a later WRITEABLE. Control traffic is small;
+		 * lws buffers a partial write. (Replies that wait for the
+		 * writer, such as publish, still need the client to stay.)
+		 */
+		return server_ctl_flush(cc);
 	case LWS_CALLBACK_RAW_WRITEABLE:
 		if (!cc->live)
 			return 0;
 		if (cc->out_len > 0) {
-			if (lws_write(wsi, cc->out + LWS_PRE, cc->out_len, LWS_WRITE_RAW) < 0)
+			if (server_ctl_flush(cc) != 0)
 				return -1;
-			cc->out_len = 0;
-			if (cc->out_cap > LWS_PRE + 65536) {
-				free(cc->out);
-				cc->out = NULL;
-				cc->out_cap = 0;
-			}
 			if (cc->drop)
 				lws_callback_on_writable(wsi); /* after lws flushed it */
 			return 0;

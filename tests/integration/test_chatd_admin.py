@@ -7,6 +7,7 @@ room close (DELETE), live stats over the control socket, priority of a
 CustomEvent over queued chat and bounded queues for a client that stops
 reading. Exit 0 on success, 1 on failure, 77 if no web server is installed."""
 import os
+import json
 import socket
 import sys
 import time
@@ -287,6 +288,31 @@ def t_room_backlog(st, chk):
         ws.abort()
 
 
+def t_control_half_close(st, chk):
+    """The control socket as an operator drives it with
+    `printf ... | socat - UNIX-CONNECT:...`: two requests, then a
+    half-close; both replies arrive, one line each, nothing in between."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(st.control_socket)
+        s.sendall(b'{"v":1,"id":7,"type":"health"}\n{"v":1,"id":8,"type":"rooms"}\n')
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    lines = data.decode("utf-8").split("\n")
+    chk.eq(lines[-1], "", "the last reply ends with a newline")
+    replies = [json.loads(x) for x in lines[:-1]]
+    chk.eq([(r.get("id"), r.get("ok")) for r in replies], [(7, True), (8, True)],
+           "both replies after a half-close, one per line")
+
+
 _ran_once = set()
 
 
@@ -311,4 +337,5 @@ if __name__ == "__main__":
         ("slow reader", once(t_slow_reader)),
         ("big room", once(t_big_room)),
         ("room backlog", once(t_room_backlog)),
+        ("control half-close", once(t_control_half_close)),
     ]))
