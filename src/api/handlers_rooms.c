@@ -20,9 +20,6 @@
 #include "log.h"
 #include "xmalloc.h"
 
-#define BAN_DURATION_MAX (365LL * 24 * 3600)
-#define CLOSE_REASON_DEFAULT "closed by administrator"
-
 /* A random (version 4) UUID: 122 bits from the kernel, unguessable. */
 static int
 rooms_new_id(char out[ROOM_ID_LEN + 1], char **cause)
@@ -229,7 +226,7 @@ handlers_rooms_close(struct api_call *call)
 	int rc, live;
 
 	if (reason == NULL || *reason == '\0')
-		reason = CLOSE_REASON_DEFAULT;
+		reason = ROOM_CLOSE_REASON_DEFAULT;
 	if (text_check(reason, 1, REASON_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0) {
 		api_error(call, 400, "invalid_query", "reason %s (at most %d bytes)", why,
 		    REASON_MAX_BYTES);
@@ -294,7 +291,7 @@ handlers_rooms_ban(struct api_call *call)
 	if (json_check_keys(call->body, keys, &cause) != 0 ||
 	    json_get_string(call->body, "user_id", 1, 1, USER_ID_MAX_BYTES, TEXT_NO_CONTROL,
 		&user_id, &cause) != 0 ||
-	    json_get_int(call->body, "duration_seconds", 0, 1, BAN_DURATION_MAX, &duration,
+	    json_get_int(call->body, "duration_seconds", 0, 1, BAN_DURATION_MAX_SECONDS, &duration,
 		&present, &cause) != 0 ||
 	    json_get_string(call->body, "reason", 0, 0, REASON_MAX_BYTES, TEXT_NO_CONTROL, &reason,
 		&cause) != 0) {

@@ -20,7 +20,6 @@
 #include "xmalloc.h"
 
 /* Longest timed ban: one year, as the REST API's ban route. */
-#define WSPROTO_BAN_DURATION_MAX (365LL * 24 * 3600)
 
 /* Arguments: the payload object, max_content, the frame's length, then as wsproto_parse. */
 typedef int wsproto_parse_fn(
@@ -178,7 +177,7 @@ wsproto_parse_ban(const cJSON *p, size_t max_content, size_t frame_len, struct w
 	/* On failure the caller clears what wsproto_parse_target filled in. */
 	if (wsproto_parse_target(p, 1, req, code, message) != 0)
 		return -1;
-	if (json_get_int(p, "duration_seconds", 0, 1, WSPROTO_BAN_DURATION_MAX, &duration, &present,
+	if (json_get_int(p, "duration_seconds", 0, 1, BAN_DURATION_MAX_SECONDS, &duration, &present,
 		&cause) != 0)
 		return wsproto_fail(code, message, "invalid_field", cause);
 	req->duration_seconds = present ? duration : 0;

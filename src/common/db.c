@@ -272,8 +272,9 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				  " WHERE id = ?1",
 	[DB_STMT_SESSION_OPEN_IDS] = "SELECT id FROM sessions WHERE left_at IS NULL ORDER BY id",
 	/* The partial index sessions_open makes this proportional to the occupants. */
-	[DB_STMT_SESSION_OCCUPANTS] = "SELECT id, user_id, nickname, is_admin, joined_at FROM sessions"
-				      " WHERE room_id = ?1 AND left_at IS NULL ORDER BY id LIMIT ?2",
+	[DB_STMT_SESSION_OCCUPANTS] =
+	    "SELECT id, user_id, nickname, is_admin, joined_at FROM sessions"
+	    " WHERE room_id = ?1 AND left_at IS NULL ORDER BY id LIMIT ?2",
 	[DB_STMT_SESSION_OPEN_COUNT] = "SELECT count(*) FROM sessions"
 				       " WHERE room_id = ?1 AND left_at IS NULL",
 	[DB_STMT_SESSION_FIRST] = "SELECT seq FROM sessions WHERE room_id = ?1 AND joined_at >= ?2"
@@ -327,10 +328,11 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	 * (chatd stamps messages as it commits them in order), so the oldest
 	 * pending row is the first one.
 	 */
-	[DB_STMT_BACKLOG_MESSAGES] = "SELECT count(*),"
-				     " (SELECT created_at FROM messages WHERE id > ?1 ORDER BY id LIMIT 1),"
-				     " max(id) FROM (SELECT id FROM messages WHERE id > ?1"
-				     " ORDER BY id LIMIT ?2)",
+	[DB_STMT_BACKLOG_MESSAGES] =
+	    "SELECT count(*),"
+	    " (SELECT created_at FROM messages WHERE id > ?1 ORDER BY id LIMIT 1),"
+	    " max(id) FROM (SELECT id FROM messages WHERE id > ?1"
+	    " ORDER BY id LIMIT ?2)",
 	[DB_STMT_BACKLOG_SESSIONS] = "SELECT count(*), min(created_at), max(id) FROM"
 				     " (SELECT id, created_at FROM outbox WHERE id > ?1"
 				     " AND kind = 'user_left' ORDER BY id LIMIT ?2)",
@@ -1609,8 +1611,8 @@ db_room_occupants(struct db *db, const char *room_id, int64_t limit,
 	sqlite3_stmt *st;
 	int rc;
 
-	st = db_prepare(db, DB_STMT_SESSION_OCCUPANTS, cause,
-	    DB_ARGS(DB_TEXT(room_id), DB_INT(limit)));
+	st = db_prepare(
+	    db, DB_STMT_SESSION_OCCUPANTS, cause, DB_ARGS(DB_TEXT(room_id), DB_INT(limit)));
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {

@@ -70,6 +70,8 @@ void db_tx_rollback(struct db *db);
 #define ROOM_ADMINS_MAX 100
 #define REASON_MAX_BYTES 500
 #define EVENT_TYPE_MAX_BYTES 64
+#define BAN_DURATION_MAX_SECONDS (365LL * 24 * 3600) /* longest timed ban */
+#define ROOM_CLOSE_REASON_DEFAULT "closed by administrator"
 
 struct db_room {
 	char *id;

@@ -21,10 +21,6 @@
 #define CHATCTL_EXIT_USAGE 2 /* bad command line or settings */
 #define CHATCTL_EXIT_UNREACHABLE 3 /* chatd is not running or not answering */
 
-/* Ban durations accepted by --duration, as in the REST API. */
-#define CHATCTL_DURATION_MAX (365LL * 24 * 3600)
-#define CHATCTL_CLOSE_REASON "closed by administrator"
-
 /* One invocation's settings. Owned by main(); one thread. */
 struct chatctl {
 	struct config cfg; /* loaded settings (CONTROL_SOCKET, DATABASE_URL, ...) */

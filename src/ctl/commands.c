@@ -78,7 +78,7 @@ const struct commands_entry commands_table[] = {
 	    "If chatd is not running the close is still recorded (exit status 0, with a\n"
 	    "note on stderr). Exit status 1 (room_closed) if it was already closed.\n"
 	    "\n"
-	    "  -r, --reason TEXT    why (default \"" CHATCTL_CLOSE_REASON "\")\n"
+	    "  -r, --reason TEXT    why (default \"" ROOM_CLOSE_REASON_DEFAULT "\")\n"
 	    "      --no-db          tell chatd only; the room opens again when chatd restarts\n",
 	    1, 1, COMMANDS_REASON | COMMANDS_DB, commands_close },
 	{ "publish", "ROOM_ID EVENT_TYPE [JSON_PAYLOAD]", "push a CustomEvent to a room",
@@ -517,7 +517,7 @@ commands_close(struct chatctl *c, char **argv, int argc)
 {
 	const char *room = argv[0];
 	const char *reason =
-	    c->reason != NULL && *c->reason != '\0' ? c->reason : CHATCTL_CLOSE_REASON;
+	    c->reason != NULL && *c->reason != '\0' ? c->reason : ROOM_CLOSE_REASON_DEFAULT;
 	cJSON *args, *result = NULL;
 	char *cause = NULL;
 	struct db *db;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "chatctl.h"
+#include "db.h"
 #include "log.h"
 
 /* Options valid everywhere; the command's own are added in the second pass. */
@@ -212,7 +213,7 @@ main(int argc, char **argv)
 		case 'd':
 			if (!(cmd->flags & COMMANDS_DURATION))
 				return usage_error(cmd, "%s does not take --duration", cmd->name);
-			c.duration_s = commands_parse_duration(optarg, CHATCTL_DURATION_MAX);
+			c.duration_s = commands_parse_duration(optarg, BAN_DURATION_MAX_SECONDS);
 			if (c.duration_s < 0)
 				return usage_error(cmd,
 				    "--duration %s: expected seconds, or a number with s, m, h or "
