@@ -194,6 +194,15 @@ enum db_stmt {
 	"r.id, r.name, r.created_at, r.closed_at, r.close_reason, r.peak_users, r.last_seq, " \
 	"r.last_session_seq"
 
+/* One column order per row type, read by db_row_message/db_row_session. */
+#define DB_MESSAGE_COLUMNS \
+	"id, room_id, seq, kind, user_id, nickname, is_admin, content, event_type, created_at"
+#define DB_SESSION_COLUMNS \
+	"id, room_id, seq, user_id, nickname, is_admin, address, joined_at, left_at, leave_reason"
+#define DB_SESSION_COLUMNS_S \
+	"s.id, s.room_id, s.seq, s.user_id, s.nickname, s.is_admin, s.address, s.joined_at," \
+	" s.left_at, s.leave_reason"
+
 static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_BEGIN] = "BEGIN IMMEDIATE",
 	[DB_STMT_COMMIT] = "COMMIT",
@@ -254,8 +263,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				  " ORDER BY created_at, seq LIMIT 1",
 	[DB_STMT_MESSAGE_LAST] = "SELECT seq FROM messages WHERE room_id = ?1 AND created_at <= ?2"
 				 " ORDER BY created_at DESC, seq DESC LIMIT 1",
-	[DB_STMT_MESSAGE_RANGE] = "SELECT id, seq, kind, user_id, nickname, is_admin, content,"
-				  " event_type, created_at FROM messages"
+	[DB_STMT_MESSAGE_RANGE] = "SELECT " DB_MESSAGE_COLUMNS " FROM messages"
 				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
 	[DB_STMT_MESSAGE_ID_AT] = "SELECT id FROM messages WHERE room_id = ?1 AND seq = ?2",
 
@@ -281,8 +289,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				  " ORDER BY joined_at, seq LIMIT 1",
 	[DB_STMT_SESSION_LAST] = "SELECT seq FROM sessions WHERE room_id = ?1 AND joined_at <= ?2"
 				 " ORDER BY joined_at DESC, seq DESC LIMIT 1",
-	[DB_STMT_SESSION_RANGE] = "SELECT id, seq, user_id, nickname, is_admin, address, joined_at,"
-				  " left_at, leave_reason FROM sessions"
+	[DB_STMT_SESSION_RANGE] = "SELECT " DB_SESSION_COLUMNS " FROM sessions"
 				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
 
 	/* No row is ever deleted, so max(id) counts outbox events in O(1). */
@@ -310,12 +317,10 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_FEED_OUTBOX] = "SELECT id, kind, room_id, user_id, nickname, reason, session_id,"
 				" data, created_at FROM outbox WHERE id > ?1 AND id <= ?2"
 				" ORDER BY id LIMIT ?3",
-	[DB_STMT_FEED_MESSAGES] = "SELECT id, room_id, seq, kind, user_id, nickname, is_admin,"
-				  " content, event_type, created_at FROM messages"
+	[DB_STMT_FEED_MESSAGES] = "SELECT " DB_MESSAGE_COLUMNS " FROM messages"
 				  " WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
 	/* A user_left event's id orders sessions by completion. */
-	[DB_STMT_FEED_SESSIONS] = "SELECT o.id, s.id, s.room_id, s.seq, s.user_id, s.nickname,"
-				  " s.is_admin, s.address, s.joined_at, s.left_at, s.leave_reason"
+	[DB_STMT_FEED_SESSIONS] = "SELECT o.id, " DB_SESSION_COLUMNS_S
 				  " FROM outbox o JOIN sessions s ON s.id = o.session_id"
 				  " WHERE o.id > ?1 AND o.id <= ?2 AND o.kind = 'user_left'"
 				  " ORDER BY o.id LIMIT ?3",
@@ -1296,6 +1301,38 @@ db_page_info_set(struct db_page_info *info, const struct page_window *w)
 	info->has_more = w->has_more;
 }
 
+/* Fills *m from DB_MESSAGE_COLUMNS starting at column c; valid until the next step. */
+static void
+db_row_message(sqlite3_stmt *st, int c, struct db_message *m)
+{
+	m->id = sqlite3_column_int64(st, c);
+	m->room_id = db_col_text(st, c + 1);
+	m->seq = sqlite3_column_int64(st, c + 2);
+	m->kind = sqlite3_column_int(st, c + 3);
+	m->user_id = db_col_text(st, c + 4);
+	m->nickname = db_col_text(st, c + 5);
+	m->is_admin = sqlite3_column_int(st, c + 6);
+	m->content = db_col_text(st, c + 7);
+	m->event_type = db_col_text(st, c + 8);
+	m->created_at = sqlite3_column_int64(st, c + 9);
+}
+
+/* Fills *s from DB_SESSION_COLUMNS starting at column c. */
+static void
+db_row_session(sqlite3_stmt *st, int c, struct db_session *s)
+{
+	s->id = sqlite3_column_int64(st, c);
+	s->room_id = db_col_text(st, c + 1);
+	s->seq = sqlite3_column_int64(st, c + 2);
+	s->user_id = db_col_text(st, c + 3);
+	s->nickname = db_col_text(st, c + 4);
+	s->is_admin = sqlite3_column_int(st, c + 5);
+	s->address = db_col_text(st, c + 6);
+	s->joined_at = sqlite3_column_int64(st, c + 7);
+	s->left_at = sqlite3_column_int64(st, c + 8);
+	s->leave_reason = db_col_text(st, c + 9);
+}
+
 int
 db_messages_page(struct db *db, const struct db_page_query *q,
     int (*each)(const struct db_message *m, void *arg), void *arg, struct db_page_info *info,
@@ -1316,16 +1353,7 @@ db_messages_page(struct db *db, const struct db_page_query *q,
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		m.id = sqlite3_column_int64(st, 0);
-		m.room_id = q->room_id;
-		m.seq = sqlite3_column_int64(st, 1);
-		m.kind = sqlite3_column_int(st, 2);
-		m.user_id = db_col_text(st, 3);
-		m.nickname = db_col_text(st, 4);
-		m.is_admin = sqlite3_column_int(st, 5);
-		m.content = db_col_text(st, 6);
-		m.event_type = db_col_text(st, 7);
-		m.created_at = sqlite3_column_int64(st, 8);
+		db_row_message(st, 0, &m);
 		if (each(&m, arg) != 0) {
 			rc = DB_DONE;
 			break;
@@ -1355,16 +1383,7 @@ db_sessions_page(struct db *db, const struct db_page_query *q,
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		s.id = sqlite3_column_int64(st, 0);
-		s.room_id = q->room_id;
-		s.seq = sqlite3_column_int64(st, 1);
-		s.user_id = db_col_text(st, 2);
-		s.nickname = db_col_text(st, 3);
-		s.is_admin = sqlite3_column_int(st, 4);
-		s.address = db_col_text(st, 5);
-		s.joined_at = sqlite3_column_int64(st, 6);
-		s.left_at = sqlite3_column_int64(st, 7);
-		s.leave_reason = db_col_text(st, 8);
+		db_row_session(st, 0, &s);
 		if (each(&s, arg) != 0) {
 			rc = DB_DONE;
 			break;
@@ -1785,16 +1804,7 @@ db_feed_messages(struct db *db, int64_t after, int64_t upto, int64_t limit,
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		m.id = sqlite3_column_int64(st, 0);
-		m.room_id = db_col_text(st, 1);
-		m.seq = sqlite3_column_int64(st, 2);
-		m.kind = sqlite3_column_int(st, 3);
-		m.user_id = db_col_text(st, 4);
-		m.nickname = db_col_text(st, 5);
-		m.is_admin = sqlite3_column_int(st, 6);
-		m.content = db_col_text(st, 7);
-		m.event_type = db_col_text(st, 8);
-		m.created_at = sqlite3_column_int64(st, 9);
+		db_row_message(st, 0, &m);
 		if (each(&m, arg) != 0) {
 			rc = DB_DONE;
 			break;
@@ -1819,16 +1829,7 @@ db_feed_sessions(struct db *db, int64_t after, int64_t upto, int64_t limit,
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
 		event_id = sqlite3_column_int64(st, 0);
-		s.id = sqlite3_column_int64(st, 1);
-		s.room_id = db_col_text(st, 2);
-		s.seq = sqlite3_column_int64(st, 3);
-		s.user_id = db_col_text(st, 4);
-		s.nickname = db_col_text(st, 5);
-		s.is_admin = sqlite3_column_int(st, 6);
-		s.address = db_col_text(st, 7);
-		s.joined_at = sqlite3_column_int64(st, 8);
-		s.left_at = sqlite3_column_int64(st, 9);
-		s.leave_reason = db_col_text(st, 10);
+		db_row_session(st, 1, &s);
 		if (each(&s, event_id, arg) != 0) {
 			rc = DB_DONE;
 			break;
