@@ -113,9 +113,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (config_load(&cfg, NULL, NULL, &cause) != 0)
-		fatal("configuration: %s", cause);
-	log_set_level((enum log_level)log_level_parse(cfg.log_level));
+	config_load_or_exit(&cfg);
 	if (cfg.admin_api_key == NULL)
 		log_warn("ADMIN_API_KEY is not set: every management route answers 503");
 	if (cfg.database_is_memory)

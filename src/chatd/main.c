@@ -78,7 +78,6 @@ main(int argc, char **argv)
 	};
 	struct sigaction sa;
 	struct config cfg;
-	char *cause = NULL;
 	int ch, status;
 
 	log_init("chatd", LOG_LEVEL_INFO);
@@ -103,9 +102,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (config_load(&cfg, NULL, NULL, &cause) != 0)
-		fatal("configuration: %s", cause);
-	log_set_level((enum log_level)log_level_parse(cfg.log_level));
+	config_load_or_exit(&cfg);
 	if (cfg.token_secret != NULL)
 		log_info("token mode: joins need a token from chat-api; admin rights come "
 			 "from it alone");

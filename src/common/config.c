@@ -666,6 +666,16 @@ fail:
 }
 
 void
+config_load_or_exit(struct config *cfg)
+{
+	char *cause = NULL;
+
+	if (config_load(cfg, NULL, NULL, &cause) != 0)
+		fatal("configuration: %s", cause);
+	log_set_level((enum log_level)log_level_parse(cfg->log_level));
+}
+
+void
 config_clear(struct config *cfg)
 {
 	char *base = (char *)cfg;

@@ -70,6 +70,13 @@ struct config {
 typedef const char *(*config_getenv_fn)(const char *key, void *arg);
 int config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **cause);
 
+/*
+ * config_load() for a program's main(): on a bad setting it stops the
+ * program (exit 1) with the message naming key and value; then it applies
+ * LOG_LEVEL. Start-up only.
+ */
+void config_load_or_exit(struct config *cfg);
+
 /* Frees every string in *cfg. */
 void config_clear(struct config *cfg);
 

@@ -100,9 +100,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (config_load(&cfg, NULL, NULL, &cause) != 0)
-		fatal("configuration: %s", cause);
-	log_set_level((enum log_level)log_level_parse(cfg.log_level));
+	config_load_or_exit(&cfg);
 
 	/* No SA_RESTART: a signal cuts a sleep short so the loop sees it. */
 	memset(&sa, 0, sizeof sa);

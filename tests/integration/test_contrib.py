@@ -187,6 +187,26 @@ def t_quickstart(chk, tmp):
                "quickstart installs %s" % pkg)
 
 
+def t_bad_settings(chk, tmp):
+    """Every program stops at start on a malformed setting, naming key and value."""
+    bindir = os.path.dirname(os.path.dirname(stack.CHAT_API))
+    progs = [stack.CHAT_API, os.path.join(bindir, "chatd", "chatd"),
+             os.path.join(bindir, "sync", "chat-sync")]
+    empty = os.path.join(tmp, "empty.env")
+    open(empty, "w").close()
+    for prog, key, value in [(progs[0], "MAX_CONNECTIONS", "abc"), (progs[1], "LOG_LEVEL", "bogus"),
+                             (progs[2], "SYNC_INTERVAL_SECONDS", "-5")]:
+        if not os.access(prog, os.X_OK):
+            chk.ok(False, "%s is built" % prog)
+            continue
+        env = stack.clean_env({"CHAT_ENV_FILE": empty, key: value,
+                               "DATABASE_URL": "sqlite:" + os.path.join(tmp, "bad.db")})
+        argv = [prog, "--once"] if prog.endswith("chat-sync") else [prog]
+        code, text = run(argv, env=env, timeout=10)
+        chk.ok(code == 1 and ("%s=%s" % (key, value)) in text,
+               "%s refuses %s=%s at start" % (os.path.basename(prog), key, value), "%d %r" % (code, text[-300:]))
+
+
 def main():
     stack.setup_process()
     if not os.access(stack.CHAT_API, os.X_OK):
@@ -199,6 +219,7 @@ def main():
         chk.run("env.example", t_env_example, chk, tmp)
         chk.run("systemd", t_systemd, chk, tmp)
         chk.run("quickstart", t_quickstart, chk, tmp)
+        chk.run("bad settings", t_bad_settings, chk, tmp)
     except (KeyboardInterrupt, SystemExit, stack.Watchdog) as exc:
         chk.ok(False, "interrupted", repr(exc))
     finally:
