@@ -16,7 +16,7 @@ set -euo pipefail
 secs=${1:-5}
 parts=${2:-"idle fanout event nchan"}
 top=$(cd "$(dirname "$0")/../.." && pwd)
-chatd="$top/src/chatd/chatd"
+chatd=${CHATD:-"$top/src/chatd/chatd"} # CHATD: another build, for before/after runs
 nchan_mod=/usr/lib/nginx/modules/ngx_nchan_module.so
 for tool in cc sqlite3 taskset; do
 	command -v "$tool" >/dev/null || { echo "ws_bench: $tool is not installed" >&2; exit 2; }
@@ -154,6 +154,14 @@ stop_nginx() {
 	wait "$nginx_pid" 2>/dev/null || true
 }
 
+shape_list() { # SHAPES: "big" (1 room of 1,000), "10" (10 rooms of 100), "big10" (both)
+	case $shapes in
+	big) echo "big:1000" ;;
+	10) echo "$rooms10:100" ;;
+	*) echo "big:1000 $rooms10:100" ;;
+	esac
+}
+
 field() { # RESULT-LINE KEY
 	tr ' ' '\n' <<<"$1" | awk -F= -v k="$2" '$1 == k {print $2}'
 }
@@ -233,12 +241,13 @@ if [[ " $parts " == *" idle "* ]]; then
 	fi
 fi
 
-loads="20000 60000 100000"
+loads=${LOADS:-"20000 60000 100000"}
+shapes=${SHAPES:-"big10"}
 if [[ " $parts " == *" fanout "* ]]; then
 	echo "## (b) fan-out at fixed offered loads (deliveries/s), ${secs}s each"
-	for shape in "big 1000" "$rooms10 100"; do
-		set -- $shape
-		for load in $loads $([ "$2" = 1000 ] && echo 400000); do
+	for shape in $(shape_list); do
+		set -- ${shape/:/ }
+		for load in $loads $([ "$2" = 1000 ] && [ -z "${LOADS:-}" ] && echo 400000); do
 			label="$([ "$2" = 1000 ] && echo "1x1000" || echo "10x100") @ $load/s"
 			r=$(fanout "$chatd_pid" "$cport" "$1" "$2" "$load" "/ws/rooms/%r?user_id=u%u" \
 				"/ws/rooms/%r?user_id=admin" chatd -w)
@@ -250,9 +259,9 @@ if [[ " $parts " == *" fanout "* ]]; then
 		start_nginx
 		# The same frame size as chatd's delivered Message frame.
 		pad=$(field "${C["1x1000 @ 20000/s"]}" avg_frame_bytes)
-		for shape in "big 1000" "$rooms10 100"; do
-			set -- $shape
-			for load in $loads $([ "$2" = 1000 ] && echo 400000); do
+		for shape in $(shape_list); do
+			set -- ${shape/:/ }
+			for load in $loads $([ "$2" = 1000 ] && [ -z "${LOADS:-}" ] && echo 400000); do
 				label="$([ "$2" = 1000 ] && echo "1x1000" || echo "10x100") @ $load/s"
 				r=$(fanout "$nginx_worker" "$nport" "$1" "$2" "$load" "/sub/%r" "/pub/%r" raw -s "$pad")
 				N["$label"]=$r

@@ -108,13 +108,15 @@ struct room {
 	struct coalesce co;
 	lws_sorted_usec_list_t stats_sul; /* trailing RoomStats push */
 
-	/* Sliced low-priority fan-out: the head frame is being delivered
-	 * from fan_cursor on; later frames wait (keeps per-member order). */
+	/* Sliced low-priority fan-out. A pass takes the fan_pass frames at
+	 * the head and walks the members from fan_cursor on, giving each
+	 * member all of them at once; frames that arrive meanwhile wait for
+	 * the next pass (keeps per-member order). */
 	struct room_fanout_list fanout;
 	unsigned fanout_len; /* bounded by QUEUE_LOW_FRAMES (room_fanout_shed) */
 	uint64_t fanout_shed; /* messages dropped from the backlog, for stats */
 	struct conn *fan_cursor;
-	int fan_started;
+	unsigned fan_pass; /* frames in the pass under way, 0: none */
 	int busy; /* on cd->busy */
 
 	TAILQ_ENTRY(room) entry; /* cd->room_list */
@@ -180,6 +182,9 @@ struct chatd {
 	uint64_t next_serial;
 	int64_t started_ms;
 	uint64_t dropped_low; /* low frames dropped since start */
+	/* Frames written to clients and the writes that carried them: their
+	 * ratio shows how well queued frames are batched (control health). */
+	uint64_t frames_sent, frame_writes;
 
 	unsigned char *sendbuf; /* shared by every WRITEABLE; LWS_PRE first */
 	size_t sendbuf_cap;

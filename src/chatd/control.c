@@ -155,6 +155,8 @@ control_health(struct ctlconn *cc, unsigned long id)
 	json_add_int(o, "rooms", live);
 	json_add_int(o, "writer_backlog", writer_backlog(cd->writer));
 	json_add_int(o, "dropped_low", (long long)cd->dropped_low);
+	json_add_int(o, "frames_sent", (long long)cd->frames_sent);
+	json_add_int(o, "frame_writes", (long long)cd->frame_writes);
 	control_ok(cc, id, o);
 }
 

@@ -205,7 +205,7 @@ room_fanout_drop(struct room *r)
 	}
 	r->fanout_len = 0;
 	r->fan_cursor = NULL;
-	r->fan_started = 0;
+	r->fan_pass = 0;
 }
 
 void
@@ -399,9 +399,11 @@ room_fanout_shed(struct room *r)
 {
 	struct room_fanout *victim = STAILQ_FIRST(&r->fanout);
 	struct conn *c;
+	unsigned i;
 
-	if (victim != NULL && r->fan_started)
-		victim = STAILQ_NEXT(victim, entry); /* the head is half delivered */
+	/* The frames of the pass under way are half delivered: keep them. */
+	for (i = 0; i < r->fan_pass && victim != NULL; i++)
+		victim = STAILQ_NEXT(victim, entry);
 	if (victim == NULL)
 		return;
 	STAILQ_REMOVE(&r->fanout, victim, room_fanout, entry);
@@ -447,30 +449,51 @@ room_broadcast(struct room *r, const char *json, int high)
 	return r->nconns;
 }
 
+/*
+ * Column-wise: every member visited gets all the frames of the pass at
+ * once, so when the loop falls behind, frames pile up in the members'
+ * queues and leave in one write per member (server.c batches a queue
+ * into one lws_write) instead of one write per frame. That is what lets
+ * a loaded daemon catch up rather than fall further behind. The budget
+ * counts members visited.
+ */
 unsigned
 room_fanout_run(struct room *r, unsigned budget)
 {
-	struct room_fanout *fo;
+	struct room_fanout *fo, *pass[SERVER_FANOUT_PASS_MAX];
 	struct conn *c;
-	unsigned used = 0;
+	unsigned used = 0, i, n;
 
-	while (used < budget && (fo = STAILQ_FIRST(&r->fanout)) != NULL) {
-		if (!r->fan_started) {
+	while (used < budget && !STAILQ_EMPTY(&r->fanout)) {
+		if (r->fan_pass == 0) {
+			r->fan_pass = r->fanout_len < SERVER_FANOUT_PASS_MAX
+			    ? r->fanout_len
+			    : SERVER_FANOUT_PASS_MAX;
 			r->fan_cursor = TAILQ_FIRST(&r->members);
-			r->fan_started = 1;
+		}
+		n = 0;
+		STAILQ_FOREACH(fo, &r->fanout, entry)
+		{
+			if (n == r->fan_pass)
+				break;
+			pass[n++] = fo;
 		}
 		while (used < budget && (c = r->fan_cursor) != NULL) {
 			r->fan_cursor = TAILQ_NEXT(c, entry);
-			server_conn_push(c, fo->f, 0);
+			for (i = 0; i < n; i++)
+				server_conn_push(c, pass[i]->f, 0);
 			used++;
 		}
-		if (r->fan_cursor == NULL) {
+		if (r->fan_cursor != NULL)
+			break;
+		for (i = 0; i < n; i++) {
+			fo = STAILQ_FIRST(&r->fanout);
 			STAILQ_REMOVE_HEAD(&r->fanout, entry);
 			frame_unref(fo->f);
 			free(fo);
 			r->fanout_len--;
-			r->fan_started = 0;
 		}
+		r->fan_pass = 0;
 	}
 	return used;
 }

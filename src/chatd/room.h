@@ -50,7 +50,7 @@ void room_leave(struct room *r, struct conn *c);
  * Returns the number of recipients.
  */
 unsigned room_broadcast(struct room *r, const char *json, int high);
-/* Runs up to budget low-priority deliveries of r; returns what it used. */
+/* Serves up to budget members from r's low-priority fan-out; returns how many. */
 unsigned room_fanout_run(struct room *r, unsigned budget);
 
 /* Closes the user's connections in r; returns how many. */

@@ -339,13 +339,19 @@ server_conn_close(
 void
 server_conn_push(struct conn *c, struct frame *f, int high)
 {
+	int idle;
+
 	if (c->close_code != 0)
 		return;
+	idle = outq_empty(&c->q);
 	if (outq_push(&c->q, f, high) != 0) {
 		server_conn_close(c, 4408, "too slow: high-priority queue full", "too_slow", 0);
 		return;
 	}
-	lws_callback_on_writable(c->wsi);
+	/* A queue that held frames has asked for WRITEABLE already (the
+	 * writeable handler asks again while frames remain). */
+	if (idle)
+		lws_callback_on_writable(c->wsi);
 }
 
 void
@@ -440,6 +446,7 @@ server_writeable(struct chatd *cd, struct lws *wsi, struct conn *c)
 {
 	struct frame *first;
 	uint64_t dropped;
+	uint32_t queued;
 	size_t need, n;
 	char *json, *msg;
 	struct frame *f;
@@ -477,7 +484,11 @@ server_writeable(struct chatd *cd, struct lws *wsi, struct conn *c)
 	}
 	/* Whole frames, high lane first, into one write: one system call for
 	 * several messages (FACTS: lws keeps order across partial writes). */
+	queued = c->q.high.len + c->q.low.len;
 	n = outq_fill(&c->q, cd->sendbuf + LWS_PRE, SERVER_SEND_BATCH);
+	cd->frames_sent += queued - (c->q.high.len + c->q.low.len);
+	if (n > 0)
+		cd->frame_writes++;
 	if (n > 0 && lws_write(wsi, cd->sendbuf + LWS_PRE, n, LWS_WRITE_RAW) < 0)
 		return -1;
 	if (!outq_empty(&c->q) || c->close_code != 0)
@@ -1122,6 +1133,7 @@ out:
 		writer_detach(cd->writer);
 		lws_context_destroy(cd->ctx);
 		server_ctx = NULL;
+
 		if (cd->ctl_vhost != NULL && unlink(cfg->control_socket) != 0 && errno != ENOENT)
 			log_warn("unlink %s: %s", cfg->control_socket, strerror(errno));
 	}

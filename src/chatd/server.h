@@ -12,8 +12,10 @@
 
 #include "chatd.h"
 
-/* Frames delivered per slice of a low-priority fan-out before yielding. */
+/* Members served per slice of a low-priority fan-out before yielding. */
 #define SERVER_FANOUT_SLICE 256
+/* Most waiting frames one fan-out pass hands each member at once. */
+#define SERVER_FANOUT_PASS_MAX 64
 /* Bytes of queued frames written per WRITEABLE (one lws_write). */
 #define SERVER_SEND_BATCH (64 * 1024)
 /* Seconds a closing connection gets to take its close frame. */

@@ -15,6 +15,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatd_stack as cs  # noqa: E402
+import wsclient as wsc  # noqa: E402
 from chatd_stack import HandshakeError  # noqa: E402
 
 
@@ -251,6 +252,35 @@ def t_big_room(st, chk):
     chk.eq(complete, 300, "all 300 members got all 5 messages")
     chk.eq(ordered, 300, "in seq order")
     chk.eq(events, 300, "all 300 got the CustomEvent")
+
+    # A burst of 20 chat messages in one TCP write: each fan-out pass hands
+    # every member all the frames waiting, and they leave in one write per
+    # member, so frames per write is well above one (one frame per write
+    # per member would make it about 1).
+    before = st.ctl("health")["result"]
+    adm.send_raw(b"".join(wsc.frame(json.dumps(
+        {"type": "Message", "payload": {"content": "burst %d" % i}})) for i in range(20)))
+    complete = ordered = 0
+    for ws in members:
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < 20 and time.monotonic() < deadline:
+            try:
+                m = ws.recv_json(max(0.01, deadline - time.monotonic()))
+            except (cs.Timeout, cs.Closed):
+                break
+            if m["type"] == "Message":
+                got.append(m["payload"]["content"])
+        complete += len(got) == 20
+        ordered += got == ["burst %d" % i for i in range(20)]
+    chk.eq(complete, 300, "all 300 members got the 20-message burst")
+    chk.eq(ordered, 300, "burst in order")
+    after = st.ctl("health")["result"]
+    frames = after["frames_sent"] - before["frames_sent"]
+    writes = after["frame_writes"] - before["frame_writes"]
+    chk.ok(frames >= 20 * 300, "frames_sent counts every delivery", "%d frames" % frames)
+    chk.ok(writes > 0 and frames >= 2 * writes, "queued frames leave in batched writes",
+           "%d frames in %d writes" % (frames, writes))
     for ws in members + [adm]:
         ws.abort()
 
