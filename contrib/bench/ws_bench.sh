@@ -5,7 +5,9 @@
 # chatd/Nchan ratios; asserts nothing and is not part of `make check`.
 #
 # Usage: contrib/bench/ws_bench.sh [SECONDS_PER_RUN] [PARTS]
-#   PARTS: any of idle fanout event nchan (default: all four)
+#   PARTS: any of idle fanout event nchan floor (default: all five)
+#   LOADS="20000 100000" (deliveries/s; default 20000 60000 100000, plus 400000 for one room of
+#   1,000), SHAPES=big|10|big10 (rooms to run), IDLE_SIZES="10000 19000", CHATD=another build
 # Needs: a built tree (src/chatd/chatd), cc, sqlite3, taskset, /usr/bin/python3; for
 # the Nchan side nginx and libnginx-mod-nchan. chatd (and nginx) run on
 # core 0, the load generator (contrib/bench/ws_bench.c, built here into
@@ -14,7 +16,7 @@
 set -euo pipefail
 
 secs=${1:-5}
-parts=${2:-"idle fanout event nchan"}
+parts=${2:-"idle fanout event nchan floor"}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 chatd=${CHATD:-"$top/src/chatd/chatd"} # CHATD: another build, for before/after runs
 nchan_mod=/usr/lib/nginx/modules/ngx_nchan_module.so
@@ -34,6 +36,7 @@ cleanup() {
 trap cleanup EXIT
 
 cc -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -o "$tmp/ws_bench" "$top/contrib/bench/ws_bench.c"
+cc -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -o "$tmp/send_floor" "$top/contrib/bench/send_floor.c"
 gen=(taskset -c 1 "$tmp/ws_bench")
 
 free_port() {
@@ -282,6 +285,27 @@ if [[ " $parts " == *" event "* ]]; then
 			"$(field "$r" evt_received)" "$(( $(field "$r" events) * 1000 ))" "$(field "$r" evt_p50_ms)" \
 			"$(field "$r" evt_p99_ms)" "$(field "$r" evt_max_ms)"
 	done
+fi
+
+declare -A F
+if [[ " $parts " == *" floor "* ]]; then
+	echo "## floor: one send() of a ${FLOOR_BYTES:-220}-byte frame to 1,000 loopback connections, nothing else"
+	for load in $loads; do
+		r=$(taskset -c 0 "$tmp/send_floor" -n 1000 -r "$load" -s "${FLOOR_BYTES:-220}" -k 1 -d "$secs" -c 1)
+		F[$load]=$(field "$r" us_per_send)
+		printf '%-32s %8s sends/s  %6s us/send  cpu %5s%%\n' "floor  @ $load/s" \
+			"$(field "$r" sends_per_s)" "$(field "$r" us_per_send)" "$(field "$r" cpu_pct)"
+	done
+fi
+if [ ${#F[@]} -gt 0 ] && [ ${#C[@]} -gt 0 ]; then
+	echo "## chatd us/delivery / floor us/send at the same offered rate"
+	for label in "${!C[@]}"; do
+		load=${label##* @ }
+		load=${load%/s}
+		[ -n "${F[$load]:-}" ] || continue
+		awk -v l="$label" -v c="$(field "${C[$label]}" server_us_per_delivery)" -v f="${F[$load]}" \
+			'BEGIN { if (c != "") printf "%-20s %.2f\n", l, c / f }'
+	done | sort
 fi
 
 if [ "$have_nchan" = 1 ] && [ ${#N[@]} -gt 0 ]; then
