@@ -300,6 +300,16 @@ int db_cursor_batch(struct db *db, const char *target, int64_t last_id, const ch
  * batch and the failure state. DB_CONFLICT if it is no longer at last_id. */
 int db_cursor_done(struct db *db, const char *target, int64_t last_id, int64_t new_last_id,
     int64_t now, char **cause);
+/*
+ * db_cursor_done() and db_cursor_batch() for the next batch in one write
+ * transaction: after a 2xx for the batch from last_id to new_last_id,
+ * moves the cursor to new_last_id and records the batch about to be sent
+ * after it (next_delivery_id, rows up to next_batch_last_id, which must
+ * be above new_last_id). All or nothing: DB_CONFLICT, with nothing
+ * changed, if the cursor is no longer at last_id.
+ */
+int db_cursor_done_next(struct db *db, const char *target, int64_t last_id, int64_t new_last_id,
+    int64_t now, const char *next_delivery_id, int64_t next_batch_last_id, char **cause);
 /* Counts a failed attempt (failing_since keeps the first). */
 int db_cursor_fail(struct db *db, const char *target, const char *error, int64_t now, char **cause);
 

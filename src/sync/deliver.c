@@ -1,6 +1,9 @@
 /*
  * HTTP delivery with libcurl (curl.h lives here only). One easy handle per
- * target, reused for keep-alive; redirects are never followed (a 3xx is a
+ * target, driven by its own multi handle so that a POST can be started,
+ * left on the wire while the caller builds the next batch, and finished
+ * later (deliver_start/deliver_finish); the multi handle keeps the
+ * connection for keep-alive. Redirects are never followed (a 3xx is a
  * failure, so a callback cannot be bounced to another host); the response
  * is read with a size cap. Knows nothing about payloads or the database.
  */
@@ -15,8 +18,23 @@
 #include "deliver.h"
 #include "xmalloc.h"
 
+/*
+ * Upload chunk: one send() per chunk, so a whole batch (~262 KB for 1,000
+ * chat messages) goes to the kernel in one call instead of five of curl's
+ * default 64 KiB. curl allocates it once per handle, on the first upload.
+ */
+#define DELIVER_UPLOAD_BUFFER (512L * 1024)
+/* Longest wait in deliver_finish() between looks at the stop flag. */
+#define DELIVER_POLL_MS 100
+/* deliver_start() pushes the request until the socket takes no more, at most this many rounds. */
+#define DELIVER_PUSH_ROUNDS 64
+
+/* One target's endpoint; owned by its caller, one thread. */
 struct deliver {
+	CURLM *multi;
 	CURL *easy;
+	struct curl_slist *hdrs; /* of the request in flight, NULL when none */
+	int in_flight; /* easy is in multi */
 	volatile sig_atomic_t *stop;
 	char errbuf[CURL_ERROR_SIZE];
 	char snippet[DELIVER_SNIPPET_MAX + 1];
@@ -92,6 +110,10 @@ deliver_create(const char *url, long timeout_s, volatile sig_atomic_t *stop, str
 	*out = NULL;
 	d = xcalloc(1, sizeof *d);
 	d->stop = stop;
+	if ((d->multi = curl_multi_init()) == NULL) {
+		*cause = xasprintf("curl_multi_init failed");
+		goto fail;
+	}
 	if ((d->easy = curl_easy_init()) == NULL) {
 		*cause = xasprintf("curl_easy_init failed");
 		goto fail;
@@ -115,6 +137,7 @@ deliver_create(const char *url, long timeout_s, volatile sig_atomic_t *stop, str
 	DELIVER_SET(d, CURLOPT_XFERINFODATA, d);
 	DELIVER_SET(d, CURLOPT_NOPROGRESS, 0L);
 	DELIVER_SET(d, CURLOPT_POST, 1L);
+	DELIVER_SET(d, CURLOPT_UPLOAD_BUFFERSIZE, DELIVER_UPLOAD_BUFFER);
 	*out = d;
 	return 0;
 
@@ -128,8 +151,11 @@ deliver_destroy(struct deliver *d)
 {
 	if (d == NULL)
 		return;
+	deliver_cancel(d);
 	if (d->easy != NULL)
 		curl_easy_cleanup(d->easy);
+	if (d->multi != NULL)
+		(void)curl_multi_cleanup(d->multi);
 	free(d);
 }
 
@@ -158,34 +184,138 @@ deliver_header(struct curl_slist *list, char *line, int *bad)
 	return next != NULL ? next : list;
 }
 
-int
-deliver_post(struct deliver *d, const char *body, size_t len, const char *delivery_id,
-    long long timestamp, const char *signature, long *status, char **cause)
+/* Takes the handle out of the multi handle and drops the request's headers. */
+void
+deliver_cancel(struct deliver *d)
 {
-	struct curl_slist *hdrs = NULL;
-	CURLcode rc;
-	int bad = 0;
+	if (d->easy == NULL)
+		return;
+	if (d->in_flight) {
+		/* Fails only for a handle not in multi; a later add would then report it. */
+		(void)curl_multi_remove_handle(d->multi, d->easy);
+		d->in_flight = 0;
+	}
+	/* The handle keeps pointers to them; clear before they go. */
+	(void)curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(d->hdrs);
+	d->hdrs = NULL;
+}
 
-	*status = 0;
+/* Runs curl once; 0, or -1 with *cause. *running: the transfer is not over. */
+static int
+deliver_perform(struct deliver *d, int *running, char **cause)
+{
+	CURLMcode mc;
+
+	if ((mc = curl_multi_perform(d->multi, running)) != CURLM_OK) {
+		*cause = xasprintf("curl_multi_perform: %s", curl_multi_strerror(mc));
+		return -1;
+	}
+	return 0;
+}
+
+int
+deliver_start(struct deliver *d, const char *body, size_t len, const char *delivery_id,
+    long long timestamp, const char *signature, char **cause)
+{
+	curl_off_t sent = 0, before;
+	CURLMcode mc;
+	int bad = 0, running = 1, i;
+
+	if (d->in_flight) {
+		*cause = xasprintf("a request is already in flight");
+		return -1;
+	}
 	d->errbuf[0] = '\0';
 	d->snippet_len = 0;
 	d->received = 0;
-	hdrs = deliver_header(hdrs, xstrdup("Content-Type: application/json"), &bad);
+	d->hdrs = deliver_header(d->hdrs, xstrdup("Content-Type: application/json"), &bad);
 	/* No "Expect: 100-continue" round trip for large batches. */
-	hdrs = deliver_header(hdrs, xstrdup("Expect:"), &bad);
-	hdrs = deliver_header(hdrs, xasprintf("webhook-id: %s", delivery_id), &bad);
-	hdrs = deliver_header(hdrs, xasprintf("webhook-timestamp: %lld", timestamp), &bad);
+	d->hdrs = deliver_header(d->hdrs, xstrdup("Expect:"), &bad);
+	d->hdrs = deliver_header(d->hdrs, xasprintf("webhook-id: %s", delivery_id), &bad);
+	d->hdrs = deliver_header(d->hdrs, xasprintf("webhook-timestamp: %lld", timestamp), &bad);
 	if (signature != NULL)
-		hdrs = deliver_header(hdrs, xasprintf("webhook-signature: %s", signature), &bad);
+		d->hdrs =
+		    deliver_header(d->hdrs, xasprintf("webhook-signature: %s", signature), &bad);
 	if (bad) {
 		*cause = xasprintf("out of memory building headers");
 		goto fail;
 	}
-	DELIVER_SET(d, CURLOPT_HTTPHEADER, hdrs);
+	DELIVER_SET(d, CURLOPT_HTTPHEADER, d->hdrs);
 	DELIVER_SET(d, CURLOPT_POSTFIELDS, body);
 	DELIVER_SET(d, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	if ((mc = curl_multi_add_handle(d->multi, d->easy)) != CURLM_OK) {
+		*cause = xasprintf("curl_multi_add_handle: %s", curl_multi_strerror(mc));
+		goto fail;
+	}
+	d->in_flight = 1;
+	/*
+	 * Hand the request to the kernel now, as far as the socket takes it,
+	 * so the receiver reads it while the caller works. curl sends one
+	 * upload chunk per call: go on while the byte count moves. An error
+	 * of the transfer itself is left for deliver_finish() to report.
+	 */
+	for (i = 0; i < DELIVER_PUSH_ROUNDS && running; i++) {
+		before = sent;
+		if (deliver_perform(d, &running, cause) != 0)
+			goto fail;
+		if (curl_easy_getinfo(d->easy, CURLINFO_SIZE_UPLOAD_T, &sent) != CURLE_OK)
+			break;
+		if (sent >= (curl_off_t)len || (i > 0 && sent == before))
+			break;
+	}
+	return 0;
 
-	rc = curl_easy_perform(d->easy);
+fail:
+	deliver_cancel(d);
+	return -1;
+}
+
+/* The result of the finished transfer; CURLE_OK with *found 0 when curl has none. */
+static CURLcode
+deliver_result(struct deliver *d, int *found)
+{
+	struct CURLMsg *m;
+	int left;
+
+	*found = 0;
+	while ((m = curl_multi_info_read(d->multi, &left)) != NULL) {
+		if (m->msg == CURLMSG_DONE && m->easy_handle == d->easy) {
+			*found = 1;
+			return m->data.result;
+		}
+	}
+	return CURLE_OK;
+}
+
+int
+deliver_finish(struct deliver *d, long *status, char **cause)
+{
+	CURLMcode mc;
+	CURLcode rc;
+	int running = 1, found;
+
+	*status = 0;
+	if (!d->in_flight) {
+		*cause = xasprintf("no request in flight");
+		return -1;
+	}
+	for (;;) {
+		if (deliver_perform(d, &running, cause) != 0)
+			goto fail;
+		if (!running)
+			break;
+		/* CURLOPT_TIMEOUT ends the transfer; the progress callback, a stop. */
+		if ((mc = curl_multi_poll(d->multi, NULL, 0, DELIVER_POLL_MS, NULL)) != CURLM_OK) {
+			*cause = xasprintf("curl_multi_poll: %s", curl_multi_strerror(mc));
+			goto fail;
+		}
+	}
+	rc = deliver_result(d, &found);
+	if (!found) {
+		*cause = xasprintf("curl reported no result for the transfer");
+		goto fail;
+	}
 	if (curl_easy_getinfo(d->easy, CURLINFO_RESPONSE_CODE, status) != CURLE_OK)
 		*status = 0;
 	if (rc != CURLE_OK) {
@@ -204,13 +334,20 @@ deliver_post(struct deliver *d, const char *body, size_t len, const char *delive
 		    xasprintf("HTTP %ld%s%s", *status, d->snippet_len > 0 ? ": " : "", d->snippet);
 		goto fail;
 	}
-	/* The handle keeps pointers to them; clear before they go. */
-	(void)curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, NULL);
-	curl_slist_free_all(hdrs);
+	deliver_cancel(d);
 	return 0;
 
 fail:
-	(void)curl_easy_setopt(d->easy, CURLOPT_HTTPHEADER, NULL);
-	curl_slist_free_all(hdrs);
+	deliver_cancel(d);
 	return -1;
+}
+
+int
+deliver_post(struct deliver *d, const char *body, size_t len, const char *delivery_id,
+    long long timestamp, const char *signature, long *status, char **cause)
+{
+	*status = 0;
+	if (deliver_start(d, body, len, delivery_id, timestamp, signature, cause) != 0)
+		return -1;
+	return deliver_finish(d, status, cause);
 }

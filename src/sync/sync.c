@@ -11,6 +11,15 @@
  * next to the database (flock, LOCK_NB; the kernel drops it when its
  * holder dies, so kill -9 leaves no stale lock), and the cursor is read
  * again after the lock is taken.
+ *
+ * Pipelining (feed targets, one thread): while a full batch N is on the
+ * wire, the next full batch is built read-only from the rows after N's
+ * last id. It is never sent before N's 2xx. After the 2xx, one write
+ * transaction moves the cursor past N and records N+1 (its delivery id
+ * and last id), compare-and-set on N's start; if another process moved
+ * the cursor meanwhile, nothing is written and N+1 is dropped. A failed
+ * attempt drops it too (rebuilt after the retry succeeds). So at most two
+ * batches are in memory, and the cursor reads exactly as without it.
  */
 #include "autoconf.h"
 
@@ -57,6 +66,11 @@ struct sync_target {
 	int64_t to_id; /* cursor after it */
 	int64_t count;
 	long attempts; /* failed attempts of this batch in this run */
+	/* the next batch, built while the one above was on the wire; not yet recorded */
+	char *ahead_body;
+	size_t ahead_len;
+	int64_t ahead_to_id;
+	int64_t ahead_count;
 };
 
 struct sync {
@@ -124,6 +138,16 @@ sync_unlock(struct sync_target *t)
 	if (flock(t->lock_fd, LOCK_UN) != 0)
 		log_warn("unlock %s: %s", t->lock_path, strerror(errno));
 	t->locked = 0;
+}
+
+static void
+sync_ahead_clear(struct sync_target *t)
+{
+	free(t->ahead_body);
+	t->ahead_body = NULL;
+	t->ahead_len = 0;
+	t->ahead_to_id = 0;
+	t->ahead_count = 0;
 }
 
 static void
@@ -326,6 +350,98 @@ sync_retry_delay_ms(const struct sync *s, long attempts)
 	return d < SYNC_BACKOFF_MAX_MS ? d : SYNC_BACKOFF_MAX_MS;
 }
 
+/*
+ * While a full feed batch is on the wire: builds the next one (read only,
+ * rows after its last id). Kept only when full: a partial batch waits for
+ * its interval on the usual path (sync_prepare_feed). A failure here only
+ * costs the head start.
+ */
+static void
+sync_build_ahead(struct sync *s, struct sync_target *t)
+{
+	struct jsonw w;
+	int64_t limit = targets_batch_size(t->def, s->cfg), count, last;
+	char *cause = NULL;
+
+	if (t->def->kind != TARGETS_FEED || t->count < limit || t->ahead_body != NULL)
+		return;
+	jsonw_init(&w);
+	if (targets_build_feed(
+		t->def, s->db, t->to_id, INT64_MAX, limit, &w, &count, &last, &cause) != 0) {
+		log_warn("%s: building the next batch ahead: %s", t->def->name, cause);
+		free(cause);
+		jsonw_clear(&w);
+		return;
+	}
+	if (count < limit) {
+		jsonw_clear(&w);
+		return;
+	}
+	t->ahead_len = w.len;
+	t->ahead_body = jsonw_take(&w);
+	t->ahead_to_id = last;
+	t->ahead_count = count;
+}
+
+/*
+ * After a 2xx: moves the cursor past the batch. With a batch built ahead,
+ * the same write transaction records it (a new delivery id, before its
+ * first attempt) and it becomes the batch in flight; otherwise the target
+ * looks for due work again.
+ */
+static void
+sync_delivered(struct sync *s, struct sync_target *t, long status)
+{
+	char *cause = NULL, *next_id = NULL;
+	int rc;
+
+	if (t->ahead_body != NULL && (next_id = sync_new_id(t, t->ahead_to_id, &cause)) == NULL) {
+		log_warn("%s: %s", t->def->name, cause);
+		free(cause);
+		cause = NULL;
+		sync_ahead_clear(t);
+	}
+	if (next_id != NULL)
+		rc = db_cursor_done_next(s->db, t->def->name, t->from_id, t->to_id, sync_now_ms(),
+		    next_id, t->ahead_to_id, &cause);
+	else
+		rc = db_cursor_done(
+		    s->db, t->def->name, t->from_id, t->to_id, sync_now_ms(), &cause);
+	if (rc == DB_CONFLICT)
+		log_warn("%s: cursor moved by another process during batch %s%s", t->def->name,
+		    t->delivery_id, next_id != NULL ? "; dropping the next batch built ahead" : "");
+	else if (rc != DB_OK) {
+		/* Delivered but not recorded: the batch will be sent again. */
+		log_error("%s: %s", t->def->name, cause);
+		free(cause);
+	}
+	log_info("%s: delivered %s (%lld %s, HTTP %ld)", t->def->name, t->delivery_id,
+	    (long long)t->count, t->def->kind == TARGETS_FEED ? "rows" : "requests", status);
+	if (t->def->kind == TARGETS_SNAPSHOT)
+		sync_settle_requests(s);
+	if (rc == DB_OK && next_id != NULL) {
+		/* The cursor now reads (to_id, next_id, ahead_to_id): send that next. */
+		free(t->body);
+		free(t->delivery_id);
+		t->body = t->ahead_body;
+		t->len = t->ahead_len;
+		t->delivery_id = next_id;
+		t->from_id = t->to_id;
+		t->to_id = t->ahead_to_id;
+		t->count = t->ahead_count;
+		t->attempts = 0;
+		t->ahead_body = NULL;
+		sync_ahead_clear(t);
+		log_debug("%s: batch %s built ahead, recorded", t->def->name, t->delivery_id);
+	} else {
+		free(next_id);
+		sync_ahead_clear(t);
+		sync_batch_clear(t);
+	}
+	t->state = SYNC_ST_CHECK; /* more may be due at once */
+	t->next_at = sync_mono_ms();
+}
+
 /* One attempt at the batch in flight. */
 static void
 sync_send(struct sync *s, struct sync_target *t)
@@ -333,7 +449,7 @@ sync_send(struct sync *s, struct sync_target *t)
 	char *sig = NULL, *cause = NULL, *dbcause = NULL;
 	long long ts = sync_now_ms() / 1000;
 	int64_t delay;
-	long status;
+	long status = 0;
 	int rc;
 
 	if (s->key != NULL) {
@@ -341,29 +457,19 @@ sync_send(struct sync *s, struct sync_target *t)
 		if (sig == NULL)
 			fatal("%s: HMAC-SHA256 failed in libcrypto", t->def->name);
 	}
-	rc = deliver_post(t->d, t->body, t->len, t->delivery_id, ts, sig, &status, &cause);
+	rc = deliver_start(t->d, t->body, t->len, t->delivery_id, ts, sig, &cause);
 	free(sig);
 	if (rc == 0) {
-		rc = db_cursor_done(
-		    s->db, t->def->name, t->from_id, t->to_id, sync_now_ms(), &dbcause);
-		if (rc == DB_CONFLICT)
-			log_warn("%s: cursor moved by another process during batch %s",
-			    t->def->name, t->delivery_id);
-		else if (rc != DB_OK) {
-			/* Delivered but not recorded: the batch will be sent again. */
-			log_error("%s: %s", t->def->name, dbcause);
-			free(dbcause);
-		}
-		log_info("%s: delivered %s (%lld %s, HTTP %ld)", t->def->name, t->delivery_id,
-		    (long long)t->count, t->def->kind == TARGETS_FEED ? "rows" : "requests",
-		    status);
-		if (t->def->kind == TARGETS_SNAPSHOT)
-			sync_settle_requests(s);
-		sync_batch_clear(t);
-		t->state = SYNC_ST_CHECK; /* more may be due at once */
-		t->next_at = sync_mono_ms();
+		/* Batch N is with the receiver: build N+1 meanwhile, send it only after N's 2xx. */
+		sync_build_ahead(s, t);
+		rc = deliver_finish(t->d, &status, &cause);
+	}
+	if (rc == 0) {
+		sync_delivered(s, t, status);
 		return;
 	}
+	/* Built after a batch that is not delivered: rebuilt once it is. */
+	sync_ahead_clear(t);
 	t->attempts++;
 	log_warn("%s: batch %s attempt %ld failed: %s", t->def->name, t->delivery_id, t->attempts,
 	    cause);
@@ -437,6 +543,7 @@ sync_free(struct sync *s)
 	size_t i;
 
 	for (i = 0; i < s->n; i++) {
+		sync_ahead_clear(&s->t[i]);
 		sync_batch_clear(&s->t[i]);
 		deliver_destroy(s->t[i].d);
 		if (s->t[i].lock_fd >= 0)

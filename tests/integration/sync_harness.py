@@ -1,12 +1,16 @@
 """
 chat-sync's test helpers: a recording receiver (contrib/callback/
-callback_server.py, a real process on a free port), chat-sync runs
-(--once and --daemon) with settings in the environment, and a fresh
-database filled directly for the bulk tests. Processes are stopped by PID.
+callback_server.py, a real process on a free port), a scripted receiver
+(in this process, answering by a test's function, for cases the real one
+cannot play: fail one given batch, act on the database mid-request),
+chat-sync runs (--once and --daemon) with settings in the environment, and
+a fresh database filled directly for the bulk tests. Processes are stopped
+by PID.
 
 Python 3 standard library only; run with /usr/bin/python3.
 """
 
+import http.server
 import json
 import os
 import signal
@@ -14,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,6 +91,73 @@ class Receiver:
                 return True
             time.sleep(0.05)
         return False
+
+
+class ScriptedReceiver:
+    """An HTTP/1.1 keep-alive receiver in a thread of the test process.
+    decide(n, entry) is called for the n-th request (from 1) with its
+    entry (path, headers in lower case, raw body bytes, parsed body) once
+    the body is read, before the answer; it returns the status to answer
+    and may sleep or write to the database first. Entries are kept in
+    arrival order with their status, as Receiver.entries() gives them."""
+
+    def __init__(self, decide):
+        self.decide = decide
+        self.lock = threading.Lock()
+        self.log = []
+        self.errors = []
+        rcv = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt, *a):
+                pass
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, ValueError):
+                    body = None
+                entry = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                         "raw": raw, "body": body}
+                with rcv.lock:
+                    n = len(rcv.log) + 1
+                    rcv.log.append(entry)
+                try:
+                    status = rcv.decide(n, entry)
+                except Exception as e:  # a broken script fails the test, not the server
+                    rcv.errors.append("request %d: %r" % (n, e))
+                    status = 599
+                entry["status"] = status
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    def entries(self, path=None):
+        with self.lock:
+            return [e for e in self.log if "status" in e and (path is None or e["path"] == path)]
+
+    def ok_entries(self, path=None):
+        return [e for e in self.entries(path) if 200 <= e["status"] < 300]
 
 
 def sync_env(db_path, settings, env_file=None):

@@ -11,13 +11,19 @@ chat-sync delivery rules against a real receiver process
   up leave the batch pending (exit status 1, cursor unmoved);
 - kill -9 of chat-sync mid-run, then a new run: nothing skipped;
 - two --once runs started together: no batch and no message twice;
-- signatures verify with the secret and fail with a wrong one.
+- signatures verify with the secret and fail with a wrong one;
+- pipelining (a full batch's successor is built while it is on the wire):
+  the next batch is built before the answer, a failed batch 2 is retried
+  byte for byte under its id, a partial successor still waits for its
+  interval, and a successor built ahead is dropped when another process
+  moved the cursor meanwhile.
 
 Prints "N passed, M failed"; exit 0 on success.
 """
 
 import os
 import shutil
+import sqlite3
 import sys
 import time
 
@@ -230,6 +236,110 @@ def t_signature(chk, tmp):
         db.close()
 
 
+def hist_ids(entries):
+    return [(e["body"]["messages"][0]["id"], e["body"]["messages"][-1]["id"]) for e in entries]
+
+
+def t_pipeline_retry(chk, tmp):
+    db = sh.FreshDB(tmp)
+    ids = db.add_messages(2500)
+    # Another connection, as the receiver acts on the database mid-request.
+    conn = sqlite3.connect(db.path, timeout=10, check_same_thread=False)
+
+    def decide(n, e):
+        first = e["body"]["messages"][0]["id"]
+        if n == 1:
+            # Batch 2 was built while batch 1 was on the wire: a change
+            # made now, before batch 1's answer, must not be in it. (Rows
+            # never change in use; this only shows when batch 2 was read.)
+            time.sleep(0.3)
+            conn.execute("UPDATE messages SET content = 'changed' WHERE id = ?", (ids[1000],))
+            conn.commit()
+        if first == ids[1000] and sum(1 for x in rcv.log if x["body"]["messages"][0]["id"] == first) == 1:
+            return 500  # batch 2, first attempt
+        return 200
+
+    rcv = sh.ScriptedReceiver(decide).start()
+    try:
+        code, out = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000, CALLBACK_MAX_RETRIES=2))
+        chk.eq(rcv.errors, [], "the receiver script ran")
+        chk.eq(code, 0, "--once exits 0")
+        e = rcv.entries(H)
+        chk.eq([x["status"] for x in e], [200, 500, 200, 200], "batch 2 fails once, then everything is accepted")
+        chk.eq([x["body"]["count"] for x in e], [1000, 1000, 1000, 500], "1000, 1000 (failed), 1000 again, 500")
+        chk.eq(hist_ids(e), [(ids[0], ids[999]), (ids[1000], ids[1999]), (ids[1000], ids[1999]),
+                             (ids[2000], ids[2499])], "in order; the failed batch is retried before anything else")
+        chk.eq(sh.message_ids(rcv.ok_entries(H)), ids, "every message once, in id order")
+        wids = [x["headers"]["webhook-id"] for x in e]
+        chk.ok(len(wids) == 4 and wids[1] == wids[2], "the retry keeps the delivery id", repr(wids))
+        chk.eq(len(set(wids)), 3, "a delivery id per batch")
+        chk.ok(len(e) == 4 and e[1]["raw"] == e[2]["raw"], "the retry is byte for byte the same body")
+        b2 = e[1]["body"]["messages"][0] if len(e) > 1 else {}
+        chk.eq(b2.get("content"), "message 1001", "batch 2 was built while batch 1 was on the wire")
+        c = db.cursor("chat_history")
+        chk.eq((c[0], c[1], c[3], c[5]), (ids[-1], None, 0, None), "cursor at the end, nothing pending")
+    finally:
+        rcv.stop()
+        conn.close()
+        db.close()
+
+
+def t_pipeline_partial_waits(chk, tmp):
+    db = sh.FreshDB(tmp)
+    ids = db.add_messages(2000)
+    young = db.add_messages(500, age_s=0)
+    rcv = sh.ScriptedReceiver(lambda n, e: 200).start()
+    try:
+        s = hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000, CHAT_HISTORY_BATCH_INTERVAL_SECONDS=60)
+        code, out = sh.run_once(tmp, db.path, s)
+        chk.eq(code, 0, "--once exits 0")
+        chk.eq([x["body"]["count"] for x in rcv.entries(H)], [1000, 1000], "two full batches, no partial one")
+        chk.eq(sh.message_ids(rcv.ok_entries(H)), ids, "in order, once")
+        c = db.cursor("chat_history")
+        chk.eq((c[0], c[1], c[2]), (ids[-1], None, None), "the partial batch built ahead was not recorded")
+        # Once the young rows are due they go as usual.
+        db.conn.execute("UPDATE messages SET created_at = created_at - 120000 WHERE id >= ?", (young[0],))
+        db.conn.commit()
+        code, out = sh.run_once(tmp, db.path, s)
+        chk.eq([x["body"]["count"] for x in rcv.entries(H)], [1000, 1000, 500], "the partial batch after its interval")
+        chk.eq(sh.message_ids(rcv.ok_entries(H)), ids + young, "everything once, in order")
+    finally:
+        rcv.stop()
+        db.close()
+
+
+def t_pipeline_cursor_moved(chk, tmp):
+    db = sh.FreshDB(tmp)
+    ids = db.add_messages(2500)
+    conn = sqlite3.connect(db.path, timeout=10, check_same_thread=False)
+
+    def decide(n, e):
+        if n == 1:
+            # As if another process had delivered batches 1 and 2 while
+            # batch 1 was on the wire (after batch 2 was built ahead).
+            time.sleep(0.3)
+            conn.execute("UPDATE cursors SET last_id = ?, delivery_id = NULL, batch_last_id = NULL"
+                         " WHERE target = 'chat_history'", (ids[1999],))
+            conn.commit()
+        return 200
+
+    rcv = sh.ScriptedReceiver(decide).start()
+    try:
+        code, out = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000))
+        chk.eq(rcv.errors, [], "the receiver script ran")
+        chk.eq(code, 0, "--once exits 0")
+        e = rcv.entries(H)
+        chk.eq(hist_ids(e), [(ids[0], ids[999]), (ids[2000], ids[2499])],
+               "the batch built ahead is dropped; delivery goes on from the moved cursor")
+        chk.ok("dropping the next batch built ahead" in out, "the drop is logged")
+        c = db.cursor("chat_history")
+        chk.eq((c[0], c[1]), (ids[-1], None), "cursor at the end")
+    finally:
+        rcv.stop()
+        conn.close()
+        db.close()
+
+
 TESTS = [
     ("2500 messages in batches of 1000", t_batches),
     ("receiver down, then back", t_down_then_back),
@@ -237,6 +347,9 @@ TESTS = [
     ("kill -9 mid-run, then a new run", t_kill9),
     ("two --once runs at the same time", t_two_at_once),
     ("signatures", t_signature),
+    ("pipelining: batch 2 fails once, then recovers", t_pipeline_retry),
+    ("pipelining: a partial batch built ahead waits", t_pipeline_partial_waits),
+    ("pipelining: cursor moved while a batch was on the wire", t_pipeline_cursor_moved),
 ]
 
 

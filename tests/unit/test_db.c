@@ -1731,6 +1731,149 @@ START_TEST(test_health)
 }
 END_TEST
 
+/* ---- chat-sync cursors ---- */
+
+/* Reads target's cursor; fails the test on error. Caller clears. */
+static void
+cursor_get(const char *target, struct db_cursor *c)
+{
+	char *cause = NULL;
+
+	if (db_cursor_get(db, target, c, &cause) != DB_OK)
+		ck_abort_msg("db_cursor_get: %s", cause);
+}
+
+START_TEST(test_cursor_batch_done_fail)
+{
+	struct db_cursor c;
+	char *cause = NULL;
+
+	cursor_get("chat_history", &c); /* never delivered: all zero, no row */
+	ck_assert_int_eq(c.last_id, 0);
+	ck_assert_ptr_null(c.delivery_id);
+	ck_assert_int_eq(c.last_success_at, 0);
+	db_cursor_clear(&c);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM cursors", NULL), 0);
+
+	ck_assert_int_eq(db_cursor_batch(db, "chat_history", 0, "d1", 10, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_fail(db, "chat_history", "HTTP 500", 7, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_fail(db, "chat_history", "HTTP 503", 8, &cause), DB_OK);
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 0);
+	ck_assert_str_eq(c.delivery_id, "d1");
+	ck_assert_int_eq(c.batch_last_id, 10);
+	ck_assert_int_eq(c.attempts, 2);
+	ck_assert_int_eq(c.failing_since, 7); /* the first failure */
+	ck_assert_str_eq(c.last_error, "HTTP 503");
+	db_cursor_clear(&c);
+
+	/* From a position the cursor is no longer at: nothing changes. */
+	ck_assert_int_eq(db_cursor_batch(db, "chat_history", 5, "dx", 20, &cause), DB_CONFLICT);
+	ck_assert_int_eq(db_cursor_done(db, "chat_history", 5, 10, 9, &cause), DB_CONFLICT);
+	ck_assert_int_eq(db_cursor_done(db, "chat_history", 0, 10, 9, &cause), DB_OK);
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 10);
+	ck_assert_ptr_null(c.delivery_id);
+	ck_assert_int_eq(c.batch_last_id, 0);
+	ck_assert_int_eq(c.attempts, 0);
+	ck_assert_int_eq(c.failing_since, 0);
+	ck_assert_ptr_null(c.last_error);
+	ck_assert_int_eq(c.last_success_at, 9);
+	db_cursor_clear(&c);
+	/* Another target is untouched. */
+	cursor_get("session_history", &c);
+	ck_assert_int_eq(c.last_id, 0);
+	db_cursor_clear(&c);
+}
+END_TEST
+
+START_TEST(test_cursor_done_next)
+{
+	struct db_cursor c;
+	char *cause = NULL;
+
+	ck_assert_int_eq(db_cursor_batch(db, "chat_history", 0, "d1", 1000, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_fail(db, "chat_history", "HTTP 500", 7, &cause), DB_OK);
+	/* N done and N+1 recorded at once; the failure state of N goes. */
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 0, 1000, 11, "d2", 2000, &cause), DB_OK);
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 1000);
+	ck_assert_str_eq(c.delivery_id, "d2");
+	ck_assert_int_eq(c.batch_last_id, 2000);
+	ck_assert_int_eq(c.attempts, 0);
+	ck_assert_int_eq(c.failing_since, 0);
+	ck_assert_ptr_null(c.last_error);
+	ck_assert_int_eq(c.last_success_at, 11);
+	db_cursor_clear(&c);
+
+	/* Moved by someone else since N started: DB_CONFLICT, nothing written. */
+	ck_assert_int_eq(db_cursor_fail(db, "chat_history", "HTTP 502", 12, &cause), DB_OK);
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 0, 1000, 13, "d3", 3000, &cause), DB_CONFLICT);
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 1500, 2000, 13, "d3", 3000, &cause),
+	    DB_CONFLICT);
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 1000);
+	ck_assert_str_eq(c.delivery_id, "d2");
+	ck_assert_int_eq(c.batch_last_id, 2000);
+	ck_assert_int_eq(c.attempts, 1);
+	ck_assert_int_eq(c.failing_since, 12);
+	ck_assert_str_eq(c.last_error, "HTTP 502");
+	ck_assert_int_eq(c.last_success_at, 11);
+	db_cursor_clear(&c);
+
+	/* The next batch must lie after the one done. */
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 1000, 2000, 13, "d3", 2000, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 1000, 2000, 13, NULL, 3000, &cause), DB_ERROR);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(
+	    raw_int("SELECT last_id FROM cursors WHERE target = 'chat_history'", NULL), 1000);
+
+	/* A database error (write lock held elsewhere) writes nothing either. */
+	db_set_busy_timeout(db, 100);
+	raw_exec("BEGIN IMMEDIATE");
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 1000, 2000, 14, "d3", 3000, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	raw_exec("ROLLBACK");
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 1000);
+	ck_assert_str_eq(c.delivery_id, "d2");
+	db_cursor_clear(&c);
+
+	/* Inside a db_tx_begin() batch it runs as a savepoint, rolled back alone on conflict. */
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 1, 2, 15, "dz", 3, &cause), DB_CONFLICT);
+	ck_assert_int_eq(
+	    db_cursor_done_next(db, "chat_history", 1000, 2000, 15, "d3", 3000, &cause), DB_OK);
+	ck_assert_int_eq(db_tx_commit(db, &cause), DB_OK);
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 2000);
+	ck_assert_str_eq(c.delivery_id, "d3");
+	ck_assert_int_eq(c.batch_last_id, 3000);
+	ck_assert_int_eq(c.last_success_at, 15);
+	db_cursor_clear(&c);
+
+	/* The last batch: the plain done clears what done_next recorded. */
+	ck_assert_int_eq(db_cursor_done(db, "chat_history", 2000, 3000, 16, &cause), DB_OK);
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 3000);
+	ck_assert_ptr_null(c.delivery_id);
+	db_cursor_clear(&c);
+}
+END_TEST
+
 /* ---- concurrency and lock errors ---- */
 
 #define WRITER_ROUNDS 500
@@ -1901,6 +2044,14 @@ db_suite(void)
 	tcase_add_test(tc, test_session_open_close);
 	tcase_add_test(tc, test_sessions_close_all);
 	tcase_add_test(tc, test_sessions_page);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("cursors");
+	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_cursor_batch_done_fail);
+	tcase_add_test(tc, test_cursor_done_next);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");
