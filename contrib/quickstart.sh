@@ -48,7 +48,7 @@ set -euo pipefail
 # Everything this project needs on Debian 12, in one place.
 PACKAGES=(
 	build-essential autoconf automake pkg-config
-	libfcgi-dev libwebsockets-dev libsqlite3-dev libcurl4-openssl-dev libcjson-dev check libssl-dev
+	libfcgi-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libcurl4-openssl-dev libcjson-dev check libssl-dev
 	lighttpd apache2 nginx spawn-fcgi
 	curl python3 sqlite3 socat valgrind clang-format cppcheck
 )

@@ -297,7 +297,7 @@ if [[ " $parts " == *" floor "* ]]; then
 			"$(field "$r" sends_per_s)" "$(field "$r" us_per_send)" "$(field "$r" cpu_pct)"
 	done
 fi
-if [ ${#F[@]} -gt 0 ] && [ ${#C[@]} -gt 0 ]; then
+if [[ " $parts " == *" floor "* ]] && [[ " $parts " == *" fanout "* ]]; then
 	echo "## chatd us/delivery / floor us/send at the same offered rate"
 	for label in "${!C[@]}"; do
 		load=${label##* @ }

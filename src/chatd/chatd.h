@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include <uv.h>
+
 #include <libwebsockets.h>
 
 #include "coalesce.h"
@@ -64,6 +66,10 @@ struct conn {
 	int rx_binary;
 
 	TAILQ_ENTRY(conn) entry; /* room->members */
+	TAILQ_ENTRY(conn) flush_entry; /* cd->flush */
+	int flush_pending;
+	TAILQ_ENTRY(conn) kill_entry; /* cd->kill */
+	int kill_pending;
 };
 TAILQ_HEAD(conn_list, conn);
 
@@ -106,7 +112,7 @@ struct room {
 	uint64_t dropped_low;
 	struct ratelimit rl;
 	struct coalesce co;
-	lws_sorted_usec_list_t stats_sul; /* trailing RoomStats push */
+	uv_timer_t stats_timer; /* trailing RoomStats push */
 
 	/* Sliced low-priority fan-out. A pass takes the fan_pass frames at
 	 * the head and walks the members from fan_cursor on, giving each
@@ -164,6 +170,17 @@ struct addr_count {
  * and wakes the loop).
  */
 struct chatd {
+	/*
+	 * The one event loop (libuv, epoll): lws runs its sockets and timers
+	 * on it as a foreign loop, and chatd adds its own handles, all closed
+	 * before the loop at exit.
+	 */
+	uv_loop_t loop;
+	int loop_ready, handles_ready;
+	uv_prepare_t flush_prepare; /* server_flush before the loop blocks */
+	uv_check_t flush_check; /* and after each round of socket events */
+	uv_idle_t fanout_idle; /* active while a room has low fan-out pending */
+	uv_timer_t shutdown_timer; /* wakes the loop at the shutdown deadline */
 	const struct config *cfg;
 	struct lws_context *ctx;
 	struct lws_vhost *ws_vhost, *ctl_vhost;
@@ -173,8 +190,8 @@ struct chatd {
 	struct strmap rooms; /* id -> struct room */
 	struct room_list room_list;
 	struct room_list busy; /* rooms with low fan-out pending */
-	lws_sorted_usec_list_t fanout_sul;
-	int fanout_scheduled;
+	struct conn_list flush; /* queues that went non-empty since the last flush */
+	struct conn_list kill; /* to close with their close_code (server_close_soon) */
 
 	struct strmap addresses; /* address -> struct addr_count */
 	unsigned long nconns; /* established WebSocket connections */
@@ -189,11 +206,10 @@ struct chatd {
 	unsigned char *sendbuf; /* shared by every WRITEABLE; LWS_PRE first */
 	size_t sendbuf_cap;
 
-	lws_sorted_usec_list_t tick_sul; /* housekeeping: rate limiter expiry */
+	uv_timer_t tick_timer; /* housekeeping: rate limiter expiry */
 
 	int shutting_down;
 	int64_t shutdown_deadline;
-	lws_sorted_usec_list_t shutdown_sul;
 };
 
 #endif

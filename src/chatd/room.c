@@ -18,7 +18,7 @@
 #include "wsproto.h"
 #include "xmalloc.h"
 
-static void room_stats_timer(lws_sorted_usec_list_t *sul);
+static void room_stats_timer(uv_timer_t *t);
 
 static void
 room_free_ban(void *v)
@@ -58,6 +58,9 @@ room_create(struct chatd *cd, const char *id)
 	strmap_init(&r->users);
 	TAILQ_INIT(&r->members);
 	STAILQ_INIT(&r->fanout);
+	/* Cannot fail for an initialised loop; closed by room_close_timers(). */
+	(void)uv_timer_init(&cd->loop, &r->stats_timer);
+	r->stats_timer.data = r;
 	ratelimit_init(&r->rl, cd->cfg->user_message_interval_ms);
 	coalesce_init(&r->co);
 	strmap_set(&cd->rooms, r->id, r);
@@ -209,6 +212,15 @@ room_fanout_drop(struct room *r)
 }
 
 void
+room_close_timers(struct chatd *cd)
+{
+	struct room *r;
+
+	TAILQ_FOREACH(r, &cd->room_list, entry)
+	uv_close((uv_handle_t *)&r->stats_timer, NULL);
+}
+
+void
 room_free_all(struct chatd *cd)
 {
 	struct room *r;
@@ -217,7 +229,6 @@ room_free_all(struct chatd *cd)
 		TAILQ_REMOVE(&cd->room_list, r, entry);
 		if (r->busy)
 			TAILQ_REMOVE(&cd->busy, r, busy_entry);
-		lws_sul_cancel(&r->stats_sul);
 		room_fanout_drop(r);
 		strmap_clear(&r->bans, room_free_ban);
 		strmap_clear(&r->users, room_free_user);
@@ -294,8 +305,7 @@ room_stats_maybe(struct room *r)
 		return;
 	now = server_mono_ms();
 	if (now < due) {
-		lws_sul_schedule(
-		    r->cd->ctx, 0, &r->stats_sul, room_stats_timer, (lws_usec_t)(due - now) * 1000);
+		(void)uv_timer_start(&r->stats_timer, room_stats_timer, (uint64_t)(due - now), 0);
 		return;
 	}
 	if (coalesce_take(&r->co, now, &push)) {
@@ -306,9 +316,9 @@ room_stats_maybe(struct room *r)
 }
 
 static void
-room_stats_timer(lws_sorted_usec_list_t *sul)
+room_stats_timer(uv_timer_t *t)
 {
-	struct room *r = lws_container_of(sul, struct room, stats_sul);
+	struct room *r = t->data;
 
 	room_stats_maybe(r);
 }

@@ -1,7 +1,7 @@
 /*
  * The room registry and what happens inside a room: membership, head
  * counts and peak, bans and admins as chatd holds them, the rate limiter,
- * coalesced RoomStats pushes (with an lws_sul timer for the trailing one)
+ * coalesced RoomStats pushes (with a libuv timer for the trailing one)
  * and the fan-out of frames to members (high lane at once, low lane in
  * bounded slices). Service thread only. Writes go to the database through
  * the writer; reads (loading a room) use the service thread's connection.
@@ -29,7 +29,9 @@ struct room *room_lookup(struct chatd *cd, const char *id, int *status);
  * closed has its connections closed (4404).
  */
 int room_reload(struct chatd *cd, const char *id, struct room **out, char **cause);
-/* Frees every room (exit; connections must be gone). */
+/* Closes the rooms' timers (exit, before the loop's last run). */
+void room_close_timers(struct chatd *cd);
+/* Frees every room (exit; connections and timers must be closed). */
 void room_free_all(struct chatd *cd);
 
 int room_is_admin(const struct room *r, const char *user_id);

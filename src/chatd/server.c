@@ -1,9 +1,9 @@
 /*
- * chatd's event loop (see server.h): the libwebsockets context, the
- * "chatd" WebSocket protocol (handshake checks, reading and reassembling
- * client messages, batched raw writes of queued frames), the
- * "chatd-control" raw protocol on the Unix control socket, the sliced
- * fan-out timer, writer results and graceful shutdown. Service thread
+ * chatd's event loop (see server.h): a libuv loop that libwebsockets runs
+ * on as a foreign loop, the "chatd" WebSocket protocol (handshake checks,
+ * reading and reassembling client messages, batched raw writes of queued
+ * frames), the "chatd-control" raw protocol on the Unix control socket,
+ * the sliced fan-out, writer results and graceful shutdown. Service thread
  * only; the signal handler only sets a flag and calls lws_cancel_service().
  * Never writes SQL (the writer does, room.c reads).
  */
@@ -33,7 +33,7 @@
 #include "wsproto.h"
 #include "xmalloc.h"
 
-#define SERVER_TICK_US (10 * LWS_USEC_PER_SEC)
+#define SERVER_TICK_MS 10000
 /* Longest query argument we read (user_id, nickname, token), decoded. */
 #define SERVER_ARG_MAX 1024
 
@@ -348,10 +348,93 @@ server_conn_push(struct conn *c, struct frame *f, int high)
 		server_conn_close(c, 4408, "too slow: high-priority queue full", "too_slow", 0);
 		return;
 	}
-	/* A queue that held frames has asked for WRITEABLE already (the
-	 * writeable handler asks again while frames remain). */
-	if (idle)
-		lws_callback_on_writable(c->wsi);
+	/* A queue that held frames is on its way out already (server_flush,
+	 * or WRITEABLE, which asks again while frames remain). */
+	if (idle && !c->flush_pending) {
+		c->flush_pending = 1;
+		TAILQ_INSERT_TAIL(&c->cd->flush, c, flush_entry);
+	}
+}
+
+static int server_writeable(struct chatd *cd, struct lws *wsi, struct conn *c);
+
+/*
+ * Queues a connection whose close frame (close_code, close_reason) should
+ * go now. lws is asked from server_flush(), outside the connection's own
+ * callback: Debian's lws 4.1.6 is a _DEBUG build, and with libuv its
+ * close-after-callback path (a callback returning -1) closes a second
+ * time at once, "uv repeat test", dropping the close frame the first one
+ * had queued. A close asked with LWS_TO_KILL_SYNC takes the normal path:
+ * close frame with our code and reason, then the client's answer.
+ */
+static void
+server_close_soon(struct conn *c)
+{
+	if (c->kill_pending)
+		return;
+	c->kill_pending = 1;
+	TAILQ_INSERT_TAIL(&c->cd->kill, c, kill_entry);
+}
+
+static void
+server_kill(struct chatd *cd)
+{
+	struct conn *c;
+	struct lws *wsi;
+	int len;
+
+	while ((c = TAILQ_FIRST(&cd->kill)) != NULL) {
+		TAILQ_REMOVE(&cd->kill, c, kill_entry);
+		c->kill_pending = 0;
+		wsi = c->wsi;
+		len = (int)server_utf8_cut(c->close_reason, 120);
+		lws_close_reason(wsi, (enum lws_close_status)c->close_code,
+		    (unsigned char *)c->close_reason, (size_t)len);
+		/* May run CLOSED (server_closed) for c right here: c is off the list. */
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+	}
+}
+
+/*
+ * Writes the queues that went non-empty since the last call: libuv runs it
+ * after each round of socket events (check) and before the loop blocks
+ * (prepare, which covers frames queued by timers). Waiting for lws's
+ * WRITEABLE instead would cost one more loop turn and two epoll_ctl calls
+ * per connection per message; frames queued in the same turn still leave
+ * in one write. A connection with a write still buffered in lws, or
+ * closing, goes through WRITEABLE, so lws never holds more than one unsent
+ * batch for a client and close frames go where lws expects them.
+ */
+void
+server_flush(struct chatd *cd)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&cd->flush)) != NULL) {
+		TAILQ_REMOVE(&cd->flush, c, flush_entry);
+		c->flush_pending = 0;
+		if (c->wsi == NULL)
+			continue;
+		if (c->close_code != 0 || lws_partial_buffered(c->wsi)) {
+			lws_callback_on_writable(c->wsi);
+			continue;
+		}
+		if (server_writeable(cd, c->wsi, c) < 0)
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+	}
+	server_kill(cd);
+}
+
+static void
+server_flush_check(uv_check_t *h)
+{
+	server_flush(h->data);
+}
+
+static void
+server_flush_prepare(uv_prepare_t *h)
+{
+	server_flush(h->data);
 }
 
 void
@@ -388,16 +471,18 @@ server_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 	const struct config *cfg = cd->cfg;
 	struct server_hs hs;
 	char reason[160];
-	int n;
 
 	server_handshake(cd, wsi, &hs);
 	if (hs.status != 0) {
 		/* Only if the state changed since CONFIRM_UPGRADE. */
 		log_info("refused %s after upgrade: %d %s", hs.address, hs.status, hs.reason);
-		n = snprintf(reason, sizeof reason, "%s", hs.reason);
-		lws_close_reason(wsi, (enum lws_close_status)(4000 + hs.status),
-		    (unsigned char *)reason, (size_t)n);
-		return -1;
+		(void)snprintf(reason, sizeof reason, "%s", hs.reason);
+		c->wsi = wsi;
+		c->cd = cd;
+		c->close_code = 4000 + hs.status;
+		c->close_reason = xstrdup(reason);
+		server_close_soon(c);
+		return 0;
 	}
 	memset(c, 0, sizeof *c);
 	c->wsi = wsi;
@@ -424,8 +509,16 @@ server_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 static void
 server_closed(struct chatd *cd, struct conn *c)
 {
-	if (!c->counted)
-		return; /* refused before it joined: the struct is zeroed */
+	if (c->flush_pending)
+		TAILQ_REMOVE(&cd->flush, c, flush_entry);
+	if (c->kill_pending)
+		TAILQ_REMOVE(&cd->kill, c, kill_entry);
+	if (!c->counted) {
+		/* Refused before it joined: at most a close reason to free. */
+		free(c->close_reason);
+		memset(c, 0, sizeof *c);
+		return;
+	}
 	if (c->room != NULL)
 		room_leave(c->room, c);
 	log_info("left %s: user %s (%s)", c->address, c->user_id,
@@ -450,7 +543,6 @@ server_writeable(struct chatd *cd, struct lws *wsi, struct conn *c)
 	size_t need, n;
 	char *json, *msg;
 	struct frame *f;
-	int len;
 
 	if (!c->counted)
 		return 0;
@@ -467,12 +559,8 @@ server_writeable(struct chatd *cd, struct lws *wsi, struct conn *c)
 		frame_unref(f);
 	}
 	if (outq_empty(&c->q)) {
-		if (c->close_code != 0) {
-			len = (int)server_utf8_cut(c->close_reason, 120);
-			lws_close_reason(wsi, (enum lws_close_status)c->close_code,
-			    (unsigned char *)c->close_reason, (size_t)len);
-			return -1;
-		}
+		if (c->close_code != 0)
+			server_close_soon(c);
 		return 0;
 	}
 	first = c->q.high.len > 0 ? c->q.high.slots[c->q.high.head] : c->q.low.slots[c->q.low.head];
@@ -604,10 +692,10 @@ server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 	if (want > (size_t)cfg->max_frame_bytes) {
 		log_info("closing %s (user %s): message over %lld bytes", c->address, c->user_id,
 		    cfg->max_frame_bytes);
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-		    (unsigned char *)"message too big", 15);
-		c->leave_reason = "left";
-		return -1;
+		/* Nothing more is read from it (close_code is set). */
+		server_conn_close(
+		    c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big", "left", 0);
+		return 0;
 	}
 	if (c->rx_cap < c->rx_len + len + 1) {
 		/* Pieces are at most rx_buffer_size: grow by doubling, not per piece. */
@@ -684,25 +772,12 @@ server_writer_done(struct writer_op *op, void *arg)
 
 /* ---------------------------------------------------------------- timers */
 
-static void server_fanout_run(lws_sorted_usec_list_t *sul);
-
-void
-server_fanout_schedule(struct chatd *cd)
-{
-	if (cd->fanout_scheduled)
-		return;
-	cd->fanout_scheduled = 1;
-	/* 1 µs: runs after this loop iteration's socket events. */
-	lws_sul_schedule(cd->ctx, 0, &cd->fanout_sul, server_fanout_run, 1);
-}
-
 static void
-server_fanout_run(lws_sorted_usec_list_t *sul)
+server_fanout_run(uv_idle_t *h)
 {
-	struct chatd *cd = lws_container_of(sul, struct chatd, fanout_sul);
+	struct chatd *cd = h->data;
 	struct room *r, *next;
 
-	cd->fanout_scheduled = 0;
 	TAILQ_FOREACH_SAFE(r, &cd->busy, busy_entry, next)
 	{
 		room_fanout_run(r, SERVER_FANOUT_SLICE);
@@ -711,26 +786,35 @@ server_fanout_run(lws_sorted_usec_list_t *sul)
 			r->busy = 0;
 		}
 	}
-	if (!TAILQ_EMPTY(&cd->busy))
-		server_fanout_schedule(cd);
+	if (TAILQ_EMPTY(&cd->busy))
+		(void)uv_idle_stop(&cd->fanout_idle);
+}
+
+void
+server_fanout_schedule(struct chatd *cd)
+{
+	/* An active idle handle runs once per loop iteration, before the
+	 * loop polls (without blocking): one slice per room per iteration,
+	 * socket events in between. */
+	if (!uv_is_active((uv_handle_t *)&cd->fanout_idle))
+		(void)uv_idle_start(&cd->fanout_idle, server_fanout_run);
 }
 
 static void
-server_tick(lws_sorted_usec_list_t *sul)
+server_tick(uv_timer_t *t)
 {
-	struct chatd *cd = lws_container_of(sul, struct chatd, tick_sul);
+	struct chatd *cd = t->data;
 	struct room *r;
 	int64_t now = server_mono_ms();
 
 	TAILQ_FOREACH(r, &cd->room_list, entry)
 	ratelimit_expire(&r->rl, now);
-	lws_sul_schedule(cd->ctx, 0, &cd->tick_sul, server_tick, SERVER_TICK_US);
 }
 
 static void
-server_shutdown_wake(lws_sorted_usec_list_t *sul)
+server_shutdown_wake(uv_timer_t *t)
 {
-	(void)sul; /* only wakes lws_service() so the loop sees the deadline */
+	(void)t; /* only wakes the loop so that it sees the deadline */
 }
 
 static void
@@ -747,8 +831,8 @@ server_shutdown_begin(struct chatd *cd)
 		TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
 		server_conn_close(c, 1001, "server shutdown", "server_shutdown", 0);
 	}
-	lws_sul_schedule(cd->ctx, 0, &cd->shutdown_sul, server_shutdown_wake,
-	    (lws_usec_t)SERVER_SHUTDOWN_GRACE_MS * 1000 + 1000);
+	(void)uv_timer_start(
+	    &cd->shutdown_timer, server_shutdown_wake, SERVER_SHUTDOWN_GRACE_MS + 10, 0);
 }
 
 /* ---------------------------------------------------------------- protocols */
@@ -1022,10 +1106,38 @@ fail:
 	return -1;
 }
 
+/*
+ * Exit: closes chatd's own handles, starts lws's soft close of every
+ * connection, and runs the loop until everything has closed. With a
+ * foreign loop lws finishes destroying its context from the close
+ * callbacks (and clears cd->ctx); a second call finishes what is left.
+ */
+static void
+server_loop_finish(struct chatd *cd)
+{
+	uv_handle_t *mine[] = { (uv_handle_t *)&cd->flush_prepare, (uv_handle_t *)&cd->flush_check,
+		(uv_handle_t *)&cd->fanout_idle, (uv_handle_t *)&cd->shutdown_timer,
+		(uv_handle_t *)&cd->tick_timer };
+	size_t i;
+
+	for (i = 0; cd->handles_ready && i < sizeof mine / sizeof mine[0]; i++)
+		uv_close(mine[i], NULL);
+	room_close_timers(cd);
+	if (cd->ctx != NULL)
+		lws_context_destroy(cd->ctx);
+	(void)uv_run(&cd->loop, UV_RUN_DEFAULT);
+	if (cd->ctx != NULL)
+		lws_context_destroy(cd->ctx);
+	/* CLOSED callbacks ran in there: nothing is marked any more. */
+	TAILQ_INIT(&cd->flush);
+	TAILQ_INIT(&cd->kill);
+}
+
 int
 server_run(const struct config *cfg)
 {
 	struct lws_context_creation_info info;
+	void *foreign[1];
 	lws_retry_bo_t retry;
 	struct chatd *cd;
 	char host[256], *cause = NULL;
@@ -1039,6 +1151,8 @@ server_run(const struct config *cfg)
 	strmap_init(&cd->addresses);
 	TAILQ_INIT(&cd->room_list);
 	TAILQ_INIT(&cd->busy);
+	TAILQ_INIT(&cd->flush);
+	TAILQ_INIT(&cd->kill);
 	TAILQ_INIT(&cd->ctlconns);
 
 	if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0 ||
@@ -1052,17 +1166,43 @@ server_run(const struct config *cfg)
 		goto fail;
 	if (closed > 0)
 		log_info("closed %" PRId64 " sessions left open (server_restart)", closed);
+	if (uv_loop_init(&cd->loop) != 0) {
+		cause = xstrdup("uv_loop_init failed");
+		goto fail;
+	}
+	cd->loop_ready = 1;
+	if (uv_prepare_init(&cd->loop, &cd->flush_prepare) != 0 ||
+	    uv_check_init(&cd->loop, &cd->flush_check) != 0 ||
+	    uv_idle_init(&cd->loop, &cd->fanout_idle) != 0 ||
+	    uv_timer_init(&cd->loop, &cd->shutdown_timer) != 0 ||
+	    uv_timer_init(&cd->loop, &cd->tick_timer) != 0) {
+		cause = xstrdup("libuv handle init failed");
+		goto fail;
+	}
+	cd->handles_ready = 1;
+	cd->flush_prepare.data = cd->flush_check.data = cd->fanout_idle.data = cd;
+	cd->tick_timer.data = cd;
 	if (room_load_all(cd, &cause) != 0)
 		goto fail;
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, server_lws_log);
 	memset(&info, 0, sizeof info);
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6;
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DISABLE_IPV6 |
+	    LWS_SERVER_OPTION_LIBUV;
 	info.user = cd;
+	/* Frames queued by timers (which libuv runs before polling and, once
+	 * more, after) leave before the loop blocks; frames queued by socket
+	 * events leave right after them. */
+	(void)uv_prepare_start(&cd->flush_prepare, server_flush_prepare);
+	(void)uv_check_start(&cd->flush_check, server_flush_check);
+	foreign[0] = &cd->loop;
+	info.foreign_loops = foreign;
+	info.pcontext = &cd->ctx;
 	info.timeout_secs = (unsigned)cfg->handshake_timeout_seconds;
 	info.fd_limit_per_thread = 0;
 	if ((cd->ctx = lws_create_context(&info)) == NULL) {
-		cause = xstrdup("lws_create_context failed");
+		cause = xstrdup("lws_create_context failed (with libuv: is the Debian package "
+				"libwebsockets-evlib-uv installed?)");
 		goto fail;
 	}
 	server_ctx = cd->ctx;
@@ -1108,15 +1248,12 @@ server_run(const struct config *cfg)
 
 	if (writer_create(cfg->database_path, cd->ctx, &cd->writer, &cause) != 0)
 		goto fail;
-	lws_sul_schedule(cd->ctx, 0, &cd->tick_sul, server_tick, SERVER_TICK_US);
+	(void)uv_timer_start(&cd->tick_timer, server_tick, SERVER_TICK_MS, SERVER_TICK_MS);
 
 	log_info(
 	    "listening on %s (WebSocket) and %s (control)", cfg->chatd_listen, cfg->control_socket);
 	while (!cd->shutting_down || (cd->nconns > 0 && server_mono_ms() < cd->shutdown_deadline)) {
-		if (lws_service(cd->ctx, 0) < 0) {
-			log_error("lws_service failed");
-			break;
-		}
+		(void)uv_run(&cd->loop, UV_RUN_ONCE);
 		if (server_signalled && !cd->shutting_down)
 			server_shutdown_begin(cd);
 	}
@@ -1129,18 +1266,19 @@ fail:
 out:
 	/* Destroying the context closes what is left (sessions closed through
 	 * the writer), so the writer goes after it. */
-	if (cd->ctx != NULL) {
+	if (cd->ctx != NULL)
 		writer_detach(cd->writer);
-		lws_context_destroy(cd->ctx);
-		server_ctx = NULL;
-
-		if (cd->ctl_vhost != NULL && unlink(cfg->control_socket) != 0 && errno != ENOENT)
-			log_warn("unlink %s: %s", cfg->control_socket, strerror(errno));
-	}
+	server_ctx = NULL;
+	if (cd->loop_ready)
+		server_loop_finish(cd);
+	if (cd->ctl_vhost != NULL && unlink(cfg->control_socket) != 0 && errno != ENOENT)
+		log_warn("unlink %s: %s", cfg->control_socket, strerror(errno));
 	if (cd->writer != NULL) {
 		log_info("committing %u pending writes", writer_backlog(cd->writer));
 		writer_destroy(cd->writer);
 	}
+	if (cd->loop_ready && uv_loop_close(&cd->loop) != 0)
+		log_warn("the event loop still had handles at exit");
 	room_free_all(cd);
 	strmap_clear(&cd->addresses, free);
 	db_close(cd->db);

@@ -47,6 +47,9 @@ void server_conn_error(
  */
 int server_conn_close(
     struct conn *c, int code, const char *reason, const char *leave_reason, int user_left);
+/* Writes every queue that went non-empty since the last flush (loop hooks). */
+void server_flush(struct chatd *cd);
+
 /* Makes sure the sliced fan-out runs on the next loop iteration. */
 void server_fanout_schedule(struct chatd *cd);
 /* Finds a control connection by serial, or NULL. */
