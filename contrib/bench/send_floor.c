@@ -12,7 +12,9 @@
  * to the core given by -c, default 1). Prints one line of key=value.
  * A benchmark aid: asserts nothing. Bounded by -d; stops by itself.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>

@@ -10,12 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct ratelimit_entry;
+#include "strmap.h"
 
 struct ratelimit {
-	struct ratelimit_entry **buckets; /* open hash by user id, allocated on first use */
-	size_t nbuckets;
-	size_t count;
+	struct strmap users; /* user id -> struct ratelimit_entry: the last accepted post */
 	int64_t interval_ms; /* 0: no limit; may be changed at any time (slow mode) */
 };
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -1137,7 +1138,7 @@ int
 server_run(const struct config *cfg)
 {
 	struct lws_context_creation_info info;
-	void *foreign[1];
+	void *foreign[1], *plugin;
 	lws_retry_bo_t retry;
 	struct chatd *cd;
 	char host[256], *cause = NULL;
@@ -1205,6 +1206,15 @@ server_run(const struct config *cfg)
 				"libwebsockets-evlib-uv installed?)");
 		goto fail;
 	}
+	/* Without its libuv plugin lws quietly serves on a poll() loop of its
+	 * own, which chatd never runs: every socket would hang. Refuse. */
+	if ((plugin = dlopen(LWS_EVLIB_UV, RTLD_NOW | RTLD_NOLOAD)) == NULL) {
+		cause = xasprintf("libwebsockets did not load its libuv plugin %s: install the "
+				  "Debian package libwebsockets-evlib-uv",
+		    LWS_EVLIB_UV);
+		goto fail;
+	}
+	(void)dlclose(plugin); /* the reference RTLD_NOLOAD took; lws keeps its own */
 	server_ctx = cd->ctx;
 
 	memset(&retry, 0, sizeof retry);
