@@ -64,6 +64,7 @@ struct conn {
 	size_t rx_len, rx_cap;
 	int rx_inmsg; /* inside a message */
 	int rx_binary;
+	size_t rx_discard; /* > 0: dropping the rest of an oversize message */
 
 	TAILQ_ENTRY(conn) entry; /* room->members */
 	TAILQ_ENTRY(conn) flush_entry; /* cd->flush */

@@ -683,6 +683,15 @@ server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 
 	if (!c->counted || c->room == NULL || c->close_code != 0)
 		return 0;
+	if (c->rx_discard > 0) {
+		/* The rest of an oversize message: dropped unread, 1009 at its end. */
+		c->rx_discard += len;
+		if ((lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) ||
+		    c->rx_discard > SERVER_DISCARD_MAX)
+			server_conn_close(
+			    c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big", "left", 0);
+		return 0;
+	}
 	if (!c->rx_inmsg) {
 		c->rx_inmsg = 1;
 		c->rx_len = 0;
@@ -693,9 +702,23 @@ server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 	if (want > (size_t)cfg->max_frame_bytes) {
 		log_info("closing %s (user %s): message over %lld bytes", c->address, c->user_id,
 		    cfg->max_frame_bytes);
-		/* Nothing more is read from it (close_code is set). */
-		server_conn_close(
-		    c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big", "left", 0);
+		c->rx_inmsg = 0;
+		c->rx_len = 0;
+		free(c->rx);
+		c->rx = NULL;
+		c->rx_cap = 0;
+		/*
+		 * Read the rest of the message and drop it, then close: closing
+		 * while the client is still sending it makes chatd's socket close
+		 * with unread data, and a proxy in between (nginx, Apache) then
+		 * fails its write and drops the client without the close frame.
+		 * A message announcing more than SERVER_DISCARD_MAX is cut at once.
+		 */
+		c->rx_discard = len + 1;
+		if ((lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) ||
+		    lws_remaining_packet_payload(wsi) > SERVER_DISCARD_MAX)
+			server_conn_close(
+			    c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big", "left", 0);
 		return 0;
 	}
 	if (c->rx_cap < c->rx_len + len + 1) {

@@ -6,6 +6,7 @@ ignored, handshake refusals, bad input, fragmentation, 1009, rate limit
 with admin exemption, RoomStats coalescing, connection caps, SIGTERM.
 Exit 0 on success, 1 on failure, 77 if no web server is installed."""
 import os
+import struct
 import sys
 import time
 
@@ -126,6 +127,14 @@ def t_bad_input(st, chk):
     b.send_fragmented('{"type":"Message","payload":{"content":"' + "z" * 70000 + '"}}', 5)
     code, reason = b.wait_closed(3)
     chk.eq(code, 1009, "oversized fragmented message closes with 1009")
+    # A frame announcing more than chatd reads and drops (1 MiB) is cut at
+    # once: 4 MiB announced, 1,000 bytes sent, and the close comes anyway.
+    d = st.ws(rid, "bad3")
+    d.drain(0.2)
+    d.send_raw(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 4 * 1024 * 1024) + os.urandom(4)
+               + b"x" * 1000)
+    code, reason = d.wait_closed(3)
+    chk.eq(code, 1009, "a frame announcing 4 MiB closes with 1009 without being read")
 
 
 def t_rate_limit(st, chk):
