@@ -193,6 +193,7 @@ struct chatd {
 	struct room_list busy; /* rooms with low fan-out pending */
 	struct conn_list flush; /* queues that went non-empty since the last flush */
 	struct conn_list kill; /* to close with their close_code (server_close_soon) */
+	int lws_rearm; /* an lws timeout was set outside a socket event (server_flush) */
 
 	struct strmap addresses; /* address -> struct addr_count */
 	unsigned long nconns; /* established WebSocket connections */

@@ -333,6 +333,7 @@ server_conn_close(
 	    c->room != NULL ? c->room->id : "-", code, reason);
 	/* A client that reads nothing never gets WRITEABLE: cut it anyway. */
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, SERVER_CLOSE_GRACE_S);
+	c->cd->lws_rearm = 1;
 	lws_callback_on_writable(c->wsi);
 	return 1;
 }
@@ -393,6 +394,7 @@ server_kill(struct chatd *cd)
 		    (unsigned char *)c->close_reason, (size_t)len);
 		/* May run CLOSED (server_closed) for c right here: c is off the list. */
 		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+		cd->lws_rearm = 1; /* the close-ack timeout lws just set */
 	}
 }
 
@@ -420,10 +422,22 @@ server_flush(struct chatd *cd)
 			lws_callback_on_writable(c->wsi);
 			continue;
 		}
-		if (server_writeable(cd, c->wsi, c) < 0)
+		if (server_writeable(cd, c->wsi, c) < 0) {
 			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			cd->lws_rearm = 1;
+		}
 	}
 	server_kill(cd);
+	/*
+	 * lws 4.1.6 re-arms its libuv timer only after a socket event, so a
+	 * timeout set from chatd's own handles (this flush, libuv timers, the
+	 * main loop) would wait for unrelated traffic. A wake through lws's
+	 * event pipe is such an event.
+	 */
+	if (cd->lws_rearm && cd->ctx != NULL) {
+		cd->lws_rearm = 0;
+		lws_cancel_service(cd->ctx);
+	}
 }
 
 static void
