@@ -1,7 +1,7 @@
 /*
  * chatd's shared state: the daemon (struct chatd), rooms, WebSocket
  * connections and control connections. Everything declared here belongs to
- * the service thread (the one running lws_service()); the database writer
+ * the service thread (the one running the event loop); the database writer
  * thread never sees these structs, it gets copies in struct writer_op
  * (writer.h). So there are no locks here. Only chatd includes this file.
  */
