@@ -416,8 +416,6 @@ server_flush(struct chatd *cd)
 	while ((c = TAILQ_FIRST(&cd->flush)) != NULL) {
 		TAILQ_REMOVE(&cd->flush, c, flush_entry);
 		c->flush_pending = 0;
-		if (c->wsi == NULL)
-			continue;
 		if (c->close_code != 0 || lws_partial_buffered(c->wsi)) {
 			lws_callback_on_writable(c->wsi);
 			continue;
@@ -686,6 +684,40 @@ server_request(struct chatd *cd, struct conn *c, struct wsproto_request *req)
 	}
 }
 
+/*
+ * Between messages a connection holds no reassembly buffer: most
+ * connections are idle most of the time, and a malloc per message costs
+ * little next to parsing and storing it.
+ */
+static void
+server_rx_reset(struct conn *c)
+{
+	c->rx_inmsg = 0;
+	c->rx_len = 0;
+	free(c->rx);
+	c->rx = NULL;
+	c->rx_cap = 0;
+}
+
+/*
+ * A piece of an oversize message: dropped, and 1009 once the message ends.
+ * Closing while the client is still sending it would close chatd's socket
+ * with unread data, and a proxy in between (nginx, Apache) then fails its
+ * write and drops the client without the close frame. A message that would
+ * make chatd drop more than SERVER_DISCARD_MAX is cut at once.
+ */
+static int
+server_rx_discard(struct conn *c, struct lws *wsi, size_t len)
+{
+	size_t left = lws_remaining_packet_payload(wsi);
+
+	c->rx_discard += len;
+	if ((lws_is_final_fragment(wsi) && left == 0) || c->rx_discard + left > SERVER_DISCARD_MAX)
+		server_conn_close(
+		    c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big", "left", 0);
+	return 0;
+}
+
 static int
 server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in, size_t len)
 {
@@ -697,15 +729,8 @@ server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 
 	if (!c->counted || c->room == NULL || c->close_code != 0)
 		return 0;
-	if (c->rx_discard > 0) {
-		/* The rest of an oversize message: dropped unread, 1009 at its end. */
-		c->rx_discard += len;
-		if ((lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) ||
-		    c->rx_discard > SERVER_DISCARD_MAX)
-			server_conn_close(
-			    c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big", "left", 0);
-		return 0;
-	}
+	if (c->rx_discard > 0)
+		return server_rx_discard(c, wsi, len);
 	if (!c->rx_inmsg) {
 		c->rx_inmsg = 1;
 		c->rx_len = 0;
@@ -716,24 +741,9 @@ server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 	if (want > (size_t)cfg->max_frame_bytes) {
 		log_info("closing %s (user %s): message over %lld bytes", c->address, c->user_id,
 		    cfg->max_frame_bytes);
-		c->rx_inmsg = 0;
-		c->rx_len = 0;
-		free(c->rx);
-		c->rx = NULL;
-		c->rx_cap = 0;
-		/*
-		 * Read the rest of the message and drop it, then close: closing
-		 * while the client is still sending it makes chatd's socket close
-		 * with unread data, and a proxy in between (nginx, Apache) then
-		 * fails its write and drops the client without the close frame.
-		 * A message announcing more than SERVER_DISCARD_MAX is cut at once.
-		 */
-		c->rx_discard = len + 1;
-		if ((lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) ||
-		    lws_remaining_packet_payload(wsi) > SERVER_DISCARD_MAX)
-			server_conn_close(
-			    c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big", "left", 0);
-		return 0;
+		server_rx_reset(c);
+		c->rx_discard = 1;
+		return server_rx_discard(c, wsi, len);
 	}
 	if (c->rx_cap < c->rx_len + len + 1) {
 		/* Pieces are at most rx_buffer_size: grow by doubling, not per piece. */
@@ -747,7 +757,6 @@ server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) > 0)
 		return 0;
 
-	c->rx_inmsg = 0;
 	c->rx[c->rx_len] = '\0';
 	if (c->rx_binary)
 		server_conn_error(c, "binary_not_supported", "send JSON text frames", -1);
@@ -759,13 +768,7 @@ server_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 		server_request(cd, c, &req);
 		wsproto_request_clear(&req);
 	}
-	/* Between messages a connection holds no reassembly buffer: most
-	 * connections are idle most of the time, and a malloc per message
-	 * costs little next to parsing and storing it. */
-	c->rx_len = 0;
-	free(c->rx);
-	c->rx = NULL;
-	c->rx_cap = 0;
+	server_rx_reset(c);
 	return 0;
 }
 

@@ -177,7 +177,6 @@ enum db_stmt {
 	DB_STMT_CURSOR_GET,
 	DB_STMT_CURSOR_BATCH,
 	DB_STMT_CURSOR_DONE,
-	DB_STMT_CURSOR_DONE_NEXT,
 	DB_STMT_CURSOR_FAIL,
 	DB_STMT_FEED_OUTBOX,
 	DB_STMT_FEED_MESSAGES,
@@ -307,15 +306,11 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	/* Only from the position the caller read: another process may have moved it. */
 	[DB_STMT_CURSOR_BATCH] = "UPDATE cursors SET delivery_id = ?3, batch_last_id = ?4,"
 				 " attempts = 0 WHERE target = ?1 AND last_id = ?2",
-	[DB_STMT_CURSOR_DONE] = "UPDATE cursors SET last_id = ?3, delivery_id = NULL,"
-				" batch_last_id = NULL, attempts = 0, failing_since = NULL,"
+	/* With ?5/?6 the next batch is recorded in the same write (NULL: none). */
+	[DB_STMT_CURSOR_DONE] = "UPDATE cursors SET last_id = ?3, delivery_id = ?5,"
+				" batch_last_id = ?6, attempts = 0, failing_since = NULL,"
 				" last_error = NULL, last_success_at = ?4"
 				" WHERE target = ?1 AND last_id = ?2",
-	/* CURSOR_DONE and CURSOR_BATCH at once: one write per batch while a backlog drains. */
-	[DB_STMT_CURSOR_DONE_NEXT] = "UPDATE cursors SET last_id = ?3, delivery_id = ?5,"
-				     " batch_last_id = ?6, attempts = 0, failing_since = NULL,"
-				     " last_error = NULL, last_success_at = ?4"
-				     " WHERE target = ?1 AND last_id = ?2",
 	[DB_STMT_CURSOR_FAIL] = "UPDATE cursors SET attempts = attempts + 1,"
 				" failing_since = coalesce(failing_since, ?2), last_error = ?3"
 				" WHERE target = ?1",
@@ -1756,7 +1751,8 @@ db_cursor_done(struct db *db, const char *target, int64_t last_id, int64_t new_l
     char **cause)
 {
 	return db_cursor_update(db, DB_STMT_CURSOR_DONE, target, cause,
-	    DB_ARGS(DB_TEXT(target), DB_INT(last_id), DB_INT(new_last_id), DB_INT(now)));
+	    DB_ARGS(DB_TEXT(target), DB_INT(last_id), DB_INT(new_last_id), DB_INT(now),
+		DB_TEXT(NULL), DB_INT_OR_NULL(0)));
 }
 
 int
@@ -1768,7 +1764,7 @@ db_cursor_done_next(struct db *db, const char *target, int64_t last_id, int64_t 
 		    "cursor %s: next batch must end after %lld", target, (long long)new_last_id);
 		return DB_ERROR;
 	}
-	return db_cursor_update(db, DB_STMT_CURSOR_DONE_NEXT, target, cause,
+	return db_cursor_update(db, DB_STMT_CURSOR_DONE, target, cause,
 	    DB_ARGS(DB_TEXT(target), DB_INT(last_id), DB_INT(new_last_id), DB_INT(now),
 		DB_TEXT(next_delivery_id), DB_INT(next_batch_last_id)));
 }

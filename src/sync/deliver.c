@@ -341,13 +341,3 @@ fail:
 	deliver_cancel(d);
 	return -1;
 }
-
-int
-deliver_post(struct deliver *d, const char *body, size_t len, const char *delivery_id,
-    long long timestamp, const char *signature, long *status, char **cause)
-{
-	*status = 0;
-	if (deliver_start(d, body, len, delivery_id, timestamp, signature, cause) != 0)
-		return -1;
-	return deliver_finish(d, status, cause);
-}

@@ -51,8 +51,5 @@ int deliver_start(struct deliver *d, const char *body, size_t len, const char *d
 int deliver_finish(struct deliver *d, long *status, char **cause);
 /* Abandons the POST in flight, if any (its connection is closed or kept by curl). */
 void deliver_cancel(struct deliver *d);
-/* deliver_start() then deliver_finish(). */
-int deliver_post(struct deliver *d, const char *body, size_t len, const char *delivery_id,
-    long long timestamp, const char *signature, long *status, char **cause);
 
 #endif
