@@ -15,6 +15,7 @@
 
 #include <libwebsockets.h>
 
+#include "checkpoint.h"
 #include "db.h"
 #include "log.h"
 #include "strmap.h"
@@ -29,6 +30,7 @@ struct writer {
 	struct lws_context *ctx;
 	struct db *db; /* writer thread only */
 	struct strmap sessions; /* writer thread only: key -> int64_t session id */
+	struct checkpointer *cp; /* checkpoints the WAL the writer's commits grow */
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
@@ -123,6 +125,16 @@ writer_apply(struct writer *w, struct writer_op *op)
 	free(cause);
 }
 
+/* After each commit, writer thread: past the threshold, the checkpointer's turn. */
+static void
+writer_wal_grown(void *arg, int wal_pages)
+{
+	struct writer *w = arg;
+
+	if (wal_pages >= CHECKPOINT_PAGES)
+		checkpointer_request(w->cp);
+}
+
 static void *
 writer_main(void *arg)
 {
@@ -210,6 +222,9 @@ writer_create(const char *db_path, struct lws_context *ctx, struct writer **out,
 	STAILQ_INIT(&w->done);
 	if (db_open(db_path, &w->db, cause) != DB_OK)
 		goto fail;
+	if (checkpointer_create(db_path, &w->cp, cause) != 0)
+		goto fail_db;
+	db_wal_hook(w->db, writer_wal_grown, w);
 	if ((error = pthread_mutex_init(&w->lock, NULL)) != 0) {
 		*cause = xasprintf("pthread_mutex_init: %s", strerror(error));
 		goto fail_db;
@@ -231,6 +246,7 @@ writer_create(const char *db_path, struct lws_context *ctx, struct writer **out,
 
 fail_db:
 	db_close(w->db);
+	checkpointer_destroy(w->cp);
 fail:
 	free(w);
 	return -1;
@@ -325,6 +341,7 @@ writer_destroy(struct writer *w)
 	writer_drain(w, NULL, NULL);
 	strmap_clear(&w->sessions, writer_free_session);
 	db_close(w->db);
+	checkpointer_destroy(w->cp);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
 	free(w);

@@ -355,6 +355,8 @@ struct db {
 	char *path;
 	sqlite3_stmt *stmt[DB_STMT_COUNT];
 	int in_savepoint; /* the running operation nests in db_tx_begin() */
+	void (*wal_hook)(void *arg, int wal_pages); /* db_wal_hook() */
+	void *wal_hook_arg;
 };
 
 /*
@@ -770,6 +772,45 @@ db_open(const char *path, struct db **out, char **cause)
 fail:
 	db_close(db);
 	return DB_ERROR;
+}
+
+static int
+db_wal_committed(void *arg, sqlite3 *sq, const char *schema, int pages)
+{
+	struct db *db = arg;
+
+	(void)sq;
+	(void)schema;
+	db->wal_hook(db->wal_hook_arg, pages);
+	return SQLITE_OK;
+}
+
+void
+db_wal_hook(struct db *db, void (*hook)(void *arg, int wal_pages), void *arg)
+{
+	db->wal_hook = hook;
+	db->wal_hook_arg = arg;
+	/* Also what sqlite3_wal_autocheckpoint(db, 0) does: one hook per connection. */
+	sqlite3_wal_hook(db->sq, db_wal_committed, db);
+}
+
+int
+db_checkpoint(struct db *db, int *wal_pages, int *done_pages, char **cause)
+{
+	int log = 0, ckpt = 0, rc;
+
+	rc = sqlite3_wal_checkpoint_v2(db->sq, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
+	if (wal_pages != NULL)
+		*wal_pages = log;
+	if (done_pages != NULL)
+		*done_pages = ckpt;
+	if (rc == SQLITE_BUSY)
+		return DB_OK; /* another checkpoint under way: it does the work */
+	if (rc != SQLITE_OK) {
+		*cause = xasprintf("database %s: checkpoint: %s", db->path, sqlite3_errmsg(db->sq));
+		return DB_ERROR;
+	}
+	return DB_OK;
 }
 
 void

@@ -1,0 +1,177 @@
+/* The WAL checkpointer thread (see checkpoint.h). */
+#include "autoconf.h"
+
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "db.h"
+#include "log.h"
+#include "xmalloc.h"
+
+struct checkpointer {
+	pthread_t thread;
+	struct db *db; /* the thread's */
+
+	pthread_mutex_t lock; /* guards the three below */
+	pthread_cond_t cond; /* on CLOCK_MONOTONIC */
+	int requested, stop;
+	unsigned long runs;
+};
+
+static void
+checkpoint_lock(struct checkpointer *cp)
+{
+	if (pthread_mutex_lock(&cp->lock) != 0)
+		abort();
+}
+
+/* Waits up to ms (or for a stop); the lock is held. */
+static void
+checkpoint_pause(struct checkpointer *cp, long ms)
+{
+	struct timespec until;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &until) != 0)
+		abort();
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	while (!cp->stop && pthread_cond_timedwait(&cp->cond, &cp->lock, &until) == 0)
+		;
+}
+
+static void *
+checkpoint_main(void *arg)
+{
+	struct checkpointer *cp = arg;
+	char *cause = NULL;
+	int wal = 0, done = 0, last_done = -1;
+
+	/*
+	 * Background work: a lower priority (nice, so it still gets its share
+	 * on a saturated core and the WAL stays bounded) keeps the copying off
+	 * the service thread's time when both share a core. Raising one's own
+	 * niceness needs no privilege; failing is harmless.
+	 */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CHECKPOINT_NICE) != 0)
+		log_debug("checkpoint: setpriority: %s", strerror(errno));
+	checkpoint_lock(cp);
+	for (;;) {
+		while (!cp->requested && !cp->stop)
+			pthread_cond_wait(&cp->cond, &cp->lock);
+		if (cp->stop)
+			break;
+		cp->requested = 0;
+		pthread_mutex_unlock(&cp->lock);
+
+		if (db_checkpoint(cp->db, &wal, &done, &cause) != DB_OK) {
+			log_warn("checkpoint: %s", cause);
+			free(cause);
+			cause = NULL;
+		} else {
+			log_debug("checkpoint: %d of %d WAL pages in the database", done, wal);
+		}
+
+		checkpoint_lock(cp);
+		cp->runs++;
+		/* Nothing copied this time: a reader holds the pages still to
+		 * copy. Every commit past the threshold asks again; going at
+		 * each would spin. (Frames committed while a checkpoint ran are
+		 * only left for the next one, which the next commit asks for.) */
+		if (done < wal && done == last_done)
+			checkpoint_pause(cp, CHECKPOINT_RETRY_MS);
+		last_done = done;
+	}
+	pthread_mutex_unlock(&cp->lock);
+	return NULL;
+}
+
+int
+checkpointer_create(const char *db_path, struct checkpointer **out, char **cause)
+{
+	struct checkpointer *cp = xcalloc(1, sizeof *cp);
+	pthread_condattr_t ca;
+	int error;
+
+	if (db_open(db_path, &cp->db, cause) != DB_OK) {
+		free(cp);
+		return -1;
+	}
+	if ((error = pthread_mutex_init(&cp->lock, NULL)) != 0) {
+		*cause = xasprintf("pthread_mutex_init: %s", strerror(error));
+		goto fail_db;
+	}
+	if ((error = pthread_condattr_init(&ca)) != 0 ||
+	    (error = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) != 0 ||
+	    (error = pthread_cond_init(&cp->cond, &ca)) != 0) {
+		*cause = xasprintf("pthread_cond_init: %s", strerror(error));
+		goto fail_lock;
+	}
+	pthread_condattr_destroy(&ca);
+	if ((error = pthread_create(&cp->thread, NULL, checkpoint_main, cp)) != 0) {
+		*cause = xasprintf("pthread_create: %s", strerror(error));
+		pthread_cond_destroy(&cp->cond);
+		goto fail_lock;
+	}
+	*out = cp;
+	return 0;
+
+fail_lock:
+	pthread_mutex_destroy(&cp->lock);
+fail_db:
+	db_close(cp->db);
+	free(cp);
+	return -1;
+}
+
+void
+checkpointer_request(struct checkpointer *cp)
+{
+	checkpoint_lock(cp);
+	if (!cp->requested) {
+		cp->requested = 1;
+		pthread_cond_signal(&cp->cond);
+	}
+	pthread_mutex_unlock(&cp->lock);
+}
+
+unsigned long
+checkpointer_runs(struct checkpointer *cp)
+{
+	unsigned long n;
+
+	checkpoint_lock(cp);
+	n = cp->runs;
+	pthread_mutex_unlock(&cp->lock);
+	return n;
+}
+
+void
+checkpointer_destroy(struct checkpointer *cp)
+{
+	int error;
+
+	if (cp == NULL)
+		return;
+	checkpoint_lock(cp);
+	cp->stop = 1;
+	pthread_cond_signal(&cp->cond);
+	pthread_mutex_unlock(&cp->lock);
+	if ((error = pthread_join(cp->thread, NULL)) != 0)
+		log_error("checkpoint: pthread_join: %s", strerror(error));
+	db_close(cp->db);
+	pthread_cond_destroy(&cp->cond);
+	pthread_mutex_destroy(&cp->lock);
+	free(cp);
+}

@@ -1,0 +1,209 @@
+/*
+ * Unit tests for chatd's WAL checkpoints taken out of the writer's commits:
+ * db_wal_hook() (no automatic checkpoint, the hook sees the WAL grow),
+ * db_checkpoint() (a passive checkpoint from another connection), and the
+ * checkpointer thread (src/chatd/checkpoint.c) that chatd's writer asks
+ * when the WAL passes CHECKPOINT_PAGES. Real SQLite files in a private
+ * temporary directory.
+ */
+#include "autoconf.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "checkpoint.h"
+#include "db.h"
+#include "xmalloc.h"
+
+#define TEST_DIR_TEMPLATE "/tmp/chatd-test-ckpt.XXXXXX"
+static char test_dir[] = TEST_DIR_TEMPLATE;
+static char *dbpath;
+static struct db *db;
+
+/* What the hook saw; the hook runs on the committing (this) thread. */
+static int hook_calls, hook_last, hook_max;
+static struct checkpointer *hook_cp; /* when set, the hook asks it as chatd's writer does */
+
+static void
+hook(void *arg, int wal_pages)
+{
+	ck_assert_ptr_eq(arg, &hook_calls);
+	hook_calls++;
+	hook_last = wal_pages;
+	if (wal_pages > hook_max)
+		hook_max = wal_pages;
+	if (hook_cp != NULL && wal_pages >= CHECKPOINT_PAGES)
+		checkpointer_request(hook_cp);
+}
+
+static void
+setup(void)
+{
+	char *cause = NULL;
+
+	memcpy(test_dir, TEST_DIR_TEMPLATE, sizeof test_dir);
+	ck_assert_ptr_nonnull(mkdtemp(test_dir));
+	dbpath = xasprintf("%s/chat.db", test_dir);
+	if (db_open(dbpath, &db, &cause) != DB_OK)
+		ck_abort_msg("db_open: %s", cause);
+	if (db_room_create(db, "r", "room", NULL, 0, 1, &cause) != DB_OK)
+		ck_abort_msg("db_room_create: %s", cause);
+	hook_calls = hook_last = hook_max = 0;
+	hook_cp = NULL;
+}
+
+static void
+teardown(void)
+{
+	struct dirent *de;
+	DIR *d;
+	char *p;
+
+	db_close(db);
+	db = NULL;
+	if ((d = opendir(test_dir)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			p = xasprintf("%s/%s", test_dir, de->d_name);
+			unlink(p);
+			free(p);
+		}
+		closedir(d);
+	}
+	rmdir(test_dir);
+	free(dbpath);
+}
+
+/* n messages of about 3 KiB, 20 per transaction, as the writer batches them. */
+static void
+append(int n)
+{
+	char text[3000], *cause = NULL;
+	int64_t id, seq;
+	int i;
+
+	memset(text, 'x', sizeof text - 1);
+	text[sizeof text - 1] = '\0';
+	for (i = 0; i < n; i++) {
+		if (i % 20 == 0 && db_tx_begin(db, &cause) != DB_OK)
+			ck_abort_msg("begin: %s", cause);
+		if (db_message_append(db, "r", DB_MESSAGE_CHAT, "u", "n", 0, text, NULL, i, &id,
+			&seq, &cause) != DB_OK)
+			ck_abort_msg("append: %s", cause);
+		if ((i % 20 == 19 || i == n - 1) && db_tx_commit(db, &cause) != DB_OK)
+			ck_abort_msg("commit: %s", cause);
+	}
+}
+
+START_TEST(test_hook_replaces_autocheckpoint)
+{
+	struct db *other = NULL;
+	char *cause = NULL;
+	int wal = -1, done = -1;
+
+	db_wal_hook(db, hook, &hook_calls);
+	append(2000); /* ~6 MB: SQLite's own checkpoint would run at 1,000 pages */
+	ck_assert_int_eq(hook_calls, 100);
+	/* Nothing checkpointed inside the commits: the WAL only grew. */
+	ck_assert_int_eq(hook_last, hook_max);
+	ck_assert_int_gt(hook_last, 2 * CHECKPOINT_PAGES);
+
+	/* A passive checkpoint from another connection copies all of it. */
+	if (db_open(dbpath, &other, &cause) != DB_OK)
+		ck_abort_msg("db_open: %s", cause);
+	ck_assert_int_eq(db_checkpoint(other, &wal, &done, &cause), DB_OK);
+	ck_assert_int_eq(wal, hook_last);
+	ck_assert_int_eq(done, wal);
+	db_close(other);
+
+	/* The next commit starts the WAL over. */
+	append(1);
+	ck_assert_int_lt(hook_last, 10);
+}
+END_TEST
+
+START_TEST(test_checkpoint_null_outputs)
+{
+	char *cause = NULL;
+
+	append(3);
+	ck_assert_int_eq(db_checkpoint(db, NULL, NULL, &cause), DB_OK);
+}
+END_TEST
+
+START_TEST(test_checkpointer_keeps_wal_bounded)
+{
+	struct checkpointer *cp = NULL;
+	char *cause = NULL;
+	int round;
+
+	if (checkpointer_create(dbpath, &cp, &cause) != 0)
+		ck_abort_msg("checkpointer_create: %s", cause);
+	hook_cp = cp;
+	db_wal_hook(db, hook, &hook_calls);
+	ck_assert_uint_eq(checkpointer_runs(cp), 0);
+
+	/* Write past the threshold, then keep committing a little, as a
+	 * live room does: within seconds the thread's checkpoints have copied
+	 * everything and the WAL starts over instead of growing on. */
+	for (round = 0; round < 3; round++) {
+		struct timespec pause = { 0, 10 * 1000 * 1000 };
+		unsigned long before = checkpointer_runs(cp);
+		int waited;
+
+		append(800); /* ~1,100 pages */
+		ck_assert_int_ge(hook_last, CHECKPOINT_PAGES);
+		for (waited = 0; waited < 500 && hook_last >= CHECKPOINT_PAGES; waited++) {
+			nanosleep(&pause, NULL);
+			append(1);
+		}
+		ck_assert_int_lt(hook_last, CHECKPOINT_PAGES / 10);
+		ck_assert_uint_gt(checkpointer_runs(cp), before);
+	}
+	ck_assert_int_lt(hook_max, 2 * CHECKPOINT_PAGES);
+	hook_cp = NULL;
+	checkpointer_destroy(cp);
+}
+END_TEST
+
+START_TEST(test_checkpointer_bad_path)
+{
+	struct checkpointer *cp = NULL;
+	char *cause = NULL;
+
+	ck_assert_int_eq(checkpointer_create("/nonexistent-dir/x/chat.db", &cp, &cause), -1);
+	ck_assert_ptr_null(cp);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	checkpointer_destroy(NULL);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("checkpoint");
+	TCase *tc = tcase_create("checkpoint");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_hook_replaces_autocheckpoint);
+	tcase_add_test(tc, test_checkpoint_null_outputs);
+	tcase_add_test(tc, test_checkpointer_keeps_wal_bounded);
+	tcase_add_test(tc, test_checkpointer_bad_path);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
