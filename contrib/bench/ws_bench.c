@@ -120,6 +120,11 @@ static int next_connect;
 static int established, failed, closed_by_server;
 static uint64_t received, received_bytes, dropped_err, other_frames, pub_errors;
 static struct hist hmsg, hevt;
+/* Per CustomEvent (by its seq): its first and last delivery, which split
+ * an event's latency into the wait before the server's fan-out starts and
+ * the fan-out itself. */
+#define EVT_TRACK 8192
+static uint64_t evt_first[EVT_TRACK], evt_last[EVT_TRACK];
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static volatile sig_atomic_t stop;
 
@@ -503,7 +508,7 @@ static void
 on_text(struct conn *c, const char *p, size_t len)
 {
 	const char *m;
-	uint64_t ts, now;
+	uint64_t ts, now, seq;
 	int evt;
 	size_t i;
 
@@ -526,9 +531,18 @@ on_text(struct conn *c, const char *p, size_t len)
 	ts = 0;
 	for (i = (size_t)(m - p) + 2; i < len && p[i] >= '0' && p[i] <= '9'; i++)
 		ts = ts * 10 + (uint64_t)(p[i] - '0');
+	seq = 0;
+	for (i++; i < len && p[i] >= '0' && p[i] <= '9'; i++)
+		seq = seq * 10 + (uint64_t)(p[i] - '0');
 	now = now_ns();
 	evt = memmem(p, len, "CustomEvent", 11) != NULL;
 	hist_add(evt ? &hevt : &hmsg, now > ts ? now - ts : 0);
+	if (evt && seq < EVT_TRACK && now > ts) {
+		if (evt_first[seq] == 0 || now - ts < evt_first[seq])
+			evt_first[seq] = now - ts;
+		if (now - ts > evt_last[seq])
+			evt_last[seq] = now - ts;
+	}
 	if (!evt) {
 		received++;
 		received_bytes += len;
@@ -758,6 +772,8 @@ run_fanout(void)
 	run_for(opt.settle);
 	hist_reset(&hmsg);
 	hist_reset(&hevt);
+	memset(evt_first, 0, sizeof evt_first);
+	memset(evt_last, 0, sizeof evt_last);
 	received = received_bytes = dropped_err = other_frames = pub_errors = 0;
 
 	msg_rate = opt.load / opt.per_room;
@@ -812,6 +828,23 @@ run_fanout(void)
 		       "evt_max_ms=%.2f",
 		    (unsigned long long)events, (unsigned long long)hevt.n, hist_q(&hevt, 0.50),
 		    hist_q(&hevt, 0.99), (double)hevt.max_ns / 1e6);
+	if (opt.eps > 0) {
+		struct hist hf = { 0 }, hl = { 0 };
+		uint64_t k;
+
+		hist_init(&hf);
+		hist_init(&hl);
+		for (k = 0; k < events && k < EVT_TRACK; k++)
+			if (evt_first[k] != 0) {
+				hist_add(&hf, evt_first[k]);
+				hist_add(&hl, evt_last[k]);
+			}
+		printf(" evt_first_p50_ms=%.2f evt_first_p99_ms=%.2f evt_last_p50_ms=%.2f "
+		       "evt_last_p99_ms=%.2f",
+		    hist_q(&hf, 0.50), hist_q(&hf, 0.99), hist_q(&hl, 0.50), hist_q(&hl, 0.99));
+		free(hf.b);
+		free(hl.b);
+	}
 	printf("\n");
 	fflush(stdout);
 	free(pubs);

@@ -284,6 +284,9 @@ if [[ " $parts " == *" event "* ]]; then
 		printf '%-32s %s of %s event deliveries, p50 %s ms, p99 %s ms, max %s ms\n' "  CustomEvent (20/s)" \
 			"$(field "$r" evt_received)" "$(( $(field "$r" events) * 1000 ))" "$(field "$r" evt_p50_ms)" \
 			"$(field "$r" evt_p99_ms)" "$(field "$r" evt_max_ms)"
+		printf '%-32s first delivery p50 %s / p99 %s ms, last delivery p50 %s / p99 %s ms\n' "  per event" \
+			"$(field "$r" evt_first_p50_ms)" "$(field "$r" evt_first_p99_ms)" \
+			"$(field "$r" evt_last_p50_ms)" "$(field "$r" evt_last_p99_ms)"
 	done
 fi
 
