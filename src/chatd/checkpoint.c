@@ -20,9 +20,10 @@ struct checkpointer {
 	pthread_t thread;
 	struct db *db; /* the thread's */
 
-	pthread_mutex_t lock; /* guards the three below */
+	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond; /* on CLOCK_MONOTONIC */
-	int requested, stop;
+	int requested, running, stop;
+	int copied; /* WAL pages the last run saw copied; 0: none since the WAL started over */
 	unsigned long runs;
 };
 
@@ -73,6 +74,7 @@ checkpoint_main(void *arg)
 		if (cp->stop)
 			break;
 		cp->requested = 0;
+		cp->running = 1;
 		pthread_mutex_unlock(&cp->lock);
 
 		if (db_checkpoint(cp->db, &wal, &done, &cause) != DB_OK) {
@@ -84,7 +86,12 @@ checkpoint_main(void *arg)
 		}
 
 		checkpoint_lock(cp);
+		cp->running = 0;
 		cp->runs++;
+		/* Even a run that copied all it saw is rarely complete: the
+		 * writer committed meanwhile, and the WAL starts over only
+		 * once a write begins with everything copied. */
+		cp->copied = done > 0 ? done : 0;
 		/* Nothing copied this time: a reader holds the pages still to
 		 * copy. Every commit past the threshold asks again; going at
 		 * each would spin. (Frames committed while a checkpoint ran are
@@ -135,14 +142,41 @@ fail_db:
 	return -1;
 }
 
-void
-checkpointer_request(struct checkpointer *cp)
+enum checkpoint_action
+checkpoint_decide(int running, int copied, int wal_pages)
 {
+	if (wal_pages >= CHECKPOINT_WRITER_PAGES)
+		return CHECKPOINT_WRITER_FINISHES;
+	if (running)
+		return CHECKPOINT_WAIT;
+	/* copied > wal_pages: the WAL started over since that run. */
+	if (copied > 0 && copied <= wal_pages && wal_pages - copied <= CHECKPOINT_TAIL_PAGES)
+		return CHECKPOINT_WRITER_FINISHES;
+	return CHECKPOINT_ASK_THREAD;
+}
+
+int
+checkpointer_after_commit(struct checkpointer *cp, int wal_pages)
+{
+	enum checkpoint_action a;
+
 	checkpoint_lock(cp);
-	if (!cp->requested) {
+	a = checkpoint_decide(cp->running, cp->copied, wal_pages);
+	if (a == CHECKPOINT_WRITER_FINISHES) {
+		cp->copied = 0; /* copied from the tail on: the writer's */
+	} else if (a == CHECKPOINT_ASK_THREAD && !cp->requested) {
 		cp->requested = 1;
 		pthread_cond_signal(&cp->cond);
 	}
+	pthread_mutex_unlock(&cp->lock);
+	return a == CHECKPOINT_WRITER_FINISHES;
+}
+
+void
+checkpointer_wal_restarted(struct checkpointer *cp)
+{
+	checkpoint_lock(cp);
+	cp->copied = 0;
 	pthread_mutex_unlock(&cp->lock);
 }
 

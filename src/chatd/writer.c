@@ -32,6 +32,7 @@ struct writer {
 	struct db *db; /* writer thread only */
 	struct strmap sessions; /* writer thread only: key -> int64_t session id */
 	struct checkpointer *cp; /* checkpoints the WAL the writer's commits grow */
+	int wal_pages; /* writer thread only: the WAL's size after the last commit */
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
@@ -126,14 +127,26 @@ writer_apply(struct writer *w, struct writer_op *op)
 	free(cause);
 }
 
-/* After each commit, writer thread: past the threshold, the checkpointer's turn. */
+/*
+ * After each commit (its write lock released), writer thread: past the
+ * threshold the checkpointer copies, and the writer finishes the last
+ * few pages itself (checkpoint.h says why).
+ */
 static void
 writer_wal_grown(void *arg, int wal_pages)
 {
 	struct writer *w = arg;
+	char *cause = NULL;
 
-	if (wal_pages >= CHECKPOINT_PAGES)
-		checkpointer_request(w->cp);
+	if (wal_pages < w->wal_pages)
+		checkpointer_wal_restarted(w->cp);
+	w->wal_pages = wal_pages;
+	if (wal_pages < CHECKPOINT_PAGES || !checkpointer_after_commit(w->cp, wal_pages))
+		return;
+	if (db_checkpoint(w->db, NULL, NULL, &cause) != DB_OK) {
+		log_warn("writer: %s", cause);
+		free(cause);
+	}
 }
 
 static void *
@@ -269,7 +282,8 @@ writer_submit(struct writer *w, struct writer_op *op)
 	w->in_len++;
 	if (op->type == WRITER_MESSAGE)
 		w->in_messages++;
-	woke = w->in_len == 1 && w->inflight == 0;
+	woke = w->in_len == 1 && w->inflight == 0 && op->type == WRITER_MESSAGE &&
+	    op->kind != DB_MESSAGE_CHAT;
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->lock);
 	/*
