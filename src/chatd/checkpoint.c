@@ -92,10 +92,9 @@ checkpoint_main(void *arg)
 		 * writer committed meanwhile, and the WAL starts over only
 		 * once a write begins with everything copied. */
 		cp->copied = done > 0 ? done : 0;
-		/* Nothing copied this time: a reader holds the pages still to
-		 * copy. Every commit past the threshold asks again; going at
-		 * each would spin. (Frames committed while a checkpoint ran are
-		 * only left for the next one, which the next commit asks for.) */
+		/* Nothing more copied than last time: a reader holds the pages
+		 * still to copy. The writer's next commits ask again; going at
+		 * each would spin. */
 		if (done < wal && done == last_done)
 			checkpoint_pause(cp, CHECKPOINT_RETRY_MS);
 		last_done = done;
@@ -119,10 +118,14 @@ checkpointer_create(const char *db_path, struct checkpointer **out, char **cause
 		*cause = xasprintf("pthread_mutex_init: %s", strerror(error));
 		goto fail_db;
 	}
-	if ((error = pthread_condattr_init(&ca)) != 0 ||
-	    (error = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) != 0 ||
+	if ((error = pthread_condattr_init(&ca)) != 0) {
+		*cause = xasprintf("pthread_condattr_init: %s", strerror(error));
+		goto fail_lock;
+	}
+	if ((error = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC)) != 0 ||
 	    (error = pthread_cond_init(&cp->cond, &ca)) != 0) {
 		*cause = xasprintf("pthread_cond_init: %s", strerror(error));
+		pthread_condattr_destroy(&ca);
 		goto fail_lock;
 	}
 	pthread_condattr_destroy(&ca);
