@@ -120,6 +120,12 @@ static int next_connect;
 static int established, failed, closed_by_server;
 static uint64_t received, received_bytes, dropped_err, other_frames, pub_errors;
 static struct hist hmsg, hevt;
+/* The same latencies taken at the kernel's receive timestamp of the read
+ * (SO_TIMESTAMPNS: when the last segment of what one recv() returned
+ * arrived at the socket) instead of when this process got to read it:
+ * what the server delivered, without the generator's own queueing. */
+static struct hist hmsg_arr, hevt_arr;
+static uint64_t rx_arrival_ns; /* of the recv() being parsed; 0 if unknown */
 /* Per CustomEvent (by its seq): its first and last delivery, which split
  * an event's latency into the wait before the server's fan-out starts and
  * the fan-out itself. */
@@ -157,6 +163,18 @@ now_ns(void)
 	struct timespec ts;
 
 	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		die("clock_gettime: %s", strerror(errno));
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The message stamps and receipt times: CLOCK_REALTIME, the clock of the
+ * kernel's receive timestamps. */
+static uint64_t
+wall_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
 		die("clock_gettime: %s", strerror(errno));
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
@@ -439,6 +457,8 @@ conn_start(struct conn *c)
 		die("socket: %s (connection %d)", strerror(errno), idx);
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
 		die("setsockopt(TCP_NODELAY): %s", strerror(errno));
+	if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) != 0)
+		die("setsockopt(SO_TIMESTAMPNS): %s", strerror(errno));
 	if (opt.addr_count > 0) {
 		if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0)
 			die("setsockopt(IP_BIND_ADDRESS_NO_PORT): %s", strerror(errno));
@@ -534,9 +554,13 @@ on_text(struct conn *c, const char *p, size_t len)
 	seq = 0;
 	for (i++; i < len && p[i] >= '0' && p[i] <= '9'; i++)
 		seq = seq * 10 + (uint64_t)(p[i] - '0');
-	now = now_ns();
+	now = wall_ns();
 	evt = memmem(p, len, "CustomEvent", 11) != NULL;
 	hist_add(evt ? &hevt : &hmsg, now > ts ? now - ts : 0);
+	if (rx_arrival_ns != 0)
+		hist_add(evt ? &hevt_arr : &hmsg_arr, rx_arrival_ns > ts ? rx_arrival_ns - ts : 0);
+	if (rx_arrival_ns != 0)
+		now = rx_arrival_ns; /* the server's part, for the per-event split */
 	if (evt && seq < EVT_TRACK && now > ts) {
 		if (evt_first[seq] == 0 || now - ts < evt_first[seq])
 			evt_first[seq] = now - ts;
@@ -607,6 +631,34 @@ conn_frames(struct conn *c)
 	return 0;
 }
 
+/* One recv() into c->in, noting the kernel's arrival time in rx_arrival_ns. */
+static ssize_t
+conn_recv(struct conn *c)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(struct timespec))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { c->in + c->inlen, c->incap - c->inlen };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	struct timespec ts;
+	ssize_t n;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof ctl.buf;
+	rx_arrival_ns = 0;
+	n = recvmsg(c->fd, &mh, 0);
+	for (cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm != NULL; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+			memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+			rx_arrival_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+		}
+	return n;
+}
+
 static void
 conn_read(struct conn *c)
 {
@@ -619,7 +671,7 @@ conn_read(struct conn *c)
 			c->incap = c->incap ? c->incap * 2 : 32768;
 			c->in = xrealloc(c->in, c->incap);
 		}
-		n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, 0);
+		n = conn_recv(c);
 		if (n == 0) {
 			conn_close(c, 1);
 			return;
@@ -728,7 +780,7 @@ publish(struct conn *c, int event, int seq)
 	size_t n;
 	int r;
 
-	r = snprintf(text, sizeof text, "@@%llu %d ", (unsigned long long)now_ns(), seq);
+	r = snprintf(text, sizeof text, "@@%llu %d ", (unsigned long long)wall_ns(), seq);
 	if (r < 0 || (size_t)r >= sizeof text)
 		die("snprintf");
 	n = (size_t)r;
@@ -772,6 +824,8 @@ run_fanout(void)
 	run_for(opt.settle);
 	hist_reset(&hmsg);
 	hist_reset(&hevt);
+	hist_reset(&hmsg_arr);
+	hist_reset(&hevt_arr);
 	memset(evt_first, 0, sizeof evt_first);
 	memset(evt_last, 0, sizeof evt_last);
 	received = received_bytes = dropped_err = other_frames = pub_errors = 0;
@@ -816,6 +870,9 @@ run_fanout(void)
 		: 0.0,
 	    hist_q(&hmsg, 0.50), hist_q(&hmsg, 0.99), (double)hmsg.max_ns / 1e6,
 	    (double)received / elapsed, received ? (double)received_bytes / (double)received : 0.0);
+	if (hmsg_arr.n > 0)
+		printf(" arr_p50_ms=%.2f arr_p99_ms=%.2f", hist_q(&hmsg_arr, 0.50),
+		    hist_q(&hmsg_arr, 0.99));
 	if (scpu0 >= 0 && scpu1 >= 0)
 		printf(" server_cpu_ms=%.0f server_cpu_pct=%.1f server_us_per_delivery=%.2f",
 		    (double)(scpu1 - scpu0) / 1e3, (double)(scpu1 - scpu0) / 1e4 / elapsed,
@@ -839,6 +896,9 @@ run_fanout(void)
 				hist_add(&hf, evt_first[k]);
 				hist_add(&hl, evt_last[k]);
 			}
+		if (hevt_arr.n > 0)
+			printf(" evt_arr_p50_ms=%.2f evt_arr_p99_ms=%.2f", hist_q(&hevt_arr, 0.50),
+			    hist_q(&hevt_arr, 0.99));
 		printf(" evt_first_p50_ms=%.2f evt_first_p99_ms=%.2f evt_last_p50_ms=%.2f "
 		       "evt_last_p99_ms=%.2f",
 		    hist_q(&hf, 0.50), hist_q(&hf, 0.99), hist_q(&hl, 0.50), hist_q(&hl, 0.99));
@@ -993,6 +1053,8 @@ main(int argc, char **argv)
 
 	hist_init(&hmsg);
 	hist_init(&hevt);
+	hist_init(&hmsg_arr);
+	hist_init(&hevt_arr);
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		die("epoll_create1: %s", strerror(errno));
 	if ((conns = calloc((size_t)need, sizeof *conns)) == NULL)

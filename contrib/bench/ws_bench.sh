@@ -223,6 +223,7 @@ summ() { # LABEL RESULT
 		"$(field "$r" max_ms)" "$(field "$r" server_us_per_delivery)" "$(field "$r" server_cpu_pct)" \
 		"$(field "$r" gen_cpu_pct)" \
 		"$( [ "$(field "$r" dropped_notices)$(field "$r" pub_errors)" = 00 ] || echo "  dropped_notices $(field "$r" dropped_notices) pub_errors $(field "$r" pub_errors)")"
+	printf '%-32s at socket arrival: p50 %7s ms p99 %7s ms\n' "" "$(field "$r" arr_p50_ms)" "$(field "$r" arr_p99_ms)"
 }
 
 echo "# $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%d), chatd $("$chatd" --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), ${secs}s per run"
@@ -284,6 +285,8 @@ if [[ " $parts " == *" event "* ]]; then
 		printf '%-32s %s of %s event deliveries, p50 %s ms, p99 %s ms, max %s ms\n' "  CustomEvent (20/s)" \
 			"$(field "$r" evt_received)" "$(( $(field "$r" events) * 1000 ))" "$(field "$r" evt_p50_ms)" \
 			"$(field "$r" evt_p99_ms)" "$(field "$r" evt_max_ms)"
+		printf '%-32s at socket arrival: p50 %s ms, p99 %s ms\n' "" \
+			"$(field "$r" evt_arr_p50_ms)" "$(field "$r" evt_arr_p99_ms)"
 		printf '%-32s first delivery p50 %s / p99 %s ms, last delivery p50 %s / p99 %s ms\n' "  per event" \
 			"$(field "$r" evt_first_p50_ms)" "$(field "$r" evt_first_p99_ms)" \
 			"$(field "$r" evt_last_p50_ms)" "$(field "$r" evt_last_p99_ms)"
