@@ -24,6 +24,7 @@ struct checkpointer {
 	pthread_cond_t cond; /* on CLOCK_MONOTONIC */
 	int requested, running, stop;
 	int copied; /* WAL pages the last run saw copied; 0: none since the WAL started over */
+	int wal_pages; /* the WAL's size after the writer's last commit */
 	unsigned long runs;
 };
 
@@ -164,6 +165,15 @@ checkpointer_after_commit(struct checkpointer *cp, int wal_pages)
 	enum checkpoint_action a;
 
 	checkpoint_lock(cp);
+	/* Smaller than last time: the WAL started over, and what the
+	 * thread copied before is no tail of the new one. */
+	if (wal_pages < cp->wal_pages)
+		cp->copied = 0;
+	cp->wal_pages = wal_pages;
+	if (wal_pages < CHECKPOINT_PAGES) {
+		pthread_mutex_unlock(&cp->lock);
+		return 0;
+	}
 	a = checkpoint_decide(cp->running, cp->copied, wal_pages);
 	if (a == CHECKPOINT_WRITER_FINISHES) {
 		cp->copied = 0; /* copied from the tail on: the writer's */
@@ -173,14 +183,6 @@ checkpointer_after_commit(struct checkpointer *cp, int wal_pages)
 	}
 	pthread_mutex_unlock(&cp->lock);
 	return a == CHECKPOINT_WRITER_FINISHES;
-}
-
-void
-checkpointer_wal_restarted(struct checkpointer *cp)
-{
-	checkpoint_lock(cp);
-	cp->copied = 0;
-	pthread_mutex_unlock(&cp->lock);
 }
 
 unsigned long

@@ -38,20 +38,21 @@ struct checkpointer;
 
 int checkpointer_create(const char *db_path, struct checkpointer **out, char **cause);
 /*
- * The writer, after a commit that left the WAL at wal_pages (at least
- * CHECKPOINT_PAGES): 1 if the caller should run db_checkpoint() on its
- * own connection now (the thread is idle and copied all but the last
+ * The writer, after each commit, with the WAL's size then: 1 if the
+ * caller should run db_checkpoint() on its own connection now (past
+ * CHECKPOINT_PAGES, the thread is idle and copied all but the last
  * CHECKPOINT_TAIL_PAGES, or the WAL reached CHECKPOINT_WRITER_PAGES);
- * otherwise asks the thread for a run if it is idle, and returns 0.
+ * otherwise, past CHECKPOINT_PAGES, asks the thread for a run if it is
+ * idle, and returns 0.
  */
 int checkpointer_after_commit(struct checkpointer *cp, int wal_pages);
 
 /*
- * What checkpointer_after_commit() decides, from the thread's state:
- * running (a run under way), copied (WAL pages the last run saw copied,
- * 0 if none since the WAL started over). The thread is asked only when it is idle and more
- * than a tail is left, so it never runs back to back for a few pages
- * (each run costs two fsyncs).
+ * What checkpointer_after_commit() decides past CHECKPOINT_PAGES, from
+ * the thread's state: running (a run under way), copied (WAL pages the
+ * last run saw copied, 0 if none since the WAL started over). The thread
+ * is asked only when it is idle and more than a tail is left, so it never
+ * runs back to back for a few pages (each run costs two fsyncs).
  */
 enum checkpoint_action {
 	CHECKPOINT_WAIT, /* a run is under way: see after it */
@@ -59,9 +60,6 @@ enum checkpoint_action {
 	CHECKPOINT_WRITER_FINISHES,
 };
 enum checkpoint_action checkpoint_decide(int running, int copied, int wal_pages);
-/* The writer, when a commit shows the WAL started over: what the thread
- * copied before is no tail of the new one. */
-void checkpointer_wal_restarted(struct checkpointer *cp);
 /* Checkpoints the thread has run (complete or not) so far; any thread. */
 unsigned long checkpointer_runs(struct checkpointer *cp);
 /* Stops the thread (a checkpoint under way finishes first) and frees. NULL allowed. */

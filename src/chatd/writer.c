@@ -32,7 +32,6 @@ struct writer {
 	struct db *db; /* writer thread only */
 	struct strmap sessions; /* writer thread only: key -> int64_t session id */
 	struct checkpointer *cp; /* checkpoints the WAL the writer's commits grow */
-	int wal_pages; /* writer thread only: the WAL's size after the last commit */
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
@@ -138,10 +137,7 @@ writer_wal_grown(void *arg, int wal_pages)
 	struct writer *w = arg;
 	char *cause = NULL;
 
-	if (wal_pages < w->wal_pages)
-		checkpointer_wal_restarted(w->cp);
-	w->wal_pages = wal_pages;
-	if (wal_pages < CHECKPOINT_PAGES || !checkpointer_after_commit(w->cp, wal_pages))
+	if (!checkpointer_after_commit(w->cp, wal_pages))
 		return;
 	if (db_checkpoint(w->db, NULL, NULL, &cause) != DB_OK) {
 		log_warn("writer: %s", cause);
