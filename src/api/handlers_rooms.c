@@ -412,17 +412,6 @@ handlers_rooms_unban(struct api_call *call)
 	api_reply(call, 200, &w);
 }
 
-static int
-rooms_event_type_ok(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len == 0 || len > EVENT_TYPE_MAX_BYTES)
-		return 0;
-	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
-	    len;
-}
-
 void
 handlers_rooms_event(struct api_call *call)
 {
@@ -442,7 +431,7 @@ handlers_rooms_event(struct api_call *call)
 		free(cause);
 		return;
 	}
-	if (!rooms_event_type_ok(event_type)) {
+	if (!model_event_type_ok(event_type)) {
 		api_error(call, 400, "invalid_field",
 		    "field \"event_type\" must be 1 to %d characters of A-Z a-z 0-9 _ . -",
 		    EVENT_TYPE_MAX_BYTES);

@@ -101,18 +101,6 @@ wsproto_parse_message(const cJSON *p, size_t max_content, size_t frame_len,
 	return 0;
 }
 
-/* An event name is an identifier clients switch on: no spaces, no punctuation soup. */
-static int
-wsproto_event_type_valid(const char *s)
-{
-	for (; *s != '\0'; s++) {
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
-			(*s >= '0' && *s <= '9') || *s == '_' || *s == '.' || *s == '-'))
-			return 0;
-	}
-	return 1;
-}
-
 /*
  * The event's own payload is any JSON value, passed on as the admin sent
  * it (re-encoded compactly; a literal null stays null); absent means {}.
@@ -132,7 +120,7 @@ wsproto_parse_custom_event(const cJSON *p, size_t max_content, size_t frame_len,
 	if (json_get_string(p, "event_type", 1, 1, EVENT_TYPE_MAX_BYTES, TEXT_NO_CONTROL,
 		&event_type, &cause) != 0)
 		return wsproto_fail(code, message, "invalid_field", cause);
-	if (!wsproto_event_type_valid(event_type))
+	if (!model_event_type_ok(event_type))
 		return wsproto_fail(code, message, "invalid_field",
 		    xstrdup("field \"event_type\" may hold only letters, digits, "
 			    "'_', '.' and '-'"));

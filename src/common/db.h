@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"
+
 #define DB_OK 0
 #define DB_ERROR (-1)
 #define DB_NOTFOUND 1
@@ -80,16 +82,7 @@ void db_tx_rollback(struct db *db);
 
 /* ---- rooms ---- */
 
-/* Limits enforced by chat-api and chatd; documented in docs/api.md. */
-#define ROOM_ID_LEN 36 /* UUID text form */
-#define ROOM_NAME_MAX_BYTES 200
-#define USER_ID_MAX_BYTES 128
-#define NICKNAME_MAX_BYTES 128
-#define ROOM_ADMINS_MAX 100
-#define REASON_MAX_BYTES 500
-#define EVENT_TYPE_MAX_BYTES 64
-#define BAN_DURATION_MAX_SECONDS (365LL * 24 * 3600) /* longest timed ban */
-#define ROOM_CLOSE_REASON_DEFAULT "closed by administrator"
+/* The limits of ids, names and reasons live in model.h. */
 
 struct db_room {
 	char *id;

@@ -566,17 +566,6 @@ commands_close(struct chatctl *c, char **argv, int argc)
 	return CHATCTL_EXIT_OK;
 }
 
-static int
-commands_event_type_ok(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len == 0 || len > EVENT_TYPE_MAX_BYTES)
-		return 0;
-	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") ==
-	    len;
-}
-
 /*
  * Parses a payload argument with the checks chat-api applies to bodies
  * (UTF-8, no NUL or escaped NUL, nothing after the value) by wrapping it
@@ -613,7 +602,7 @@ commands_publish(struct chatctl *c, char **argv, int argc)
 
 	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0)
 		return CHATCTL_EXIT_USAGE;
-	if (!commands_event_type_ok(type)) {
+	if (!model_event_type_ok(type)) {
 		fprintf(c->err,
 		    "chatctl: EVENT_TYPE must be 1 to %d characters of A-Z a-z 0-9 _ . -\n",
 		    EVENT_TYPE_MAX_BYTES);
