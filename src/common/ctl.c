@@ -25,6 +25,10 @@
 #include "ctl.h"
 #include "xmalloc.h"
 
+_Static_assert(CTL_DEPTH_MAX == JSON_DEPTH_MAX + 2, "envelope and args add two levels");
+#define CTL_STR_(x) #x
+#define CTL_STR(x) CTL_STR_(x)
+
 /* A line buffer grown past this is released once empty, so an idle peer
  * that once sent a large request does not pin CTL_LINE_MAX bytes. */
 #define CTL_LINEBUF_KEEP 16384
@@ -286,6 +290,12 @@ ctl_request_decode(const char *line, cJSON **root, enum ctl_type *type, unsigned
 	*id = 0;
 	*args = NULL;
 
+	if (!json_depth_ok(line, strlen(line), CTL_DEPTH_MAX)) {
+		*code = "bad_json";
+		*message = "request nests objects and arrays deeper than " CTL_STR(
+		    CTL_DEPTH_MAX) " levels";
+		goto fail;
+	}
 	/* Whole line, one value: "{...} junk" must not pass as a request. */
 	*root = cJSON_ParseWithOpts(line, NULL, 1);
 	if (*root == NULL) {
@@ -576,7 +586,8 @@ ctl_reply_decode(const char *line, unsigned long want_id, cJSON **result, char *
 	if (code != NULL)
 		*code = NULL;
 	*cause = NULL;
-	root = cJSON_ParseWithOpts(line, NULL, 1);
+	root = json_depth_ok(line, strlen(line), CTL_DEPTH_MAX) ? cJSON_ParseWithOpts(line, NULL, 1)
+								: NULL;
 	if (root == NULL || !cJSON_IsObject(root)) {
 		*cause = xstrdup("chatd sent a bad reply (not a JSON object)");
 		goto out;

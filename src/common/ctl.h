@@ -18,10 +18,18 @@
 
 #include <cjson/cJSON.h>
 
+#include "jsonutil.h"
+
 #define CTL_VERSION 1
 /* Longest request or reply line, newline included. A peer sending more is
  * dropped. */
 #define CTL_LINE_MAX (256 * 1024)
+/*
+ * Deepest nesting of a request or reply line: the envelope and args add two
+ * levels around a payload that passed JSON_DEPTH_MAX where it came in
+ * (REST body, chatctl argument), so whatever those accepted fits.
+ */
+#define CTL_DEPTH_MAX 34
 /* Largest request id: ids travel as JSON numbers, which peers (and cJSON)
  * hold as doubles, exact only up to 2^53. */
 #define CTL_ID_MAX 9007199254740991ULL

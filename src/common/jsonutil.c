@@ -112,6 +112,32 @@ json_all_space(const char *text, size_t len)
 	return 1;
 }
 
+int
+json_depth_ok(const char *text, size_t len, int max)
+{
+	int depth = 0, in_string = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = text[i];
+
+		if (in_string) {
+			if (ch == '\\')
+				i++; /* the escaped character, whatever it is */
+			else if (ch == '"')
+				in_string = 0;
+			continue;
+		}
+		if (ch == '"')
+			in_string = 1;
+		else if (ch == '{' || ch == '[') {
+			if (++depth > max)
+				return 0;
+		} else if ((ch == '}' || ch == ']') && depth > 0)
+			depth--;
+	}
+	return 1;
+}
+
 cJSON *
 json_parse_object(const char *text, size_t len, char **cause)
 {
@@ -124,6 +150,10 @@ json_parse_object(const char *text, size_t len, char **cause)
 	}
 	if (memchr(text, '\0', len) != NULL || json_has_escaped_nul(text, len)) {
 		*cause = xstrdup("NUL characters are not allowed");
+		return NULL;
+	}
+	if (!json_depth_ok(text, len, JSON_DEPTH_MAX)) {
+		*cause = xasprintf("JSON nested deeper than %d levels", JSON_DEPTH_MAX);
 		return NULL;
 	}
 	root = cJSON_ParseWithLengthOpts(text, len, &end, 0);

@@ -23,9 +23,27 @@ int utf8_valid(const char *s, size_t len);
 int text_check(const char *s, size_t min, size_t max, int flags, const char **why);
 
 /*
+ * Deepest nesting of objects and arrays a peer may send, counting the
+ * outermost value: a REST body, a WebSocket message. cJSON recurses once
+ * per level (its own cap is 1,000) and so do many receivers of what we
+ * store and pass on; a few dozen levels is more than any real payload
+ * needs. docs/api.md and docs/websocket.md state it.
+ */
+#define JSON_DEPTH_MAX 32
+
+/*
+ * 1 if text[0..len) nests objects and arrays at most max deep (strings
+ * skipped, so brackets inside them do not count). A linear scan that stops
+ * at the first level too deep: cheap to run before parsing, so nothing
+ * deep is ever built.
+ */
+int json_depth_ok(const char *text, size_t len, int max);
+
+/*
  * Parses text that must be one JSON object. Returns the object (caller
  * deletes) or NULL with *cause: invalid UTF-8, an escaped NUL, a syntax
- * error (with its byte offset), or a non-object.
+ * error (with its byte offset), nesting deeper than JSON_DEPTH_MAX, or a
+ * non-object.
  */
 cJSON *json_parse_object(const char *text, size_t len, char **cause);
 

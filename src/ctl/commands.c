@@ -575,8 +575,17 @@ commands_close(struct chatctl *c, char **argv, int argc)
 static cJSON *
 commands_parse_payload(struct chatctl *c, const char *text)
 {
-	char *wrapped = xasprintf("{\"payload\":%s\n}", text), *cause = NULL;
+	char *wrapped, *cause = NULL;
 	cJSON *obj, *payload = NULL;
+
+	/* The wrapper below adds a level; the limit is the REST body's. */
+	if (!json_depth_ok(text, strlen(text), JSON_DEPTH_MAX - 1)) {
+		fprintf(c->err,
+		    "chatctl: JSON_PAYLOAD nests objects and arrays deeper than %d levels\n",
+		    JSON_DEPTH_MAX - 1);
+		return NULL;
+	}
+	wrapped = xasprintf("{\"payload\":%s\n}", text);
 
 	obj = json_parse_object(wrapped, strlen(wrapped), &cause);
 	free(wrapped);

@@ -175,6 +175,8 @@ def t_usage(e, chk):
         (["publish", ROOM, "t", "{} {}"], "two payloads"),
         (["publish", ROOM, "t", '1,"x":2'], "payload that wraps into two members"),
         (["publish", ROOM, "t", '"a\\u0000b"'], "payload with an escaped NUL"),
+        (["publish", ROOM, "t", "[" * 32 + "]" * 32], "payload nested 32 deep"),
+        (["publish", ROOM, "t", "[" * 5000 + "]" * 5000], "payload nested 5000 deep"),
         (["ban", ROOM, "a\nb"], "user id with a newline"),
         (["ban", ROOM, "u" * 129], "user id too long"),
         (["kick", ROOM, "u1", "--reason", "r" * 501], "reason too long"),
@@ -268,6 +270,11 @@ def t_fake_chatd(e, chk):
         chk.eq(fake.last().get("args", {}).get("payload"), -5, "a payload after -- may start with -")
         e.run("publish", ROOM, "s", '"text"')
         chk.eq(fake.last().get("args", {}).get("payload"), "text", "any JSON value is a payload")
+        e.run("publish", ROOM, "deep", "[" * 31 + "]" * 31)
+        deep = fake.last().get("args", {}).get("payload")
+        for _ in range(30):
+            deep = deep[0] if isinstance(deep, list) and deep else None
+        chk.eq(deep, [], "a payload 31 deep (the REST body's limit less one) is sent")
 
         # --no-db: chatd only, nothing recorded
         fake.reply = lambda req: ("ok", {"disconnected": 1})

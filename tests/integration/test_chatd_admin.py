@@ -72,6 +72,33 @@ def t_custom_event(st, chk):
     r = st.client.post("/management/rooms/%s/events" % "00000000-0000-4000-8000-000000000000",
                        {"event_type": "x"})
     chk.status(r, 404, "event to an unknown room -> 404")
+
+    # Nesting: a body may nest 32 levels (payload 31), over REST and WebSocket alike.
+    def nest(n):
+        v = 1
+        for _ in range(n):
+            v = [v]
+        return v
+    r = st.client.post("/management/rooms/%s/events" % rid, {"event_type": "deep", "payload": nest(31)})
+    chk.status(r, 200, "POST events with a payload 31 deep (body 32) -> 200")
+    m = u.wait_for(lambda m: m["type"] == "CustomEvent" and m["payload"].get("event_type") == "deep", 3)
+    chk.ok(m is not None and m["payload"].get("payload") == nest(31), "31-deep payload reaches the member", repr(m)[:200])
+    # as raw text: Python's own encoder gives up near 1,000 levels
+    for depth in (32, 998, 999, 5000):
+        raw = '{"event_type":"deeper","payload":%s1%s}' % ("[" * depth, "]" * depth)
+        r = st.client.post("/management/rooms/%s/events" % rid, raw.encode())
+        chk.status(r, 400, "POST events with a payload %d deep -> 400" % depth, "invalid_json")
+        msg = ((r.json or {}).get("error") or {}).get("message", "")
+        chk.ok("32 levels" in msg, "the 400 names the depth limit", msg)
+    adm.send_json({"type": "CustomEvent", "payload": {"event_type": "deep", "payload": nest(30)}})
+    m = u.wait_for(lambda m: m["type"] == "CustomEvent" and m["payload"].get("event_type") == "deep", 3)
+    chk.ok(m is not None and m["payload"].get("payload") == nest(30), "WebSocket CustomEvent 30 deep (message 32) delivered")
+    for depth in (31, 999):
+        adm.send_text('{"type":"CustomEvent","payload":{"event_type":"deep","payload":%s1%s}}'
+                      % ("[" * depth, "]" * depth))
+        m = adm.wait_for(lambda m: m["type"] == "Error", 3)
+        chk.ok(m is not None and m["payload"].get("code") == "invalid_json" and "32 levels" in m["payload"].get("message", ""),
+               "WebSocket message %d deep -> Error invalid_json naming the limit" % (depth + 2), repr(m))
     adm.close()
     u.close()
 

@@ -493,6 +493,54 @@ static const struct {
 	{ "{\"v\":1,\"id\":10,\"type\":\"stats\",\"args\":1}", "bad_request", 10 },
 };
 
+/* A publish whose payload nests depth levels below the line's two. */
+static char *
+deep_publish(int payload_depth)
+{
+	char *s = malloc(128 + 2 * (size_t)payload_depth), *p = s;
+
+	ck_assert_ptr_nonnull(s);
+	p += sprintf(p,
+	    "{\"v\":1,\"id\":3,\"type\":\"publish\",\"args\":{\"room_id\":\"r\","
+	    "\"event_type\":\"e\",\"payload\":");
+	for (int i = 0; i < payload_depth; i++)
+		*p++ = '[';
+	for (int i = 0; i < payload_depth; i++)
+		*p++ = ']';
+	strcpy(p, "}}");
+	return s;
+}
+
+START_TEST(test_request_depth)
+{
+	cJSON *root;
+	const cJSON *args;
+	enum ctl_type type;
+	unsigned long id;
+	const char *code = NULL, *message = NULL;
+	char *line;
+
+	/* Anything a REST body could carry (JSON_DEPTH_MAX - 1 under its object) passes. */
+	line = deep_publish(CTL_DEPTH_MAX - 2);
+	ck_assert_int_eq(ctl_request_decode(line, &root, &type, &id, &args, &code, &message), 0);
+	ck_assert_int_eq(type, CTL_PUBLISH);
+	cJSON_Delete(root);
+	free(line);
+
+	line = deep_publish(CTL_DEPTH_MAX - 1);
+	ck_assert_int_eq(ctl_request_decode(line, &root, &type, &id, &args, &code, &message), -1);
+	ck_assert_str_eq(code, "bad_json");
+	ck_assert_msg(strstr(message, "deeper than 34 levels") != NULL, "%s", message);
+	ck_assert_ptr_null(root);
+	free(line);
+
+	line = deep_publish(2000);
+	ck_assert_int_eq(ctl_request_decode(line, &root, &type, &id, &args, &code, &message), -1);
+	ck_assert_str_eq(code, "bad_json");
+	free(line);
+}
+END_TEST
+
 START_TEST(test_request_decode_errors)
 {
 	cJSON *root;
@@ -1269,6 +1317,7 @@ ctl_suite(void)
 	tcase_add_test(tc, test_request_round_trip);
 	tcase_add_test(tc, test_reply_encode);
 	tcase_add_test(tc, test_request_decode_errors);
+	tcase_add_test(tc, test_request_depth);
 	tcase_add_test(tc, test_request_decode_accepts);
 	tcase_add_test(tc, test_reply_decode);
 	suite_add_tcase(s, tc);

@@ -5,6 +5,7 @@
 #include "autoconf.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,58 @@ START_TEST(test_parse_object)
 	o = json_parse_object("{\"a\":\"x\0y\"}", 11, &cause);
 	ck_assert_ptr_null(o);
 	free(cause);
+}
+END_TEST
+
+/* "{"a": [[...[1]...]]}" nesting depth levels in all. */
+static char *
+nested(int depth)
+{
+	size_t len = 6 + 2 * (size_t)depth + 1;
+	char *s = malloc(len + 1), *p = s;
+
+	ck_assert_ptr_nonnull(s);
+	p += sprintf(p, "{\"a\":");
+	for (int i = 1; i < depth; i++)
+		*p++ = '[';
+	*p++ = '1';
+	for (int i = 1; i < depth; i++)
+		*p++ = ']';
+	*p++ = '}';
+	*p = '\0';
+	return s;
+}
+
+START_TEST(test_depth)
+{
+	char *cause = NULL, *text;
+	cJSON *o;
+
+	text = nested(JSON_DEPTH_MAX);
+	ck_assert_int_eq(json_depth_ok(text, strlen(text), JSON_DEPTH_MAX), 1);
+	o = json_parse_object(text, strlen(text), &cause);
+	ck_assert_ptr_nonnull(o);
+	cJSON_Delete(o);
+	free(text);
+
+	/* one level more, and far more (cJSON's own limit is 1,000) */
+	for (int depth = JSON_DEPTH_MAX + 1; depth < 5000; depth *= 3) {
+		text = nested(depth);
+		ck_assert_int_eq(json_depth_ok(text, strlen(text), JSON_DEPTH_MAX), 0);
+		o = json_parse_object(text, strlen(text), &cause);
+		ck_assert_ptr_null(o);
+		ck_assert_msg(strstr(cause, "nested deeper than 32 levels") != NULL, "%s", cause);
+		free(cause);
+		cause = NULL;
+		free(text);
+	}
+
+	/* brackets inside strings, escaped quotes and backslashes do not count */
+	ck_assert_int_eq(json_depth_ok("{\"a\":\"[[[[{{{{\"}", 15, 1), 1);
+	ck_assert_int_eq(json_depth_ok("{\"a\":\"\\\"[[[\"}", 14, 1), 1);
+	ck_assert_int_eq(json_depth_ok("{\"a\":\"\\\\\",\"b\":[[1]]}", 21, 2), 0);
+	ck_assert_int_eq(json_depth_ok("[[]][[]]", 8, 2), 1);
+	ck_assert_int_eq(json_depth_ok("[[]][[[]]]", 10, 2), 0);
 }
 END_TEST
 
@@ -169,6 +222,7 @@ main(void)
 	tcase_add_test(tc, test_utf8);
 	tcase_add_test(tc, test_text_check);
 	tcase_add_test(tc, test_parse_object);
+	tcase_add_test(tc, test_depth);
 	tcase_add_test(tc, test_fields);
 	tcase_add_test(tc, test_writer);
 	suite_add_tcase(s, tc);
