@@ -30,6 +30,8 @@ struct api_request {
 struct api_response {
 	int status;
 	char allow[48]; /* Allow header value for 405, else empty */
+	int retry_after; /* seconds for a Retry-After header, 0: none */
+	int head_only; /* a HEAD request: the head as for GET, no body */
 	char *body; /* heap, NUL-terminated JSON */
 };
 
@@ -42,6 +44,8 @@ struct api_ctx {
 /* Writes the CGI-style response head ("Status: ...\r\n...\r\n\r\n") into a
  * heap string; the body follows it unchanged. */
 char *api_response_head(const struct api_response *resp);
+/* What follows the head: the body, or nothing for HEAD. */
+const char *api_response_body(const struct api_response *resp);
 void api_response_clear(struct api_response *resp);
 
 #endif

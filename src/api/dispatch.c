@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "db.h"
 #include "dispatch.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -61,9 +62,18 @@ api_response_head(const struct api_response *resp)
 			 "Content-Length: %zu\r\n"
 			 "Cache-Control: no-store\r\n"
 			 "%s%s%s"
+			 "%s%.0d%s"
 			 "\r\n",
 	    resp->status, dispatch_reason(resp->status), strlen(resp->body),
-	    resp->allow[0] ? "Allow: " : "", resp->allow, resp->allow[0] ? "\r\n" : "");
+	    resp->allow[0] ? "Allow: " : "", resp->allow, resp->allow[0] ? "\r\n" : "",
+	    resp->retry_after > 0 ? "Retry-After: " : "", resp->retry_after,
+	    resp->retry_after > 0 ? "\r\n" : "");
+}
+
+const char *
+api_response_body(const struct api_response *resp)
+{
+	return resp->head_only ? "" : resp->body;
 }
 
 void
@@ -220,8 +230,10 @@ dispatch_check(struct api_call *call, struct uri *u, char **body_text, long long
 		api_error(call, 401, "unauthorized", "missing or wrong X-Api-Key header");
 		return NULL;
 	}
-	route = routes_match(
-	    req->method, u, call->params, &call->nparams, &path_known, allow, sizeof allow);
+	/* HEAD is GET without the body (RFC 9110 9.3.2): same checks, same head. */
+	call->resp->head_only = strcmp(req->method, "HEAD") == 0;
+	route = routes_match(call->resp->head_only ? "GET" : req->method, u, call->params,
+	    &call->nparams, &path_known, allow, sizeof allow);
 	if (route == NULL) {
 		if (path_known) {
 			snprintf(call->resp->allow, sizeof call->resp->allow, "%s", allow);
@@ -288,9 +300,17 @@ api_dispatch(struct api_ctx *ctx, const struct api_request *req, struct api_resp
 			goto done;
 		}
 	}
+	db_failure_reset(ctx->db);
 	route->handler(&call);
 	if (resp->body == NULL) /* a handler bug; never send an empty answer */
 		api_internal_error(&call, route->pattern, xstrdup("handler set no response"));
+	/* Another process held the database locked past the busy timeout:
+	 * nothing is broken, the client may try again shortly. */
+	if (resp->status == 500 && db_failure_was_busy(ctx->db)) {
+		api_error(&call, 503, "database_busy",
+		    "the database is locked by another process; retry shortly");
+		resp->retry_after = 1;
+	}
 done:
 	if (resp->body == NULL)
 		api_error(&call, 500, "internal_error", "internal error");

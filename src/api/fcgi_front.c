@@ -91,7 +91,7 @@ fcgi_serve(struct api_ctx *ctx, FCGX_Request *freq)
 	api_dispatch(ctx, &req, &resp);
 	fcgi_drain(freq);
 	head = api_response_head(&resp);
-	if (FCGX_PutS(head, freq->out) < 0 || FCGX_PutS(resp.body, freq->out) < 0)
+	if (FCGX_PutS(head, freq->out) < 0 || FCGX_PutS(api_response_body(&resp), freq->out) < 0)
 		log_warn("%s %s: the web server went away before the response was sent", req.method,
 		    uri);
 	log_debug("%s %s -> %d", req.method, uri, resp.status);

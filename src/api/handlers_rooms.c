@@ -180,8 +180,13 @@ void
 handlers_rooms_list(struct api_call *call)
 {
 	const char *ic = uri_query_get(call->uri, "include_closed");
-	int include_closed = ic != NULL && (strcmp(ic, "true") == 0 || strcmp(ic, "1") == 0);
+	int include_closed = 0;
 
+	if (ic != NULL && (include_closed = uri_parse_bool(ic)) < 0) {
+		api_error(call, 400, "invalid_query",
+		    "include_closed must be true or false (also 1/0, yes/no, on/off)");
+		return;
+	}
 	handlers_misc_rooms_reply(call, include_closed, 1, 0);
 }
 

@@ -77,6 +77,8 @@ routes_match(const char *method, const struct uri *u, const char **params, size_
 		if (*path_known)
 			strncat(allow, ", ", allow_len - strlen(allow) - 1);
 		strncat(allow, r->method, allow_len - strlen(allow) - 1);
+		if (strcmp(r->method, "GET") == 0) /* the dispatcher answers HEAD as GET */
+			strncat(allow, ", HEAD", allow_len - strlen(allow) - 1);
 		*path_known = 1;
 	}
 	return NULL;

@@ -173,7 +173,7 @@ scgi_serve(struct api_ctx *ctx, int fd)
 	api_dispatch(ctx, &req, &resp);
 	head = api_response_head(&resp);
 	if (scgi_write_all(fd, head, strlen(head)) != 0 ||
-	    scgi_write_all(fd, resp.body, strlen(resp.body)) != 0)
+	    scgi_write_all(fd, api_response_body(&resp), strlen(api_response_body(&resp))) != 0)
 		log_warn("%s %s: the web server went away before the response was sent", req.method,
 		    req.uri);
 	log_debug("%s %s -> %d", req.method, req.uri, resp.status);

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "jsonutil.h"
 #include "uri.h"
@@ -154,4 +155,21 @@ uri_query_get(const struct uri *u, const char *key)
 			return u->values[i - 1];
 	}
 	return NULL;
+}
+
+int
+uri_parse_bool(const char *v)
+{
+	static const char *const yes[] = { "", "true", "1", "yes", "on" };
+	static const char *const no[] = { "false", "0", "no", "off" };
+
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+		if (strcasecmp(v, yes[i]) == 0)
+			return 1;
+	}
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+		if (strcasecmp(v, no[i]) == 0)
+			return 0;
+	}
+	return -1;
 }

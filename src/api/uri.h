@@ -30,5 +30,11 @@ int uri_parse(const char *raw, struct uri *u, const char **why);
 void uri_clear(struct uri *u);
 /* The last value given for key, or NULL. */
 const char *uri_query_get(const struct uri *u, const char *key);
+/*
+ * A boolean query value as people spell it: true/false, 1/0, yes/no,
+ * on/off in any case, and an empty value (a bare "?flag") as true. 1 or 0;
+ * -1 for anything else, which the caller refuses rather than guess.
+ */
+int uri_parse_bool(const char *v);
 
 #endif

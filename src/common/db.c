@@ -357,6 +357,7 @@ struct db {
 	int in_savepoint; /* the running operation nests in db_tx_begin() */
 	void (*wal_hook)(void *arg, int wal_pages); /* db_wal_hook() */
 	void *wal_hook_arg;
+	int busy_failed; /* the latest failure was a lock held past the busy timeout */
 };
 
 /*
@@ -392,7 +393,22 @@ db_oom(void)
 static void
 db_set_cause(struct db *db, char **cause)
 {
+	int code = sqlite3_errcode(db->sq) & 0xff;
+
+	db->busy_failed = code == SQLITE_BUSY || code == SQLITE_LOCKED;
 	*cause = xasprintf("database %s: %s", db->path, sqlite3_errmsg(db->sq));
+}
+
+void
+db_failure_reset(struct db *db)
+{
+	db->busy_failed = 0;
+}
+
+int
+db_failure_was_busy(const struct db *db)
+{
+	return db->busy_failed;
 }
 
 /* Text of a column; NULL for SQL NULL. */

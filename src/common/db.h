@@ -47,6 +47,14 @@ int db_schema_version(struct db *db);
 
 /* How long a writer waits for the write lock before DB_ERROR. */
 #define DB_BUSY_TIMEOUT_MS 5000
+/*
+ * Whether a failure since the last db_failure_reset() was another process
+ * holding the database locked for longer than the busy timeout: worth a
+ * retry later (chat-api answers 503 with Retry-After), unlike a broken
+ * database.
+ */
+void db_failure_reset(struct db *db);
+int db_failure_was_busy(const struct db *db);
 /* Overrides DB_BUSY_TIMEOUT_MS for this connection (tests, chatd's writer). */
 void db_set_busy_timeout(struct db *db, int ms);
 

@@ -418,24 +418,36 @@ def t_methods(st, chk):
     rid = create_room(c, chk, "methods")["room_id"]
     R = "/management/rooms/" + rid
     cases = [
-        ("PUT", "/management/rooms", {"GET", "POST"}),
-        ("DELETE", "/management/rooms", {"GET", "POST"}),
-        ("PATCH", R, {"GET", "DELETE"}),
-        ("POST", R, {"GET", "DELETE"}),
-        ("PUT", R + "/bans", {"GET", "POST"}),
+        ("PUT", "/management/rooms", {"GET", "HEAD", "POST"}),
+        ("DELETE", "/management/rooms", {"GET", "HEAD", "POST"}),
+        ("PATCH", R, {"GET", "HEAD", "DELETE"}),
+        ("POST", R, {"GET", "HEAD", "DELETE"}),
+        ("PUT", R + "/bans", {"GET", "HEAD", "POST"}),
         ("GET", R + "/bans/u1", {"DELETE"}),
         ("GET", R + "/events", {"POST"}),
-        ("POST", "/management/health", {"GET"}),
-        ("DELETE", "/management/sync", {"GET", "POST"}),
-        ("POST", "/management/sync/rooms", {"GET"}),
-        ("POST", "/management/sync/chat-history/" + rid, {"GET"}),
-        ("DELETE", "/management/sync/session-history/" + rid, {"GET"}),
+        ("HEAD", R + "/events", {"POST"}),
+        ("POST", "/management/health", {"GET", "HEAD"}),
+        ("DELETE", "/management/sync", {"GET", "HEAD", "POST"}),
+        ("POST", "/management/sync/rooms", {"GET", "HEAD"}),
+        ("POST", "/management/sync/chat-history/" + rid, {"GET", "HEAD"}),
+        ("DELETE", "/management/sync/session-history/" + rid, {"GET", "HEAD"}),
     ]
     for method, path, allow in cases:
         r = c.req(method, path, {} if method in ("PUT", "PATCH", "POST") else None)
-        chk.status(r, 405, "%s %s -> 405" % (method, path.replace(rid, "{id}")), "method_not_allowed")
+        if method == "HEAD":  # the error's head, without its body
+            chk.eq(r.status, 405, "%s %s -> 405" % (method, path.replace(rid, "{id}")))
+        else:
+            chk.status(r, 405, "%s %s -> 405" % (method, path.replace(rid, "{id}")), "method_not_allowed")
         got = {m.strip() for m in (r.header("Allow") or "").split(",") if m.strip()}
         chk.eq(got, allow, "Allow header for %s %s" % (method, path.replace(rid, "{id}")))
+
+    # HEAD is GET without a body: same status and headers, Content-Length of the GET body.
+    for path in ("/management/rooms", R, "/management/health", "/management/nope"):
+        g = c.get(path)
+        h = c.req("HEAD", path)
+        chk.eq(h.status, g.status, "HEAD %s answers as GET" % path.replace(rid, "{id}"))
+        chk.eq(h.body, b"", "HEAD %s has no body" % path.replace(rid, "{id}"))
+        chk.eq(h.header("Content-Type"), g.header("Content-Type"), "HEAD %s Content-Type" % path.replace(rid, "{id}"))
 
 
 # ------------------------------------------------------------------ bans, close, events, sync
@@ -534,6 +546,16 @@ def t_close(st, chk):
     r = c.get("/management/rooms?include_closed=true")
     rooms = {x.get("room_id"): x for x in (r.json or {}).get("rooms") or []}
     chk.ok(rid in rooms and rooms[rid].get("closed") is True, "include_closed=true lists it closed")
+    for spelling, listed in (("yes", True), ("TRUE", True), ("On", True), ("1", True), ("", True),
+                             ("no", False), ("False", False), ("0", False), ("off", False)):
+        r = c.get("/management/rooms?include_closed=" + spelling)
+        ids = [x.get("room_id") for x in (r.json or {}).get("rooms") or []]
+        chk.ok(r.status == 200 and (rid in ids) == listed,
+               "include_closed=%s %s the closed room" % (spelling, "lists" if listed else "leaves out"),
+               "status %d" % r.status)
+    for spelling in ("maybe", "2", "yes please"):
+        r = c.get("/management/rooms?include_closed=" + q(spelling))
+        chk.status(r, 400, "include_closed=%s -> 400" % spelling, "invalid_query")
     r = c.get("/management/sync/rooms")
     chk.status(r, 200, "GET /management/sync/rooms -> 200")
     rooms = {x.get("room_id"): x for x in (r.json or {}).get("rooms") or []}

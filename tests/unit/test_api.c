@@ -7,6 +7,7 @@
 #include "autoconf.h"
 
 #include <check.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,7 @@ START_TEST(test_routes_405_allow)
 	ck_assert_int_eq(uri_parse("/management/rooms", &u, &why), 0);
 	ck_assert_ptr_null(routes_match("PUT", &u, params, &np, &known, allow, sizeof allow));
 	ck_assert_int_eq(known, 1);
-	ck_assert_str_eq(allow, "POST, GET");
+	ck_assert_str_eq(allow, "POST, GET, HEAD");
 	uri_clear(&u);
 	ck_assert_int_eq(uri_parse("/management/nope", &u, &why), 0);
 	ck_assert_ptr_null(routes_match("GET", &u, params, &np, &known, allow, sizeof allow));
@@ -280,13 +281,96 @@ START_TEST(test_dispatch_routing_errors)
 	ck_assert_int_eq(call("PUT", "/management/rooms", KEY, NULL, NULL, 0, &r, &resp), 405);
 	ck_assert_str_eq(err_code(r), "method_not_allowed");
 	head = api_response_head(&resp);
-	ck_assert_ptr_nonnull(strstr(head, "Allow: POST, GET\r\n"));
+	ck_assert_ptr_nonnull(strstr(head, "Allow: POST, GET, HEAD\r\n"));
 	ck_assert_ptr_nonnull(strstr(head, "Status: 405 Method Not Allowed\r\n"));
 	free(head);
 	api_response_clear(&resp);
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("GET", "/management/rooms/%zz", KEY, NULL, NULL, 0, &r, NULL), 400);
 	cJSON_Delete(r);
+}
+END_TEST
+
+START_TEST(test_dispatch_head)
+{
+	struct api_response get, head;
+	cJSON *r;
+	char *h1, *h2;
+
+	ck_assert_int_eq(call("GET", "/management/rooms", KEY, NULL, NULL, 0, &r, &get), 200);
+	cJSON_Delete(r);
+	ck_assert_int_eq(call("HEAD", "/management/rooms", KEY, NULL, NULL, 0, &r, &head), 200);
+	cJSON_Delete(r);
+	/* the same head, Content-Length included; nothing after it */
+	h1 = api_response_head(&get);
+	h2 = api_response_head(&head);
+	ck_assert_str_eq(h1, h2);
+	ck_assert_str_eq(api_response_body(&head), "");
+	ck_assert_str_eq(api_response_body(&get), get.body);
+	free(h1);
+	free(h2);
+	api_response_clear(&get);
+	api_response_clear(&head);
+
+	/* checks run as for GET: a HEAD without the key is 401, on a POST-only path 405 */
+	ck_assert_int_eq(call("HEAD", "/management/rooms", NULL, NULL, NULL, 0, &r, NULL), 401);
+	cJSON_Delete(r);
+	ck_assert_int_eq(
+	    call("HEAD", "/management/rooms/x/events", KEY, NULL, NULL, 0, &r, &head), 405);
+	h1 = api_response_head(&head);
+	ck_assert_ptr_nonnull(strstr(h1, "Allow: POST\r\n"));
+	free(h1);
+	api_response_clear(&head);
+	cJSON_Delete(r);
+}
+END_TEST
+
+/* A write lock held by another process past the busy timeout is a 503 to retry, not a 500. */
+START_TEST(test_dispatch_busy)
+{
+	struct api_response resp;
+	sqlite3 *other;
+	cJSON *r;
+	char *head;
+
+	ck_assert_int_eq(sqlite3_open(cfg.database_path, &other), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"x\"}", -2, &r, &resp),
+	    503);
+	ck_assert_str_eq(err_code(r), "database_busy");
+	cJSON_Delete(r);
+	head = api_response_head(&resp);
+	ck_assert_ptr_nonnull(strstr(head, "Retry-After: 1\r\n"));
+	free(head);
+	api_response_clear(&resp);
+	ck_assert_int_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_close(other), SQLITE_OK);
+
+	/* the lock gone, the same request works, and no Retry-After lingers */
+	ck_assert_int_eq(
+	    call("POST", "/management/rooms", KEY, JSON, "{\"room_name\":\"x\"}", -2, &r, &resp),
+	    201);
+	cJSON_Delete(r);
+	head = api_response_head(&resp);
+	ck_assert_ptr_null(strstr(head, "Retry-After"));
+	free(head);
+	api_response_clear(&resp);
+}
+END_TEST
+
+START_TEST(test_uri_parse_bool)
+{
+	static const char *const yes[] = { "", "true", "TRUE", "1", "yes", "Yes", "on", "ON" };
+	static const char *const no[] = { "false", "False", "0", "no", "NO", "off" };
+	static const char *const bad[] = { "maybe", "2", "tru", "yes please", " 1", "-1" };
+
+	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+		ck_assert_msg(uri_parse_bool(yes[i]) == 1, "%s", yes[i]);
+	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+		ck_assert_msg(uri_parse_bool(no[i]) == 0, "%s", no[i]);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(uri_parse_bool(bad[i]) == -1, "%s", bad[i]);
 }
 END_TEST
 
@@ -666,6 +750,9 @@ api_suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, test_dispatch_auth);
 	tcase_add_test(tc, test_dispatch_routing_errors);
+	tcase_add_test(tc, test_dispatch_head);
+	tcase_add_test(tc, test_dispatch_busy);
+	tcase_add_test(tc, test_uri_parse_bool);
 	tcase_add_test(tc, test_dispatch_body_errors);
 	tcase_add_test(tc, test_dispatch_room_fields);
 	tcase_add_test(tc, test_dispatch_room_lifecycle);
