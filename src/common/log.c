@@ -2,9 +2,19 @@
  * Leveled stderr logging. Each record is formatted into one buffer and
  * written with a single write(2) so lines from several threads (chat-api's
  * workers) never interleave.
+ *
+ * Under systemd, stderr is a stream to the journal and JOURNAL_STREAM names
+ * it ("device:inode"). Then each line starts with its syslog priority in
+ * the sd-daemon(3) form "<3>" instead of our level word, so that
+ * `journalctl -p err` finds errors; the journal adds time, PID and unit
+ * itself. Anywhere else (a terminal, a file, a test) lines stay as they
+ * were: "prog[pid]: level: message".
  */
 #include "autoconf.h"
 
+#include <sys/stat.h>
+
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +27,33 @@
 static const char *log_prog = "chatd";
 static enum log_level log_threshold = LOG_LEVEL_INFO;
 
+static int log_journal; /* stderr is the journal's stream */
+
 static const char *const log_names[] = { "debug", "info", "warning", "error" };
+/* syslog priorities: LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR */
+static const char log_priorities[] = { '7', '6', '4', '3' };
+
+int
+log_stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	uintmax_t dev, ino;
+	struct stat st;
+	char end;
+
+	if (js == NULL || sscanf(js, "%ju:%ju%c", &dev, &ino, &end) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (uintmax_t)st.st_dev == dev && (uintmax_t)st.st_ino == ino;
+}
 
 void
 log_init(const char *progname, enum log_level level)
 {
 	log_prog = progname;
 	log_threshold = level;
+	log_journal = log_stderr_is_journal();
 }
 
 void
@@ -54,7 +84,11 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 
 	if (level < log_threshold)
 		return;
-	n = snprintf(buf, sizeof buf, "%s[%ld]: %s: ", log_prog, (long)getpid(), log_names[level]);
+	if (log_journal)
+		n = snprintf(buf, sizeof buf, "<%c>", log_priorities[level]);
+	else
+		n = snprintf(
+		    buf, sizeof buf, "%s[%ld]: %s: ", log_prog, (long)getpid(), log_names[level]);
 	if (n < 0 || (size_t)n >= sizeof buf)
 		return;
 	m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);

@@ -8,9 +8,15 @@
 
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 
-/* Sets the program name and threshold. Safe to call again (tests). */
+/*
+ * Sets the program name and threshold, and notices whether stderr is the
+ * systemd journal (then lines carry "<N>" priorities). Safe to call again
+ * (tests).
+ */
 void log_init(const char *progname, enum log_level level);
 void log_set_level(enum log_level level);
+/* 1 if stderr is the stream JOURNAL_STREAM names (systemd's journal). */
+int log_stderr_is_journal(void);
 /* Parses "debug", "info", "warn"/"warning", "error"; -1 if unknown. */
 int log_level_parse(const char *s);
 
