@@ -22,7 +22,20 @@
 #include "db.h"
 #include "front.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "xmalloc.h"
+
+/* Tells systemd (Type=notify units); a failure is logged once, never fatal. */
+static void
+main_notify(const char *state)
+{
+	static int warned;
+
+	if (sdnotify_send(state) != 0 && !warned) {
+		warned = 1;
+		log_warn("NOTIFY_SOCKET: cannot notify systemd: %s", strerror(errno));
+	}
+}
 
 static void
 usage(FILE *out)
@@ -68,6 +81,8 @@ main(int argc, char **argv)
 	int scgi = 0, ch, sig;
 	char *cause = NULL, *end;
 	sigset_t set;
+	struct timespec wait;
+	int64_t watchdog_ms;
 	struct stat st;
 	ino_t sock_ino = 0;
 	struct db *db;
@@ -159,9 +174,21 @@ main(int argc, char **argv)
 		fatal("%s", cause);
 	log_info("serving %s on %s with %d threads (database %s)", scgi ? "SCGI" : "FastCGI",
 	    socket_spec ? socket_spec : "standard input", opts.threads, cfg.database_path);
+	/* Listening and the workers accepting: a Type=notify unit is started. */
+	main_notify("READY=1");
+	watchdog_ms = sdnotify_watchdog_interval_ms();
+	wait.tv_sec = watchdog_ms / 1000;
+	wait.tv_nsec = (watchdog_ms % 1000) * 1000000L;
 
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		if (watchdog_ms > 0) {
+			if ((sig = sigtimedwait(&set, NULL, &wait)) < 0) {
+				/* Timed out: the process lives; ping systemd's watchdog. */
+				if (errno == EAGAIN)
+					main_notify("WATCHDOG=1");
+				continue;
+			}
+		} else if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
 			log_info("SIGHUP ignored: restart chat-api to reload settings");
@@ -170,6 +197,7 @@ main(int argc, char **argv)
 		break;
 	}
 	log_info("%s: exiting", strsignal(sig));
+	main_notify("STOPPING=1");
 	/* Remove our socket file, but not one a newer chat-api put in its place. */
 	if (socket_spec != NULL && !front_is_tcp(socket_spec) && stat(socket_spec, &st) == 0 &&
 	    st.st_ino == sock_ino && unlink(socket_spec) != 0)
