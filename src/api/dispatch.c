@@ -221,19 +221,23 @@ dispatch_check(struct api_call *call, struct uri *u, char **body_text, long long
 		api_error(call, 404, "not_found", "no such route");
 		return NULL;
 	}
-	if (cfg->admin_api_key == NULL) {
-		api_error(call, 503, "api_key_not_configured",
-		    "ADMIN_API_KEY is not set on the server; management access is disabled");
-		return NULL;
-	}
-	if (req->api_key == NULL || !api_key_equal(req->api_key, cfg->admin_api_key)) {
-		api_error(call, 401, "unauthorized", "missing or wrong X-Api-Key header");
-		return NULL;
-	}
 	/* HEAD is GET without the body (RFC 9110 9.3.2): same checks, same head. */
 	call->resp->head_only = strcmp(req->method, "HEAD") == 0;
 	route = routes_match(call->resp->head_only ? "GET" : req->method, u, call->params,
 	    &call->nparams, &path_known, allow, sizeof allow);
+	/* The key comes before 404/405, so without it no route is revealed. */
+	if (route == NULL || !(route->flags & ROUTE_PUBLIC)) {
+		if (cfg->admin_api_key == NULL) {
+			api_error(call, 503, "api_key_not_configured",
+			    "ADMIN_API_KEY is not set on the server; management access is "
+			    "disabled");
+			return NULL;
+		}
+		if (req->api_key == NULL || !api_key_equal(req->api_key, cfg->admin_api_key)) {
+			api_error(call, 401, "unauthorized", "missing or wrong X-Api-Key header");
+			return NULL;
+		}
+	}
 	if (route == NULL) {
 		if (path_known) {
 			snprintf(call->resp->allow, sizeof call->resp->allow, "%s", allow);

@@ -1,7 +1,8 @@
 /*
  * The single dispatcher (Redis's processCommand): every generic check runs
  * here, in this order, before any handler: /management prefix, API key
- * configured (503) and correct (401, constant time), route and method
+ * configured (503) and correct (401, constant time; only ROUTE_PUBLIC
+ * routes, the liveness answer, skip it), route and method
  * (404/405), body size (413), content type (415), JSON object (400). The
  * handler then only validates its own fields.
  */

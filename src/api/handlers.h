@@ -31,6 +31,8 @@ void handlers_sync_session_history(struct api_call *call);
 
 /* handlers_misc.c */
 void handlers_misc_health(struct api_call *call);
+/* Liveness for load balancers, without the key: ok or unavailable, nothing more. */
+void handlers_misc_live(struct api_call *call);
 /* Shared by the handlers: room JSON, live stats and time helpers. */
 long long handlers_misc_now_ms(void);
 /* Writes the room object (docs/api.md). live: chatd's CTL_ROOMS result, or

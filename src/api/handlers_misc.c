@@ -230,6 +230,19 @@ misc_health_callbacks(struct api_call *call, struct jsonw *w)
 }
 
 void
+handlers_misc_live(struct api_call *call)
+{
+	struct jsonw w;
+	int ok = db_schema_version(call->ctx->db) > 0;
+
+	jsonw_init(&w);
+	jsonw_object_begin(&w);
+	jsonw_kv_string(&w, "status", ok ? "ok" : "unavailable");
+	jsonw_object_end(&w);
+	api_reply(call, ok ? 200 : 503, &w);
+}
+
+void
 handlers_misc_health(struct api_call *call)
 {
 	const struct config *cfg = call->ctx->cfg;

@@ -16,6 +16,7 @@ struct api_route {
 	int flags;
 #define ROUTE_BODY 0x1 /* takes a JSON object body */
 #define ROUTE_BODY_OPTIONAL 0x2 /* ... which may be absent */
+#define ROUTE_PUBLIC 0x4 /* needs no API key: answers nothing worth hiding */
 };
 
 extern const struct api_route routes_table[];

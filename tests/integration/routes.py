@@ -87,6 +87,17 @@ def t_health(st, chk):
     cd = j.get("chatd") or {}
     chk.eq(cd.get("reachable"), False, "chatd.reachable is false (chatd absent)")
     chk.ok("application/json" in (r.header("Content-Type") or ""), "Content-Type is JSON", r.header("Content-Type"))
+    live_check(st.client, chk, "with a key configured")
+
+
+def live_check(c, chk, label):
+    """The load balancer's liveness answer: no key needed, nothing revealed."""
+    for key in (None, "wrong"):
+        r = c.get("/management/health/live", key=key)
+        chk.status(r, 200, "%s: GET /management/health/live (key %r) -> 200" % (label, key))
+        chk.eq(r.json, {"status": "ok"}, "%s: liveness says ok and nothing else" % label)
+    r = c.req("HEAD", "/management/health/live", key=None)
+    chk.eq(r.status, 200, "%s: HEAD /management/health/live -> 200" % label)
 
 
 # ------------------------------------------------------------------ auth
@@ -119,6 +130,7 @@ def no_key_suite(c, chk, label):
                 "%s: %s %s (key %r) -> 503" % (label, method, path, key),
                 "api_key_not_configured",
             )
+    live_check(c, chk, label)
 
 
 # ------------------------------------------------------------------ rooms

@@ -256,12 +256,34 @@ START_TEST(test_dispatch_auth)
 	free(cfg.admin_api_key);
 	cfg.admin_api_key = NULL;
 	for (size_t i = 0; i < routes_count; i++) {
+		if (routes_table[i].flags & ROUTE_PUBLIC)
+			continue; /* below */
 		ck_assert_int_eq(call(routes_table[i].method, routes_table[i].pattern, KEY, NULL,
 				     NULL, 0, &r, NULL),
 		    503);
 		ck_assert_str_eq(err_code(r), "api_key_not_configured");
 		cJSON_Delete(r);
 	}
+	/* liveness needs no key, with or without one configured, and says only ok */
+	ck_assert_int_eq(
+	    call("GET", "/management/health/live", NULL, NULL, NULL, 0, &r, NULL), 200);
+	ck_assert_int_eq(cJSON_GetArraySize(r), 1);
+	ck_assert_str_eq(cJSON_GetObjectItem(r, "status")->valuestring, "ok");
+	cJSON_Delete(r);
+	cfg.admin_api_key = strdup(KEY);
+	ck_assert_int_eq(
+	    call("GET", "/management/health/live", "wrong", NULL, NULL, 0, &r, NULL), 200);
+	cJSON_Delete(r);
+	/* only GET/HEAD: another method is refused as anywhere, key first */
+	ck_assert_int_eq(
+	    call("POST", "/management/health/live", NULL, NULL, NULL, 0, &r, NULL), 401);
+	cJSON_Delete(r);
+	ck_assert_int_eq(
+	    call("POST", "/management/health/live", KEY, NULL, NULL, 0, &r, NULL), 405);
+	cJSON_Delete(r);
+	/* and the public route reveals nothing else: its neighbours still need the key */
+	ck_assert_int_eq(call("GET", "/management/health/x", NULL, NULL, NULL, 0, &r, NULL), 401);
+	cJSON_Delete(r);
 }
 END_TEST
 
