@@ -23,7 +23,10 @@
 
 /* STRICT tables. */
 #define DB_SQLITE_MIN 3037000
-#define DB_JOURNAL_SIZE_LIMIT "67108864"
+/* What the WAL file is cut back to when it starts over: about the most
+ * chatd's checkpoints let it grow (4,000 pages), so only a WAL that a
+ * reader held back leaves a larger file, and not for long. */
+#define DB_JOURNAL_SIZE_LIMIT "16777216"
 #define DB_WAL_RETRY_MS 10
 
 /*

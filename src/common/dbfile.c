@@ -265,3 +265,18 @@ dbfile_open_lock(const char *path, char **cause)
 	}
 	return fd;
 }
+
+long long
+dbfile_wal_bytes(const char *path)
+{
+	char *wal = xasprintf("%s-wal", path);
+	struct stat st;
+	long long n;
+
+	if (stat(wal, &st) == 0)
+		n = (long long)st.st_size;
+	else
+		n = errno == ENOENT ? 0 : -1;
+	free(wal);
+	return n;
+}

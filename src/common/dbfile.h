@@ -55,4 +55,7 @@ mode_t dbfile_mode(const char *path);
  */
 int dbfile_open_lock(const char *path, char **cause);
 
+/* The size in bytes of the database's -wal file: 0 when there is none, -1 if unknown. */
+long long dbfile_wal_bytes(const char *path);
+
 #endif

@@ -32,6 +32,16 @@ def t_hung_chatd(st, chk):
     chk.ok(r.status == 200 and (r.json or {}).get("live") is True, "live figures while chatd runs",
            r.snippet())
 
+    # The WAL in health: its size, and whether a reader holds checkpoints back.
+    h = st.ctl("health").get("result", {})
+    chk.ok(isinstance(h.get("wal_bytes"), int) and h["wal_bytes"] >= 0 and h.get("wal_blocked") is False,
+           "control health: wal_bytes, wal_blocked false", repr(h))
+    r = st.client.get("/management/health")
+    j = r.json or {}
+    chk.ok(isinstance(j.get("database", {}).get("wal_bytes"), int)
+           and j.get("chatd", {}).get("health", {}).get("wal_blocked") is False,
+           "REST health: database.wal_bytes, chatd.health.wal_blocked", r.snippet())
+
     os.kill(st.chatd.pid, signal.SIGSTOP)
     try:
         r, took = rooms(st)
