@@ -273,7 +273,10 @@ serve() {
 	front_bin=$(command -v "$front" 2>/dev/null) || front_bin=/usr/sbin/$front
 	[ -x "$front_bin" ] || die "$front is not installed (contrib/quickstart.sh deps)"
 
+	# The database, its -wal/-shm and the sockets live here: closed to other
+	# users (chatd's programs make their own files owner-only as well).
 	mkdir -p "$state"
+	chmod g-w,o-rwx "$state"
 	if [ -n "${CHAT_ENV_FILE:-}" ]; then
 		[ -r "$CHAT_ENV_FILE" ] || die "CHAT_ENV_FILE=$CHAT_ENV_FILE cannot be read"
 	else

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
+#include "dbfile.h"
 #include "handlers.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -273,6 +274,7 @@ handlers_misc_health(struct api_call *call)
 		jsonw_kv_int(&w, "rooms_closed", h.rooms_closed);
 		jsonw_kv_int(&w, "pending_sync_requests", h.pending_sync_requests);
 		jsonw_kv_int(&w, "outbox_events", h.outbox_events);
+		jsonw_kv_int(&w, "wal_bytes", dbfile_wal_bytes(cfg->database_path));
 	} else
 		jsonw_kv_string(&w, "error", "database query failed; see the chat-api log");
 	jsonw_object_end(&w);

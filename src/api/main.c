@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ctl.h"
 #include "db.h"
 #include "front.h"
 #include "log.h"
@@ -129,6 +130,9 @@ main(int argc, char **argv)
 	}
 
 	config_load_or_exit(&cfg);
+	/* A hung chatd must not cost every request CONTROL_TIMEOUT_MS: after
+	 * one timeout, answer from the database at once for a while. */
+	ctl_backoff_set(CTL_BACKOFF_MS);
 	if (cfg.admin_api_key == NULL)
 		log_warn("ADMIN_API_KEY is not set: every management route answers 503");
 	if (cfg.database_is_memory)

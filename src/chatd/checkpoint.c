@@ -25,8 +25,27 @@ struct checkpointer {
 	int requested, running, stop;
 	int copied; /* WAL pages the last run saw copied; 0: none since the WAL started over */
 	int wal_pages; /* the WAL's size after the writer's last commit */
+	int blocked; /* a reader holds pages back from every checkpoint */
+	int warned; /* blocked past CHECKPOINT_WARN_PAGES was logged */
 	unsigned long runs;
 };
+
+/* A checkpoint copied done of wal pages, with (reader) or without pages held back. The lock is held. */
+static void
+checkpoint_note(struct checkpointer *cp, int held_back, int wal, int done)
+{
+	cp->blocked = held_back;
+	if (held_back && !cp->warned && wal >= CHECKPOINT_WARN_PAGES) {
+		cp->warned = 1;
+		log_warn("checkpoint: a reader's open transaction keeps the WAL from starting over "
+			 "(%d pages, %d copied); it grows with every commit until that reader ends "
+			 "its transaction",
+		    wal, done);
+	} else if (!held_back && cp->warned) {
+		cp->warned = 0;
+		log_info("checkpoint: the reader let go; all %d WAL pages copied", wal);
+	}
+}
 
 static void
 checkpoint_lock(struct checkpointer *cp)
@@ -96,8 +115,11 @@ checkpoint_main(void *arg)
 		/* Nothing more copied than last time: a reader holds the pages
 		 * still to copy. The writer's next commits ask again; going at
 		 * each would spin. */
-		if (done < wal && done == last_done)
+		if (done < wal && done == last_done) {
+			checkpoint_note(cp, 1, wal, done);
 			checkpoint_pause(cp, CHECKPOINT_RETRY_MS);
+		} else if (done == wal && wal > 0)
+			checkpoint_note(cp, 0, wal, done);
 		last_done = done;
 	}
 	pthread_mutex_unlock(&cp->lock);
@@ -167,8 +189,11 @@ checkpointer_after_commit(struct checkpointer *cp, int wal_pages)
 	checkpoint_lock(cp);
 	/* Smaller than last time: the WAL started over, and what the
 	 * thread copied before is no tail of the new one. */
-	if (wal_pages < cp->wal_pages)
+	if (wal_pages < cp->wal_pages) {
 		cp->copied = 0;
+		if (cp->blocked || cp->warned)
+			checkpoint_note(cp, 0, cp->wal_pages, cp->wal_pages);
+	}
 	cp->wal_pages = wal_pages;
 	if (wal_pages < CHECKPOINT_PAGES) {
 		pthread_mutex_unlock(&cp->lock);
@@ -183,6 +208,23 @@ checkpointer_after_commit(struct checkpointer *cp, int wal_pages)
 	}
 	pthread_mutex_unlock(&cp->lock);
 	return a == CHECKPOINT_WRITER_FINISHES;
+}
+
+void
+checkpointer_writer_result(struct checkpointer *cp, int wal_pages, int done_pages)
+{
+	checkpoint_lock(cp);
+	checkpoint_note(cp, done_pages < wal_pages, wal_pages, done_pages);
+	pthread_mutex_unlock(&cp->lock);
+}
+
+void
+checkpointer_wal_state(struct checkpointer *cp, int *wal_pages, int *blocked)
+{
+	checkpoint_lock(cp);
+	*wal_pages = cp->wal_pages;
+	*blocked = cp->blocked;
+	pthread_mutex_unlock(&cp->lock);
 }
 
 unsigned long

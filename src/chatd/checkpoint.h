@@ -33,6 +33,16 @@ struct checkpointer;
 /* After a checkpoint that copied nothing (a reader still uses old pages),
  * how long before the next attempt, in milliseconds. */
 #define CHECKPOINT_RETRY_MS 250
+/*
+ * A reader that keeps its transaction open keeps every checkpoint short of
+ * the pages it may still read, and the WAL cannot start over: it grows with
+ * every commit until that reader ends. Nothing in chatd can end it; past
+ * this size, with checkpoints held back, chatd says so (a warning, and
+ * wal_blocked in health). The normal WAL never gets there (the writer's
+ * backstop), and db.c's journal_size_limit cuts the file back to about this
+ * size once the WAL starts over.
+ */
+#define CHECKPOINT_WARN_PAGES CHECKPOINT_WRITER_PAGES
 /* The thread's niceness: below the service thread, still a share of a busy core. */
 #define CHECKPOINT_NICE 10
 
@@ -60,6 +70,18 @@ enum checkpoint_action {
 	CHECKPOINT_WRITER_FINISHES,
 };
 enum checkpoint_action checkpoint_decide(int running, int copied, int wal_pages);
+/*
+ * The writer, after a db_checkpoint() of its own with its results: the
+ * writer commits nothing meanwhile, so pages left uncopied mean a reader
+ * holds them (blocked).
+ */
+void checkpointer_writer_result(struct checkpointer *cp, int wal_pages, int done_pages);
+/*
+ * The WAL's size in pages after the last commit, and 1 in *blocked while a
+ * reader keeps checkpoints from copying it (until one copies everything or
+ * the WAL starts over). Any thread.
+ */
+void checkpointer_wal_state(struct checkpointer *cp, int *wal_pages, int *blocked);
 /* Checkpoints the thread has run (complete or not) so far; any thread. */
 unsigned long checkpointer_runs(struct checkpointer *cp);
 /* Stops the thread (a checkpoint under way finishes first) and frees. NULL allowed. */

@@ -15,6 +15,7 @@
 
 #include "control.h"
 #include "db.h"
+#include "dbfile.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "room.h"
@@ -142,6 +143,7 @@ control_health(struct ctlconn *cc, unsigned long id)
 	cJSON *o = json_object();
 	struct room *r;
 	unsigned live = 0;
+	int wal_pages, wal_blocked;
 
 	TAILQ_FOREACH(r, &cd->room_list, entry)
 	{
@@ -154,6 +156,10 @@ control_health(struct ctlconn *cc, unsigned long id)
 	json_add_int(o, "connections", (long long)cd->nconns);
 	json_add_int(o, "rooms", live);
 	json_add_int(o, "writer_backlog", writer_backlog(cd->writer));
+	/* A reader holding checkpoints back grows the WAL: the operator must see it. */
+	writer_wal_state(cd->writer, &wal_pages, &wal_blocked);
+	json_add_int(o, "wal_bytes", dbfile_wal_bytes(cd->cfg->database_path));
+	json_add_bool(o, "wal_blocked", wal_blocked);
 	json_add_int(o, "dropped_low", (long long)cd->dropped_low);
 	json_add_int(o, "frames_sent", (long long)cd->frames_sent);
 	json_add_int(o, "frame_writes", (long long)cd->frame_writes);

@@ -1,27 +1,89 @@
 /*
- * String-keyed hash map used by chatd's registries. Pure data structure:
- * touches nothing but its own memory.
+ * String-keyed hash map used by chatd's registries. A data structure: it
+ * touches nothing but its own memory, apart from reading the process's
+ * hash key from the kernel once.
+ *
+ * Keys are chosen by clients (user ids, ban keys, addresses), so the hash
+ * is SipHash under a key drawn at random once per process: an unkeyed
+ * hash (FNV-1a before) lets anyone compute ids that all land in one bucket
+ * and turn every lookup into a walk of a long chain.
  */
 #include "autoconf.h"
 
+#include <sys/random.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "log.h"
+#include "siphash.h"
 #include "strmap.h"
 #include "xmalloc.h"
 
 #define STRMAP_INITIAL 16
 
+/* Written once under strmap_key_once, then only read (any thread). */
+static uint8_t strmap_key[SIPHASH_KEY_BYTES];
+static pthread_once_t strmap_key_once = PTHREAD_ONCE_INIT;
+
+/* Fills buf from /dev/urandom; 0, or -1 with errno. */
+static int
+strmap_urandom(uint8_t *buf, size_t len)
+{
+	ssize_t n;
+	size_t got = 0;
+	int fd, saved;
+
+	if ((fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	while (got < len) {
+		n = read(fd, buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			saved = n == 0 ? EIO : errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	return 0;
+}
+
+static void
+strmap_key_init(void)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof strmap_key) {
+		n = getrandom(strmap_key + got, sizeof strmap_key - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got == sizeof strmap_key)
+		return;
+	/* A kernel without getrandom(2) (ENOSYS) or a seccomp filter refusing it. */
+	if (strmap_urandom(strmap_key, sizeof strmap_key) != 0)
+		fatal("hash key: neither getrandom nor /dev/urandom: %s", strerror(errno));
+}
+
 static uint32_t
 strmap_hash(const char *s)
 {
-	uint32_t h = 2166136261u; /* FNV-1a: short keys, no adversarial tuning needed */
-
-	while (*s != '\0') {
-		h ^= (unsigned char)*s++;
-		h *= 16777619u;
-	}
-	return h;
+	if (pthread_once(&strmap_key_once, strmap_key_init) != 0)
+		abort();
+	/* The low bits pick the bucket; 32 of them are plenty. */
+	return (uint32_t)siphash24(strmap_key, s, strlen(s));
 }
 
 void

@@ -136,13 +136,16 @@ writer_wal_grown(void *arg, int wal_pages)
 {
 	struct writer *w = arg;
 	char *cause = NULL;
+	int wal = 0, done = 0;
 
 	if (!checkpointer_after_commit(w->cp, wal_pages))
 		return;
-	if (db_checkpoint(w->db, NULL, NULL, &cause) != DB_OK) {
+	if (db_checkpoint(w->db, &wal, &done, &cause) != DB_OK) {
 		log_warn("writer: %s", cause);
 		free(cause);
+		return;
 	}
+	checkpointer_writer_result(w->cp, wal, done);
 }
 
 static void *
@@ -328,6 +331,12 @@ writer_backlog(struct writer *w)
 	n = w->in_len + w->inflight;
 	pthread_mutex_unlock(&w->lock);
 	return n;
+}
+
+void
+writer_wal_state(struct writer *w, int *wal_pages, int *blocked)
+{
+	checkpointer_wal_state(w->cp, wal_pages, blocked);
 }
 
 static void

@@ -85,6 +85,8 @@ int writer_submit(struct writer *w, struct writer_op *op);
 unsigned writer_drain(struct writer *w, void (*done)(struct writer_op *op, void *arg), void *arg);
 /* Operations submitted and not yet committed (stats). */
 unsigned writer_backlog(struct writer *w);
+/* The WAL after the last commit, and whether a reader holds checkpoints back (health). Any thread. */
+void writer_wal_state(struct writer *w, int *wal_pages, int *blocked);
 /*
  * Forgets the lws context: after it returns the writer thread never wakes
  * the service loop again. Call before lws_context_destroy(). Service thread.

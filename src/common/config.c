@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dbfile.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -56,8 +57,10 @@ struct config_option {
 static const struct config_option config_table[] = {
 	{ "DATABASE_URL", CONFIG_DBURL, NULL, 0, 0, OFF(database_url), CONFIG_SEED,
 	    "SQLite database: `sqlite:PATH`, `sqlite://PATH` or `sqlite::memory:`. Unset or "
-	    "`sqlite::memory:` means a tmpfs file " CONFIG_MEMORY_DB_PATH " shared by all "
-	    "programs and lost at reboot." },
+	    "`sqlite::memory:` means a tmpfs file `" DBFILE_MEMORY_BASE
+	    "/chatd-UID/" DBFILE_MEMORY_NAME
+	    "` in a folder private to the user (mode 0700), shared by all of that user's programs "
+	    "and lost at reboot." },
 	{ "BIND_ADDRESS", CONFIG_ADDRESS, "127.0.0.1:3000", 0, 0, OFF(bind_address), CONFIG_SEED,
 	    "Public address the web server listens on in the bundled configs and the quick "
 	    "start." },
@@ -252,7 +255,7 @@ config_parse_database_url(const char *url, char **path, int *is_memory, char **c
 	*path = xstrndup(p, len);
 	return 0;
 memory:
-	*path = xstrdup(CONFIG_MEMORY_DB_PATH);
+	*path = dbfile_memory_path();
 	*is_memory = 1;
 	return 0;
 }
@@ -654,7 +657,7 @@ config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **ca
 			goto fail;
 	}
 	if (cfg->database_path == NULL) {
-		cfg->database_path = xstrdup(CONFIG_MEMORY_DB_PATH);
+		cfg->database_path = dbfile_memory_path();
 		cfg->database_is_memory = 1;
 	}
 	config_pairs_clear(&pairs);

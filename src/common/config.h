@@ -57,9 +57,8 @@ struct config {
 	char *source_file; /* the .env file read, or NULL */
 };
 
-/* Path used for the seed's "in-memory" database: a tmpfs file shared by
- * all programs, lost at reboot. */
-#define CONFIG_MEMORY_DB_PATH "/dev/shm/chatd-memory.db"
+/* The seed's "in-memory" database is dbfile_memory_path(): a tmpfs file in
+ * a folder private to the user (dbfile.h). */
 
 /*
  * Loads settings into *cfg (zeroed first). Returns 0, or -1 with a

@@ -3,7 +3,7 @@
  * encoding, request validation, and the blocking client used by chat-api,
  * chat-sync and chatctl. Everything a peer sends is checked here before
  * anyone acts on it. Must not include any program's headers; holds no
- * global state but the request id counter.
+ * global state but the request id counter and the client's back-off.
  */
 #include "autoconf.h"
 
@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "log.h"
 #include "xmalloc.h"
 
 _Static_assert(CTL_DEPTH_MAX == JSON_DEPTH_MAX + 2, "envelope and args add two levels");
@@ -643,6 +645,79 @@ out:
 	return rc;
 }
 
+/*
+ * The back-off after a timeout (see ctl.h). Shared by every thread that
+ * calls ctl_call (chat-api's workers); this mutex is its one owner.
+ */
+static pthread_mutex_t ctl_backoff_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	int ms; /* 0: off */
+	long long until; /* monotonic ms; skip the socket below until then */
+	int timeout_ms; /* of the call that timed out, for the message */
+	char path[sizeof((struct sockaddr_un *)0)->sun_path];
+} ctl_backoff;
+
+void
+ctl_backoff_set(int ms)
+{
+	if (pthread_mutex_lock(&ctl_backoff_lock) != 0)
+		abort();
+	ctl_backoff.ms = ms > 0 ? ms : 0;
+	ctl_backoff.until = 0;
+	pthread_mutex_unlock(&ctl_backoff_lock);
+}
+
+/*
+ * Before a call: 1 if path is in its back-off (*cause says so), else 0.
+ * The first caller after the back-off runs out goes ahead alone: it
+ * pushes the back-off on by its own timeout, so that while it probes a
+ * still-hung chatd every other thread keeps answering at once.
+ */
+static int
+ctl_backoff_skip(const char *path, int timeout_ms, char **cause)
+{
+	long long now;
+	int skip = 0;
+
+	if (pthread_mutex_lock(&ctl_backoff_lock) != 0)
+		abort();
+	if (ctl_backoff.ms > 0 && ctl_backoff.until != 0 && strcmp(path, ctl_backoff.path) == 0) {
+		now = ctl_now_ms();
+		if (now < ctl_backoff.until) {
+			skip = 1;
+			*cause = xasprintf("chatd did not answer within %d ms; not asked again for "
+					   "%lld ms",
+			    ctl_backoff.timeout_ms, ctl_backoff.until - now);
+		} else
+			ctl_backoff.until = now + (timeout_ms > 0 ? timeout_ms : 0) + 1;
+	}
+	pthread_mutex_unlock(&ctl_backoff_lock);
+	return skip;
+}
+
+/* After a call to path: a timeout starts the back-off, anything else ends it. */
+static void
+ctl_backoff_note(const char *path, int timeout_ms, int timed_out)
+{
+	if (pthread_mutex_lock(&ctl_backoff_lock) != 0)
+		abort();
+	if (ctl_backoff.ms > 0) {
+		if (timed_out) {
+			/* Once per back-off, not per request answered without chatd. */
+			if (ctl_backoff.until == 0 || strcmp(path, ctl_backoff.path) != 0)
+				log_warn("chatd did not answer on %s within %d ms: answering "
+					 "without it for %d ms",
+				    path, timeout_ms, ctl_backoff.ms);
+			ctl_backoff.until = ctl_now_ms() + ctl_backoff.ms;
+			ctl_backoff.timeout_ms = timeout_ms;
+			/* The caller checked the length against sun_path. */
+			snprintf(ctl_backoff.path, sizeof ctl_backoff.path, "%s", path);
+		} else if (strcmp(path, ctl_backoff.path) == 0)
+			ctl_backoff.until = 0;
+	}
+	pthread_mutex_unlock(&ctl_backoff_lock);
+}
+
 /* Next request id: 1 to CTL_ID_MAX, so it survives a trip through a double. */
 static unsigned long
 ctl_new_id(void)
@@ -692,19 +767,23 @@ ctl_call(const char *socket_path, int timeout_ms, enum ctl_type type, const cJSO
 		goto out;
 	}
 	memcpy(sa.sun_path, socket_path, strlen(socket_path) + 1);
+	if (ctl_backoff_skip(socket_path, timeout_ms, cause))
+		goto out;
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		*cause = xasprintf("socket: %s", strerror(errno));
 		goto out;
 	}
-	if (ctl_connect(fd, &sa, socket_path, deadline, timeout_ms, cause) != 0)
+	if (ctl_connect(fd, &sa, socket_path, deadline, timeout_ms, cause) != 0 ||
+	    ctl_send_all(fd, request, len, deadline, timeout_ms, cause) != 0 ||
+	    ctl_recv_line(fd, deadline, timeout_ms, &reply, cause) != 0) {
+		/* Every step fails with the deadline passed only by timing out. */
+		ctl_backoff_note(socket_path, timeout_ms, ctl_remaining_ms(deadline) == 0);
 		goto out;
-	if (ctl_send_all(fd, request, len, deadline, timeout_ms, cause) != 0)
-		goto out;
-	if (ctl_recv_line(fd, deadline, timeout_ms, &reply, cause) != 0)
-		goto out;
+	}
 	rc = ctl_reply_decode(reply, id, result, code, cause);
+	ctl_backoff_note(socket_path, timeout_ms, 0);
 
 out:
 	/* A failed close changes nothing: the outcome is already decided. */

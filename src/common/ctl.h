@@ -136,4 +136,17 @@ int ctl_reply_decode(const char *line, unsigned long id, cJSON **result, char **
 int ctl_call(const char *socket_path, int timeout_ms, enum ctl_type type, const cJSON *args,
     cJSON **result, char **code, char **cause);
 
+/* chat-api's back-off: how long a hung chatd is left alone after a timeout. */
+#define CTL_BACKOFF_MS 5000
+/*
+ * Turns on (ms > 0) or off the back-off for this process's ctl_call: after
+ * a call to a socket times out, calls to that socket fail at once with
+ * CTL_ERR_UNAVAILABLE ("not asked again for N ms") for ms milliseconds,
+ * instead of each waiting out its own timeout; then one call probes while
+ * the others keep failing at once, and any answer (or a refused connect)
+ * ends the back-off. Off by default (chatctl waits, as one asked it to).
+ * Any thread.
+ */
+void ctl_backoff_set(int ms);
+
 #endif

@@ -16,13 +16,17 @@
 #include <sqlite3.h>
 
 #include "db.h"
+#include "dbfile.h"
 #include "log.h"
 #include "page.h"
 #include "xmalloc.h"
 
 /* STRICT tables. */
 #define DB_SQLITE_MIN 3037000
-#define DB_JOURNAL_SIZE_LIMIT "67108864"
+/* What the WAL file is cut back to when it starts over: about the most
+ * chatd's checkpoints let it grow (4,000 pages), so only a WAL that a
+ * reader held back leaves a larger file, and not for long. */
+#define DB_JOURNAL_SIZE_LIMIT "16777216"
 #define DB_WAL_RETRY_MS 10
 
 /*
@@ -744,7 +748,9 @@ int
 db_open(const char *path, struct db **out, char **cause)
 {
 	struct db *db;
-	int rc;
+	char *memdir;
+	size_t len;
+	int rc, private_dir;
 
 	*out = NULL;
 	if (sqlite3_libversion_number() < DB_SQLITE_MIN) {
@@ -752,6 +758,14 @@ db_open(const char *path, struct db **out, char **cause)
 		    "SQLite %s is too old: 3.37 or later is needed", sqlite3_libversion());
 		return DB_ERROR;
 	}
+	/* Inside the default's private folder, that folder is made and checked too. */
+	memdir = dbfile_memory_dir();
+	len = strlen(memdir);
+	private_dir = strncmp(path, memdir, len) == 0 && path[len] == '/' &&
+	    strchr(path + len + 1, '/') == NULL;
+	free(memdir);
+	if (dbfile_prepare(path, private_dir, cause) != 0)
+		return DB_ERROR;
 	db = xcalloc(1, sizeof *db);
 	db->path = xstrdup(path);
 	rc = sqlite3_open_v2(

@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dbfile.h"
 #include "deliver.h"
 #include "jsonw.h"
 #include "log.h"
@@ -114,11 +115,9 @@ sync_lock(struct sync_target *t, char **cause)
 	if (t->locked)
 		return 0;
 	if (t->lock_fd < 0) {
-		t->lock_fd = open(t->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0660);
-		if (t->lock_fd < 0) {
-			*cause = xasprintf("lock file %s: %s", t->lock_path, strerror(errno));
+		/* Owner-only (a shared group's), like the database, whatever the umask. */
+		if ((t->lock_fd = dbfile_open_lock(t->lock_path, cause)) < 0)
 			return -1;
-		}
 	}
 	if (flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
 		if (errno == EWOULDBLOCK)

@@ -154,6 +154,11 @@ def main():
             chk.ok(len(started) >= 2, "quick start runs chat-api and %s" % front,
                    " ".join(stack._cmdline(p) for p in started))
             suite(chk, db_path)
+            mode = os.stat(os.path.join(tmp, "state")).st_mode & 0o777
+            chk.ok(mode & 0o007 == 0, "the quick start's state folder is closed to other users", oct(mode))
+            for p in (db_path, db_path + "-wal", db_path + "-shm"):
+                if os.path.exists(p):
+                    chk.eq(oct(os.stat(p).st_mode & 0o777), oct(0o600), "%s is owner-only" % os.path.basename(p))
             chk.ok(qs.running(), "quick start still running after the examples")
     except (KeyboardInterrupt, SystemExit, stack.Watchdog) as exc:
         chk.ok(False, "interrupted", repr(exc))

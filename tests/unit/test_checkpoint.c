@@ -8,6 +8,8 @@
  */
 #include "autoconf.h"
 
+#include <sys/stat.h>
+
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <sqlite3.h>
 
 #include "checkpoint.h"
 #include "db.h"
@@ -44,9 +47,11 @@ hook(void *arg, int wal_pages)
 	/* As chatd's writer does (writer_wal_grown). */
 	if (hook_cp != NULL && checkpointer_after_commit(hook_cp, wal_pages)) {
 		char *cause = NULL;
+		int wal = 0, done = 0;
 
-		if (db_checkpoint(db, NULL, NULL, &cause) != DB_OK)
+		if (db_checkpoint(db, &wal, &done, &cause) != DB_OK)
 			ck_abort_msg("db_checkpoint: %s", cause);
+		checkpointer_writer_result(hook_cp, wal, done);
 	}
 }
 
@@ -212,6 +217,75 @@ START_TEST(test_checkpointer_continuous_commits)
 }
 END_TEST
 
+static long long
+wal_file_bytes(void)
+{
+	char *wal = xasprintf("%s-wal", dbpath);
+	struct stat st;
+	long long n;
+
+	n = stat(wal, &st) == 0 ? (long long)st.st_size : 0;
+	free(wal);
+	return n;
+}
+
+/*
+ * A reader that keeps a transaction open (another user could, when the
+ * file was readable by all) holds every checkpoint back: the WAL cannot
+ * start over and grows. chatd reports it (wal_blocked in health, from
+ * checkpointer_wal_state); once the reader ends, the WAL is copied, starts
+ * over, and the file is cut back to the journal size limit instead of
+ * staying at its peak.
+ */
+START_TEST(test_reader_blocks_then_wal_shrinks)
+{
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	struct checkpointer *cp = NULL;
+	sqlite3 *reader;
+	char *cause = NULL;
+	int wal = 0, blocked = 0, waited;
+	long long peak;
+
+	if (checkpointer_create(dbpath, &cp, &cause) != 0)
+		ck_abort_msg("checkpointer_create: %s", cause);
+	hook_cp = cp;
+	db_wal_hook(db, hook, &hook_calls);
+	ck_assert_int_eq(sqlite3_open_v2(dbpath, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM messages;", NULL, NULL, NULL),
+	    SQLITE_OK);
+
+	/* Well past the backstop: ~6,000 pages, 24 MB. */
+	append(4500);
+	for (waited = 0; waited < 300; waited++) {
+		checkpointer_wal_state(cp, &wal, &blocked);
+		if (blocked)
+			break;
+		nanosleep(&pause, NULL);
+		append(1);
+	}
+	ck_assert_int_eq(blocked, 1);
+	ck_assert_int_ge(wal, CHECKPOINT_WARN_PAGES);
+	peak = wal_file_bytes();
+	ck_assert_int_gt(peak, 16 * 1024 * 1024);
+
+	/* The reader ends: the next commits copy everything and start over. */
+	ck_assert_int_eq(sqlite3_exec(reader, "COMMIT;", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_close(reader), SQLITE_OK);
+	for (waited = 0; waited < 500 && hook_last >= CHECKPOINT_PAGES / 10; waited++) {
+		nanosleep(&pause, NULL);
+		append(1);
+	}
+	ck_assert_int_lt(hook_last, CHECKPOINT_PAGES / 10);
+	checkpointer_wal_state(cp, &wal, &blocked);
+	ck_assert_int_eq(blocked, 0);
+	/* Cut back to the journal size limit (16 MiB), not left at its peak. */
+	ck_assert_int_le(wal_file_bytes(), 16 * 1024 * 1024);
+	hook_cp = NULL;
+	checkpointer_destroy(cp);
+}
+END_TEST
+
 START_TEST(test_decide)
 {
 	const int P = CHECKPOINT_PAGES, T = CHECKPOINT_TAIL_PAGES;
@@ -264,6 +338,7 @@ main(void)
 	tcase_add_test(tc, test_checkpoint_null_outputs);
 	tcase_add_test(tc, test_checkpointer_keeps_wal_bounded);
 	tcase_add_test(tc, test_checkpointer_continuous_commits);
+	tcase_add_test(tc, test_reader_blocks_then_wal_shrinks);
 	tcase_add_test(tc, test_decide);
 	tcase_add_test(tc, test_checkpointer_bad_path);
 	suite_add_tcase(s, tc);

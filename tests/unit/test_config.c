@@ -19,6 +19,17 @@
 #include "config.h"
 #include "xmalloc.h"
 
+/* Where every program puts the default database: a folder private to the user. */
+static const char *
+memory_db_path(void)
+{
+	static char buf[64];
+
+	snprintf(buf, sizeof buf, "/dev/shm/chatd-%lu/memory.db", (unsigned long)geteuid());
+	return buf;
+}
+#define CONFIG_MEMORY_DB_PATH memory_db_path()
+
 /* ---- helpers ---- */
 
 /* Pairs collected from config_parse_env_text. */
@@ -884,7 +895,7 @@ END_TEST
 
 START_TEST(test_database_url_forms)
 {
-	static const struct {
+	const struct {
 		const char *url;
 		const char *path;
 		int memory;

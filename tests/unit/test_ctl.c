@@ -1159,6 +1159,72 @@ START_TEST(test_call_timeout_while_sending)
 }
 END_TEST
 
+/*
+ * chat-api's back-off: after one timeout, calls to the same socket fail at
+ * once for the back-off period (other sockets are not affected); then one
+ * call tries again, and an answer ends the back-off.
+ */
+START_TEST(test_call_backoff_after_timeout)
+{
+	struct srv hung, other;
+	struct call c;
+	int i;
+
+	ctl_backoff_set(600);
+	srv_start(&hung, SRV_SILENT, 3);
+	call(&c, hung.path, 200, CTL_ROOMS, NULL);
+	assert_unavailable(&c, "did not answer within 200 ms");
+	ck_assert_int_ge(c.elapsed_ms, 150);
+	call_clear(&c);
+
+	/* chatd wakes up, but nobody asks it until the back-off ends. Set
+	 * before any connection that could see it: the server thread waits
+	 * in accept(). */
+	hung.mode = SRV_OK;
+	/* Without the back-off each of these would wait 200 ms. */
+	for (i = 0; i < 10; i++) {
+		call(&c, hung.path, 200, CTL_ROOMS, NULL);
+		assert_unavailable(&c, "not asked again for");
+		ck_assert_int_lt(c.elapsed_ms, 50);
+		call_clear(&c);
+	}
+	/* Another socket is not affected. */
+	srv_start(&other, SRV_OK, 1);
+	call(&c, other.path, 2000, CTL_HEALTH, NULL);
+	ck_assert_int_eq(c.rc, CTL_OK);
+	call_clear(&c);
+	srv_stop(&other);
+
+	sleep_ms(650);
+	call(&c, hung.path, 2000, CTL_HEALTH, NULL);
+	ck_assert_int_eq(c.rc, CTL_OK);
+	call_clear(&c);
+	call(&c, hung.path, 2000, CTL_HEALTH, NULL);
+	ck_assert_int_eq(c.rc, CTL_OK);
+	call_clear(&c);
+	srv_stop(&hung);
+	ctl_backoff_set(0);
+}
+END_TEST
+
+/* Off (chatctl, chat-sync): every call waits its own timeout. */
+START_TEST(test_call_no_backoff_by_default)
+{
+	struct srv s;
+	struct call c;
+
+	srv_start(&s, SRV_SILENT, 2);
+	call(&c, s.path, 150, CTL_HEALTH, NULL);
+	assert_unavailable(&c, "did not answer within 150 ms");
+	call_clear(&c);
+	call(&c, s.path, 150, CTL_HEALTH, NULL);
+	assert_unavailable(&c, "did not answer within 150 ms");
+	ck_assert_int_ge(c.elapsed_ms, 100);
+	call_clear(&c);
+	srv_stop(&s);
+}
+END_TEST
+
 START_TEST(test_call_split_reply)
 {
 	struct srv s;
@@ -1334,6 +1400,8 @@ ctl_suite(void)
 	tcase_add_test(tc, test_call_remote_error);
 	tcase_add_test(tc, test_call_timeout);
 	tcase_add_test(tc, test_call_timeout_while_sending);
+	tcase_add_test(tc, test_call_backoff_after_timeout);
+	tcase_add_test(tc, test_call_no_backoff_by_default);
 	tcase_add_test(tc, test_call_split_reply);
 	tcase_add_test(tc, test_call_extra_lines_ignored);
 	tcase_add_test(tc, test_call_wrong_id);
