@@ -15,6 +15,7 @@
 
 #include "coalesce.h"
 #include "db.h"
+#include "jsonutil.h"
 #include "wsproto.h"
 
 #define MAX_CONTENT 4096
@@ -426,18 +427,25 @@ START_TEST(test_hostile)
 	strcpy(text + n + size, "\"}}");
 	parse_err(text, "content_too_large");
 
-	/* a custom event nested 500 deep is passed on intact */
-	depth = 500;
-	n = (size_t)sprintf(
-	    text, "{\"type\":\"CustomEvent\",\"payload\":{\"event_type\":\"deep\",\"payload\":");
-	for (i = 0; i < depth; i++)
-		text[n++] = '[';
-	for (i = 0; i < depth; i++)
-		text[n++] = ']';
-	strcpy(text + n, "}}");
-	parse_ok(text, &req);
-	ck_assert_uint_eq(strlen(req.payload_json), 2 * depth);
-	wsproto_request_clear(&req);
+	/* a custom event payload as deep as the limit allows (the message's own two
+	 * levels plus 30) is passed on intact; one level more, or 500, is refused */
+	static const size_t depths[] = { JSON_DEPTH_MAX - 2, JSON_DEPTH_MAX - 1, 500 };
+	for (size_t d = 0; d < sizeof depths / sizeof depths[0]; d++) {
+		depth = depths[d];
+		n = (size_t)sprintf(text,
+		    "{\"type\":\"CustomEvent\",\"payload\":{\"event_type\":\"deep\",\"payload\":");
+		for (i = 0; i < depth; i++)
+			text[n++] = '[';
+		for (i = 0; i < depth; i++)
+			text[n++] = ']';
+		strcpy(text + n, "}}");
+		if (d == 0) {
+			parse_ok(text, &req);
+			ck_assert_uint_eq(strlen(req.payload_json), 2 * depth);
+			wsproto_request_clear(&req);
+		} else
+			parse_err(text, "invalid_json");
+	}
 
 	/* deeper than cJSON's nesting limit: refused, not a stack overflow */
 	depth = 200000;
