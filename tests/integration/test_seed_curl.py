@@ -143,7 +143,9 @@ def main():
         while time.monotonic() < deadline and qs.running():
             try:
                 r = client.get("/management/health", timeout=3)
-                if isinstance(r.json, dict):
+                # The web server may answer before the quick start has seen it do
+                # so; only after its banner does SIGTERM mean "stop serving" (0).
+                if isinstance(r.json, dict) and "quick start is running" in qs.tail(400):
                     ready = True
                     break
             except OSError:
