@@ -31,8 +31,7 @@ void handlers_sync_session_history(struct api_call *call);
 
 /* handlers_misc.c */
 void handlers_misc_health(struct api_call *call);
-/* Shared by the handlers: room JSON, live stats and time helpers. */
-long long handlers_misc_now_ms(void);
+/* Shared by the handlers: room JSON and live stats. */
 /* Writes the room object (docs/api.md). live: chatd's CTL_ROOMS result, or
  * NULL when chatd is unreachable (live figures null); a room chatd does not
  * list has nobody in it. with_live 0 leaves the live figures out. The

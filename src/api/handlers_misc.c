@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
@@ -17,15 +17,6 @@
 #include "jsonutil.h"
 #include "log.h"
 #include "xmalloc.h"
-
-long long
-handlers_misc_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 cJSON *
 handlers_misc_live_rooms(struct api_call *call)
@@ -149,7 +140,7 @@ handlers_misc_rooms_reply(
 	jsonw_array_end(&w);
 	jsonw_kv_int(&w, "count", ra.count);
 	if (with_timestamp)
-		jsonw_kv_int(&w, "timestamp", handlers_misc_now_ms() / 1000);
+		jsonw_kv_int(&w, "timestamp", clock_wall_ms() / 1000);
 	if (with_live)
 		jsonw_kv_bool(&w, "live", live != NULL);
 	jsonw_object_end(&w);
@@ -184,7 +175,7 @@ misc_health_callbacks(struct api_call *call, struct jsonw *w)
 	struct db_backlog b;
 	const char *url;
 	char *cause = NULL;
-	long long now = handlers_misc_now_ms();
+	long long now = clock_wall_ms();
 	size_t i;
 
 	jsonw_key(w, "callbacks");

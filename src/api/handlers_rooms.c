@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
@@ -145,8 +146,7 @@ handlers_rooms_create(struct api_call *call)
 		cause = NULL;
 		goto done;
 	}
-	rc = db_room_create(
-	    call->ctx->db, id, name, admins, n_admins, handlers_misc_now_ms(), &cause);
+	rc = db_room_create(call->ctx->db, id, name, admins, n_admins, clock_wall_ms(), &cause);
 	if (rc != DB_OK) {
 		api_internal_error(call, "db_room_create", cause);
 		cause = NULL;
@@ -219,7 +219,7 @@ void
 handlers_rooms_close(struct api_call *call)
 {
 	const char *reason = uri_query_get(call->uri, "reason"), *why;
-	long long now = handlers_misc_now_ms();
+	long long now = clock_wall_ms();
 	char *cause = NULL;
 	struct jsonw w;
 	cJSON *args;
@@ -281,7 +281,7 @@ handlers_rooms_ban(struct api_call *call)
 {
 	static const char *const keys[] = { "user_id", "duration_seconds", "reason", NULL };
 	const char *user_id, *reason;
-	long long duration = 0, now = handlers_misc_now_ms();
+	long long duration = 0, now = clock_wall_ms();
 	struct db_ban ban;
 	struct jsonw w;
 	char *cause = NULL;
@@ -363,8 +363,8 @@ handlers_rooms_bans(struct api_call *call)
 	jsonw_array_begin(&w);
 	ba.w = &w;
 	ba.count = 0;
-	if (db_ban_list(call->ctx->db, call->params[0], handlers_misc_now_ms(), rooms_bans_each,
-		&ba, &cause) != DB_OK) {
+	if (db_ban_list(call->ctx->db, call->params[0], clock_wall_ms(), rooms_bans_each, &ba,
+		&cause) != DB_OK) {
 		jsonw_clear(&w);
 		api_internal_error(call, "db_ban_list", cause);
 		return;
@@ -387,8 +387,7 @@ handlers_rooms_unban(struct api_call *call)
 	if (rooms_load(call, &room) != 0)
 		return;
 	db_room_clear(&room);
-	rc = db_ban_lift(
-	    call->ctx->db, call->params[0], call->params[1], handlers_misc_now_ms(), &cause);
+	rc = db_ban_lift(call->ctx->db, call->params[0], call->params[1], clock_wall_ms(), &cause);
 	if (rc == DB_NOTFOUND) {
 		api_error(call, 404, "ban_not_found", "user %.128s is not banned in this room",
 		    call->params[1]);

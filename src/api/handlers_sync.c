@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
@@ -46,8 +47,7 @@ handlers_sync_request(struct api_call *call)
 		free(cause);
 		return;
 	}
-	if (db_sync_request(call->ctx->db, "manual", NULL, handlers_misc_now_ms(), &id, &cause) !=
-	    DB_OK) {
+	if (db_sync_request(call->ctx->db, "manual", NULL, clock_wall_ms(), &id, &cause) != DB_OK) {
 		api_internal_error(call, "db_sync_request", cause);
 		return;
 	}

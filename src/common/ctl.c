@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "xmalloc.h"
 
@@ -342,23 +343,11 @@ fail:
 	return -1;
 }
 
-/* Milliseconds on a clock that never jumps; the call's deadline uses it. */
-static long long
-ctl_now_ms(void)
-{
-	struct timespec ts;
-
-	/* CLOCK_MONOTONIC cannot fail with a valid pointer on Linux. */
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		abort();
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Time left until deadline, for poll(); 0 once it has passed. */
 static int
 ctl_remaining_ms(long long deadline)
 {
-	long long left = deadline - ctl_now_ms();
+	long long left = deadline - clock_mono_ms();
 
 	if (left <= 0)
 		return 0;
@@ -658,7 +647,7 @@ ctl_call(const char *socket_path, int timeout_ms, enum ctl_type type, const cJSO
 	if (code != NULL)
 		*code = NULL;
 	*cause = NULL;
-	deadline = ctl_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 
 	id = ctl_new_id();
 	request = ctl_request_encode(type, id, args);

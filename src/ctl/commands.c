@@ -16,9 +16,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "chatctl.h"
+#include "clock.h"
 #include "ctl.h"
 #include "db.h"
 #include "jsonutil.h"
@@ -144,16 +144,6 @@ commands_parse_duration(const char *s, long long max)
 	if (v < 1 || v > max / unit)
 		return -1;
 	return v * unit;
-}
-
-static long long
-commands_now_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-		return 0;
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Checks a positional argument; prints why and returns -1 if unusable. */
@@ -383,7 +373,7 @@ static int
 commands_ban(struct chatctl *c, char **argv, int argc)
 {
 	const char *room = argv[0], *user = argv[1];
-	long long now = commands_now_ms(), expires_at = 0;
+	long long now = clock_wall_ms(), expires_at = 0;
 	cJSON *args, *result = NULL;
 	char *cause = NULL, until[64];
 	struct db *db;
@@ -452,7 +442,7 @@ commands_unban(struct chatctl *c, char **argv, int argc)
 	if (!c->no_db) {
 		if ((db = commands_db_open(c)) == NULL)
 			return CHATCTL_EXIT_FAILED;
-		rc = db_ban_lift(db, room, user, commands_now_ms(), &cause);
+		rc = db_ban_lift(db, room, user, clock_wall_ms(), &cause);
 		db_close(db);
 		if (rc == DB_NOTFOUND) {
 			fprintf(c->err,
@@ -530,7 +520,7 @@ commands_close(struct chatctl *c, char **argv, int argc)
 	if (!c->no_db) {
 		if ((db = commands_db_open(c)) == NULL)
 			return CHATCTL_EXIT_FAILED;
-		rc = db_room_close(db, room, reason, commands_now_ms(), &cause);
+		rc = db_room_close(db, room, reason, clock_wall_ms(), &cause);
 		db_close(db);
 		if (rc == DB_NOTFOUND) {
 			fprintf(c->err, "chatctl: room_not_found: no room with id %s\n", room);
