@@ -24,6 +24,7 @@
 
 #include "clock.h"
 #include "ctl.h"
+#include "jsonutil.h"
 #include "xmalloc.h"
 
 /* A line buffer grown past this is released once empty, so an idle peer
@@ -55,18 +56,6 @@ _Static_assert(sizeof ctl_type_names / sizeof ctl_type_names[0] == CTL_TYPE_MAX,
 
 /* Feeds ctl_new_id(); ids start at 1 so that 0 can mean "no id". */
 static atomic_ullong ctl_next_id;
-
-/*
- * cJSON reports out-of-memory as NULL from every constructor; treat it as
- * xmalloc does rather than send a line with fields silently missing.
- */
-static void *
-ctl_json_ok(void *p)
-{
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 const char *
 ctl_type_name(enum ctl_type type)
@@ -175,7 +164,7 @@ ctl_print_line(cJSON *root)
 {
 	char *text, *out;
 
-	text = ctl_json_ok(cJSON_PrintUnformatted(root));
+	text = json_ok(cJSON_PrintUnformatted(root));
 	cJSON_Delete(root);
 	out = xasprintf("%s\n", text);
 	cJSON_free(text);
@@ -190,9 +179,8 @@ ctl_add_copy(cJSON *obj, const char *name, const cJSON *item)
 
 	if (item == NULL)
 		return;
-	copy = ctl_json_ok(cJSON_Duplicate(item, 1));
-	if (!cJSON_AddItemToObject(obj, name, copy))
-		abort();
+	copy = json_ok(cJSON_Duplicate(item, 1));
+	json_add(obj, name, copy);
 }
 
 /* Starts a message with the fields every line carries. */
@@ -202,14 +190,14 @@ ctl_message_create(unsigned long id)
 	cJSON *root;
 	char digits[32];
 
-	root = ctl_json_ok(cJSON_CreateObject());
-	ctl_json_ok(cJSON_AddNumberToObject(root, "v", CTL_VERSION));
+	root = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddNumberToObject(root, "v", CTL_VERSION));
 	/*
 	 * Written as raw digits: cJSON prints large doubles with 15
 	 * significant digits, which would change ids above 10^15.
 	 */
 	snprintf(digits, sizeof digits, "%lu", id);
-	ctl_json_ok(cJSON_AddRawToObject(root, "id", digits));
+	json_ok(cJSON_AddRawToObject(root, "id", digits));
 	return root;
 }
 
@@ -219,7 +207,7 @@ ctl_request_encode(enum ctl_type type, unsigned long id, const cJSON *args)
 	cJSON *root;
 
 	root = ctl_message_create(id);
-	ctl_json_ok(cJSON_AddStringToObject(root, "type", ctl_type_name(type)));
+	json_ok(cJSON_AddStringToObject(root, "type", ctl_type_name(type)));
 	ctl_add_copy(root, "args", args);
 	return ctl_print_line(root);
 }
@@ -230,11 +218,11 @@ ctl_reply_encode_ok(unsigned long id, const cJSON *result)
 	cJSON *root;
 
 	root = ctl_message_create(id);
-	ctl_json_ok(cJSON_AddTrueToObject(root, "ok"));
+	json_ok(cJSON_AddTrueToObject(root, "ok"));
 	if (result != NULL)
 		ctl_add_copy(root, "result", result);
 	else
-		ctl_json_ok(cJSON_AddObjectToObject(root, "result"));
+		json_ok(cJSON_AddObjectToObject(root, "result"));
 	return ctl_print_line(root);
 }
 
@@ -244,10 +232,10 @@ ctl_reply_encode_error(unsigned long id, const char *code, const char *message)
 	cJSON *root, *error;
 
 	root = ctl_message_create(id);
-	ctl_json_ok(cJSON_AddFalseToObject(root, "ok"));
-	error = ctl_json_ok(cJSON_AddObjectToObject(root, "error"));
-	ctl_json_ok(cJSON_AddStringToObject(error, "code", code));
-	ctl_json_ok(cJSON_AddStringToObject(error, "message", message));
+	json_ok(cJSON_AddFalseToObject(root, "ok"));
+	error = json_ok(cJSON_AddObjectToObject(root, "error"));
+	json_ok(cJSON_AddStringToObject(error, "code", code));
+	json_ok(cJSON_AddStringToObject(error, "message", message));
 	return ctl_print_line(root);
 }
 
@@ -598,7 +586,7 @@ ctl_reply_decode(const char *line, unsigned long want_id, cJSON **result, char *
 			if (item != NULL)
 				*result = cJSON_DetachItemViaPointer(root, item);
 			else
-				*result = ctl_json_ok(cJSON_CreateObject());
+				*result = json_ok(cJSON_CreateObject());
 		}
 		rc = CTL_OK;
 		goto out;

@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "db.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "page.h"
 #include "xmalloc.h"
@@ -567,19 +568,11 @@ db_op_rollback(struct db *db)
 	}
 }
 
-static void *
-db_json_check(void *p)
-{
-	if (p == NULL)
-		db_oom();
-	return p;
-}
-
 /* Prints and frees a JSON object; the result is freed with cJSON_free(). */
 static char *
 db_json_print(cJSON *obj)
 {
-	char *s = db_json_check(cJSON_PrintUnformatted(obj));
+	char *s = json_ok(cJSON_PrintUnformatted(obj));
 
 	cJSON_Delete(obj);
 	return s;
@@ -949,11 +942,11 @@ db_room_created_data(const struct db_room *room)
 	cJSON *obj, *admins;
 	size_t i;
 
-	obj = db_json_check(cJSON_CreateObject());
-	db_json_check(cJSON_AddStringToObject(obj, "room_name", room->name));
-	admins = db_json_check(cJSON_AddArrayToObject(obj, "admin_user_ids"));
+	obj = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddStringToObject(obj, "room_name", room->name));
+	admins = json_ok(cJSON_AddArrayToObject(obj, "admin_user_ids"));
 	for (i = 0; i < room->n_admins; i++)
-		cJSON_AddItemToArray(admins, db_json_check(cJSON_CreateString(room->admins[i])));
+		json_append(admins, json_ok(cJSON_CreateString(room->admins[i])));
 	return db_json_print(obj);
 }
 
@@ -1069,8 +1062,8 @@ db_room_close(struct db *db, const char *id, const char *reason, int64_t now, ch
 	    db, DB_STMT_ROOM_CLOSE, cause, DB_ARGS(DB_TEXT(id), DB_INT(now), DB_TEXT(reason)));
 	if (rc != DB_OK)
 		goto fail;
-	obj = db_json_check(cJSON_CreateObject());
-	db_json_check(cJSON_AddStringToObject(obj, "room_name", room.name));
+	obj = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddStringToObject(obj, "room_name", room.name));
 	data = db_json_print(obj);
 	rc = db_outbox_add(db, "room_closed", id, NULL, NULL, reason, 0, data, now, cause);
 	if (rc != DB_OK)
@@ -1492,10 +1485,10 @@ db_session_data(int64_t session_id, int64_t seq, int is_admin)
 {
 	cJSON *obj;
 
-	obj = db_json_check(cJSON_CreateObject());
-	db_json_check(cJSON_AddNumberToObject(obj, "session_id", (double)session_id));
-	db_json_check(cJSON_AddNumberToObject(obj, "seq", (double)seq));
-	db_json_check(cJSON_AddBoolToObject(obj, "is_admin", is_admin));
+	obj = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddNumberToObject(obj, "session_id", (double)session_id));
+	json_ok(cJSON_AddNumberToObject(obj, "seq", (double)seq));
+	json_ok(cJSON_AddBoolToObject(obj, "is_admin", is_admin));
 	return db_json_print(obj);
 }
 
