@@ -153,7 +153,6 @@ enum db_stmt {
 	DB_STMT_BAN_LIFT_ALL,
 	DB_STMT_BAN_INSERT,
 	DB_STMT_BAN_LIFT,
-	DB_STMT_BAN_GET,
 	DB_STMT_BAN_LIST,
 	DB_STMT_MESSAGE_SEQ,
 	DB_STMT_MESSAGE_LAST_SEQ,
@@ -243,9 +242,6 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_BAN_LIFT] = "UPDATE bans SET lifted_at = ?3"
 			     " WHERE room_id = ?1 AND user_id = ?2 AND lifted_at IS NULL"
 			     " AND (expires_at IS NULL OR expires_at > ?3)",
-	[DB_STMT_BAN_GET] = "SELECT room_id, user_id, reason, created_at, expires_at FROM bans"
-			    " WHERE room_id = ?1 AND user_id = ?3 AND lifted_at IS NULL"
-			    " AND (expires_at IS NULL OR expires_at > ?2)",
 	[DB_STMT_BAN_LIST] = "SELECT room_id, user_id, reason, created_at, expires_at FROM bans"
 			     " WHERE room_id = ?1 AND lifted_at IS NULL"
 			     " AND (expires_at IS NULL OR expires_at > ?2)"
@@ -835,12 +831,6 @@ db_schema_version(struct db *db)
 	return (int)version;
 }
 
-void
-db_set_busy_timeout(struct db *db, int ms)
-{
-	sqlite3_busy_timeout(db->sq, ms);
-}
-
 int
 db_tx_begin(struct db *db, char **cause)
 {
@@ -1182,27 +1172,6 @@ db_ban_fill(sqlite3_stmt *st, struct db_ban *ban)
 	ban->reason = db_col_strdup(st, 2);
 	ban->created_at = sqlite3_column_int64(st, 3);
 	ban->expires_at = sqlite3_column_int64(st, 4);
-}
-
-int
-db_ban_get(struct db *db, const char *room_id, const char *user_id, int64_t now, struct db_ban *ban,
-    char **cause)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	memset(ban, 0, sizeof *ban);
-	st = db_prepare(
-	    db, DB_STMT_BAN_GET, cause, DB_ARGS(DB_TEXT(room_id), DB_INT(now), DB_TEXT(user_id)));
-	if (st == NULL)
-		return DB_ERROR;
-	rc = db_step(db, st, cause);
-	if (rc == DB_ROW)
-		db_ban_fill(st, ban);
-	db_done(st);
-	if (rc == DB_ROW)
-		return DB_OK;
-	return rc == DB_DONE ? DB_NOTFOUND : rc;
 }
 
 int

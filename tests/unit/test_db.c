@@ -870,7 +870,6 @@ list_bans(int64_t now, struct bans_seen *b)
 START_TEST(test_ban_add_list_lift)
 {
 	struct bans_seen b;
-	struct db_ban ban;
 	char *cause = NULL;
 
 	room_create("r1", "x", NULL, 0, 1);
@@ -888,18 +887,8 @@ START_TEST(test_ban_add_list_lift)
 	ck_assert_str_eq(b.reasons[1], "(null)");
 	ck_assert_int_eq(b.expires_at[1], 5000);
 
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 300, &ban, &cause), DB_OK);
-	ck_assert_str_eq(ban.room_id, "r1");
-	ck_assert_str_eq(ban.user_id, "u1");
-	ck_assert_str_eq(ban.reason, "spam");
-	ck_assert_int_eq(ban.expires_at, 0);
-	db_ban_clear(&ban);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u3", 300, &ban, &cause), DB_NOTFOUND);
-	ck_assert_ptr_null(ban.user_id);
-
 	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 400, &cause), DB_OK);
 	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 401, &cause), DB_NOTFOUND);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 402, &ban, &cause), DB_NOTFOUND);
 	ck_assert_int_eq(list_bans(402, &b), DB_OK);
 	ck_assert_int_eq(b.n, 1);
 	ck_assert_str_eq(b.users[0], "u2");
@@ -945,19 +934,15 @@ END_TEST
 START_TEST(test_ban_expiry)
 {
 	struct bans_seen b;
-	struct db_ban ban;
 	char *cause = NULL;
 
 	room_create("r1", "x", NULL, 0, 1);
 	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "cool off", 1000, 500, &cause), DB_OK);
 	ck_assert_int_eq(list_bans(999, &b), DB_OK);
 	ck_assert_int_eq(b.n, 1);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 999, &ban, &cause), DB_OK);
-	db_ban_clear(&ban);
 	/* In force up to, not including, expires_at. */
 	ck_assert_int_eq(list_bans(1000, &b), DB_OK);
 	ck_assert_int_eq(b.n, 0);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 1000, &ban, &cause), DB_NOTFOUND);
 	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 1500, &cause), DB_NOTFOUND);
 	/* An expired ban does not block a new one. */
 	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "again", 0, 1500, &cause), DB_OK);
@@ -1836,7 +1821,6 @@ START_TEST(test_cursor_done_next)
 	    raw_int("SELECT last_id FROM cursors WHERE target = 'chat_history'", NULL), 1000);
 
 	/* A database error (write lock held elsewhere) writes nothing either. */
-	db_set_busy_timeout(db, 100);
 	raw_exec("BEGIN IMMEDIATE");
 	ck_assert_int_eq(
 	    db_cursor_done_next(db, "chat_history", 1000, 2000, 14, "d3", 3000, &cause), DB_ERROR);
@@ -1958,7 +1942,6 @@ START_TEST(test_busy_lock_held)
 
 	room_create("r1", "x", NULL, 0, 1);
 	message_add("r1", "u", "a", 1, NULL);
-	db_set_busy_timeout(db, 100);
 	raw_exec("BEGIN IMMEDIATE");
 	ck_assert_int_eq(db_room_create(db, "r2", "x", NULL, 0, 2, &cause), DB_ERROR);
 	ck_assert_ptr_nonnull(cause);
