@@ -19,6 +19,7 @@
 #include "handlers.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "model.h"
 #include "xmalloc.h"
 
 /* A random (version 4) UUID: 122 bits from the kernel, unguessable. */
@@ -432,8 +433,7 @@ handlers_rooms_event(struct api_call *call)
 	}
 	if (!model_event_type_ok(event_type)) {
 		api_error(call, 400, "invalid_field",
-		    "field \"event_type\" must be 1 to %d characters of A-Z a-z 0-9 _ . -",
-		    EVENT_TYPE_MAX_BYTES);
+		    "field \"event_type\" must be " MODEL_EVENT_TYPE_RULE);
 		return;
 	}
 	payload = cJSON_GetObjectItemCaseSensitive(call->body, "payload");

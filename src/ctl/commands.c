@@ -22,6 +22,7 @@
 #include "ctl.h"
 #include "db.h"
 #include "jsonutil.h"
+#include "model.h"
 #include "xmalloc.h"
 
 static int commands_status(struct chatctl *, char **, int);
@@ -593,9 +594,7 @@ commands_publish(struct chatctl *c, char **argv, int argc)
 	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0)
 		return CHATCTL_EXIT_USAGE;
 	if (!model_event_type_ok(type)) {
-		fprintf(c->err,
-		    "chatctl: EVENT_TYPE must be 1 to %d characters of A-Z a-z 0-9 _ . -\n",
-		    EVENT_TYPE_MAX_BYTES);
+		fprintf(c->err, "chatctl: EVENT_TYPE must be " MODEL_EVENT_TYPE_RULE "\n");
 		return CHATCTL_EXIT_USAGE;
 	}
 	if (argc > 2) {
