@@ -32,20 +32,11 @@ void handlers_sync_session_history(struct api_call *call);
 /* handlers_misc.c */
 void handlers_misc_health(struct api_call *call);
 /* Shared by the handlers: room JSON and live stats. */
-/* Writes the room object (docs/api.md). live: chatd's CTL_ROOMS result, or
- * NULL when chatd is unreachable (live figures null); a room chatd does not
- * list has nobody in it. with_live 0 leaves the live figures out. The
- * object is left open so callers can add members; close it with
- * jsonw_object_end. */
-void handlers_misc_room_json(
-    struct jsonw *w, const struct db_room *room, const cJSON *live, int with_live);
 /* Answers a room listing {"rooms":[...],"count":N}; with_live adds live
  * figures and "live", with_timestamp adds "timestamp" (legacy sync body). */
 void handlers_misc_rooms_reply(
     struct api_call *call, int include_closed, int with_live, int with_timestamp);
 /* Asks chatd for live stats of every room (NULL when unreachable). */
 cJSON *handlers_misc_live_rooms(struct api_call *call);
-/* The live stats object of one room inside a CTL_ROOMS/CTL_STATS result. */
-const cJSON *handlers_misc_live_find(const cJSON *live, const char *room_id);
 
 #endif

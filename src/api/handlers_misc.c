@@ -13,6 +13,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
+#include "encode.h"
 #include "handlers.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -37,63 +38,6 @@ handlers_misc_live_rooms(struct api_call *call)
 	return result;
 }
 
-const cJSON *
-handlers_misc_live_find(const cJSON *live, const char *room_id)
-{
-	const cJSON *rooms, *r;
-
-	if (live == NULL)
-		return NULL;
-	rooms = cJSON_GetObjectItemCaseSensitive(live, "rooms");
-	cJSON_ArrayForEach(r, rooms)
-	{
-		const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "room_id");
-		if (cJSON_IsString(id) && strcmp(id->valuestring, room_id) == 0)
-			return r;
-	}
-	return NULL;
-}
-
-void
-handlers_misc_room_json(
-    struct jsonw *w, const struct db_room *room, const cJSON *live, int with_live)
-{
-	const cJSON *mine = handlers_misc_live_find(live, room->id), *cur = NULL, *peak = NULL;
-
-	jsonw_object_begin(w);
-	jsonw_kv_string(w, "room_id", room->id);
-	jsonw_kv_string(w, "room_name", room->name);
-	jsonw_key(w, "admin_user_ids");
-	jsonw_array_begin(w);
-	for (size_t i = 0; i < room->n_admins; i++)
-		jsonw_string(w, room->admins[i]);
-	jsonw_array_end(w);
-	jsonw_kv_int(w, "created_at", room->created_at / 1000);
-	jsonw_kv_bool(w, "closed", room->closed_at != 0);
-	if (room->closed_at != 0)
-		jsonw_kv_int(w, "closed_at", room->closed_at / 1000);
-	else
-		jsonw_kv_null(w, "closed_at");
-	jsonw_kv_string(w, "close_reason", room->close_reason);
-	if (!with_live)
-		return;
-	if (mine != NULL) {
-		cur = cJSON_GetObjectItemCaseSensitive(mine, "current_users");
-		peak = cJSON_GetObjectItemCaseSensitive(mine, "peak_users");
-	}
-	if (cJSON_IsNumber(cur))
-		jsonw_kv_int(w, "current_users", (long long)cur->valuedouble);
-	else if (live != NULL && room->closed_at == 0)
-		jsonw_kv_int(w, "current_users", 0); /* chatd answered: nobody is in it */
-	else
-		jsonw_kv_null(w, "current_users");
-	/* chatd's live peak may be ahead of the last one it stored */
-	if (cJSON_IsNumber(peak) && (long long)peak->valuedouble > room->peak_users)
-		jsonw_kv_int(w, "peak_users", (long long)peak->valuedouble);
-	else
-		jsonw_kv_int(w, "peak_users", room->peak_users);
-}
-
 struct misc_rooms_arg {
 	struct jsonw *w;
 	const cJSON *live;
@@ -106,7 +50,7 @@ misc_rooms_each(const struct db_room *room, void *arg)
 {
 	struct misc_rooms_arg *ra = arg;
 
-	handlers_misc_room_json(ra->w, room, ra->live, ra->with_live);
+	encode_room(ra->w, room, ra->live, ra->with_live);
 	jsonw_object_end(ra->w);
 	ra->count++;
 	return 0;

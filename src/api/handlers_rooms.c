@@ -16,6 +16,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
+#include "encode.h"
 #include "handlers.h"
 #include "jsonutil.h"
 #include "log.h"
@@ -165,7 +166,7 @@ handlers_rooms_create(struct api_call *call)
 		if (rooms_notify(call, CTL_ROOM_OPENED, args, NULL))
 			none = cJSON_Parse("{\"rooms\":[]}");
 		jsonw_init(&w);
-		handlers_misc_room_json(&w, &room, none, 1);
+		encode_room(&w, &room, none, 1);
 		jsonw_kv_bool(&w, "live", none != NULL);
 		cJSON_Delete(none);
 	}
@@ -204,7 +205,7 @@ handlers_rooms_get(struct api_call *call)
 	}
 	live = handlers_misc_live_rooms(call);
 	jsonw_init(&w);
-	handlers_misc_room_json(&w, &room, live, 1);
+	encode_room(&w, &room, live, 1);
 	jsonw_kv_int(&w, "message_count", counts.message_count);
 	jsonw_kv_int(&w, "last_seq", counts.last_seq);
 	jsonw_kv_int(&w, "session_count", counts.session_count);
