@@ -5,9 +5,8 @@
 #ifndef CHAT_HANDLERS_H
 #define CHAT_HANDLERS_H
 
+#include "admin.h"
 #include "dispatch.h"
-
-struct db_room;
 
 /* handlers_rooms.c */
 void handlers_rooms_create(struct api_call *call);
@@ -31,12 +30,12 @@ void handlers_sync_session_history(struct api_call *call);
 
 /* handlers_misc.c */
 void handlers_misc_health(struct api_call *call);
-/* Shared by the handlers: room JSON and live stats. */
+/* Shared by the handlers: room listings and the way to chatd. */
 /* Answers a room listing {"rooms":[...],"count":N}; with_live adds live
  * figures and "live", with_timestamp adds "timestamp" (legacy sync body). */
 void handlers_misc_rooms_reply(
     struct api_call *call, int include_closed, int with_live, int with_timestamp);
-/* Asks chatd for live stats of every room (NULL when unreachable). */
-cJSON *handlers_misc_live_rooms(struct api_call *call);
+/* Where chatd listens and how long to wait for it (the configuration's). */
+struct admin_chatd handlers_misc_chatd(const struct api_call *call);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "clock.h"
 #include "config.h"
 #include "ctl.h"
@@ -19,23 +20,12 @@
 #include "log.h"
 #include "xmalloc.h"
 
-cJSON *
-handlers_misc_live_rooms(struct api_call *call)
+struct admin_chatd
+handlers_misc_chatd(const struct api_call *call)
 {
 	const struct config *cfg = call->ctx->cfg;
-	cJSON *result = NULL;
-	char *code = NULL, *cause = NULL;
-	int rc;
 
-	rc = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_ROOMS, NULL, &result,
-	    &code, &cause);
-	if (rc != CTL_OK) {
-		log_debug("live stats unavailable: %s", cause ? cause : "unknown");
-		free(code);
-		free(cause);
-		return NULL;
-	}
-	return result;
+	return (struct admin_chatd){ cfg->control_socket, (int)cfg->control_timeout_ms };
 }
 
 struct misc_rooms_arg {
@@ -65,8 +55,10 @@ handlers_misc_rooms_reply(
 	cJSON *live = NULL;
 	char *cause = NULL;
 
-	if (with_live)
-		live = handlers_misc_live_rooms(call);
+	if (with_live) {
+		struct admin_chatd chatd = handlers_misc_chatd(call);
+		live = admin_live_rooms(&chatd);
+	}
 	jsonw_init(&w);
 	jsonw_object_begin(&w);
 	jsonw_key(&w, "rooms");

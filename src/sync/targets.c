@@ -7,16 +7,13 @@
  */
 #include "autoconf.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-#include "ctl.h"
+#include "admin.h"
 #include "encode.h"
-#include "log.h"
 #include "targets.h"
-#include "xmalloc.h"
 
 const struct targets_def targets_table[] = {
 	{ "room_events", TARGETS_FEED, DB_FEED_EVENTS },
@@ -182,23 +179,6 @@ targets_build_feed(const struct targets_def *def, struct db *db, int64_t after, 
 	return 0;
 }
 
-/* Live rooms from chatd, or NULL when it does not answer (logged at debug). */
-static cJSON *
-targets_live(const struct config *cfg)
-{
-	cJSON *result = NULL;
-	char *code = NULL, *cause = NULL;
-
-	if (ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_ROOMS, NULL, &result,
-		&code, &cause) != CTL_OK) {
-		log_debug("live stats unavailable: %s", cause != NULL ? cause : "unknown");
-		free(code);
-		free(cause);
-		return NULL;
-	}
-	return result;
-}
-
 struct targets_snap {
 	struct jsonw *w;
 	struct db *db;
@@ -269,12 +249,13 @@ int
 targets_build_snapshot(const struct targets_def *def, struct db *db, const struct config *cfg,
     const char *trigger, int64_t now_ms, struct jsonw *w, char **cause)
 {
+	struct admin_chatd chatd = { cfg->control_socket, (int)cfg->control_timeout_ms };
 	struct targets_snap s;
 	cJSON *live;
 	int periodic = strcmp(def->name, "periodic_sync") == 0, rc, have_live;
 
 	memset(&s, 0, sizeof s);
-	live = targets_live(cfg);
+	live = admin_live_rooms(&chatd);
 	have_live = live != NULL;
 	s.w = w;
 	s.db = db;
