@@ -1227,17 +1227,20 @@ fail:
 struct db_pager {
 	enum db_stmt first; /* smallest seq at or after a time */
 	enum db_stmt last; /* largest seq at or before a time */
+	enum db_stmt range; /* the rows of a seq range, in seq order */
 	int top_column; /* DB_ROOM_COLUMNS index of the room's highest seq */
 };
 
 static const struct db_pager db_message_pager = {
 	.first = DB_STMT_MESSAGE_FIRST,
 	.last = DB_STMT_MESSAGE_LAST,
+	.range = DB_STMT_MESSAGE_RANGE,
 	.top_column = 6, /* rooms.last_seq */
 };
 static const struct db_pager db_session_pager = {
 	.first = DB_STMT_SESSION_FIRST,
 	.last = DB_STMT_SESSION_LAST,
+	.range = DB_STMT_SESSION_RANGE,
 	.top_column = 7, /* rooms.last_session_seq */
 };
 
@@ -1337,28 +1340,30 @@ db_row_session(sqlite3_stmt *st, int c, struct db_session *s)
 	s->leave_reason = db_col_text(st, c + 9);
 }
 
-int
-db_messages_page(struct db *db, const struct db_page_query *q,
-    int (*each)(const struct db_message *m, void *arg), void *arg, struct db_page_info *info,
-    char **cause)
+/*
+ * The one paging loop: finds the page's seq range, then hands each row of
+ * it to emit (which reads the table's columns and calls the caller's typed
+ * callback) until emit returns non-zero.
+ */
+static int
+db_page_walk(struct db *db, const struct db_pager *pager, const struct db_page_query *q,
+    int (*emit)(sqlite3_stmt *st, void *ctx), void *ctx, struct db_page_info *info, char **cause)
 {
 	struct page_window w;
-	struct db_message m;
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = db_page_window(db, &db_message_pager, q, &w, cause)) != DB_OK)
+	if ((rc = db_page_window(db, pager, q, &w, cause)) != DB_OK)
 		return rc;
 	db_page_info_set(info, &w);
 	if (w.end < w.start)
 		return DB_OK;
-	st = db_prepare(db, DB_STMT_MESSAGE_RANGE, cause,
-	    DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
+	st = db_prepare(
+	    db, pager->range, cause, DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		db_row_message(st, 0, &m);
-		if (each(&m, arg) != 0) {
+		if (emit(st, ctx) != 0) {
 			rc = DB_DONE;
 			break;
 		}
@@ -1367,34 +1372,54 @@ db_messages_page(struct db *db, const struct db_page_query *q,
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
+struct db_message_emit {
+	int (*each)(const struct db_message *m, void *arg);
+	void *arg;
+};
+
+static int
+db_message_emit(sqlite3_stmt *st, void *ctx)
+{
+	const struct db_message_emit *e = ctx;
+	struct db_message m;
+
+	db_row_message(st, 0, &m);
+	return e->each(&m, e->arg);
+}
+
+int
+db_messages_page(struct db *db, const struct db_page_query *q,
+    int (*each)(const struct db_message *m, void *arg), void *arg, struct db_page_info *info,
+    char **cause)
+{
+	struct db_message_emit e = { each, arg };
+
+	return db_page_walk(db, &db_message_pager, q, db_message_emit, &e, info, cause);
+}
+
+struct db_session_emit {
+	int (*each)(const struct db_session *s, void *arg);
+	void *arg;
+};
+
+static int
+db_session_emit(sqlite3_stmt *st, void *ctx)
+{
+	const struct db_session_emit *e = ctx;
+	struct db_session s;
+
+	db_row_session(st, 0, &s);
+	return e->each(&s, e->arg);
+}
+
 int
 db_sessions_page(struct db *db, const struct db_page_query *q,
     int (*each)(const struct db_session *s, void *arg), void *arg, struct db_page_info *info,
     char **cause)
 {
-	struct page_window w;
-	struct db_session s;
-	sqlite3_stmt *st;
-	int rc;
+	struct db_session_emit e = { each, arg };
 
-	if ((rc = db_page_window(db, &db_session_pager, q, &w, cause)) != DB_OK)
-		return rc;
-	db_page_info_set(info, &w);
-	if (w.end < w.start)
-		return DB_OK;
-	st = db_prepare(db, DB_STMT_SESSION_RANGE, cause,
-	    DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
-	if (st == NULL)
-		return DB_ERROR;
-	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		db_row_session(st, 0, &s);
-		if (each(&s, arg) != 0) {
-			rc = DB_DONE;
-			break;
-		}
-	}
-	db_done(st);
-	return rc == DB_DONE ? DB_OK : rc;
+	return db_page_walk(db, &db_session_pager, q, db_session_emit, &e, info, cause);
 }
 
 /*
