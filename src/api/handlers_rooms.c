@@ -443,7 +443,7 @@ handlers_rooms_event(struct api_call *call)
 	json_add_string(args, "room_id", call->params[0]);
 	json_add_string(args, "event_type", event_type);
 	if (payload != NULL)
-		json_add(args, "payload", cJSON_Duplicate(payload, 1));
+		json_add(args, "payload", json_ok(cJSON_Duplicate(payload, 1)));
 	else
 		json_add(args, "payload", json_object());
 	rc = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_PUBLISH, args, &result,
