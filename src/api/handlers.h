@@ -5,9 +5,8 @@
 #ifndef CHAT_HANDLERS_H
 #define CHAT_HANDLERS_H
 
+#include "admin.h"
 #include "dispatch.h"
-
-struct db_room;
 
 /* handlers_rooms.c */
 void handlers_rooms_create(struct api_call *call);
@@ -33,22 +32,12 @@ void handlers_sync_session_history(struct api_call *call);
 void handlers_misc_health(struct api_call *call);
 /* Liveness for load balancers, without the key: ok or unavailable, nothing more. */
 void handlers_misc_live(struct api_call *call);
-/* Shared by the handlers: room JSON, live stats and time helpers. */
-long long handlers_misc_now_ms(void);
-/* Writes the room object (docs/api.md). live: chatd's CTL_ROOMS result, or
- * NULL when chatd is unreachable (live figures null); a room chatd does not
- * list has nobody in it. with_live 0 leaves the live figures out. The
- * object is left open so callers can add members; close it with
- * jsonw_object_end. */
-void handlers_misc_room_json(
-    struct jsonw *w, const struct db_room *room, const cJSON *live, int with_live);
+/* Shared by the handlers: room listings and the way to chatd. */
 /* Answers a room listing {"rooms":[...],"count":N}; with_live adds live
  * figures and "live", with_timestamp adds "timestamp" (legacy sync body). */
 void handlers_misc_rooms_reply(
     struct api_call *call, int include_closed, int with_live, int with_timestamp);
-/* Asks chatd for live stats of every room (NULL when unreachable). */
-cJSON *handlers_misc_live_rooms(struct api_call *call);
-/* The live stats object of one room inside a CTL_ROOMS/CTL_STATS result. */
-const cJSON *handlers_misc_live_find(const cJSON *live, const char *room_id);
+/* Where chatd listens and how long to wait for it (the configuration's). */
+struct admin_chatd handlers_misc_chatd(const struct api_call *call);
 
 #endif

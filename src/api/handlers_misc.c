@@ -8,100 +8,25 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "admin.h"
+#include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
 #include "dbfile.h"
+#include "encode.h"
 #include "handlers.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "xmalloc.h"
 
-long long
-handlers_misc_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-cJSON *
-handlers_misc_live_rooms(struct api_call *call)
+struct admin_chatd
+handlers_misc_chatd(const struct api_call *call)
 {
 	const struct config *cfg = call->ctx->cfg;
-	cJSON *result = NULL;
-	char *code = NULL, *cause = NULL;
-	int rc;
 
-	rc = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_ROOMS, NULL, &result,
-	    &code, &cause);
-	if (rc != CTL_OK) {
-		log_debug("live stats unavailable: %s", cause ? cause : "unknown");
-		free(code);
-		free(cause);
-		return NULL;
-	}
-	return result;
-}
-
-const cJSON *
-handlers_misc_live_find(const cJSON *live, const char *room_id)
-{
-	const cJSON *rooms, *r;
-
-	if (live == NULL)
-		return NULL;
-	rooms = cJSON_GetObjectItemCaseSensitive(live, "rooms");
-	cJSON_ArrayForEach(r, rooms)
-	{
-		const cJSON *id = cJSON_GetObjectItemCaseSensitive(r, "room_id");
-		if (cJSON_IsString(id) && strcmp(id->valuestring, room_id) == 0)
-			return r;
-	}
-	return NULL;
-}
-
-void
-handlers_misc_room_json(
-    struct jsonw *w, const struct db_room *room, const cJSON *live, int with_live)
-{
-	const cJSON *mine = handlers_misc_live_find(live, room->id), *cur = NULL, *peak = NULL;
-
-	jsonw_object_begin(w);
-	jsonw_kv_string(w, "room_id", room->id);
-	jsonw_kv_string(w, "room_name", room->name);
-	jsonw_key(w, "admin_user_ids");
-	jsonw_array_begin(w);
-	for (size_t i = 0; i < room->n_admins; i++)
-		jsonw_string(w, room->admins[i]);
-	jsonw_array_end(w);
-	jsonw_kv_int(w, "created_at", room->created_at / 1000);
-	jsonw_kv_bool(w, "closed", room->closed_at != 0);
-	if (room->closed_at != 0)
-		jsonw_kv_int(w, "closed_at", room->closed_at / 1000);
-	else
-		jsonw_kv_null(w, "closed_at");
-	jsonw_kv_string(w, "close_reason", room->close_reason);
-	if (!with_live)
-		return;
-	if (mine != NULL) {
-		cur = cJSON_GetObjectItemCaseSensitive(mine, "current_users");
-		peak = cJSON_GetObjectItemCaseSensitive(mine, "peak_users");
-	}
-	if (cJSON_IsNumber(cur))
-		jsonw_kv_int(w, "current_users", (long long)cur->valuedouble);
-	else if (live != NULL && room->closed_at == 0)
-		jsonw_kv_int(w, "current_users", 0); /* chatd answered: nobody is in it */
-	else
-		jsonw_kv_null(w, "current_users");
-	/* chatd's live peak may be ahead of the last one it stored */
-	if (cJSON_IsNumber(peak) && (long long)peak->valuedouble > room->peak_users)
-		jsonw_kv_int(w, "peak_users", (long long)peak->valuedouble);
-	else
-		jsonw_kv_int(w, "peak_users", room->peak_users);
+	return (struct admin_chatd){ cfg->control_socket, (int)cfg->control_timeout_ms };
 }
 
 struct misc_rooms_arg {
@@ -116,7 +41,7 @@ misc_rooms_each(const struct db_room *room, void *arg)
 {
 	struct misc_rooms_arg *ra = arg;
 
-	handlers_misc_room_json(ra->w, room, ra->live, ra->with_live);
+	encode_room(ra->w, room, ra->live, ra->with_live);
 	jsonw_object_end(ra->w);
 	ra->count++;
 	return 0;
@@ -131,8 +56,10 @@ handlers_misc_rooms_reply(
 	cJSON *live = NULL;
 	char *cause = NULL;
 
-	if (with_live)
-		live = handlers_misc_live_rooms(call);
+	if (with_live) {
+		struct admin_chatd chatd = handlers_misc_chatd(call);
+		live = admin_live_rooms(&chatd);
+	}
 	jsonw_init(&w);
 	jsonw_object_begin(&w);
 	jsonw_key(&w, "rooms");
@@ -150,7 +77,7 @@ handlers_misc_rooms_reply(
 	jsonw_array_end(&w);
 	jsonw_kv_int(&w, "count", ra.count);
 	if (with_timestamp)
-		jsonw_kv_int(&w, "timestamp", handlers_misc_now_ms() / 1000);
+		jsonw_kv_int(&w, "timestamp", clock_wall_ms() / 1000);
 	if (with_live)
 		jsonw_kv_bool(&w, "live", live != NULL);
 	jsonw_object_end(&w);
@@ -185,7 +112,7 @@ misc_health_callbacks(struct api_call *call, struct jsonw *w)
 	struct db_backlog b;
 	const char *url;
 	char *cause = NULL;
-	long long now = handlers_misc_now_ms();
+	long long now = clock_wall_ms();
 	size_t i;
 
 	jsonw_key(w, "callbacks");

@@ -12,12 +12,16 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "admin.h"
+#include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
+#include "encode.h"
 #include "handlers.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "model.h"
 #include "xmalloc.h"
 
 /* A random (version 4) UUID: 122 bits from the kernel, unguessable. */
@@ -46,30 +50,21 @@ rooms_new_id(char out[ROOM_ID_LEN + 1], char **cause)
 	return 0;
 }
 
-/* Tells chatd about a change; 1 if it acknowledged. Never fails the request. */
+/*
+ * Whether chatd acted on a recorded change at once (the replies' "live").
+ * Never fails the request: chatd reads the database when it starts.
+ * Clears out.
+ */
 static int
-rooms_notify(struct api_call *call, enum ctl_type type, cJSON *args, cJSON **result)
+rooms_live(struct admin_outcome *out, enum ctl_type type)
 {
-	const struct config *cfg = call->ctx->cfg;
-	char *code = NULL, *cause = NULL;
-	cJSON *res = NULL;
-	int rc;
+	int live = out->told == CTL_OK;
 
-	rc = ctl_call(
-	    cfg->control_socket, (int)cfg->control_timeout_ms, type, args, &res, &code, &cause);
-	cJSON_Delete(args);
-	if (rc != CTL_OK) {
+	if (!live)
 		log_debug("chatd not told of %s (it reads the database at start): %s",
-		    ctl_type_name(type), cause ? cause : "unknown");
-		free(code);
-		free(cause);
-		return 0;
-	}
-	if (result != NULL)
-		*result = res;
-	else
-		cJSON_Delete(res);
-	return 1;
+		    ctl_type_name(type), out->cause ? out->cause : "unknown");
+	admin_outcome_clear(out);
+	return live;
 }
 
 /* Loads the room named in the path; answers 404 itself when absent. */
@@ -145,8 +140,7 @@ handlers_rooms_create(struct api_call *call)
 		cause = NULL;
 		goto done;
 	}
-	rc = db_room_create(
-	    call->ctx->db, id, name, admins, n_admins, handlers_misc_now_ms(), &cause);
+	rc = db_room_create(call->ctx->db, id, name, admins, n_admins, clock_wall_ms(), &cause);
 	if (rc != DB_OK) {
 		api_internal_error(call, "db_room_create", cause);
 		cause = NULL;
@@ -158,13 +152,16 @@ handlers_rooms_create(struct api_call *call)
 		goto done;
 	}
 	{
+		struct admin_chatd chatd = handlers_misc_chatd(call);
+		struct admin_outcome out;
 		cJSON *args = json_object(), *none = NULL;
 		json_add_string(args, "room_id", id);
+		admin_tell(&chatd, CTL_ROOM_OPENED, args, &out);
 		/* chatd acknowledged the new room: it is live and empty */
-		if (rooms_notify(call, CTL_ROOM_OPENED, args, NULL))
-			none = cJSON_Parse("{\"rooms\":[]}");
+		if (rooms_live(&out, CTL_ROOM_OPENED))
+			none = json_ok(cJSON_Parse("{\"rooms\":[]}"));
 		jsonw_init(&w);
-		handlers_misc_room_json(&w, &room, none, 1);
+		encode_room(&w, &room, none, 1);
 		jsonw_kv_bool(&w, "live", none != NULL);
 		cJSON_Delete(none);
 	}
@@ -195,6 +192,7 @@ handlers_rooms_get(struct api_call *call)
 {
 	struct db_room room;
 	struct db_room_counts counts;
+	struct admin_chatd chatd = handlers_misc_chatd(call);
 	struct jsonw w;
 	cJSON *live;
 	char *cause = NULL;
@@ -206,9 +204,9 @@ handlers_rooms_get(struct api_call *call)
 		api_internal_error(call, "db_room_counts", cause);
 		return;
 	}
-	live = handlers_misc_live_rooms(call);
+	live = admin_live_rooms(&chatd);
 	jsonw_init(&w);
-	handlers_misc_room_json(&w, &room, live, 1);
+	encode_room(&w, &room, live, 1);
 	jsonw_kv_int(&w, "message_count", counts.message_count);
 	jsonw_kv_int(&w, "last_seq", counts.last_seq);
 	jsonw_kv_int(&w, "session_count", counts.session_count);
@@ -224,10 +222,10 @@ void
 handlers_rooms_close(struct api_call *call)
 {
 	const char *reason = uri_query_get(call->uri, "reason"), *why;
-	long long now = handlers_misc_now_ms();
-	char *cause = NULL;
+	long long now = clock_wall_ms();
+	struct admin_chatd chatd = handlers_misc_chatd(call);
+	struct admin_outcome out;
 	struct jsonw w;
-	cJSON *args;
 	int rc, live;
 
 	if (reason == NULL || *reason == '\0')
@@ -237,24 +235,21 @@ handlers_rooms_close(struct api_call *call)
 		    REASON_MAX_BYTES);
 		return;
 	}
-	rc = db_room_close(call->ctx->db, call->params[0], reason, now, &cause);
-	if (rc == DB_NOTFOUND) {
+	rc = admin_close_room(call->ctx->db, &chatd, call->params[0], reason, now, &out);
+	if (rc == DB_NOTFOUND)
 		api_error(call, 404, "room_not_found", "no room with id %.64s", call->params[0]);
-		return;
-	}
-	if (rc == DB_CONFLICT) {
+	else if (rc == DB_CONFLICT)
 		api_error(
 		    call, 409, "room_closed", "room %.64s is already closed", call->params[0]);
-		return;
+	else if (rc != DB_OK) {
+		api_internal_error(call, "db_room_close", out.db_cause);
+		out.db_cause = NULL;
 	}
 	if (rc != DB_OK) {
-		api_internal_error(call, "db_room_close", cause);
+		admin_outcome_clear(&out);
 		return;
 	}
-	args = json_object();
-	json_add_string(args, "room_id", call->params[0]);
-	json_add_string(args, "reason", reason);
-	live = rooms_notify(call, CTL_ROOM_CLOSED, args, NULL);
+	live = rooms_live(&out, CTL_ROOM_CLOSED);
 
 	jsonw_init(&w);
 	jsonw_object_begin(&w);
@@ -286,11 +281,12 @@ handlers_rooms_ban(struct api_call *call)
 {
 	static const char *const keys[] = { "user_id", "duration_seconds", "reason", NULL };
 	const char *user_id, *reason;
-	long long duration = 0, now = handlers_misc_now_ms();
+	long long duration = 0, now = clock_wall_ms();
+	struct admin_chatd chatd = handlers_misc_chatd(call);
+	struct admin_outcome out;
 	struct db_ban ban;
 	struct jsonw w;
 	char *cause = NULL;
-	cJSON *args;
 	int present, rc, live;
 
 	if (json_check_keys(call->body, keys, &cause) != 0 ||
@@ -310,21 +306,19 @@ handlers_rooms_ban(struct api_call *call)
 	ban.reason = (char *)reason;
 	ban.created_at = now;
 	ban.expires_at = present ? now + duration * 1000 : 0;
-	rc = db_ban_add(call->ctx->db, ban.room_id, user_id, reason, ban.expires_at, now, &cause);
-	if (rc == DB_NOTFOUND) {
+	rc = admin_ban(
+	    call->ctx->db, &chatd, ban.room_id, user_id, reason, ban.expires_at, now, &out);
+	if (rc == DB_NOTFOUND)
 		api_error(call, 404, "room_not_found", "no room with id %.64s", call->params[0]);
-		return;
+	else if (rc != DB_OK) {
+		api_internal_error(call, "db_ban_add", out.db_cause);
+		out.db_cause = NULL;
 	}
 	if (rc != DB_OK) {
-		api_internal_error(call, "db_ban_add", cause);
+		admin_outcome_clear(&out);
 		return;
 	}
-	args = json_object();
-	json_add_string(args, "room_id", ban.room_id);
-	json_add_string(args, "user_id", user_id);
-	json_add_string(args, "reason", reason);
-	json_add_int(args, "expires_at", ban.expires_at);
-	live = rooms_notify(call, CTL_BAN, args, NULL);
+	live = rooms_live(&out, CTL_BAN);
 	jsonw_init(&w);
 	jsonw_object_begin(&w);
 	rooms_ban_json(&w, &ban);
@@ -368,8 +362,8 @@ handlers_rooms_bans(struct api_call *call)
 	jsonw_array_begin(&w);
 	ba.w = &w;
 	ba.count = 0;
-	if (db_ban_list(call->ctx->db, call->params[0], handlers_misc_now_ms(), rooms_bans_each,
-		&ba, &cause) != DB_OK) {
+	if (db_ban_list(call->ctx->db, call->params[0], clock_wall_ms(), rooms_bans_each, &ba,
+		&cause) != DB_OK) {
 		jsonw_clear(&w);
 		api_internal_error(call, "db_ban_list", cause);
 		return;
@@ -383,30 +377,29 @@ handlers_rooms_bans(struct api_call *call)
 void
 handlers_rooms_unban(struct api_call *call)
 {
+	struct admin_chatd chatd = handlers_misc_chatd(call);
+	struct admin_outcome out;
 	struct db_room room;
 	struct jsonw w;
-	char *cause = NULL;
-	cJSON *args;
 	int rc, live;
 
 	if (rooms_load(call, &room) != 0)
 		return;
 	db_room_clear(&room);
-	rc = db_ban_lift(
-	    call->ctx->db, call->params[0], call->params[1], handlers_misc_now_ms(), &cause);
-	if (rc == DB_NOTFOUND) {
+	rc = admin_unban(
+	    call->ctx->db, &chatd, call->params[0], call->params[1], clock_wall_ms(), &out);
+	if (rc == DB_NOTFOUND)
 		api_error(call, 404, "ban_not_found", "user %.128s is not banned in this room",
 		    call->params[1]);
-		return;
+	else if (rc != DB_OK) {
+		api_internal_error(call, "db_ban_lift", out.db_cause);
+		out.db_cause = NULL;
 	}
 	if (rc != DB_OK) {
-		api_internal_error(call, "db_ban_lift", cause);
+		admin_outcome_clear(&out);
 		return;
 	}
-	args = json_object();
-	json_add_string(args, "room_id", call->params[0]);
-	json_add_string(args, "user_id", call->params[1]);
-	live = rooms_notify(call, CTL_UNBAN, args, NULL);
+	live = rooms_live(&out, CTL_UNBAN);
 	jsonw_init(&w);
 	jsonw_object_begin(&w);
 	jsonw_kv_string(&w, "room_id", call->params[0]);
@@ -438,8 +431,7 @@ handlers_rooms_event(struct api_call *call)
 	}
 	if (!model_event_type_ok(event_type)) {
 		api_error(call, 400, "invalid_field",
-		    "field \"event_type\" must be 1 to %d characters of A-Z a-z 0-9 _ . -",
-		    EVENT_TYPE_MAX_BYTES);
+		    "field \"event_type\" must be " MODEL_EVENT_TYPE_RULE);
 		return;
 	}
 	payload = cJSON_GetObjectItemCaseSensitive(call->body, "payload");
@@ -456,7 +448,7 @@ handlers_rooms_event(struct api_call *call)
 	json_add_string(args, "room_id", call->params[0]);
 	json_add_string(args, "event_type", event_type);
 	if (payload != NULL)
-		json_add(args, "payload", cJSON_Duplicate(payload, 1));
+		json_add(args, "payload", json_ok(cJSON_Duplicate(payload, 1)));
 	else
 		json_add(args, "payload", json_object());
 	rc = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_PUBLISH, args, &result,

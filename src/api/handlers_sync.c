@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "db.h"
+#include "encode.h"
 #include "handlers.h"
 #include "jsonutil.h"
 #include "xmalloc.h"
@@ -46,8 +48,7 @@ handlers_sync_request(struct api_call *call)
 		free(cause);
 		return;
 	}
-	if (db_sync_request(call->ctx->db, "manual", NULL, handlers_misc_now_ms(), &id, &cause) !=
-	    DB_OK) {
+	if (db_sync_request(call->ctx->db, "manual", NULL, clock_wall_ms(), &id, &cause) != DB_OK) {
 		api_internal_error(call, "db_sync_request", cause);
 		return;
 	}
@@ -127,52 +128,14 @@ sync_page_head(struct jsonw *w, const struct db_page_query *q, const struct db_p
 static int
 sync_message_each(const struct db_message *m, void *arg)
 {
-	struct jsonw *w = arg;
-
-	jsonw_object_begin(w);
-	jsonw_kv_int(w, "id", m->id);
-	jsonw_kv_int(w, "seq", m->seq);
-	jsonw_kv_string(w, "type", m->kind == DB_MESSAGE_CUSTOM ? "CustomEvent" : "Message");
-	jsonw_kv_string(w, "from", m->user_id);
-	jsonw_kv_string(w, "nickname", m->nickname);
-	jsonw_kv_bool(w, "is_admin", m->is_admin);
-	if (m->kind == DB_MESSAGE_CUSTOM) {
-		jsonw_kv_string(w, "event_type", m->event_type);
-		/* chatd stores the payload as validated JSON text: embed it as is */
-		jsonw_key(w, "payload");
-		jsonw_raw(w, m->content, strlen(m->content));
-	} else
-		jsonw_kv_string(w, "content", m->content);
-	jsonw_kv_int(w, "timestamp", m->created_at / 1000);
-	jsonw_kv_int(w, "timestamp_ms", m->created_at);
-	jsonw_object_end(w);
+	encode_message(arg, m, ENCODE_HISTORY);
 	return 0;
 }
 
 static int
 sync_session_each(const struct db_session *s, void *arg)
 {
-	struct jsonw *w = arg;
-
-	jsonw_object_begin(w);
-	jsonw_kv_int(w, "session_id", s->id);
-	jsonw_kv_int(w, "seq", s->seq);
-	jsonw_kv_string(w, "user_id", s->user_id);
-	jsonw_kv_string(w, "nickname", s->nickname);
-	jsonw_kv_bool(w, "is_admin", s->is_admin);
-	jsonw_kv_int(w, "joined_at", s->joined_at / 1000);
-	jsonw_kv_int(w, "joined_at_ms", s->joined_at);
-	if (s->left_at != 0) {
-		jsonw_kv_int(w, "left_at", s->left_at / 1000);
-		jsonw_kv_int(w, "left_at_ms", s->left_at);
-		jsonw_kv_int(w, "duration_seconds", (s->left_at - s->joined_at) / 1000);
-	} else {
-		jsonw_kv_null(w, "left_at");
-		jsonw_kv_null(w, "left_at_ms");
-		jsonw_kv_null(w, "duration_seconds");
-	}
-	jsonw_kv_string(w, "reason", s->leave_reason);
-	jsonw_object_end(w);
+	encode_session(arg, s, 0, ENCODE_HISTORY);
 	return 0;
 }
 

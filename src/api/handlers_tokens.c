@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
@@ -139,7 +140,7 @@ handlers_tokens_create(struct api_call *call)
 	}
 	db_room_clear(&room);
 
-	now_s = handlers_misc_now_ms() / 1000;
+	now_s = clock_wall_ms() / 1000;
 	token =
 	    token_issue(cfg->token_secret, call->params[0], user_id, nickname, admin, now_s, ttl);
 	if (token == NULL) {

@@ -23,8 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "log.h"
+#include "jsonutil.h"
 #include "xmalloc.h"
 
 _Static_assert(CTL_DEPTH_MAX == JSON_DEPTH_MAX + 2, "envelope and args add two levels");
@@ -60,18 +62,6 @@ _Static_assert(sizeof ctl_type_names / sizeof ctl_type_names[0] == CTL_TYPE_MAX,
 
 /* Feeds ctl_new_id(); ids start at 1 so that 0 can mean "no id". */
 static atomic_ullong ctl_next_id;
-
-/*
- * cJSON reports out-of-memory as NULL from every constructor; treat it as
- * xmalloc does rather than send a line with fields silently missing.
- */
-static void *
-ctl_json_ok(void *p)
-{
-	if (p == NULL)
-		abort();
-	return p;
-}
 
 const char *
 ctl_type_name(enum ctl_type type)
@@ -180,7 +170,7 @@ ctl_print_line(cJSON *root)
 {
 	char *text, *out;
 
-	text = ctl_json_ok(cJSON_PrintUnformatted(root));
+	text = json_ok(cJSON_PrintUnformatted(root));
 	cJSON_Delete(root);
 	out = xasprintf("%s\n", text);
 	cJSON_free(text);
@@ -195,9 +185,8 @@ ctl_add_copy(cJSON *obj, const char *name, const cJSON *item)
 
 	if (item == NULL)
 		return;
-	copy = ctl_json_ok(cJSON_Duplicate(item, 1));
-	if (!cJSON_AddItemToObject(obj, name, copy))
-		abort();
+	copy = json_ok(cJSON_Duplicate(item, 1));
+	json_add(obj, name, copy);
 }
 
 /* Starts a message with the fields every line carries. */
@@ -207,14 +196,14 @@ ctl_message_create(unsigned long id)
 	cJSON *root;
 	char digits[32];
 
-	root = ctl_json_ok(cJSON_CreateObject());
-	ctl_json_ok(cJSON_AddNumberToObject(root, "v", CTL_VERSION));
+	root = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddNumberToObject(root, "v", CTL_VERSION));
 	/*
 	 * Written as raw digits: cJSON prints large doubles with 15
 	 * significant digits, which would change ids above 10^15.
 	 */
 	snprintf(digits, sizeof digits, "%lu", id);
-	ctl_json_ok(cJSON_AddRawToObject(root, "id", digits));
+	json_ok(cJSON_AddRawToObject(root, "id", digits));
 	return root;
 }
 
@@ -224,7 +213,7 @@ ctl_request_encode(enum ctl_type type, unsigned long id, const cJSON *args)
 	cJSON *root;
 
 	root = ctl_message_create(id);
-	ctl_json_ok(cJSON_AddStringToObject(root, "type", ctl_type_name(type)));
+	json_ok(cJSON_AddStringToObject(root, "type", ctl_type_name(type)));
 	ctl_add_copy(root, "args", args);
 	return ctl_print_line(root);
 }
@@ -235,11 +224,11 @@ ctl_reply_encode_ok(unsigned long id, const cJSON *result)
 	cJSON *root;
 
 	root = ctl_message_create(id);
-	ctl_json_ok(cJSON_AddTrueToObject(root, "ok"));
+	json_ok(cJSON_AddTrueToObject(root, "ok"));
 	if (result != NULL)
 		ctl_add_copy(root, "result", result);
 	else
-		ctl_json_ok(cJSON_AddObjectToObject(root, "result"));
+		json_ok(cJSON_AddObjectToObject(root, "result"));
 	return ctl_print_line(root);
 }
 
@@ -249,10 +238,10 @@ ctl_reply_encode_error(unsigned long id, const char *code, const char *message)
 	cJSON *root, *error;
 
 	root = ctl_message_create(id);
-	ctl_json_ok(cJSON_AddFalseToObject(root, "ok"));
-	error = ctl_json_ok(cJSON_AddObjectToObject(root, "error"));
-	ctl_json_ok(cJSON_AddStringToObject(error, "code", code));
-	ctl_json_ok(cJSON_AddStringToObject(error, "message", message));
+	json_ok(cJSON_AddFalseToObject(root, "ok"));
+	error = json_ok(cJSON_AddObjectToObject(root, "error"));
+	json_ok(cJSON_AddStringToObject(error, "code", code));
+	json_ok(cJSON_AddStringToObject(error, "message", message));
 	return ctl_print_line(root);
 }
 
@@ -354,23 +343,11 @@ fail:
 	return -1;
 }
 
-/* Milliseconds on a clock that never jumps; the call's deadline uses it. */
-static long long
-ctl_now_ms(void)
-{
-	struct timespec ts;
-
-	/* CLOCK_MONOTONIC cannot fail with a valid pointer on Linux. */
-	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-		abort();
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Time left until deadline, for poll(); 0 once it has passed. */
 static int
 ctl_remaining_ms(long long deadline)
 {
-	long long left = deadline - ctl_now_ms();
+	long long left = deadline - clock_mono_ms();
 
 	if (left <= 0)
 		return 0;
@@ -622,7 +599,7 @@ ctl_reply_decode(const char *line, unsigned long want_id, cJSON **result, char *
 			if (item != NULL)
 				*result = cJSON_DetachItemViaPointer(root, item);
 			else
-				*result = ctl_json_ok(cJSON_CreateObject());
+				*result = json_ok(cJSON_CreateObject());
 		}
 		rc = CTL_OK;
 		goto out;
@@ -682,7 +659,7 @@ ctl_backoff_skip(const char *path, int timeout_ms, char **cause)
 	if (pthread_mutex_lock(&ctl_backoff_lock) != 0)
 		abort();
 	if (ctl_backoff.ms > 0 && ctl_backoff.until != 0 && strcmp(path, ctl_backoff.path) == 0) {
-		now = ctl_now_ms();
+		now = clock_mono_ms();
 		if (now < ctl_backoff.until) {
 			skip = 1;
 			*cause = xasprintf("chatd did not answer within %d ms; not asked again for "
@@ -708,7 +685,7 @@ ctl_backoff_note(const char *path, int timeout_ms, int timed_out)
 				log_warn("chatd did not answer on %s within %d ms: answering "
 					 "without it for %d ms",
 				    path, timeout_ms, ctl_backoff.ms);
-			ctl_backoff.until = ctl_now_ms() + ctl_backoff.ms;
+			ctl_backoff.until = clock_mono_ms() + ctl_backoff.ms;
 			ctl_backoff.timeout_ms = timeout_ms;
 			/* The caller checked the length against sun_path. */
 			snprintf(ctl_backoff.path, sizeof ctl_backoff.path, "%s", path);
@@ -744,7 +721,7 @@ ctl_call(const char *socket_path, int timeout_ms, enum ctl_type type, const cJSO
 	if (code != NULL)
 		*code = NULL;
 	*cause = NULL;
-	deadline = ctl_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	deadline = clock_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 
 	id = ctl_new_id();
 	request = ctl_request_encode(type, id, args);

@@ -17,6 +17,7 @@
 
 #include "db.h"
 #include "dbfile.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "page.h"
 #include "xmalloc.h"
@@ -156,7 +157,6 @@ enum db_stmt {
 	DB_STMT_BAN_LIFT_ALL,
 	DB_STMT_BAN_INSERT,
 	DB_STMT_BAN_LIFT,
-	DB_STMT_BAN_GET,
 	DB_STMT_BAN_LIST,
 	DB_STMT_MESSAGE_SEQ,
 	DB_STMT_MESSAGE_LAST_SEQ,
@@ -246,9 +246,6 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_BAN_LIFT] = "UPDATE bans SET lifted_at = ?3"
 			     " WHERE room_id = ?1 AND user_id = ?2 AND lifted_at IS NULL"
 			     " AND (expires_at IS NULL OR expires_at > ?3)",
-	[DB_STMT_BAN_GET] = "SELECT room_id, user_id, reason, created_at, expires_at FROM bans"
-			    " WHERE room_id = ?1 AND user_id = ?3 AND lifted_at IS NULL"
-			    " AND (expires_at IS NULL OR expires_at > ?2)",
 	[DB_STMT_BAN_LIST] = "SELECT room_id, user_id, reason, created_at, expires_at FROM bans"
 			     " WHERE room_id = ?1 AND lifted_at IS NULL"
 			     " AND (expires_at IS NULL OR expires_at > ?2)"
@@ -587,19 +584,11 @@ db_op_rollback(struct db *db)
 	}
 }
 
-static void *
-db_json_check(void *p)
-{
-	if (p == NULL)
-		db_oom();
-	return p;
-}
-
 /* Prints and frees a JSON object; the result is freed with cJSON_free(). */
 static char *
 db_json_print(cJSON *obj)
 {
-	char *s = db_json_check(cJSON_PrintUnformatted(obj));
+	char *s = json_ok(cJSON_PrintUnformatted(obj));
 
 	cJSON_Delete(obj);
 	return s;
@@ -872,12 +861,6 @@ db_schema_version(struct db *db)
 	return (int)version;
 }
 
-void
-db_set_busy_timeout(struct db *db, int ms)
-{
-	sqlite3_busy_timeout(db->sq, ms);
-}
-
 int
 db_tx_begin(struct db *db, char **cause)
 {
@@ -979,11 +962,11 @@ db_room_created_data(const struct db_room *room)
 	cJSON *obj, *admins;
 	size_t i;
 
-	obj = db_json_check(cJSON_CreateObject());
-	db_json_check(cJSON_AddStringToObject(obj, "room_name", room->name));
-	admins = db_json_check(cJSON_AddArrayToObject(obj, "admin_user_ids"));
+	obj = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddStringToObject(obj, "room_name", room->name));
+	admins = json_ok(cJSON_AddArrayToObject(obj, "admin_user_ids"));
 	for (i = 0; i < room->n_admins; i++)
-		cJSON_AddItemToArray(admins, db_json_check(cJSON_CreateString(room->admins[i])));
+		json_append(admins, json_ok(cJSON_CreateString(room->admins[i])));
 	return db_json_print(obj);
 }
 
@@ -1099,8 +1082,8 @@ db_room_close(struct db *db, const char *id, const char *reason, int64_t now, ch
 	    db, DB_STMT_ROOM_CLOSE, cause, DB_ARGS(DB_TEXT(id), DB_INT(now), DB_TEXT(reason)));
 	if (rc != DB_OK)
 		goto fail;
-	obj = db_json_check(cJSON_CreateObject());
-	db_json_check(cJSON_AddStringToObject(obj, "room_name", room.name));
+	obj = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddStringToObject(obj, "room_name", room.name));
 	data = db_json_print(obj);
 	rc = db_outbox_add(db, "room_closed", id, NULL, NULL, reason, 0, data, now, cause);
 	if (rc != DB_OK)
@@ -1222,27 +1205,6 @@ db_ban_fill(sqlite3_stmt *st, struct db_ban *ban)
 }
 
 int
-db_ban_get(struct db *db, const char *room_id, const char *user_id, int64_t now, struct db_ban *ban,
-    char **cause)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	memset(ban, 0, sizeof *ban);
-	st = db_prepare(
-	    db, DB_STMT_BAN_GET, cause, DB_ARGS(DB_TEXT(room_id), DB_INT(now), DB_TEXT(user_id)));
-	if (st == NULL)
-		return DB_ERROR;
-	rc = db_step(db, st, cause);
-	if (rc == DB_ROW)
-		db_ban_fill(st, ban);
-	db_done(st);
-	if (rc == DB_ROW)
-		return DB_OK;
-	return rc == DB_DONE ? DB_NOTFOUND : rc;
-}
-
-int
 db_ban_list(struct db *db, const char *room_id, int64_t now,
     int (*each)(const struct db_ban *ban, void *arg), void *arg, char **cause)
 {
@@ -1295,17 +1257,20 @@ fail:
 struct db_pager {
 	enum db_stmt first; /* smallest seq at or after a time */
 	enum db_stmt last; /* largest seq at or before a time */
+	enum db_stmt range; /* the rows of a seq range, in seq order */
 	int top_column; /* DB_ROOM_COLUMNS index of the room's highest seq */
 };
 
 static const struct db_pager db_message_pager = {
 	.first = DB_STMT_MESSAGE_FIRST,
 	.last = DB_STMT_MESSAGE_LAST,
+	.range = DB_STMT_MESSAGE_RANGE,
 	.top_column = 6, /* rooms.last_seq */
 };
 static const struct db_pager db_session_pager = {
 	.first = DB_STMT_SESSION_FIRST,
 	.last = DB_STMT_SESSION_LAST,
+	.range = DB_STMT_SESSION_RANGE,
 	.top_column = 7, /* rooms.last_session_seq */
 };
 
@@ -1405,28 +1370,30 @@ db_row_session(sqlite3_stmt *st, int c, struct db_session *s)
 	s->leave_reason = db_col_text(st, c + 9);
 }
 
-int
-db_messages_page(struct db *db, const struct db_page_query *q,
-    int (*each)(const struct db_message *m, void *arg), void *arg, struct db_page_info *info,
-    char **cause)
+/*
+ * The one paging loop: finds the page's seq range, then hands each row of
+ * it to emit (which reads the table's columns and calls the caller's typed
+ * callback) until emit returns non-zero.
+ */
+static int
+db_page_walk(struct db *db, const struct db_pager *pager, const struct db_page_query *q,
+    int (*emit)(sqlite3_stmt *st, void *ctx), void *ctx, struct db_page_info *info, char **cause)
 {
 	struct page_window w;
-	struct db_message m;
 	sqlite3_stmt *st;
 	int rc;
 
-	if ((rc = db_page_window(db, &db_message_pager, q, &w, cause)) != DB_OK)
+	if ((rc = db_page_window(db, pager, q, &w, cause)) != DB_OK)
 		return rc;
 	db_page_info_set(info, &w);
 	if (w.end < w.start)
 		return DB_OK;
-	st = db_prepare(db, DB_STMT_MESSAGE_RANGE, cause,
-	    DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
+	st = db_prepare(
+	    db, pager->range, cause, DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		db_row_message(st, 0, &m);
-		if (each(&m, arg) != 0) {
+		if (emit(st, ctx) != 0) {
 			rc = DB_DONE;
 			break;
 		}
@@ -1435,34 +1402,54 @@ db_messages_page(struct db *db, const struct db_page_query *q,
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
+struct db_message_emit {
+	int (*each)(const struct db_message *m, void *arg);
+	void *arg;
+};
+
+static int
+db_message_emit(sqlite3_stmt *st, void *ctx)
+{
+	const struct db_message_emit *e = ctx;
+	struct db_message m;
+
+	db_row_message(st, 0, &m);
+	return e->each(&m, e->arg);
+}
+
+int
+db_messages_page(struct db *db, const struct db_page_query *q,
+    int (*each)(const struct db_message *m, void *arg), void *arg, struct db_page_info *info,
+    char **cause)
+{
+	struct db_message_emit e = { each, arg };
+
+	return db_page_walk(db, &db_message_pager, q, db_message_emit, &e, info, cause);
+}
+
+struct db_session_emit {
+	int (*each)(const struct db_session *s, void *arg);
+	void *arg;
+};
+
+static int
+db_session_emit(sqlite3_stmt *st, void *ctx)
+{
+	const struct db_session_emit *e = ctx;
+	struct db_session s;
+
+	db_row_session(st, 0, &s);
+	return e->each(&s, e->arg);
+}
+
 int
 db_sessions_page(struct db *db, const struct db_page_query *q,
     int (*each)(const struct db_session *s, void *arg), void *arg, struct db_page_info *info,
     char **cause)
 {
-	struct page_window w;
-	struct db_session s;
-	sqlite3_stmt *st;
-	int rc;
+	struct db_session_emit e = { each, arg };
 
-	if ((rc = db_page_window(db, &db_session_pager, q, &w, cause)) != DB_OK)
-		return rc;
-	db_page_info_set(info, &w);
-	if (w.end < w.start)
-		return DB_OK;
-	st = db_prepare(db, DB_STMT_SESSION_RANGE, cause,
-	    DB_ARGS(DB_TEXT(q->room_id), DB_INT(w.start), DB_INT(w.end)));
-	if (st == NULL)
-		return DB_ERROR;
-	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		db_row_session(st, 0, &s);
-		if (each(&s, arg) != 0) {
-			rc = DB_DONE;
-			break;
-		}
-	}
-	db_done(st);
-	return rc == DB_DONE ? DB_OK : rc;
+	return db_page_walk(db, &db_session_pager, q, db_session_emit, &e, info, cause);
 }
 
 /*
@@ -1522,10 +1509,10 @@ db_session_data(int64_t session_id, int64_t seq, int is_admin)
 {
 	cJSON *obj;
 
-	obj = db_json_check(cJSON_CreateObject());
-	db_json_check(cJSON_AddNumberToObject(obj, "session_id", (double)session_id));
-	db_json_check(cJSON_AddNumberToObject(obj, "seq", (double)seq));
-	db_json_check(cJSON_AddBoolToObject(obj, "is_admin", is_admin));
+	obj = json_ok(cJSON_CreateObject());
+	json_ok(cJSON_AddNumberToObject(obj, "session_id", (double)session_id));
+	json_ok(cJSON_AddNumberToObject(obj, "seq", (double)seq));
+	json_ok(cJSON_AddBoolToObject(obj, "is_admin", is_admin));
 	return db_json_print(obj);
 }
 

@@ -55,8 +55,6 @@ int db_schema_version(struct db *db);
  */
 void db_failure_reset(struct db *db);
 int db_failure_was_busy(const struct db *db);
-/* Overrides DB_BUSY_TIMEOUT_MS for this connection (tests, chatd's writer). */
-void db_set_busy_timeout(struct db *db, int ms);
 
 /*
  * Takes this connection's WAL checkpoints out of its commits: SQLite's
@@ -147,10 +145,6 @@ int db_ban_add(struct db *db, const char *room_id, const char *user_id, const ch
     int64_t expires_at, int64_t now, char **cause);
 /* Lifts the active ban. DB_NOTFOUND if the user has none in force. */
 int db_ban_lift(struct db *db, const char *room_id, const char *user_id, int64_t now, char **cause);
-/* Fills *ban (caller clears) with the user's ban in force at now;
- * DB_NOTFOUND if there is none. */
-int db_ban_get(struct db *db, const char *room_id, const char *user_id, int64_t now,
-    struct db_ban *ban, char **cause);
 /* Calls each() for every ban in force at now (not lifted, not expired), in
  * creation order. DB_NOTFOUND if the room does not exist. */
 int db_ban_list(struct db *db, const char *room_id, int64_t now,

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jsonutil.h"
 #include "xmalloc.h"
@@ -260,47 +261,54 @@ json_get_int(const cJSON *obj, const char *key, int required, long long min, lon
 	return 0;
 }
 
+static __attribute__((noreturn)) void
+json_oom(void)
+{
+	static const char msg[] = "fatal: out of memory in cJSON\n";
+
+	if (write(STDERR_FILENO, msg, sizeof msg - 1) < 0) {
+		/* nothing more we can do */
+	}
+	abort();
+}
+
+void *
+json_ok(void *p)
+{
+	if (p == NULL)
+		json_oom();
+	return p;
+}
+
 char *
 json_print(const cJSON *item)
 {
-	char *s = cJSON_PrintUnformatted(item);
-
-	if (s == NULL)
-		abort(); /* cJSON only fails here on allocation failure */
-	return s;
-}
-
-static cJSON *
-json_check_alloc(cJSON *item)
-{
-	if (item == NULL)
-		abort();
-	return item;
+	return json_ok(cJSON_PrintUnformatted(item));
 }
 
 cJSON *
 json_object(void)
 {
-	return json_check_alloc(cJSON_CreateObject());
+	return json_ok(cJSON_CreateObject());
 }
 
 cJSON *
 json_array(void)
 {
-	return json_check_alloc(cJSON_CreateArray());
+	return json_ok(cJSON_CreateArray());
 }
 
 cJSON *
 json_string(const char *s)
 {
-	return json_check_alloc(s != NULL ? cJSON_CreateString(s) : cJSON_CreateNull());
+	return json_ok(s != NULL ? cJSON_CreateString(s) : cJSON_CreateNull());
 }
 
 void
 json_add(cJSON *obj, const char *key, cJSON *item)
 {
 	if (!cJSON_AddItemToObject(obj, key, item))
-		abort();
+		json_oom();
 }
 
 void
@@ -312,24 +320,18 @@ json_add_string(cJSON *obj, const char *key, const char *s)
 void
 json_add_int(cJSON *obj, const char *key, long long v)
 {
-	json_add(obj, key, json_check_alloc(cJSON_CreateNumber((double)v)));
+	json_add(obj, key, json_ok(cJSON_CreateNumber((double)v)));
 }
 
 void
 json_add_bool(cJSON *obj, const char *key, int v)
 {
-	json_add(obj, key, json_check_alloc(cJSON_CreateBool(v)));
-}
-
-void
-json_add_null(cJSON *obj, const char *key)
-{
-	json_add(obj, key, json_check_alloc(cJSON_CreateNull()));
+	json_add(obj, key, json_ok(cJSON_CreateBool(v)));
 }
 
 void
 json_append(cJSON *arr, cJSON *item)
 {
 	if (!cJSON_AddItemToArray(arr, item))
-		abort();
+		json_oom();
 }

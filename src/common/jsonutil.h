@@ -62,6 +62,14 @@ int json_get_string(const cJSON *obj, const char *key, int required, size_t min,
 int json_get_int(const cJSON *obj, const char *key, int required, long long min, long long max,
     long long *out, int *present, char **cause);
 
+/*
+ * The one out-of-memory check for cJSON results: returns p, or reports and
+ * aborts when p is NULL. Given valid arguments, cJSON's create, add,
+ * duplicate and print calls return NULL only when an allocation failed,
+ * which (as with xmalloc) no caller can do anything sensible about.
+ */
+void *json_ok(void *p);
+
 /* Compact text of item (caller frees with free()); aborts on OOM. */
 char *json_print(const cJSON *item);
 
@@ -72,7 +80,6 @@ void json_add(cJSON *obj, const char *key, cJSON *item);
 void json_add_string(cJSON *obj, const char *key, const char *s); /* NULL -> null */
 void json_add_int(cJSON *obj, const char *key, long long v);
 void json_add_bool(cJSON *obj, const char *key, int v);
-void json_add_null(cJSON *obj, const char *key);
 void json_append(cJSON *arr, cJSON *item);
 cJSON *json_string(const char *s);
 

@@ -24,5 +24,10 @@
  * soup). 1 if s obeys.
  */
 int model_event_type_ok(const char *s);
+/* The rule in words, for error messages: "<what> must be " MODEL_EVENT_TYPE_RULE. */
+#define MODEL_STR_(x) #x
+#define MODEL_STR(x) MODEL_STR_(x)
+#define MODEL_EVENT_TYPE_RULE \
+	"1 to " MODEL_STR(EVENT_TYPE_MAX_BYTES) " characters of A-Z a-z 0-9 _ . -"
 
 #endif

@@ -3,25 +3,26 @@
  * in chat-api's route table. Each command builds the control request of
  * docs/control-protocol.md, calls chatd once, and prints the result.
  *
- * ban, unban and close are recorded in the database first, through
- * src/common/db.h exactly as chat-api records them, and only then told to
- * chatd: the database is the record chatd reloads at start, so an action
- * taken while chatd is down still holds, and one taken while it runs is
- * not undone by a restart. --no-db skips the database (chatd only; lost on
- * restart). Never writes SQL itself and never touches chatd's state any
- * other way.
+ * ban, unban and close are recorded in the database first and only then
+ * told to chatd, by src/common/admin.c as chat-api's are: the database is
+ * the record chatd reloads at start, so an action taken while chatd is
+ * down still holds, and one taken while it runs is not undone by a
+ * restart. --no-db skips the database (chatd only; lost on restart).
+ * Never writes SQL itself and never touches chatd's state any other way.
  */
 #include "autoconf.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "admin.h"
 #include "chatctl.h"
+#include "clock.h"
 #include "ctl.h"
 #include "db.h"
 #include "jsonutil.h"
+#include "model.h"
 #include "xmalloc.h"
 
 static int commands_status(struct chatctl *, char **, int);
@@ -146,16 +147,6 @@ commands_parse_duration(const char *s, long long max)
 	return v * unit;
 }
 
-static long long
-commands_now_ms(void)
-{
-	struct timespec ts;
-
-	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-		return 0;
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Checks a positional argument; prints why and returns -1 if unusable. */
 static int
 commands_check_text(struct chatctl *c, const char *what, const char *s, size_t max)
@@ -188,28 +179,25 @@ commands_check_reason(struct chatctl *c)
 }
 
 /*
- * Calls chatd. CHATCTL_EXIT_OK with *result (caller deletes; may be NULL
- * to drop it), or prints why and returns CHATCTL_EXIT_FAILED (chatd
- * answered an error) or CHATCTL_EXIT_UNREACHABLE. With quiet_unreachable
- * the caller reports an unreachable chatd itself (*cause set, caller
- * frees). args is consumed.
+ * Reports chatd's answer to one request (rc, res, code and cause as
+ * ctl_call gives them; taken). CHATCTL_EXIT_OK with *result (caller
+ * deletes; may be NULL to drop it), or prints why and returns
+ * CHATCTL_EXIT_FAILED (chatd answered an error) or
+ * CHATCTL_EXIT_UNREACHABLE. With quiet_unreachable the caller reports an
+ * unreachable chatd itself (*cause_out set, caller frees).
  */
 static int
-commands_call(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result,
-    int quiet_unreachable, char **cause_out)
+commands_answer(struct chatctl *c, enum ctl_type type, int rc, cJSON *res, char *code, char *cause,
+    cJSON **result, int quiet_unreachable, char **cause_out)
 {
-	char *code = NULL, *cause = NULL;
-	cJSON *res = NULL;
-	int rc, status;
+	int status;
 
-	rc = ctl_call(c->socket_path, c->timeout_ms, type, args, &res, &code, &cause);
-	cJSON_Delete(args);
 	switch (rc) {
 	case CTL_OK:
-		if (result != NULL)
+		if (result != NULL) {
 			*result = res;
-		else
-			cJSON_Delete(res);
+			res = NULL;
+		}
 		status = CHATCTL_EXIT_OK;
 		break;
 	case CTL_ERR_REMOTE:
@@ -232,38 +220,80 @@ commands_call(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result
 		status = CHATCTL_EXIT_UNREACHABLE;
 		break;
 	}
+	cJSON_Delete(res);
 	free(code);
 	free(cause);
 	return status;
 }
 
-/* Opens the database named by DATABASE_URL; prints why on failure. */
-static struct db *
-commands_db_open(struct chatctl *c)
+/* Calls chatd once and reports as commands_answer does; args is consumed. */
+static int
+commands_call(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result)
 {
-	struct db *db = NULL;
-	char *cause = NULL;
+	char *code = NULL, *cause = NULL;
+	cJSON *res = NULL;
+	int rc;
 
-	if (db_open(c->cfg.database_path, &db, &cause) != DB_OK) {
-		fprintf(c->err, "chatctl: database %s: %s\n", c->cfg.database_path, cause);
-		free(cause);
-		return NULL;
-	}
-	return db;
+	rc = ctl_call(c->socket_path, c->timeout_ms, type, args, &res, &code, &cause);
+	cJSON_Delete(args);
+	return commands_answer(c, type, rc, res, code, cause, result, 0, NULL);
 }
 
 /*
- * Tells chatd about a change already recorded in the database. An
- * unreachable chatd is not a failure here: it reads the database when it
- * starts. Prints the result and returns the exit status.
+ * Opens the database named by DATABASE_URL, or leaves *db NULL with
+ * --no-db (admin.c then only tells chatd). -1 after saying why.
  */
 static int
-commands_notify(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result, int recorded)
+commands_db_open(struct chatctl *c, struct db **db)
+{
+	char *cause = NULL;
+
+	*db = NULL;
+	if (c->no_db)
+		return 0;
+	if (db_open(c->cfg.database_path, db, &cause) != DB_OK) {
+		fprintf(c->err, "chatctl: database %s: %s\n", c->cfg.database_path, cause);
+		free(cause);
+		return -1;
+	}
+	return 0;
+}
+
+/* Reports a record that failed (rc, not DB_OK) with the words for
+ * DB_NOTFOUND and DB_CONFLICT; clears out. */
+static int
+commands_not_recorded(struct chatctl *c, int rc, struct admin_outcome *out, const char *notfound,
+    const char *conflict)
+{
+	if (rc == DB_NOTFOUND && notfound != NULL)
+		fprintf(c->err, "chatctl: %s\n", notfound);
+	else if (rc == DB_CONFLICT && conflict != NULL)
+		fprintf(c->err, "chatctl: %s\n", conflict);
+	else
+		fprintf(c->err, "chatctl: database: %s\n",
+		    out->db_cause != NULL ? out->db_cause : "unknown error");
+	admin_outcome_clear(out);
+	return CHATCTL_EXIT_FAILED;
+}
+
+/*
+ * Reports what chatd made of a change admin.c has recorded (or, with
+ * --no-db, only sent). An unreachable chatd is not a failure when the
+ * change was recorded: it reads the database when it starts. Takes out's
+ * answer into *result; returns the exit status.
+ */
+static int
+commands_notify(
+    struct chatctl *c, enum ctl_type type, struct admin_outcome *out, cJSON **result, int recorded)
 {
 	char *cause = NULL;
 	int status;
 
-	status = commands_call(c, type, args, result, recorded, &cause);
+	status = commands_answer(
+	    c, type, out->told, out->result, out->code, out->cause, result, recorded, &cause);
+	out->result = NULL;
+	out->code = out->cause = NULL;
+	admin_outcome_clear(out);
 	if (status == CHATCTL_EXIT_UNREACHABLE && recorded) {
 		fprintf(c->err,
 		    "chatctl: recorded in the database, but chatd was not told (%s); it applies "
@@ -325,7 +355,7 @@ commands_status(struct chatctl *c, char **argv, int argc)
 
 	(void)argv;
 	(void)argc;
-	status = commands_call(c, CTL_HEALTH, NULL, &result, 0, NULL);
+	status = commands_call(c, CTL_HEALTH, NULL, &result);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)
@@ -346,7 +376,7 @@ commands_rooms(struct chatctl *c, char **argv, int argc)
 
 	(void)argv;
 	(void)argc;
-	status = commands_call(c, CTL_ROOMS, NULL, &result, 0, NULL);
+	status = commands_call(c, CTL_ROOMS, NULL, &result);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)
@@ -368,7 +398,7 @@ commands_stats(struct chatctl *c, char **argv, int argc)
 		return CHATCTL_EXIT_USAGE;
 	args = json_object();
 	json_add_string(args, "room_id", argv[0]);
-	status = commands_call(c, CTL_STATS, args, &result, 0, NULL);
+	status = commands_call(c, CTL_STATS, args, &result);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)
@@ -383,9 +413,11 @@ static int
 commands_ban(struct chatctl *c, char **argv, int argc)
 {
 	const char *room = argv[0], *user = argv[1];
-	long long now = commands_now_ms(), expires_at = 0;
-	cJSON *args, *result = NULL;
-	char *cause = NULL, until[64];
+	long long now = clock_wall_ms(), expires_at = 0;
+	struct admin_chatd chatd = { c->socket_path, c->timeout_ms };
+	struct admin_outcome out;
+	cJSON *result = NULL;
+	char until[64], notfound[USER_ID_MAX_BYTES + 64];
 	struct db *db;
 	int rc, status;
 
@@ -397,29 +429,16 @@ commands_ban(struct chatctl *c, char **argv, int argc)
 	if (c->duration_s > 0)
 		expires_at = now + c->duration_s * 1000;
 
-	if (!c->no_db) {
-		if ((db = commands_db_open(c)) == NULL)
-			return CHATCTL_EXIT_FAILED;
-		rc = db_ban_add(db, room, user, c->reason, expires_at, now, &cause);
+	if (commands_db_open(c, &db) != 0)
+		return CHATCTL_EXIT_FAILED;
+	rc = admin_ban(db, &chatd, room, user, c->reason, expires_at, now, &out);
+	if (db != NULL)
 		db_close(db);
-		if (rc == DB_NOTFOUND) {
-			fprintf(c->err, "chatctl: room_not_found: no room with id %s\n", room);
-			return CHATCTL_EXIT_FAILED;
-		}
-		if (rc != DB_OK) {
-			fprintf(c->err, "chatctl: database: %s\n", cause);
-			free(cause);
-			return CHATCTL_EXIT_FAILED;
-		}
+	if (rc != DB_OK) {
+		snprintf(notfound, sizeof notfound, "room_not_found: no room with id %s", room);
+		return commands_not_recorded(c, rc, &out, notfound, NULL);
 	}
-
-	args = json_object();
-	json_add_string(args, "room_id", room);
-	json_add_string(args, "user_id", user);
-	if (c->reason != NULL)
-		json_add_string(args, "reason", c->reason);
-	json_add_int(args, "expires_at", expires_at);
-	status = commands_notify(c, CTL_BAN, args, &result, !c->no_db);
+	status = commands_notify(c, CTL_BAN, &out, &result, !c->no_db);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)
@@ -440,8 +459,10 @@ static int
 commands_unban(struct chatctl *c, char **argv, int argc)
 {
 	const char *room = argv[0], *user = argv[1];
-	cJSON *args, *result = NULL;
-	char *cause = NULL;
+	struct admin_chatd chatd = { c->socket_path, c->timeout_ms };
+	struct admin_outcome out;
+	cJSON *result = NULL;
+	char notfound[2 * USER_ID_MAX_BYTES + 64];
 	struct db *db;
 	int rc, status;
 
@@ -449,27 +470,17 @@ commands_unban(struct chatctl *c, char **argv, int argc)
 	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0 ||
 	    commands_check_text(c, "USER_ID", user, USER_ID_MAX_BYTES) != 0)
 		return CHATCTL_EXIT_USAGE;
-	if (!c->no_db) {
-		if ((db = commands_db_open(c)) == NULL)
-			return CHATCTL_EXIT_FAILED;
-		rc = db_ban_lift(db, room, user, commands_now_ms(), &cause);
+	if (commands_db_open(c, &db) != 0)
+		return CHATCTL_EXIT_FAILED;
+	rc = admin_unban(db, &chatd, room, user, clock_wall_ms(), &out);
+	if (db != NULL)
 		db_close(db);
-		if (rc == DB_NOTFOUND) {
-			fprintf(c->err,
-			    "chatctl: ban_not_found: user %s is not banned in room %s\n", user,
-			    room);
-			return CHATCTL_EXIT_FAILED;
-		}
-		if (rc != DB_OK) {
-			fprintf(c->err, "chatctl: database: %s\n", cause);
-			free(cause);
-			return CHATCTL_EXIT_FAILED;
-		}
+	if (rc != DB_OK) {
+		snprintf(notfound, sizeof notfound,
+		    "ban_not_found: user %s is not banned in room %s", user, room);
+		return commands_not_recorded(c, rc, &out, notfound, NULL);
 	}
-	args = json_object();
-	json_add_string(args, "room_id", room);
-	json_add_string(args, "user_id", user);
-	status = commands_notify(c, CTL_UNBAN, args, &result, !c->no_db);
+	status = commands_notify(c, CTL_UNBAN, &out, &result, !c->no_db);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)
@@ -499,7 +510,7 @@ commands_kick(struct chatctl *c, char **argv, int argc)
 	json_add_string(args, "user_id", user);
 	if (c->reason != NULL)
 		json_add_string(args, "reason", c->reason);
-	status = commands_call(c, CTL_KICK, args, &result, 0, NULL);
+	status = commands_call(c, CTL_KICK, args, &result);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)
@@ -518,8 +529,10 @@ commands_close(struct chatctl *c, char **argv, int argc)
 	const char *room = argv[0];
 	const char *reason =
 	    c->reason != NULL && *c->reason != '\0' ? c->reason : ROOM_CLOSE_REASON_DEFAULT;
-	cJSON *args, *result = NULL;
-	char *cause = NULL;
+	struct admin_chatd chatd = { c->socket_path, c->timeout_ms };
+	struct admin_outcome out;
+	cJSON *result = NULL;
+	char notfound[USER_ID_MAX_BYTES + 64], conflict[USER_ID_MAX_BYTES + 96];
 	struct db *db;
 	int rc, status;
 
@@ -527,32 +540,18 @@ commands_close(struct chatctl *c, char **argv, int argc)
 	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0 ||
 	    commands_check_reason(c) != 0)
 		return CHATCTL_EXIT_USAGE;
-	if (!c->no_db) {
-		if ((db = commands_db_open(c)) == NULL)
-			return CHATCTL_EXIT_FAILED;
-		rc = db_room_close(db, room, reason, commands_now_ms(), &cause);
+	if (commands_db_open(c, &db) != 0)
+		return CHATCTL_EXIT_FAILED;
+	rc = admin_close_room(db, &chatd, room, reason, clock_wall_ms(), &out);
+	if (db != NULL)
 		db_close(db);
-		if (rc == DB_NOTFOUND) {
-			fprintf(c->err, "chatctl: room_not_found: no room with id %s\n", room);
-			return CHATCTL_EXIT_FAILED;
-		}
-		if (rc == DB_CONFLICT) {
-			fprintf(c->err,
-			    "chatctl: room_closed: room %s is already closed (--no-db "
-			    "tells chatd again)\n",
-			    room);
-			return CHATCTL_EXIT_FAILED;
-		}
-		if (rc != DB_OK) {
-			fprintf(c->err, "chatctl: database: %s\n", cause);
-			free(cause);
-			return CHATCTL_EXIT_FAILED;
-		}
+	if (rc != DB_OK) {
+		snprintf(notfound, sizeof notfound, "room_not_found: no room with id %s", room);
+		snprintf(conflict, sizeof conflict,
+		    "room_closed: room %s is already closed (--no-db tells chatd again)", room);
+		return commands_not_recorded(c, rc, &out, notfound, conflict);
 	}
-	args = json_object();
-	json_add_string(args, "room_id", room);
-	json_add_string(args, "reason", reason);
-	status = commands_notify(c, CTL_ROOM_CLOSED, args, &result, !c->no_db);
+	status = commands_notify(c, CTL_ROOM_CLOSED, &out, &result, !c->no_db);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)
@@ -612,9 +611,7 @@ commands_publish(struct chatctl *c, char **argv, int argc)
 	if (commands_check_text(c, "ROOM_ID", room, USER_ID_MAX_BYTES) != 0)
 		return CHATCTL_EXIT_USAGE;
 	if (!model_event_type_ok(type)) {
-		fprintf(c->err,
-		    "chatctl: EVENT_TYPE must be 1 to %d characters of A-Z a-z 0-9 _ . -\n",
-		    EVENT_TYPE_MAX_BYTES);
+		fprintf(c->err, "chatctl: EVENT_TYPE must be " MODEL_EVENT_TYPE_RULE "\n");
 		return CHATCTL_EXIT_USAGE;
 	}
 	if (argc > 2) {
@@ -626,7 +623,7 @@ commands_publish(struct chatctl *c, char **argv, int argc)
 	json_add_string(args, "room_id", room);
 	json_add_string(args, "event_type", type);
 	json_add(args, "payload", payload);
-	status = commands_call(c, CTL_PUBLISH, args, &result, 0, NULL);
+	status = commands_call(c, CTL_PUBLISH, args, &result);
 	if (status != CHATCTL_EXIT_OK)
 		return status;
 	if (c->json)

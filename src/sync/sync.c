@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "dbfile.h"
+#include "clock.h"
 #include "deliver.h"
 #include "jsonw.h"
 #include "log.h"
@@ -85,28 +86,6 @@ struct sync {
 	size_t n;
 	int64_t settle_at; /* monotonic ms of the next sync request clean-up */
 };
-
-static int64_t
-sync_clock_ms(clockid_t clock)
-{
-	struct timespec ts;
-
-	if (clock_gettime(clock, &ts) != 0)
-		fatal("clock_gettime: %s", strerror(errno));
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t
-sync_now_ms(void)
-{
-	return sync_clock_ms(CLOCK_REALTIME);
-}
-
-static int64_t
-sync_mono_ms(void)
-{
-	return sync_clock_ms(CLOCK_MONOTONIC);
-}
 
 /* 0 locked, 1 held by another process, -1 with *cause. */
 static int
@@ -200,7 +179,7 @@ sync_prepare_feed(struct sync *s, struct sync_target *t, const struct db_cursor 
 			return -1;
 		if (b.count == 0)
 			return 0;
-		if (b.count < limit && sync_now_ms() - b.oldest_at < interval_ms)
+		if (b.count < limit && clock_wall_ms() - b.oldest_at < interval_ms)
 			return 0;
 	}
 	jsonw_init(&w);
@@ -251,7 +230,8 @@ sync_prepare_snapshot(
 {
 	struct db_backlog b;
 	struct jsonw w;
-	int64_t interval_ms = targets_interval_s(t->def, s->cfg) * 1000, now = sync_now_ms(), upto;
+	int64_t interval_ms = targets_interval_s(t->def, s->cfg) * 1000, now = clock_wall_ms(),
+		upto;
 	char *id;
 	int rc;
 
@@ -329,7 +309,7 @@ sync_settle_requests(struct sync *s)
 			upto = c.last_id;
 		db_cursor_clear(&c);
 	}
-	if (upto > 0 && db_sync_requests_handled(s->db, upto, sync_now_ms(), &cause) != DB_OK)
+	if (upto > 0 && db_sync_requests_handled(s->db, upto, clock_wall_ms(), &cause) != DB_OK)
 		goto fail;
 	return;
 
@@ -401,11 +381,11 @@ sync_delivered(struct sync *s, struct sync_target *t, long status)
 		sync_ahead_clear(t);
 	}
 	if (next_id != NULL)
-		rc = db_cursor_done_next(s->db, t->def->name, t->from_id, t->to_id, sync_now_ms(),
+		rc = db_cursor_done_next(s->db, t->def->name, t->from_id, t->to_id, clock_wall_ms(),
 		    next_id, t->ahead_to_id, &cause);
 	else
 		rc = db_cursor_done(
-		    s->db, t->def->name, t->from_id, t->to_id, sync_now_ms(), &cause);
+		    s->db, t->def->name, t->from_id, t->to_id, clock_wall_ms(), &cause);
 	if (rc == DB_CONFLICT)
 		log_warn("%s: cursor moved by another process during batch %s%s", t->def->name,
 		    t->delivery_id, next_id != NULL ? "; dropping the next batch built ahead" : "");
@@ -438,7 +418,7 @@ sync_delivered(struct sync *s, struct sync_target *t, long status)
 		sync_batch_clear(t);
 	}
 	t->state = SYNC_ST_CHECK; /* more may be due at once */
-	t->next_at = sync_mono_ms();
+	t->next_at = clock_mono_ms();
 }
 
 /* One attempt at the batch in flight. */
@@ -446,7 +426,7 @@ static void
 sync_send(struct sync *s, struct sync_target *t)
 {
 	char *sig = NULL, *cause = NULL, *dbcause = NULL;
-	long long ts = sync_now_ms() / 1000;
+	long long ts = clock_wall_ms() / 1000;
 	int64_t delay;
 	long status = 0;
 	int rc;
@@ -472,7 +452,7 @@ sync_send(struct sync *s, struct sync_target *t)
 	t->attempts++;
 	log_warn("%s: batch %s attempt %ld failed: %s", t->def->name, t->delivery_id, t->attempts,
 	    cause);
-	if (db_cursor_fail(s->db, t->def->name, cause, sync_now_ms(), &dbcause) != DB_OK) {
+	if (db_cursor_fail(s->db, t->def->name, cause, clock_wall_ms(), &dbcause) != DB_OK) {
 		log_error("%s: %s", t->def->name, dbcause);
 		free(dbcause);
 	}
@@ -490,7 +470,7 @@ sync_send(struct sync *s, struct sync_target *t)
 	if (t->attempts > s->cfg->callback_max_retries && delay < 1000)
 		delay = 1000;
 	t->state = SYNC_ST_WAIT;
-	t->next_at = sync_mono_ms() + delay;
+	t->next_at = clock_mono_ms() + delay;
 }
 
 static void
@@ -506,7 +486,7 @@ sync_step(struct sync *s, struct sync_target *t)
 				free(cause);
 			}
 			t->state = rc > 0 ? SYNC_ST_BUSY : SYNC_ST_FAILED;
-			t->next_at = sync_mono_ms() + SYNC_POLL_MS;
+			t->next_at = clock_mono_ms() + SYNC_POLL_MS;
 			return;
 		}
 		if ((rc = sync_prepare(s, t, &cause)) <= 0) {
@@ -516,7 +496,7 @@ sync_step(struct sync *s, struct sync_target *t)
 			}
 			sync_unlock(t);
 			t->state = rc < 0 ? SYNC_ST_FAILED : SYNC_ST_IDLE;
-			t->next_at = sync_mono_ms() + (rc < 0 ? 1000 : SYNC_POLL_MS);
+			t->next_at = clock_mono_ms() + (rc < 0 ? 1000 : SYNC_POLL_MS);
 			return;
 		}
 	}
@@ -604,7 +584,7 @@ sync_run(
 		return -1;
 	}
 	while (!*stop) {
-		now = sync_mono_ms();
+		now = clock_mono_ms();
 		for (i = 0; i < s.n && !*stop; i++) {
 			t = &s.t[i];
 			if (mode == SYNC_ONCE &&
@@ -614,7 +594,7 @@ sync_run(
 			if (t->next_at <= now)
 				sync_step(&s, t);
 		}
-		now = sync_mono_ms();
+		now = clock_mono_ms();
 		if (now >= s.settle_at) {
 			sync_settle_requests(&s);
 			s.settle_at = now + 1000;
@@ -676,7 +656,7 @@ sync_encode_only(const struct config *cfg, struct db *db, const char *target,
 	after = c.last_id;
 	db_cursor_clear(&c);
 	limit = targets_batch_size(def, cfg);
-	t0 = sync_mono_ms();
+	t0 = clock_mono_ms();
 	while (!*stop) {
 		/* As sync_prepare_feed() builds a batch, minus the cursor and the POST. */
 		jsonw_init(&w);
@@ -694,7 +674,7 @@ sync_encode_only(const struct config *cfg, struct db *db, const char *target,
 		batches++;
 		after = last;
 	}
-	ms = sync_mono_ms() - t0;
+	ms = clock_mono_ms() - t0;
 	printf("encode-only %s: %lld rows in %lld batches of at most %lld, %lld bytes, %.3f s, "
 	       "%.0f rows/s\n",
 	    def->name, (long long)rows, (long long)batches, (long long)limit, (long long)bytes,

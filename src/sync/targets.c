@@ -1,21 +1,19 @@
 /*
  * Payloads of every callback target, built with the streaming JSON writer
  * straight from db.c's row callbacks. The legacy DATA_CALLBACK_URL body is
- * the GET /management/sync body (docs/api.md), kept in step with
- * src/api/handlers_misc.c by the integration tests. Must not talk HTTP or
- * write to the database.
+ * the GET /management/sync body (docs/api.md); rooms, messages and
+ * sessions are written by src/common/encode.c, as chat-api's are. Must
+ * not talk HTTP or write to the database.
  */
 #include "autoconf.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
-#include "ctl.h"
-#include "log.h"
+#include "admin.h"
+#include "encode.h"
 #include "targets.h"
-#include "xmalloc.h"
 
 const struct targets_def targets_table[] = {
 	{ "room_events", TARGETS_FEED, DB_FEED_EVENTS },
@@ -110,26 +108,8 @@ static int
 targets_message_each(const struct db_message *m, void *arg)
 {
 	struct targets_rows *r = arg;
-	struct jsonw *w = r->w;
 
-	jsonw_object_begin(w);
-	jsonw_kv_int(w, "id", m->id);
-	jsonw_kv_string(w, "room_id", m->room_id);
-	jsonw_kv_int(w, "seq", m->seq);
-	jsonw_kv_string(w, "type", m->kind == DB_MESSAGE_CUSTOM ? "CustomEvent" : "Message");
-	jsonw_kv_bool(w, "is_custom_event", m->kind == DB_MESSAGE_CUSTOM);
-	jsonw_kv_string(w, "from", m->user_id);
-	jsonw_kv_string(w, "nickname", m->nickname);
-	jsonw_kv_bool(w, "is_admin", m->is_admin);
-	if (m->kind == DB_MESSAGE_CUSTOM) {
-		jsonw_kv_string(w, "event_type", m->event_type);
-		/* chatd stores the payload as validated JSON text */
-		targets_kv_raw(w, "payload", m->content);
-	} else
-		jsonw_kv_string(w, "content", m->content);
-	jsonw_kv_int(w, "timestamp", m->created_at / 1000);
-	jsonw_kv_int(w, "timestamp_ms", m->created_at);
-	jsonw_object_end(w);
+	encode_message(r->w, m, ENCODE_CALLBACK);
 	r->count++;
 	r->last_id = m->id;
 	return 0;
@@ -139,24 +119,8 @@ static int
 targets_session_each(const struct db_session *s, int64_t event_id, void *arg)
 {
 	struct targets_rows *r = arg;
-	struct jsonw *w = r->w;
 
-	jsonw_object_begin(w);
-	jsonw_kv_int(w, "id", event_id);
-	jsonw_kv_int(w, "session_id", s->id);
-	jsonw_kv_string(w, "room_id", s->room_id);
-	jsonw_kv_int(w, "seq", s->seq);
-	jsonw_kv_string(w, "user_id", s->user_id);
-	jsonw_kv_string(w, "nickname", s->nickname);
-	jsonw_kv_bool(w, "is_admin", s->is_admin);
-	jsonw_kv_int(w, "joined_at", s->joined_at / 1000);
-	jsonw_kv_int(w, "joined_at_ms", s->joined_at);
-	jsonw_kv_int(w, "left_at", s->left_at / 1000);
-	jsonw_kv_int(w, "left_at_ms", s->left_at);
-	jsonw_kv_int(w, "duration_seconds", (s->left_at - s->joined_at) / 1000);
-	jsonw_kv_int(w, "duration_ms", s->left_at - s->joined_at);
-	jsonw_kv_string(w, "reason", s->leave_reason);
-	jsonw_object_end(w);
+	encode_session(r->w, s, event_id, ENCODE_CALLBACK);
 	r->count++;
 	r->last_id = event_id;
 	return 0;
@@ -215,40 +179,6 @@ targets_build_feed(const struct targets_def *def, struct db *db, int64_t after, 
 	return 0;
 }
 
-/* Live rooms from chatd, or NULL when it does not answer (logged at debug). */
-static cJSON *
-targets_live(const struct config *cfg)
-{
-	cJSON *result = NULL;
-	char *code = NULL, *cause = NULL;
-
-	if (ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_ROOMS, NULL, &result,
-		&code, &cause) != CTL_OK) {
-		log_debug("live stats unavailable: %s", cause != NULL ? cause : "unknown");
-		free(code);
-		free(cause);
-		return NULL;
-	}
-	return result;
-}
-
-static const cJSON *
-targets_live_find(const cJSON *live, const char *room_id)
-{
-	const cJSON *rooms, *r, *id;
-
-	if (live == NULL)
-		return NULL;
-	rooms = cJSON_GetObjectItemCaseSensitive(live, "rooms");
-	cJSON_ArrayForEach(r, rooms)
-	{
-		id = cJSON_GetObjectItemCaseSensitive(r, "room_id");
-		if (cJSON_IsString(id) && strcmp(id->valuestring, room_id) == 0)
-			return r;
-	}
-	return NULL;
-}
-
 struct targets_snap {
 	struct jsonw *w;
 	struct db *db;
@@ -258,43 +188,6 @@ struct targets_snap {
 	int failed;
 	char *cause;
 };
-
-/* The room object of GET /management/sync (src/api/handlers_misc.c). */
-static void
-targets_room_json(struct jsonw *w, const struct db_room *room, const cJSON *live)
-{
-	const cJSON *mine = targets_live_find(live, room->id), *cur = NULL, *peak = NULL;
-	size_t i;
-
-	jsonw_kv_string(w, "room_id", room->id);
-	jsonw_kv_string(w, "room_name", room->name);
-	jsonw_key(w, "admin_user_ids");
-	jsonw_array_begin(w);
-	for (i = 0; i < room->n_admins; i++)
-		jsonw_string(w, room->admins[i]);
-	jsonw_array_end(w);
-	jsonw_kv_int(w, "created_at", room->created_at / 1000);
-	jsonw_kv_bool(w, "closed", room->closed_at != 0);
-	if (room->closed_at != 0)
-		jsonw_kv_int(w, "closed_at", room->closed_at / 1000);
-	else
-		jsonw_kv_null(w, "closed_at");
-	jsonw_kv_string(w, "close_reason", room->close_reason);
-	if (mine != NULL) {
-		cur = cJSON_GetObjectItemCaseSensitive(mine, "current_users");
-		peak = cJSON_GetObjectItemCaseSensitive(mine, "peak_users");
-	}
-	if (cJSON_IsNumber(cur))
-		jsonw_kv_int(w, "current_users", (long long)cur->valuedouble);
-	else if (live != NULL && room->closed_at == 0)
-		jsonw_kv_int(w, "current_users", 0);
-	else
-		jsonw_kv_null(w, "current_users");
-	if (cJSON_IsNumber(peak) && (long long)peak->valuedouble > room->peak_users)
-		jsonw_kv_int(w, "peak_users", (long long)peak->valuedouble);
-	else
-		jsonw_kv_int(w, "peak_users", room->peak_users);
-}
 
 /* Occupants listed per room in the periodic sync; the count covers all. */
 #define TARGETS_OCCUPANTS_MAX 1000
@@ -320,8 +213,8 @@ targets_snap_each(const struct db_room *room, void *arg)
 	struct targets_snap *s = arg;
 	struct db_room_counts c;
 
-	jsonw_object_begin(s->w);
-	targets_room_json(s->w, room, s->live);
+	/* the room object of GET /management/sync */
+	encode_room(s->w, room, s->live, 1);
 	if (s->consistency) {
 		if (db_room_counts(s->db, room->id, &c, &s->cause) != DB_OK) {
 			s->failed = 1;
@@ -356,12 +249,13 @@ int
 targets_build_snapshot(const struct targets_def *def, struct db *db, const struct config *cfg,
     const char *trigger, int64_t now_ms, struct jsonw *w, char **cause)
 {
+	struct admin_chatd chatd = { cfg->control_socket, (int)cfg->control_timeout_ms };
 	struct targets_snap s;
 	cJSON *live;
 	int periodic = strcmp(def->name, "periodic_sync") == 0, rc, have_live;
 
 	memset(&s, 0, sizeof s);
-	live = targets_live(cfg);
+	live = admin_live_rooms(&chatd);
 	have_live = live != NULL;
 	s.w = w;
 	s.db = db;

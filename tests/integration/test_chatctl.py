@@ -187,6 +187,11 @@ def t_usage(e, chk):
                "usage error exits 2: %s" % what, repr(r))
         chk.ok(r.out == "", "usage error prints nothing on stdout: %s" % what, repr(r))
 
+    # the event type rule in the words chat-api uses for its field
+    r = e.run("publish", ROOM, "bad type!")
+    chk.eq(r.err, "chatctl: EVENT_TYPE must be 1 to 64 characters of A-Z a-z 0-9 _ . -\n",
+           "bad event type message")
+
     # a malformed setting is a configuration error, named in the message
     r = e.run("status", extra={"CONTROL_TIMEOUT_MS": "soon"})
     chk.ok(r.rc == 2 and "CONTROL_TIMEOUT_MS" in r.err, "bad setting exits 2 and names it", repr(r))

@@ -512,6 +512,10 @@ START_TEST(test_dispatch_room_lifecycle)
 	cJSON_Delete(r);
 	ck_assert_int_eq(
 	    call("POST", uri, KEY, JSON, "{\"event_type\":\"bad type!\"}", -2, &r, NULL), 400);
+	/* The same words as chatctl's: one rule, one wording. */
+	ck_assert_str_eq(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "message")->valuestring,
+	    "field \"event_type\" must be 1 to 64 characters of A-Z a-z 0-9 _ . -");
 	cJSON_Delete(r);
 
 	/* bans are recorded even without chatd */

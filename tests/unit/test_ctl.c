@@ -22,19 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "xmalloc.h"
 
 /* ---- helpers ---- */
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	ck_assert_int_eq(clock_gettime(CLOCK_MONOTONIC, &ts), 0);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 sleep_ms(int ms)
@@ -922,13 +914,13 @@ struct call {
 static void
 call(struct call *c, const char *path, int timeout_ms, enum ctl_type type, const cJSON *args)
 {
-	long long start = now_ms();
+	long long start = clock_mono_ms();
 
 	c->result = (cJSON *)1;
 	c->code = (char *)1;
 	c->cause = (char *)1;
 	c->rc = ctl_call(path, timeout_ms, type, args, &c->result, &c->code, &c->cause);
-	c->elapsed_ms = now_ms() - start;
+	c->elapsed_ms = clock_mono_ms() - start;
 	if (c->rc == CTL_OK) {
 		ck_assert_ptr_nonnull(c->result);
 		ck_assert_ptr_null(c->code);

@@ -6,7 +6,6 @@
  */
 #include "autoconf.h"
 
-#include <sys/time.h>
 #include <sys/wait.h>
 
 #include <dirent.h>
@@ -22,6 +21,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -427,9 +427,8 @@ START_TEST(test_open_reopen_keeps_data_without_migration)
 {
 	const char *admins[] = { "a1" };
 	struct db_room room;
-	struct timeval t0, t1;
 	char *cause = NULL;
-	long ms;
+	int64_t ms;
 
 	room_create("r1", "kept", admins, 1, 10);
 	message_add("r1", "u", "hello", 20, NULL);
@@ -439,10 +438,9 @@ START_TEST(test_open_reopen_keeps_data_without_migration)
 	/* Hold the write lock: a reopen that tried to migrate would wait and fail. */
 	raw_exec("BEGIN IMMEDIATE");
 	raw_exec("INSERT INTO sync_requests (reason, created_at) VALUES ('held', 1)");
-	gettimeofday(&t0, NULL);
+	ms = clock_mono_ms();
 	ck_assert_int_eq(db_open(dbpath, &db, &cause), DB_OK);
-	gettimeofday(&t1, NULL);
-	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000;
+	ms = clock_mono_ms() - ms;
 	ck_assert_int_lt(ms, 1000);
 	ck_assert_int_eq(db_schema_version(db), DB_SCHEMA_VERSION);
 	ck_assert_int_eq(db_room_get(db, "r1", &room, &cause), DB_OK);
@@ -872,7 +870,6 @@ list_bans(int64_t now, struct bans_seen *b)
 START_TEST(test_ban_add_list_lift)
 {
 	struct bans_seen b;
-	struct db_ban ban;
 	char *cause = NULL;
 
 	room_create("r1", "x", NULL, 0, 1);
@@ -890,18 +887,8 @@ START_TEST(test_ban_add_list_lift)
 	ck_assert_str_eq(b.reasons[1], "(null)");
 	ck_assert_int_eq(b.expires_at[1], 5000);
 
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 300, &ban, &cause), DB_OK);
-	ck_assert_str_eq(ban.room_id, "r1");
-	ck_assert_str_eq(ban.user_id, "u1");
-	ck_assert_str_eq(ban.reason, "spam");
-	ck_assert_int_eq(ban.expires_at, 0);
-	db_ban_clear(&ban);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u3", 300, &ban, &cause), DB_NOTFOUND);
-	ck_assert_ptr_null(ban.user_id);
-
 	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 400, &cause), DB_OK);
 	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 401, &cause), DB_NOTFOUND);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 402, &ban, &cause), DB_NOTFOUND);
 	ck_assert_int_eq(list_bans(402, &b), DB_OK);
 	ck_assert_int_eq(b.n, 1);
 	ck_assert_str_eq(b.users[0], "u2");
@@ -947,19 +934,15 @@ END_TEST
 START_TEST(test_ban_expiry)
 {
 	struct bans_seen b;
-	struct db_ban ban;
 	char *cause = NULL;
 
 	room_create("r1", "x", NULL, 0, 1);
 	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "cool off", 1000, 500, &cause), DB_OK);
 	ck_assert_int_eq(list_bans(999, &b), DB_OK);
 	ck_assert_int_eq(b.n, 1);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 999, &ban, &cause), DB_OK);
-	db_ban_clear(&ban);
 	/* In force up to, not including, expires_at. */
 	ck_assert_int_eq(list_bans(1000, &b), DB_OK);
 	ck_assert_int_eq(b.n, 0);
-	ck_assert_int_eq(db_ban_get(db, "r1", "u1", 1000, &ban, &cause), DB_NOTFOUND);
 	ck_assert_int_eq(db_ban_lift(db, "r1", "u1", 1500, &cause), DB_NOTFOUND);
 	/* An expired ban does not block a new one. */
 	ck_assert_int_eq(db_ban_add(db, "r1", "u1", "again", 0, 1500, &cause), DB_OK);
@@ -1838,7 +1821,6 @@ START_TEST(test_cursor_done_next)
 	    raw_int("SELECT last_id FROM cursors WHERE target = 'chat_history'", NULL), 1000);
 
 	/* A database error (write lock held elsewhere) writes nothing either. */
-	db_set_busy_timeout(db, 100);
 	raw_exec("BEGIN IMMEDIATE");
 	ck_assert_int_eq(
 	    db_cursor_done_next(db, "chat_history", 1000, 2000, 14, "d3", 3000, &cause), DB_ERROR);
@@ -1960,7 +1942,6 @@ START_TEST(test_busy_lock_held)
 
 	room_create("r1", "x", NULL, 0, 1);
 	message_add("r1", "u", "a", 1, NULL);
-	db_set_busy_timeout(db, 100);
 	raw_exec("BEGIN IMMEDIATE");
 	ck_assert_int_eq(db_room_create(db, "r2", "x", NULL, 0, 2, &cause), DB_ERROR);
 	ck_assert_ptr_nonnull(cause);

@@ -6,6 +6,7 @@
 
 #include <check.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,6 +212,26 @@ START_TEST(test_writer)
 }
 END_TEST
 
+START_TEST(test_json_ok_passes_results)
+{
+	cJSON *obj = json_ok(cJSON_CreateObject());
+	char *text;
+
+	json_ok(cJSON_AddStringToObject(obj, "k", "v"));
+	text = json_print(obj);
+	ck_assert_str_eq(text, "{\"k\":\"v\"}");
+	free(text);
+	cJSON_Delete(obj);
+}
+END_TEST
+
+/* A NULL from cJSON means an allocation failed: the program stops. */
+START_TEST(test_json_ok_aborts_on_null)
+{
+	(void)json_ok(NULL);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -225,8 +246,12 @@ main(void)
 	tcase_add_test(tc, test_depth);
 	tcase_add_test(tc, test_fields);
 	tcase_add_test(tc, test_writer);
+	tcase_add_test(tc, test_json_ok_passes_results);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
+	/* Without fork (valgrind runs) an abort would end the whole run. */
+	if (srunner_fork_status(sr) != CK_NOFORK)
+		tcase_add_test_raise_signal(tc, test_json_ok_aborts_on_null, SIGABRT);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

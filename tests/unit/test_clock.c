@@ -1,0 +1,68 @@
+/*
+ * Unit tests for clock.c: the wall clock agrees with time(2) and the
+ * monotonic clock never goes back.
+ */
+#include "autoconf.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <check.h>
+
+#include "clock.h"
+
+START_TEST(test_clock_wall_matches_time)
+{
+	int64_t before = (int64_t)time(NULL) * 1000;
+	int64_t wall = clock_wall_ms();
+	int64_t after = ((int64_t)time(NULL) + 1) * 1000;
+
+	/* time() truncates to the second, so wall lies in [before, after). */
+	ck_assert_int_ge(wall, before);
+	ck_assert_int_lt(wall, after);
+}
+END_TEST
+
+START_TEST(test_clock_mono_never_goes_back)
+{
+	int64_t prev = clock_mono_ms(), now;
+	struct timespec ts, pause = { 0, 2 * 1000000L };
+
+	for (int i = 0; i < 1000; i++) {
+		now = clock_mono_ms();
+		ck_assert_int_ge(now, prev);
+		prev = now;
+	}
+	/* A 2 ms sleep shows as at least 1 ms (ms truncation of both ends). */
+	ck_assert_int_eq(nanosleep(&pause, NULL), 0);
+	ck_assert_int_ge(clock_mono_ms() - prev, 1);
+	/* clock_now hands out the same clock in its raw form. */
+	clock_now(CLOCK_MONOTONIC, &ts);
+	ck_assert_int_ge((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, prev);
+}
+END_TEST
+
+static Suite *
+clock_suite(void)
+{
+	Suite *s = suite_create("clock");
+	TCase *tc = tcase_create("clock");
+
+	tcase_add_test(tc, test_clock_wall_matches_time);
+	tcase_add_test(tc, test_clock_mono_never_goes_back);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(clock_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
