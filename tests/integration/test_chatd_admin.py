@@ -225,7 +225,7 @@ def t_slow_reader(st, chk):
 
 
 def t_big_room(st, chk):
-    """More members than one fan-out slice (SERVER_FANOUT_SLICE, 16): chat goes out in slices
+    """More members than one fan-out slice (ROOM_FANOUT_SLICE, 16): chat goes out in slices
     and still reaches everyone in seq order; a CustomEvent reaches all."""
     rid = st.create_room("big", ["admin"])
     members = [st.ws(rid, "m%03d" % i, direct=True, welcome=False) for i in range(300)]
