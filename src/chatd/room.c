@@ -445,8 +445,9 @@ room_fanout_run(struct room *r, unsigned budget)
 
 	while (used < budget && !STAILQ_EMPTY(&r->fanout)) {
 		if (r->fan_pass == 0) {
-			r->fan_pass = r->fanout_len < ROOM_FANOUT_PASS_MAX ? r->fanout_len
-									   : ROOM_FANOUT_PASS_MAX;
+			r->fan_pass = r->fanout_len;
+			if (r->fan_pass > ROOM_FANOUT_PASS_MAX)
+				r->fan_pass = ROOM_FANOUT_PASS_MAX;
 			r->fan_cursor = TAILQ_FIRST(&r->members);
 		}
 		n = 0;
