@@ -160,11 +160,6 @@ struct ctlconn {
 };
 TAILQ_HEAD(ctlconn_list, ctlconn);
 
-/* Connections counted per client address (MAX_CONNECTIONS_PER_ADDRESS). */
-struct addr_count {
-	unsigned n;
-};
-
 /*
  * The daemon. One instance, created by server_run() on the service thread,
  * which alone touches it (the signal handler only sets server_signalled
@@ -178,9 +173,9 @@ struct chatd {
 	 */
 	uv_loop_t loop;
 	int loop_ready, handles_ready;
-	uv_prepare_t flush_prepare; /* server_flush before the loop blocks */
+	uv_prepare_t flush_prepare; /* conn_flush before the loop blocks */
 	uv_check_t flush_check; /* and after each round of socket events */
-	uv_idle_t fanout_idle; /* active while a room has low fan-out pending */
+	uv_idle_t fanout_idle; /* active while a room has low fan-out pending (room.c) */
 	uv_timer_t shutdown_timer; /* wakes the loop at the shutdown deadline */
 	const struct config *cfg;
 	struct lws_context *ctx;
@@ -192,10 +187,10 @@ struct chatd {
 	struct room_list room_list;
 	struct room_list busy; /* rooms with low fan-out pending */
 	struct conn_list flush; /* queues that went non-empty since the last flush */
-	struct conn_list kill; /* to close with their close_code (server_close_soon) */
-	int lws_rearm; /* an lws timeout was set outside a socket event (server_flush) */
+	struct conn_list kill; /* to close with their close_code (conn_close_soon) */
+	int lws_rearm; /* an lws timeout was set outside a socket event (conn_flush) */
 
-	struct strmap addresses; /* address -> struct addr_count */
+	struct strmap addresses; /* address -> connections from it (handshake.c) */
 	unsigned long nconns; /* established WebSocket connections */
 	struct ctlconn_list ctlconns;
 	uint64_t next_serial;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -60,8 +61,7 @@ checkpoint_pause(struct checkpointer *cp, long ms)
 {
 	struct timespec until;
 
-	if (clock_gettime(CLOCK_MONOTONIC, &until) != 0)
-		abort();
+	clock_now(CLOCK_MONOTONIC, &until);
 	until.tv_sec += ms / 1000;
 	until.tv_nsec += (ms % 1000) * 1000000L;
 	if (until.tv_nsec >= 1000000000L) {

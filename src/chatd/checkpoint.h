@@ -3,16 +3,17 @@
  * that copies the WAL into the database while the writer goes on
  * committing. SQLite would otherwise checkpoint inside the writer's
  * commit, and every message waiting for that commit would wait for the
- * copy and its fsyncs too (up to 17 ms on the benchmark machine).
+ * copy and its fsyncs too (docs/benchmarks.md has the stalls measured).
  *
  * A passive checkpoint takes no lock the writer needs, but while commits
  * keep coming it never catches up entirely, and the WAL starts over only
- * once everything in it has been copied: left alone, the WAL grew by
- * ~15 MB/s under 1,000 messages/s. So the thread copies the bulk, and the
- * writer finishes: after a commit, checkpointer_after_commit() says when
- * only a tail of at most CHECKPOINT_TAIL_PAGES is left, and the writer
- * checkpoints that on its own connection between two batches (a few pages
- * and two small fsyncs), after which its next commit starts the WAL over.
+ * once everything in it has been copied: left alone, the WAL grows
+ * without bound under a steady load (docs/storage.md). So the thread
+ * copies the bulk, and the writer finishes: after a commit,
+ * checkpointer_after_commit() says when only a tail of at most
+ * CHECKPOINT_TAIL_PAGES is left, and the writer checkpoints that on its
+ * own connection between two batches (a few pages and two small fsyncs),
+ * after which its next commit starts the WAL over.
  *
  * The state below the mutex is the only shared state; each connection
  * belongs to its thread.

@@ -1,10 +1,11 @@
 /*
- * Control request handlers (see control.h). Framing, request validation
- * and reply encoding are ctl.c's; this file turns each request type into
- * room operations and a reply. The database is chat-api's record here:
- * ban, unban and room_closed only change chatd's live state (chat-api has
- * written the row first); publish goes through the writer, and its reply
- * waits for the commit. Service thread only.
+ * The control socket (see control.h): its connections' reads and writes,
+ * and a handler per request type. Framing, request validation and reply
+ * encoding are ctl.c's; this file turns each request into room operations
+ * and a reply. The database is chat-api's record here: ban, unban and
+ * room_closed only change chatd's live state (chat-api has written the
+ * row first); publish goes through the writer, and its reply waits for
+ * the commit. Service thread only.
  */
 #include "autoconf.h"
 
@@ -13,24 +14,66 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "control.h"
 #include "db.h"
 #include "dbfile.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "model.h"
 #include "room.h"
-#include "server.h"
 #include "writer.h"
 #include "xmalloc.h"
 
 static int control_line(struct ctlconn *cc, char *line);
+
+/* ---------------------------------------------------------------- replies */
+
+static struct ctlconn *
+control_conn_find(struct chatd *cd, uint64_t serial)
+{
+	struct ctlconn *cc;
+
+	TAILQ_FOREACH(cc, &cd->ctlconns, entry)
+	{
+		if (cc->serial == serial)
+			return cc;
+	}
+	return NULL;
+}
+
+static void
+control_send(struct ctlconn *cc, const char *line)
+{
+	size_t len = strlen(line);
+
+	/* ctl_reply_encode_* end their line already: one newline per reply. */
+	if (len > 0 && line[len - 1] == '\n')
+		len--;
+	if (cc->drop)
+		return;
+	if (cc->out_len + len + 1 > 4 * (size_t)CTL_LINE_MAX) {
+		/* A client that sends requests and never reads replies. */
+		cc->drop = 1;
+		lws_callback_on_writable(cc->wsi);
+		return;
+	}
+	if (cc->out_cap < LWS_PRE + cc->out_len + len + 1) {
+		cc->out_cap = LWS_PRE + cc->out_len + len + 1 + 1024;
+		cc->out = xrealloc(cc->out, cc->out_cap);
+	}
+	memcpy(cc->out + LWS_PRE + cc->out_len, line, len);
+	cc->out[LWS_PRE + cc->out_len + len] = '\n';
+	cc->out_len += len + 1;
+	lws_callback_on_writable(cc->wsi);
+}
 
 static void
 control_ok(struct ctlconn *cc, unsigned long id, cJSON *result)
 {
 	char *line = ctl_reply_encode_ok(id, result);
 
-	server_ctl_send(cc, line);
+	control_send(cc, line);
 	free(line);
 	cJSON_Delete(result);
 }
@@ -46,7 +89,7 @@ control_error(struct ctlconn *cc, unsigned long id, const char *code, const char
 		message = NULL;
 	va_end(ap);
 	line = ctl_reply_encode_error(id, code, message != NULL ? message : code);
-	server_ctl_send(cc, line);
+	control_send(cc, line);
 	free(line);
 	free(message);
 }
@@ -152,7 +195,7 @@ control_health(struct ctlconn *cc, unsigned long id)
 	}
 	json_add_string(o, "status", cd->shutting_down ? "shutting_down" : "ok");
 	json_add_string(o, "version", PACKAGE_VERSION);
-	json_add_int(o, "uptime_s", (server_now_ms() - cd->started_ms) / 1000);
+	json_add_int(o, "uptime_s", (clock_wall_ms() - cd->started_ms) / 1000);
 	json_add_int(o, "connections", (long long)cd->nconns);
 	json_add_int(o, "rooms", live);
 	json_add_int(o, "writer_backlog", writer_backlog(cd->writer));
@@ -207,6 +250,12 @@ control_publish(struct ctlconn *cc, unsigned long id, const cJSON *args)
 		free(cause);
 		return;
 	}
+	if (!model_event_type_ok(event_type)) {
+		control_error(cc, id, "bad_request",
+		    "event_type must be 1 to %d characters of A-Z a-z 0-9 _ . -",
+		    EVENT_TYPE_MAX_BYTES);
+		return;
+	}
 	if (r->closed) {
 		control_error(cc, id, "room_closed", "room %s is closed", r->id);
 		return;
@@ -218,7 +267,7 @@ control_publish(struct ctlconn *cc, unsigned long id, const cJSON *args)
 	op->is_admin = 1; /* the operator, through chat-api or chatctl: no user */
 	op->text = payload != NULL ? json_print(payload) : xstrdup("{}");
 	op->event_type = xstrdup(event_type);
-	op->ts_ms = server_now_ms();
+	op->ts_ms = clock_wall_ms();
 	op->from_ctl = 1;
 	op->origin = cc->serial;
 	op->ctl_id = id;
@@ -231,11 +280,14 @@ control_publish(struct ctlconn *cc, unsigned long id, const cJSON *args)
 }
 
 void
-control_publish_done(struct ctlconn *cc, const struct writer_op *op, unsigned recipients)
+control_publish_done(struct chatd *cd, const struct writer_op *op, unsigned recipients)
 {
+	struct ctlconn *cc = control_conn_find(cd, op->origin);
 	struct ctl_pending *p;
 	cJSON *o;
 
+	if (cc == NULL)
+		return; /* the client left before the commit */
 	if (op->failed)
 		control_error(cc, op->ctl_id, "internal_error", "the event could not be stored");
 	else {
@@ -270,7 +322,7 @@ control_line(struct ctlconn *cc, char *line)
 	unsigned long id = 0;
 	long long expires_at = 0;
 	struct room *r;
-	char *why, *cause = NULL;
+	char *cause = NULL;
 	int present;
 	unsigned n;
 
@@ -321,10 +373,7 @@ control_line(struct ctlconn *cc, char *line)
 		}
 		if ((r = control_room_arg(cc, id, args)) == NULL)
 			break;
-		room_ban_set(r, user_id, reason, expires_at);
-		why = reason != NULL ? xasprintf("banned: %s", reason) : xstrdup("banned");
-		n = room_disconnect_user(r, user_id, 4403, why, "banned");
-		free(why);
+		n = room_ban(r, user_id, reason, expires_at);
 		log_info("room %s: %s banned (control), %u connections closed", r->id, user_id, n);
 		control_ok(cc, id, control_disconnected(n));
 		break;
@@ -342,9 +391,7 @@ control_line(struct ctlconn *cc, char *line)
 			break;
 		if ((r = control_room_arg(cc, id, args)) == NULL)
 			break;
-		why = reason != NULL ? xasprintf("kicked: %s", reason) : xstrdup("kicked");
-		n = room_disconnect_user(r, user_id, 4409, why, "kicked");
-		free(why);
+		n = room_kick(r, user_id, reason);
 		log_info("room %s: %s kicked (control), %u connections closed", r->id, user_id, n);
 		control_ok(cc, id, control_disconnected(n));
 		break;
@@ -361,6 +408,8 @@ control_line(struct ctlconn *cc, char *line)
 	cJSON_Delete(root);
 	return 0;
 }
+
+/* ---------------------------------------------------------------- connections */
 
 static int
 control_feed_line(char *line, size_t len, void *arg)
@@ -383,13 +432,14 @@ control_feed_line(char *line, size_t len, void *arg)
 	return 0;
 }
 
-int
+static int
 control_feed(struct ctlconn *cc, const char *data, size_t len)
 {
 	return ctl_linebuf_feed(&cc->lb, data, len, control_feed_line, cc);
 }
 
-void
+/* RAW_CLOSE: frees what cc holds; cc is zeroed. */
+static void
 control_conn_clear(struct ctlconn *cc)
 {
 	struct ctl_pending *p;
@@ -399,5 +449,84 @@ control_conn_clear(struct ctlconn *cc)
 		free(p->line);
 		free(p);
 	}
-	cc->npending = 0;
+	ctl_linebuf_clear(&cc->lb);
+	free(cc->out);
+	memset(cc, 0, sizeof *cc);
+}
+
+/* Sends what is queued for a control client; -1 if the socket failed. */
+static int
+control_flush(struct ctlconn *cc)
+{
+	if (cc->out_len == 0)
+		return 0;
+	if (lws_write(cc->wsi, cc->out + LWS_PRE, cc->out_len, LWS_WRITE_RAW) < 0)
+		return -1;
+	cc->out_len = 0;
+	if (cc->out_cap > LWS_PRE + 65536) {
+		free(cc->out);
+		cc->out = NULL;
+		cc->out_cap = 0;
+	}
+	return 0;
+}
+
+int
+control_callback(
+    struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct lws_context *ctx = lws_get_context(wsi);
+	struct chatd *cd = ctx != NULL ? lws_context_user(ctx) : NULL;
+	struct ctlconn *cc = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_ADOPT:
+		memset(cc, 0, sizeof *cc);
+		cc->wsi = wsi;
+		cc->cd = cd;
+		cc->serial = ++cd->next_serial;
+		cc->live = 1;
+		ctl_linebuf_init(&cc->lb, CTL_LINE_MAX);
+		STAILQ_INIT(&cc->pending);
+		TAILQ_INSERT_TAIL(&cd->ctlconns, cc, entry);
+		return 0;
+	case LWS_CALLBACK_RAW_RX:
+		if (!cc->live || cc->drop)
+			return 0;
+		if (control_feed(cc, in, len) != 0) {
+			/* Framing lost (over-long line, NUL): flush, then drop. */
+			cc->drop = 1;
+			lws_callback_on_writable(wsi);
+			return 0;
+		}
+		/*
+		 * Answer at once rather than at the next WRITEABLE: a client
+		 * such as `echo ... | socat - UNIX-CONNECT:...` half-closes
+		 * right after its request, and lws closes the connection on
+		 * that EOF before a later WRITEABLE. Control traffic is small;
+		 * lws buffers a partial write. (Replies that wait for the
+		 * writer, such as publish, still need the client to stay.)
+		 */
+		return control_flush(cc);
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		if (!cc->live)
+			return 0;
+		if (cc->out_len > 0) {
+			if (control_flush(cc) != 0)
+				return -1;
+			if (cc->drop)
+				lws_callback_on_writable(wsi); /* after lws flushed it */
+			return 0;
+		}
+		return cc->drop ? -1 : 0;
+	case LWS_CALLBACK_RAW_CLOSE:
+		if (!cc->live)
+			return 0;
+		TAILQ_REMOVE(&cd->ctlconns, cc, entry);
+		control_conn_clear(cc);
+		return 0;
+	default:
+		break;
+	}
+	return 0;
 }

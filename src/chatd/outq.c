@@ -15,9 +15,6 @@
 
 /* RFC 6455 5.2: FIN bit plus opcode. */
 #define OUTQ_FIN_TEXT 0x81
-#define OUTQ_FIN_CLOSE 0x88
-/* A control frame's payload is at most 125 bytes: 2 for the code, 123 of reason. */
-#define OUTQ_CLOSE_REASON_MAX 123
 /* Longest header of an unmasked server frame: 1 + 1 + 8 bytes. */
 #define OUTQ_HEADER_MAX 10
 /* First ring allocation; most connections never hold more than a few frames. */
@@ -55,52 +52,38 @@ outq_header(unsigned char *h, unsigned char first, size_t len)
 	return 10;
 }
 
-static struct frame *
-frame_build(unsigned char first, const unsigned char *p1, size_t n1, const void *p2, size_t n2)
+struct frame *
+frame_create_text(const char *payload, size_t len)
 {
 	unsigned char h[OUTQ_HEADER_MAX];
 	struct frame *f;
-	size_t hl, len = n1 + n2;
+	size_t hl;
 
 	/* frame->len is 32 bits; nothing chatd sends comes near. */
 	if (len > UINT32_MAX - OUTQ_HEADER_MAX)
 		abort();
-	hl = outq_header(h, first, len);
+	hl = outq_header(h, OUTQ_FIN_TEXT, len);
 	f = xmalloc(sizeof *f + hl + len);
 	f->refs = 1;
 	f->len = (uint32_t)(hl + len);
 	memcpy(f->data, h, hl);
-	if (n1 != 0)
-		memcpy(f->data + hl, p1, n1);
-	if (n2 != 0)
-		memcpy(f->data + hl + n1, p2, n2);
+	if (len != 0)
+		memcpy(f->data + hl, payload, len);
 	return f;
 }
 
-struct frame *
-frame_create_text(const char *payload, size_t len)
+size_t
+frame_close_reason_len(const char *reason)
 {
-	return frame_build(OUTQ_FIN_TEXT, NULL, 0, payload, len);
-}
+	size_t n = strlen(reason);
 
-/*
- * reason (NULL for none) must be UTF-8: the cut at 123 bytes backs up to a
- * character boundary so the peer never sees half a character.
- */
-struct frame *
-frame_create_close(uint16_t code, const char *reason)
-{
-	unsigned char c[2];
-	size_t n = reason != NULL ? strlen(reason) : 0;
-
-	if (n > OUTQ_CLOSE_REASON_MAX) {
-		n = OUTQ_CLOSE_REASON_MAX;
+	if (n > FRAME_CLOSE_REASON_MAX) {
+		/* Back up over continuation bytes to the character's first. */
+		n = FRAME_CLOSE_REASON_MAX;
 		while (n > 0 && ((unsigned char)reason[n] & 0xc0) == 0x80)
 			n--;
 	}
-	c[0] = (unsigned char)(code >> 8);
-	c[1] = (unsigned char)code;
-	return frame_build(OUTQ_FIN_CLOSE, c, 2, reason, n);
+	return n;
 }
 
 struct frame *

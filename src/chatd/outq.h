@@ -28,10 +28,16 @@ struct frame {
  */
 struct frame *frame_create_text(const char *payload, size_t len);
 /*
- * A close frame with a status code and a UTF-8 reason (NULL for none),
- * cut to at most 123 bytes at a character boundary; refs = 1.
+ * Bytes of close reason a close frame carries: a control frame's payload
+ * is at most 125 bytes (RFC 6455 5.5), 2 of them the status code.
  */
-struct frame *frame_create_close(uint16_t code, const char *reason);
+#define FRAME_CLOSE_REASON_MAX 123
+/*
+ * How much of the UTF-8 reason fits a close frame: all of it, or at most
+ * FRAME_CLOSE_REASON_MAX bytes cut at a character boundary, so the peer
+ * never sees half a character. (lws builds the close frame itself.)
+ */
+size_t frame_close_reason_len(const char *reason);
 struct frame *frame_ref(struct frame *f);
 /* Drops one reference and frees f at zero; NULL is allowed. */
 void frame_unref(struct frame *f);

@@ -2,23 +2,26 @@
  * Rooms (see room.h). Service thread only. Database reads go through the
  * service thread's own connection (cd->db) and happen only for room loads
  * (start, an unknown room id at handshake, room_opened, room_reload);
- * every write is handed to the writer. Never touches sockets directly:
- * frames go through server_conn_push() and server_conn_close().
+ * every write is handed to the writer. Never touches sockets: frames go
+ * through conn_push(), closes through conn_close().
  */
 #include "autoconf.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "conn.h"
 #include "db.h"
 #include "log.h"
 #include "room.h"
-#include "server.h"
 #include "writer.h"
 #include "wsproto.h"
 #include "xmalloc.h"
 
 static void room_stats_timer(uv_timer_t *t);
+static void room_ban_set(
+    struct room *r, const char *user_id, const char *reason, int64_t expires_at);
 
 static void
 room_free_ban(void *v)
@@ -104,7 +107,7 @@ static int
 room_load_bans(struct room *r, char **cause)
 {
 	strmap_clear(&r->bans, room_free_ban);
-	if (db_ban_list(r->cd->db, r->id, server_now_ms(), room_load_ban, r, cause) == DB_ERROR)
+	if (db_ban_list(r->cd->db, r->id, clock_wall_ms(), room_load_ban, r, cause) == DB_ERROR)
 		return -1;
 	return 0;
 }
@@ -264,7 +267,7 @@ room_ban_find(struct room *r, const char *user_id, int64_t now_ms)
 	return b;
 }
 
-void
+static void
 room_ban_set(struct room *r, const char *user_id, const char *reason, int64_t expires_at)
 {
 	struct room_ban *b = xcalloc(1, sizeof *b);
@@ -288,7 +291,7 @@ room_submit(struct room *r, struct writer_op *op)
 {
 	/* Only message ops can be refused; these never are. */
 	if (writer_submit(r->cd->writer, op) != 0)
-		log_error("writer refused a type %d operation", op->type);
+		log_error("writer refused a %s operation", writer_op_name(op->type));
 }
 
 /* Pushes the coalesced RoomStats now if due, else arms the timer. */
@@ -303,7 +306,7 @@ room_stats_maybe(struct room *r)
 		return;
 	if ((due = coalesce_due_at(&r->co)) < 0)
 		return;
-	now = server_mono_ms();
+	now = clock_mono_ms();
 	if (now < due) {
 		(void)uv_timer_start(&r->stats_timer, room_stats_timer, (uint64_t)(due - now), 0);
 		return;
@@ -355,7 +358,7 @@ room_join(struct room *r, struct conn *c)
 	op->nickname = xstrdup(c->nickname);
 	op->is_admin = c->is_admin;
 	op->address = xstrdup(c->address);
-	op->ts_ms = server_now_ms();
+	op->ts_ms = clock_wall_ms();
 	op->key = c->serial;
 	room_submit(r, op);
 
@@ -363,7 +366,7 @@ room_join(struct room *r, struct conn *c)
 	    r->current_users, r->peak_users, r->last_seq);
 	f = frame_create_text(json, strlen(json));
 	free(json);
-	server_conn_push(c, f, 1);
+	conn_push(c, f, 1);
 	frame_unref(f);
 
 	room_stats_maybe(r);
@@ -390,7 +393,7 @@ room_leave(struct room *r, struct conn *c)
 	op->room_id = xstrdup(r->id);
 	op->key = c->serial;
 	op->reason = xstrdup(c->leave_reason != NULL ? c->leave_reason : "left");
-	op->ts_ms = server_now_ms();
+	op->ts_ms = clock_wall_ms();
 	room_submit(r, op);
 
 	room_stats_maybe(r);
@@ -422,63 +425,29 @@ room_fanout_shed(struct room *r)
 	r->fanout_len--;
 	r->fanout_shed++;
 	TAILQ_FOREACH(c, &r->members, entry)
-	{
-		if (c->close_code != 0)
-			continue;
-		c->q.dropped++;
-		lws_callback_on_writable(c->wsi);
-	}
-}
-
-unsigned
-room_broadcast(struct room *r, const char *json, int high)
-{
-	struct room_fanout *fo;
-	struct conn *c, *next;
-	struct frame *f;
-
-	f = frame_create_text(json, strlen(json));
-	if (high || (STAILQ_EMPTY(&r->fanout) && r->nconns <= SERVER_FANOUT_SLICE)) {
-		/* Small or urgent: every queue now (closing members skip it). */
-		TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
-		server_conn_push(c, f, high);
-	} else {
-		if (r->fanout_len >= (unsigned)r->cd->cfg->queue_low_frames)
-			room_fanout_shed(r);
-		fo = xmalloc(sizeof *fo);
-		fo->f = frame_ref(f);
-		STAILQ_INSERT_TAIL(&r->fanout, fo, entry);
-		r->fanout_len++;
-		if (!r->busy) {
-			r->busy = 1;
-			TAILQ_INSERT_TAIL(&r->cd->busy, r, busy_entry);
-		}
-		server_fanout_schedule(r->cd);
-	}
-	frame_unref(f);
-	return r->nconns;
+	conn_missed(c);
 }
 
 /*
  * Column-wise: every member visited gets all the frames of the pass at
  * once, so when the loop falls behind, frames pile up in the members'
- * queues and leave in one write per member (server.c batches a queue
+ * queues and leave in one write per member (conn.c batches a queue
  * into one lws_write) instead of one write per frame. That is what lets
  * a loaded daemon catch up rather than fall further behind. The budget
  * counts members visited.
  */
-unsigned
+static unsigned
 room_fanout_run(struct room *r, unsigned budget)
 {
-	struct room_fanout *fo, *pass[SERVER_FANOUT_PASS_MAX];
+	struct room_fanout *fo, *pass[ROOM_FANOUT_PASS_MAX];
 	struct conn *c;
 	unsigned used = 0, i, n;
 
 	while (used < budget && !STAILQ_EMPTY(&r->fanout)) {
 		if (r->fan_pass == 0) {
-			r->fan_pass = r->fanout_len < SERVER_FANOUT_PASS_MAX
-			    ? r->fanout_len
-			    : SERVER_FANOUT_PASS_MAX;
+			r->fan_pass = r->fanout_len;
+			if (r->fan_pass > ROOM_FANOUT_PASS_MAX)
+				r->fan_pass = ROOM_FANOUT_PASS_MAX;
 			r->fan_cursor = TAILQ_FIRST(&r->members);
 		}
 		n = 0;
@@ -491,7 +460,7 @@ room_fanout_run(struct room *r, unsigned budget)
 		while (used < budget && (c = r->fan_cursor) != NULL) {
 			r->fan_cursor = TAILQ_NEXT(c, entry);
 			for (i = 0; i < n; i++)
-				server_conn_push(c, pass[i]->f, 0);
+				conn_push(c, pass[i]->f, 0);
 			used++;
 		}
 		if (r->fan_cursor != NULL)
@@ -508,20 +477,119 @@ room_fanout_run(struct room *r, unsigned budget)
 	return used;
 }
 
+/* The fan-out's idle handle: one slice of every busy room. */
+static void
+room_fanout_idle(uv_idle_t *h)
+{
+	struct chatd *cd = h->data;
+	struct room *r, *next;
+
+	TAILQ_FOREACH_SAFE(r, &cd->busy, busy_entry, next)
+	{
+		room_fanout_run(r, ROOM_FANOUT_SLICE);
+		if (STAILQ_EMPTY(&r->fanout)) {
+			TAILQ_REMOVE(&cd->busy, r, busy_entry);
+			r->busy = 0;
+		}
+	}
+	if (TAILQ_EMPTY(&cd->busy))
+		(void)uv_idle_stop(&cd->fanout_idle);
+}
+
+/* Makes sure the sliced fan-out runs on the next loop iteration. */
+static void
+room_fanout_schedule(struct chatd *cd)
+{
+	/* An active idle handle runs once per loop iteration, before the
+	 * loop polls (without blocking): one slice per room per iteration,
+	 * socket events in between. */
+	if (!uv_is_active((uv_handle_t *)&cd->fanout_idle))
+		(void)uv_idle_start(&cd->fanout_idle, room_fanout_idle);
+}
+
 unsigned
-room_disconnect_user(
-    struct room *r, const char *user_id, int code, const char *reason, const char *leave_reason)
+room_broadcast(struct room *r, const char *json, int high)
+{
+	struct room_fanout *fo;
+	struct conn *c, *next;
+	struct frame *f;
+
+	f = frame_create_text(json, strlen(json));
+	if (high || (STAILQ_EMPTY(&r->fanout) && r->nconns <= ROOM_FANOUT_SLICE)) {
+		/* Small or urgent: every queue now (closing members skip it). */
+		TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
+		conn_push(c, f, high);
+	} else {
+		if (r->fanout_len >= (unsigned)r->cd->cfg->queue_low_frames)
+			room_fanout_shed(r);
+		fo = xmalloc(sizeof *fo);
+		fo->f = frame_ref(f);
+		STAILQ_INSERT_TAIL(&r->fanout, fo, entry);
+		r->fanout_len++;
+		if (!r->busy) {
+			r->busy = 1;
+			TAILQ_INSERT_TAIL(&r->cd->busy, r, busy_entry);
+		}
+		room_fanout_schedule(r->cd);
+	}
+	frame_unref(f);
+	return r->nconns;
+}
+
+unsigned
+room_deliver(struct room *r, const struct writer_op *op)
+{
+	unsigned recipients;
+	char *json;
+
+	if (op->seq > r->last_seq)
+		r->last_seq = op->seq;
+	if (r->closed || r->cd->shutting_down)
+		return 0;
+	if (op->kind == DB_MESSAGE_CHAT)
+		json = wsproto_encode_message(op->id, op->seq, r->id, op->user_id, op->nickname,
+		    op->is_admin, op->text, op->ts_ms);
+	else
+		json = wsproto_encode_custom_event(op->id, op->seq, r->id, op->user_id,
+		    op->nickname, op->is_admin, op->event_type, op->text, op->ts_ms);
+	recipients = room_broadcast(r, json, op->kind != DB_MESSAGE_CHAT);
+	free(json);
+	return recipients;
+}
+
+/*
+ * Closes the user's connections in r with code, the reason "word" or
+ * "word: reason"; returns how many.
+ */
+static unsigned
+room_expel(struct room *r, const char *user_id, enum conn_close_code code, const char *word,
+    const char *reason)
 {
 	struct conn *c, *next;
 	unsigned n = 0;
+	char *why;
 
+	why = reason != NULL ? xasprintf("%s: %s", word, reason) : xstrdup(word);
 	TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
 	{
-		if (strcmp(c->user_id, user_id) == 0 &&
-		    server_conn_close(c, code, reason, leave_reason, 1))
+		if (strcmp(c->user_id, user_id) == 0 && conn_close(c, code, why))
 			n++;
 	}
+	free(why);
 	return n;
+}
+
+unsigned
+room_ban(struct room *r, const char *user_id, const char *reason, int64_t expires_at)
+{
+	room_ban_set(r, user_id, reason, expires_at);
+	return room_expel(r, user_id, CONN_CLOSE_BANNED, "banned", reason);
+}
+
+unsigned
+room_kick(struct room *r, const char *user_id, const char *reason)
+{
+	return room_expel(r, user_id, CONN_CLOSE_KICKED, "kicked", reason);
 }
 
 unsigned
@@ -536,7 +604,7 @@ room_close(struct room *r, const char *reason)
 	why = xasprintf("room closed: %s", reason != NULL ? reason : "closed");
 	TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
 	{
-		if (server_conn_close(c, 4404, why, "room_closed", 1))
+		if (conn_close(c, CONN_CLOSE_ROOM_CLOSED, why))
 			n++;
 	}
 	free(why);

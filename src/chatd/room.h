@@ -3,8 +3,10 @@
  * counts and peak, bans and admins as chatd holds them, the rate limiter,
  * coalesced RoomStats pushes (with a libuv timer for the trailing one)
  * and the fan-out of frames to members (high lane at once, low lane in
- * bounded slices). Service thread only. Writes go to the database through
- * the writer; reads (loading a room) use the service thread's connection.
+ * bounded slices run from the loop's idle handle). Service thread only.
+ * Writes go to the database through the writer; reads (loading a room)
+ * use the service thread's connection. Frames and closes go down to
+ * conn.c.
  */
 #ifndef CHATD_ROOM_H
 #define CHATD_ROOM_H
@@ -12,6 +14,19 @@
 #include <stdint.h>
 
 #include "chatd.h"
+
+struct writer_op;
+
+/*
+ * Members served per slice of a low-priority fan-out before the loop
+ * turns: a loop turn costs what is ready (epoll), so short turns are
+ * cheap, and a CustomEvent or a chat message waits for the turn under
+ * way (docs/benchmarks.md compares slice sizes). A room of this many
+ * members or fewer, with nothing waiting, gets a low frame at once.
+ */
+#define ROOM_FANOUT_SLICE 16
+/* Most waiting frames one fan-out pass hands each member at once. */
+#define ROOM_FANOUT_PASS_MAX 64
 
 /* Loads every open room with its bans and peak (start-up). */
 int room_load_all(struct chatd *cd, char **cause);
@@ -26,7 +41,7 @@ struct room *room_lookup(struct chatd *cd, const char *id, int *status);
  * (Re)reads a room's name, admins, closed state and bans from the
  * database, creating it in memory if needed. DB_NOTFOUND-style: returns 0,
  * 1 if the database has no such room, -1 with *cause on error. A room found
- * closed has its connections closed (4404).
+ * closed has its connections closed (CONN_CLOSE_ROOM_CLOSED).
  */
 int room_reload(struct chatd *cd, const char *id, struct room **out, char **cause);
 /* Closes the rooms' timers (exit, before the loop's last run). */
@@ -37,9 +52,17 @@ void room_free_all(struct chatd *cd);
 int room_is_admin(const struct room *r, const char *user_id);
 /* The user's ban in force at now_ms, or NULL; an expired one is forgotten. */
 struct room_ban *room_ban_find(struct room *r, const char *user_id, int64_t now_ms);
-void room_ban_set(struct room *r, const char *user_id, const char *reason, int64_t expires_at);
 /* 1 if a ban was forgotten. */
 int room_ban_remove(struct room *r, const char *user_id);
+/*
+ * Bans the user from r until expires_at (Unix ms; 0: for good) and closes
+ * their connections (CONN_CLOSE_BANNED, "banned[: reason]"); kicking only
+ * closes them (CONN_CLOSE_KICKED, "kicked[: reason]"). reason may be NULL.
+ * Live state only: the database record is the caller's. Return how many
+ * connections closed.
+ */
+unsigned room_ban(struct room *r, const char *user_id, const char *reason, int64_t expires_at);
+unsigned room_kick(struct room *r, const char *user_id, const char *reason);
 
 /* Adds an established connection: counts, session row, welcome, RoomStats. */
 void room_join(struct room *r, struct conn *c);
@@ -48,17 +71,19 @@ void room_leave(struct room *r, struct conn *c);
 
 /*
  * Sends one JSON text to every member: framed once, shared by reference.
- * High: into every queue now. Low: sliced (see server_fanout_schedule).
+ * High: into every queue now. Low: into every queue now in a small room
+ * with no backlog, else sliced (ROOM_FANOUT_SLICE members per loop turn).
  * Returns the number of recipients.
  */
 unsigned room_broadcast(struct room *r, const char *json, int high);
-/* Serves up to budget members from r's low-priority fan-out; returns how many. */
-unsigned room_fanout_run(struct room *r, unsigned budget);
+/*
+ * A message the writer stored (a chat message on the low lane, a
+ * CustomEvent on the high one) to every member, unless r closed or chatd
+ * is shutting down; r's last seq follows op's. Returns the recipients.
+ */
+unsigned room_deliver(struct room *r, const struct writer_op *op);
 
-/* Closes the user's connections in r; returns how many. */
-unsigned room_disconnect_user(
-    struct room *r, const char *user_id, int code, const char *reason, const char *leave_reason);
-/* Marks r closed and closes every connection with 4404; returns how many. */
+/* Marks r closed and closes every connection (CONN_CLOSE_ROOM_CLOSED); returns how many. */
 unsigned room_close(struct room *r, const char *reason);
 
 /* Frames queued in r's members' lanes (stats). */

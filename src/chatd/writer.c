@@ -42,12 +42,32 @@ struct writer {
 };
 
 struct writer_op *
-writer_op_create(int type)
+writer_op_create(enum writer_op_type type)
 {
 	struct writer_op *op = xcalloc(1, sizeof *op);
 
 	op->type = type;
 	return op;
+}
+
+const char *
+writer_op_name(enum writer_op_type type)
+{
+	switch (type) {
+	case WRITER_MESSAGE:
+		return "message";
+	case WRITER_SESSION_OPEN:
+		return "session_open";
+	case WRITER_SESSION_CLOSE:
+		return "session_close";
+	case WRITER_PEAK:
+		return "peak";
+	case WRITER_BAN:
+		return "ban";
+	case WRITER_UNBAN:
+		return "unban";
+	}
+	return "unknown";
 }
 
 void
@@ -118,10 +138,10 @@ writer_apply(struct writer *w, struct writer_op *op)
 		break;
 	}
 	if (rc == DB_ERROR)
-		log_error("writer: operation %d in room %s: %s", op->type,
+		log_error("writer: %s in room %s: %s", writer_op_name(op->type),
 		    op->room_id ? op->room_id : "-", cause ? cause : "?");
 	else if (rc != DB_OK)
-		log_warn("writer: operation %d in room %s: %s", op->type,
+		log_warn("writer: %s in room %s: %s", writer_op_name(op->type),
 		    op->room_id ? op->room_id : "-", rc == DB_NOTFOUND ? "not found" : "conflict");
 	free(cause);
 }

@@ -22,12 +22,15 @@
 struct lws_context;
 struct writer;
 
-#define WRITER_MESSAGE 1 /* db_message_append; comes back */
-#define WRITER_SESSION_OPEN 2 /* db_session_open under key */
-#define WRITER_SESSION_CLOSE 3 /* db_session_close of key's session */
-#define WRITER_PEAK 4 /* db_room_peak_update */
-#define WRITER_BAN 5 /* db_ban_add */
-#define WRITER_UNBAN 6 /* db_ban_lift */
+/* What an operation does; writer_op_name() names it in logs. */
+enum writer_op_type {
+	WRITER_MESSAGE = 1, /* db_message_append; comes back */
+	WRITER_SESSION_OPEN, /* db_session_open under key */
+	WRITER_SESSION_CLOSE, /* db_session_close of key's session */
+	WRITER_PEAK, /* db_room_peak_update */
+	WRITER_BAN, /* db_ban_add */
+	WRITER_UNBAN, /* db_ban_lift */
+};
 
 /* Most operations committed in one transaction. */
 #define WRITER_BATCH_MAX 1024
@@ -36,7 +39,7 @@ struct writer;
 
 struct writer_op {
 	STAILQ_ENTRY(writer_op) entry;
-	int type;
+	enum writer_op_type type;
 	/* heap strings, freed by writer_op_free */
 	char *room_id;
 	char *user_id;
@@ -63,7 +66,9 @@ struct writer_op {
 };
 
 /* A zeroed operation of type (caller fills it). */
-struct writer_op *writer_op_create(int type);
+struct writer_op *writer_op_create(enum writer_op_type type);
+/* The type's name ("message", "session_open", ...); any thread. */
+const char *writer_op_name(enum writer_op_type type);
 void writer_op_free(struct writer_op *op);
 
 /*

@@ -3,7 +3,7 @@
 chat-api: CustomEvent over WebSocket (admin and non-admin) and via REST,
 bans (REST and WebSocket: live connection closed within a second,
 reconnect refused, unban restores), kicks (WebSocket and control socket),
-room close (DELETE), live stats over the control socket, priority of a
+room close (DELETE), live stats and publish over the control socket, priority of a
 CustomEvent over queued chat and bounded queues for a client that stops
 reading. Exit 0 on success, 1 on failure, 77 if no web server is installed."""
 import os
@@ -252,7 +252,7 @@ def t_slow_reader(st, chk):
 
 
 def t_big_room(st, chk):
-    """More members than one fan-out slice (SERVER_FANOUT_SLICE, 16): chat goes out in slices
+    """More members than one fan-out slice (ROOM_FANOUT_SLICE, 16): chat goes out in slices
     and still reaches everyone in seq order; a CustomEvent reaches all."""
     rid = st.create_room("big", ["admin"])
     members = [st.ws(rid, "m%03d" % i, direct=True, welcome=False) for i in range(300)]
@@ -370,6 +370,45 @@ def t_control_half_close(st, chk):
            "both replies after a half-close, one per line")
 
 
+def t_control_publish(st, chk):
+    """publish on the control socket applies the event-type rule that
+    chat-api, chatctl and the WebSocket apply: a bad type is refused with
+    bad_request, nothing is stored or sent; a good one reaches the member."""
+    rid = st.create_room("ctl-publish", [])
+    u = st.ws(rid, "user")
+    for bad in ("bad type!", "a/b", "x" * 65, ""):
+        rep = st.ctl("publish", {"room_id": rid, "event_type": bad, "payload": {}})
+        err = rep.get("error") or {}
+        chk.ok(rep.get("ok") is False and err.get("code") == "bad_request",
+               "control publish %r -> bad_request" % bad[:10], repr(rep))
+    chk.ok("A-Z a-z 0-9 _ . -" in (st.ctl("publish", {"room_id": rid, "event_type": "no way"})
+                                   .get("error") or {}).get("message", ""),
+           "the refusal names the rule")
+    rep = st.ctl("publish", {"room_id": rid, "event_type": "red.packet-2_x", "payload": {"n": 1}})
+    chk.ok(rep.get("ok") is True and rep["result"].get("recipients") == 1, "a valid event type is published",
+           repr(rep))
+    m = u.wait_for(lambda m: m["type"] == "CustomEvent", 3)
+    chk.ok(m is not None and m["payload"].get("event_type") == "red.packet-2_x",
+           "the member gets only the valid event", repr(u.seen[-3:]))
+    h = st.client.get("/management/sync/chat-history/%s" % rid)
+    kinds = [x.get("event_type") for x in (h.json or {}).get("messages", [])]
+    chk.eq(kinds, ["red.packet-2_x"], "only the valid event is stored")
+    u.close()
+
+
+def t_close_reason_cut(st, chk):
+    """A close reason longer than a close frame holds (123 bytes after the
+    code) is cut at a character boundary, not refused or split."""
+    rid = st.create_room("long-reason", [])
+    v = st.ws(rid, "victim")
+    rep = st.ctl("kick", {"room_id": rid, "user_id": "victim", "reason": "é" * 150})
+    chk.ok(rep.get("ok") and rep["result"].get("disconnected") == 1, "control kick, long reason", repr(rep))
+    code, reason = v.wait_closed(3)
+    chk.eq(code, 4409, "closed with 4409")
+    # "kicked: " is 8 bytes, "é" 2: 57 of them fit in 123 bytes.
+    chk.eq(reason, "kicked: " + "é" * 57, "the reason cut to 122 bytes, whole characters")
+
+
 _ran_once = set()
 
 
@@ -395,4 +434,6 @@ if __name__ == "__main__":
         ("big room", once(t_big_room)),
         ("room backlog", once(t_room_backlog)),
         ("control half-close", once(t_control_half_close)),
+        ("control publish", once(t_control_publish)),
+        ("close reason cut", once(t_close_reason_cut)),
     ]))

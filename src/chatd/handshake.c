@@ -1,0 +1,232 @@
+/*
+ * The WebSocket handshake and the connection counts it checks (see
+ * handshake.h). Runs in HTTP_CONFIRM_UPGRADE and again in ESTABLISHED;
+ * reads rooms (room_lookup may load one from the database) but changes
+ * nothing but the counts. Service thread only.
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "clock.h"
+#include "handshake.h"
+#include "jsonutil.h"
+#include "log.h"
+#include "model.h"
+#include "room.h"
+#include "token.h"
+#include "xmalloc.h"
+
+/* Connections counted per client address (MAX_CONNECTIONS_PER_ADDRESS). */
+struct handshake_addr {
+	unsigned n;
+};
+
+static int
+handshake_is_loopback(const char *a)
+{
+	return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
+	    strncmp(a, "::ffff:127.", 11) == 0;
+}
+
+/*
+ * The client address: the peer, or behind a local proxy the last
+ * X-Forwarded-For entry (the one the proxy appended; earlier ones are
+ * whatever the client claimed).
+ */
+static void
+handshake_address(struct lws *wsi, char *out, size_t len)
+{
+	char xff[2048], *last, *end;
+	int n;
+
+	out[0] = '\0';
+	lws_get_peer_simple(wsi, out, len);
+	if (out[0] == '\0')
+		strncpy(out, "unknown", len - 1);
+	if (!handshake_is_loopback(out) ||
+	    lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) <= 0)
+		return;
+	n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+	if (n <= 0)
+		return;
+	last = strrchr(xff, ',');
+	last = last != NULL ? last + 1 : xff;
+	while (*last == ' ' || *last == '\t')
+		last++;
+	end = last + strlen(last);
+	while (end > last && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	if (*last != '\0' && strlen(last) < len)
+		memcpy(out, last, strlen(last) + 1);
+}
+
+static unsigned
+handshake_addr_count(struct chatd *cd, const char *address)
+{
+	struct handshake_addr *ac = strmap_get(&cd->addresses, address);
+
+	return ac != NULL ? ac->n : 0;
+}
+
+void
+handshake_count(struct chatd *cd, const char *address, int delta)
+{
+	struct handshake_addr *ac = strmap_get(&cd->addresses, address);
+
+	if (delta > 0) {
+		cd->nconns++;
+		if (ac == NULL) {
+			ac = xcalloc(1, sizeof *ac);
+			strmap_set(&cd->addresses, address, ac);
+		}
+		ac->n++;
+		return;
+	}
+	cd->nconns--;
+	if (ac != NULL && --ac->n == 0)
+		free(strmap_remove(&cd->addresses, address));
+}
+
+static int
+handshake_refuse(struct handshake *hs, int status, const char *reason)
+{
+	hs->status = status;
+	hs->reason = reason;
+	return -1;
+}
+
+/* Capacity, path, user_id and nickname. buf holds query arguments. */
+static int
+handshake_request(struct chatd *cd, struct lws *wsi, struct handshake *hs, char *buf, size_t buflen)
+{
+	const struct config *cfg = cd->cfg;
+	const char *why, *uid, *nick, *p;
+
+	handshake_address(wsi, hs->address, sizeof hs->address);
+
+	if (cd->shutting_down)
+		return handshake_refuse(hs, 503, "server shutting down");
+	if ((long long)cd->nconns >= cfg->max_connections)
+		return handshake_refuse(hs, 503, "too many connections (MAX_CONNECTIONS)");
+	if (cfg->max_connections_per_address > 0 &&
+	    (long long)handshake_addr_count(cd, hs->address) >= cfg->max_connections_per_address)
+		return handshake_refuse(hs, 429, "too many connections from this address");
+
+	if (lws_hdr_copy(wsi, hs->uri, sizeof hs->uri, WSI_TOKEN_GET_URI) <= 0 ||
+	    strncmp(hs->uri, "/ws/rooms/", 10) != 0)
+		return handshake_refuse(hs, 404, "unknown path");
+	hs->room_id = hs->uri + 10;
+	for (p = hs->room_id; *p != '\0'; p++) {
+		if (*p == '/' || (unsigned char)*p < 0x20)
+			return handshake_refuse(hs, 404, "unknown path");
+	}
+	if (*hs->room_id == '\0' || strlen(hs->room_id) > 64)
+		return handshake_refuse(hs, 404, "unknown room");
+
+	uid = lws_get_urlarg_by_name(wsi, "user_id=", buf, (int)buflen);
+	if (uid == NULL || *uid == '\0')
+		return handshake_refuse(hs, 400, "missing user_id");
+	if (text_check(uid, 1, USER_ID_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0)
+		return handshake_refuse(hs, 400, "invalid user_id");
+	strcpy(hs->user_id, uid);
+	nick = lws_get_urlarg_by_name(wsi, "nickname=", buf, (int)buflen);
+	if (nick == NULL || *nick == '\0')
+		nick = hs->user_id;
+	else if (text_check(nick, 0, NICKNAME_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0)
+		return handshake_refuse(hs, 400, "invalid nickname");
+	memmove(hs->nickname, nick, strlen(nick) + 1);
+
+	return 0;
+}
+
+/* Token mode: a valid token for this user and room (401 otherwise). */
+static int
+handshake_token(struct chatd *cd, struct lws *wsi, struct handshake *hs, char *buf, size_t buflen)
+{
+	struct token_claims claims;
+	const char *token, *why;
+	int rc = 0;
+
+	token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)buflen);
+	if (token == NULL || *token == '\0')
+		return handshake_refuse(hs, 401, "token required");
+	if (token_verify(cd->cfg->token_secret, token, clock_wall_ms() / 1000, &claims, &why) != 0)
+		return handshake_refuse(
+		    hs, 401, strcmp(why, "expired") == 0 ? "token expired" : "invalid token");
+	if (strcmp(claims.sub, hs->user_id) != 0)
+		rc = handshake_refuse(hs, 401, "token is for another user");
+	else if (strcmp(claims.room, hs->room_id) != 0)
+		rc = handshake_refuse(hs, 401, "token is for another room");
+	else {
+		/* The token is the identity: its nickname and admin claim win. */
+		if (claims.nick != NULL && strlen(claims.nick) < sizeof hs->nickname)
+			memcpy(hs->nickname, claims.nick, strlen(claims.nick) + 1);
+		hs->is_admin = claims.admin;
+		hs->token_exp_ms = claims.exp * 1000;
+	}
+	token_claims_clear(&claims);
+	return rc;
+}
+
+/* The room: exists, open, user not banned. */
+static int
+handshake_room(struct chatd *cd, struct handshake *hs)
+{
+	int status = 0;
+
+	hs->room = room_lookup(cd, hs->room_id, &status);
+	if (hs->room == NULL)
+		return handshake_refuse(
+		    hs, status, status == 404 ? "unknown room" : "internal error");
+	if (hs->room->closed)
+		return handshake_refuse(hs, 404, "room closed");
+	if (room_ban_find(hs->room, hs->user_id, clock_wall_ms()) != NULL)
+		return handshake_refuse(hs, 403, "banned from this room");
+	return 0;
+}
+
+/*
+ * Runs twice: in HTTP_CONFIRM_UPGRADE, where a refusal is a real HTTP
+ * status, and again in ESTABLISHED, which is where the connection is
+ * counted (nothing can change in between: both run in the same loop
+ * iteration, but checking again costs little and keeps ESTABLISHED
+ * honest).
+ */
+int
+handshake_check(struct chatd *cd, struct lws *wsi, struct handshake *hs)
+{
+	char buf[HANDSHAKE_ARG_MAX + 16], *tbuf;
+	int rc;
+
+	memset(hs, 0, sizeof *hs);
+	if (handshake_request(cd, wsi, hs, buf, sizeof buf) != 0)
+		return -1;
+	if (cd->cfg->token_secret != NULL) {
+		tbuf = xmalloc(TOKEN_MAX_LEN + 16); /* "token=" and a whole token */
+		rc = handshake_token(cd, wsi, hs, tbuf, TOKEN_MAX_LEN + 16);
+		free(tbuf);
+		if (rc != 0)
+			return -1;
+	}
+	return handshake_room(cd, hs);
+}
+
+int
+handshake_confirm(struct chatd *cd, struct lws *wsi, const char *upgrade)
+{
+	struct handshake hs;
+
+	if (upgrade == NULL || strcasecmp(upgrade, "websocket") != 0)
+		return -1;
+	handshake_check(cd, wsi, &hs);
+	if (hs.status == 0)
+		return 0;
+	log_info("refused %s: %d %s (%s)", hs.address, hs.status, hs.reason, hs.uri);
+	/* An answer before the upgrade: a real HTTP status. */
+	if (lws_return_http_status(wsi, (unsigned)hs.status, hs.reason) != 0)
+		return -1;
+	return 1;
+}
