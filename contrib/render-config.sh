@@ -28,6 +28,7 @@
 # so that the server holds MAX_CONNECTIONS proxied WebSockets and still has
 # room for SPARE (256) management requests at once:
 #   @NGINX_WORKER_CONNECTIONS@ @NGINX_WORKER_RLIMIT_NOFILE@ @NGINX_WS_LIMIT@
+#   @NGINX_WS_LIMIT_KEY@
 #   @LIGHTTPD_MAX_FDS@ @LIGHTTPD_MAX_CONNECTIONS@
 #   @APACHE_SERVER_LIMIT@ @APACHE_THREADS_PER_CHILD@ @APACHE_MAX_REQUEST_WORKERS@
 # from these variables:
@@ -139,7 +140,15 @@ size_nginx() {
 	fi
 	NGINX_WORKER_CONNECTIONS=$wc
 	NGINX_WORKER_RLIMIT_NOFILE=$nofile
-	NGINX_WS_LIMIT=$ws
+	# limit_conn counts at most 65535 per key; beyond that the key is empty
+	# (nginx counts nothing) and chatd's MAX_CONNECTIONS alone is the bound.
+	if [ "$ws" -le 65535 ]; then
+		NGINX_WS_LIMIT=$ws
+		NGINX_WS_LIMIT_KEY='$server_name'
+	else
+		NGINX_WS_LIMIT=65535
+		NGINX_WS_LIMIT_KEY='""'
+	fi
 }
 
 # Sizing for lighttpd (one process): a connection is a client, with a second
@@ -202,7 +211,8 @@ if [ -z "${WEB_MAX_THREADS:-}" ]; then
 	[ "$WEB_MAX_THREADS" -le "$threads_max" ] || WEB_MAX_THREADS=$threads_max
 fi
 WEB_MAX_THREADS=$(count WEB_MAX_THREADS "$WEB_MAX_THREADS" $((THREAD_HEADROOM + 3)) 100000000)
-if uses NGINX_WORKER_CONNECTIONS || uses NGINX_WORKER_RLIMIT_NOFILE || uses NGINX_WS_LIMIT; then
+if uses NGINX_WORKER_CONNECTIONS || uses NGINX_WORKER_RLIMIT_NOFILE || uses NGINX_WS_LIMIT ||
+	uses NGINX_WS_LIMIT_KEY; then
 	size_nginx
 fi
 if uses LIGHTTPD_MAX_FDS || uses LIGHTTPD_MAX_CONNECTIONS; then
@@ -225,7 +235,7 @@ script=
 missing=
 for name in BIND_HOST BIND_PORT API_SOCKET API_HOST API_PORT CHATD_ADDR CHATD_HOST \
     CHATD_PORT STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
-    NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE NGINX_WS_LIMIT \
+    NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE NGINX_WS_LIMIT NGINX_WS_LIMIT_KEY \
     LIGHTTPD_MAX_FDS LIGHTTPD_MAX_CONNECTIONS \
     APACHE_SERVER_LIMIT APACHE_THREADS_PER_CHILD APACHE_MAX_REQUEST_WORKERS; do
 	# Placeholders on comment lines are documentation: left as they are.
