@@ -263,7 +263,7 @@ port_free() {
 serve() {
 	local chat_api=$builddir/src/api/chat-api chatd=$builddir/src/chatd/chatd
 	local sync=$builddir/src/sync/chat-sync bind chatd_listen host port probe
-	local api_sock key template conf code i url_host front_bin pid
+	local api_sock key template conf code i url_host front_bin pid max_conns
 
 	[ -x "$chat_api" ] || die "$chat_api is missing: run contrib/quickstart.sh (or build) first"
 	case $front in
@@ -292,6 +292,9 @@ serve() {
 	conf_get CONTROL_SOCKET >/dev/null || export CONTROL_SOCKET="$state/control.sock"
 	bind=$(conf_get BIND_ADDRESS) || bind=127.0.0.1:3000
 	chatd_listen=$(conf_get CHATD_LISTEN) || chatd_listen=127.0.0.1:3001
+	# The web server is sized for chatd's MAX_CONNECTIONS (render-config.sh
+	# warns when the open-file limit does not allow it).
+	max_conns=$(conf_get MAX_CONNECTIONS) || max_conns=100000
 	key=$(conf_get ADMIN_API_KEY) || key=
 	host=${bind%:*}
 	port=${bind##*:}
@@ -328,14 +331,16 @@ serve() {
 		conf=$state/lighttpd.conf
 		# No privilege switch: lighttpd runs as the invoking user.
 		BIND_ADDRESS=$bind STATE_DIR=$state API_SOCKET=$api_sock CHATD_ADDR=$chatd_listen \
-			WEB_USER='' WEB_GROUP='' "$top/contrib/render-config.sh" -o "$conf" "$template"
+			MAX_CONNECTIONS=$max_conns WEB_USER='' WEB_GROUP='' \
+			"$top/contrib/render-config.sh" -o "$conf" "$template"
 		start_bg lighttpd "$front_bin" -D -f "$conf"
 	else
 		template=$top/contrib/nginx/chatd.conf
 		conf=$state/nginx.conf
 		# Workers run as the invoking user (nginx ignores "user" unless root).
 		BIND_ADDRESS=$bind STATE_DIR=$state API_SOCKET=$api_sock CHATD_ADDR=$chatd_listen \
-			WEB_USER="$(id -un)" WEB_GROUP="$(id -gn)" "$top/contrib/render-config.sh" -o "$conf" "$template"
+			MAX_CONNECTIONS=$max_conns WEB_USER="$(id -un)" WEB_GROUP="$(id -gn)" \
+			"$top/contrib/render-config.sh" -o "$conf" "$template"
 		start_bg nginx "$front_bin" -e stderr -p "$state" -c "$conf" -g 'daemon off;'
 	fi
 

@@ -24,6 +24,24 @@
 #                              started as root (default www-data; empty
 #                              keeps lighttpd as the starting user)
 #
+# Connection limits, computed (docs/deployment.md, "Sizing the web server")
+# so that the server holds MAX_CONNECTIONS proxied WebSockets and still has
+# room for SPARE (256) management requests at once:
+#   @NGINX_WORKER_CONNECTIONS@ @NGINX_WORKER_RLIMIT_NOFILE@ @NGINX_WS_LIMIT@
+#   @NGINX_WS_LIMIT_KEY@
+#   @LIGHTTPD_MAX_FDS@ @LIGHTTPD_MAX_CONNECTIONS@
+#   @APACHE_SERVER_LIMIT@ @APACHE_THREADS_PER_CHILD@ @APACHE_MAX_REQUEST_WORKERS@
+# from these variables:
+#   MAX_CONNECTIONS   WebSockets to hold, chatd's setting (default 100000)
+#   WEB_MAX_FDS       open files one web server process may have (default:
+#                     the hard limit of this script, `ulimit -Hn`)
+#   WEB_MAX_THREADS   threads the web server's account may run, Apache only
+#                     (default: the hard process limit, `ulimit -Hu`)
+# A limit too small for MAX_CONNECTIONS is not an error: the config is sized
+# for as many WebSockets as the limit allows, and a warning on standard
+# error names that number (set chatd's MAX_CONNECTIONS to it, or raise the
+# limit).
+#
 # Placeholders are replaced on every line except comment lines (a line whose
 # first non-blank character is #), so each template's header keeps naming
 # them. A placeholder that the template uses but that has no value is an
@@ -63,6 +81,147 @@ ENV_FILE=${ENV_FILE:-${CHAT_ENV_FILE:-}}
 WEB_USER=${WEB_USER-www-data}
 WEB_GROUP=${WEB_GROUP-$WEB_USER}
 
+# ---- sizing (the arithmetic is explained in docs/deployment.md) ----
+
+# Requests other than WebSockets (the management API) in flight at once.
+SPARE=256
+# Files a process keeps besides its connections: listeners, logs, the pid
+# file, event and signal descriptors, body buffer files.
+FD_BASE=64
+# Slots nginx takes from worker_connections besides connections: one per
+# listening socket in each worker.
+NGINX_LISTEN_SLOTS=16
+# Threads per Apache child at most: 2 x 480 + 64 = 1024 descriptors, the
+# usual soft open-file limit, which Apache does not raise by itself.
+APACHE_TPC_MAX=480
+# Threads the web server's account keeps for its other processes.
+THREAD_HEADROOM=256
+
+warn() { echo "render-config.sh: warning: $*" >&2; }
+die() { echo "render-config.sh: $*" >&2; exit 2; }
+uses() { grep -v '^[[:space:]]*#' "$template" | grep -q "@$1@"; }
+
+# A count: digits only (leading zeros dropped, so the shell does not read
+# octal), between $2 and $3. Prints it.
+count() {
+	case $2 in '' | *[!0-9]*) die "$1=$2: expected a whole number" ;; esac
+	c=${2#"${2%%[!0]*}"}
+	c=${c:-0}
+	[ ${#c} -le 9 ] && [ "$c" -ge "$3" ] && [ "$c" -le "$4" ] ||
+		die "$1=$2: expected $3-$4"
+	printf '%s' "$c"
+}
+
+# The hard limit on a resource of this process, from /proc/self/limits (the
+# shell's ulimit options differ between dash and bash); "unlimited" and a
+# missing file give $2.
+hard_limit() {
+	v=$(awk -v name="$1" 'index($0, name) == 1 { print $(NF - 1) }' /proc/self/limits 2>/dev/null) || v=
+	case $v in '' | *[!0-9]*) v=$2 ;; esac
+	printf '%s' "$v"
+}
+
+# Sizing for nginx: every proxied WebSocket takes two worker_connections
+# (client and chatd), and so does every management request (client and
+# chat-api). Connections are not balanced between workers, so each worker
+# is sized to hold all of them.
+size_nginx() {
+	wc=$((2 * (MAX_CONNECTIONS + SPARE) + NGINX_LISTEN_SLOTS))
+	nofile=$((wc + FD_BASE))
+	ws=$MAX_CONNECTIONS
+	if [ "$nofile" -gt "$WEB_MAX_FDS" ]; then
+		nofile=$WEB_MAX_FDS
+		wc=$((nofile - FD_BASE))
+		ws=$(((wc - NGINX_LISTEN_SLOTS) / 2 - SPARE))
+		[ "$ws" -ge 1 ] || die "WEB_MAX_FDS=$WEB_MAX_FDS leaves nginx no room for WebSockets"
+		warn "MAX_CONNECTIONS=$MAX_CONNECTIONS cannot be honoured by nginx with $WEB_MAX_FDS open files" \
+			"per process (WEB_MAX_FDS): sized for $ws WebSockets; set MAX_CONNECTIONS=$ws for chatd" \
+			"or raise the web server's open-file limit"
+	fi
+	NGINX_WORKER_CONNECTIONS=$wc
+	NGINX_WORKER_RLIMIT_NOFILE=$nofile
+	# limit_conn counts at most 65535 per key; beyond that the key is empty
+	# (nginx counts nothing) and chatd's MAX_CONNECTIONS alone is the bound.
+	if [ "$ws" -le 65535 ]; then
+		NGINX_WS_LIMIT=$ws
+		NGINX_WS_LIMIT_KEY='$server_name'
+	else
+		NGINX_WS_LIMIT=65535
+		NGINX_WS_LIMIT_KEY='""'
+	fi
+}
+
+# Sizing for lighttpd (one process): a connection is a client, with a second
+# descriptor while it is proxied to chatd or chat-api. lighttpd stops
+# accepting above 90% of server.max-fds, and takes both limits as 16-bit
+# numbers (at most 65535).
+size_lighttpd() {
+	conns=$((MAX_CONNECTIONS + SPARE))
+	need=$((2 * conns + FD_BASE))
+	fds=$(((need * 10 + 8) / 9))
+	while [ $((fds * 9 / 10)) -lt "$need" ]; do fds=$((fds + 1)); done
+	ws=$MAX_CONNECTIONS
+	cap=$WEB_MAX_FDS
+	[ "$cap" -le 65535 ] || cap=65535
+	if [ "$fds" -gt "$cap" ]; then
+		fds=$cap
+		conns=$(((fds * 9 / 10 - FD_BASE) / 2))
+		ws=$((conns - SPARE))
+		[ "$ws" -ge 1 ] || die "WEB_MAX_FDS=$WEB_MAX_FDS leaves lighttpd no room for WebSockets"
+		warn "MAX_CONNECTIONS=$MAX_CONNECTIONS cannot be honoured by lighttpd with $fds open files" \
+			"(WEB_MAX_FDS=$WEB_MAX_FDS; lighttpd's own ceiling is 65535): sized for $ws WebSockets;" \
+			"set MAX_CONNECTIONS=$ws for chatd or put a larger server in front"
+	fi
+	LIGHTTPD_MAX_FDS=$fds
+	LIGHTTPD_MAX_CONNECTIONS=$conns
+}
+
+# Sizing for Apache's event MPM: a proxied WebSocket holds one worker thread
+# (and two descriptors of its process) for as long as it is open.
+size_apache() {
+	need=$((MAX_CONNECTIONS + SPARE))
+	tpc=$APACHE_TPC_MAX
+	[ $(((WEB_MAX_FDS - FD_BASE) / 2)) -ge "$tpc" ] || tpc=$(((WEB_MAX_FDS - FD_BASE) / 2))
+	[ "$need" -ge "$tpc" ] || tpc=$need
+	[ "$tpc" -ge 1 ] || die "WEB_MAX_FDS=$WEB_MAX_FDS leaves Apache no room for WebSockets"
+	servers=$(((need + tpc - 1) / tpc))
+	# Each child also runs a main and a listener thread.
+	most=$(((WEB_MAX_THREADS - THREAD_HEADROOM) / (tpc + 2)))
+	[ "$most" -le 20000 ] || most=20000
+	ws=$MAX_CONNECTIONS
+	if [ "$servers" -gt "$most" ]; then
+		servers=$most
+		ws=$((servers * tpc - SPARE))
+		[ "$ws" -ge 1 ] || die "WEB_MAX_THREADS=$WEB_MAX_THREADS leaves Apache no room for WebSockets"
+		warn "MAX_CONNECTIONS=$MAX_CONNECTIONS cannot be honoured by Apache with $WEB_MAX_THREADS threads" \
+			"(WEB_MAX_THREADS) and $WEB_MAX_FDS open files per process (WEB_MAX_FDS): sized for $ws" \
+			"WebSockets; set MAX_CONNECTIONS=$ws for chatd or raise the limits"
+	fi
+	APACHE_SERVER_LIMIT=$servers
+	APACHE_THREADS_PER_CHILD=$tpc
+	APACHE_MAX_REQUEST_WORKERS=$((servers * tpc))
+}
+
+MAX_CONNECTIONS=$(count MAX_CONNECTIONS "${MAX_CONNECTIONS:-100000}" 1 10000000)
+WEB_MAX_FDS=$(count WEB_MAX_FDS "${WEB_MAX_FDS:-$(hard_limit 'Max open files' 1048576)}" 256 100000000)
+threads_max=$(cat /proc/sys/kernel/threads-max 2>/dev/null) || threads_max=32768
+case $threads_max in '' | *[!0-9]*) threads_max=32768 ;; esac
+if [ -z "${WEB_MAX_THREADS:-}" ]; then
+	WEB_MAX_THREADS=$(hard_limit 'Max processes' "$threads_max")
+	[ "$WEB_MAX_THREADS" -le "$threads_max" ] || WEB_MAX_THREADS=$threads_max
+fi
+WEB_MAX_THREADS=$(count WEB_MAX_THREADS "$WEB_MAX_THREADS" $((THREAD_HEADROOM + 3)) 100000000)
+if uses NGINX_WORKER_CONNECTIONS || uses NGINX_WORKER_RLIMIT_NOFILE || uses NGINX_WS_LIMIT ||
+	uses NGINX_WS_LIMIT_KEY; then
+	size_nginx
+fi
+if uses LIGHTTPD_MAX_FDS || uses LIGHTTPD_MAX_CONNECTIONS; then
+	size_lighttpd
+fi
+if uses APACHE_SERVER_LIMIT || uses APACHE_THREADS_PER_CHILD || uses APACHE_MAX_REQUEST_WORKERS; then
+	size_apache
+fi
+
 # Escapes a value for the right-hand side of a sed s|||; newlines are refused.
 sed_escape() {
 	case $1 in
@@ -75,7 +234,10 @@ sed_escape() {
 script=
 missing=
 for name in BIND_HOST BIND_PORT API_SOCKET API_HOST API_PORT CHATD_ADDR CHATD_HOST \
-    CHATD_PORT STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP; do
+    CHATD_PORT STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
+    NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE NGINX_WS_LIMIT NGINX_WS_LIMIT_KEY \
+    LIGHTTPD_MAX_FDS LIGHTTPD_MAX_CONNECTIONS \
+    APACHE_SERVER_LIMIT APACHE_THREADS_PER_CHILD APACHE_MAX_REQUEST_WORKERS; do
 	# Placeholders on comment lines are documentation: left as they are.
 	grep -v '^[[:space:]]*#' "$template" | grep -q "@$name@" || continue
 	eval "isset=\${$name+x}"

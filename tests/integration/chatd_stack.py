@@ -37,10 +37,10 @@ def require_chatd(front):
 class ChatdStack(stack.Stack):
     """stack.Stack with the real chatd instead of the fake WebSocket backend."""
 
-    def __init__(self, front, settings=None):
+    def __init__(self, front, settings=None, render_env=None):
         s = {"USER_MESSAGE_INTERVAL_SECS": "0", "LOG_LEVEL": "info"}
         s.update(settings or {})
-        super().__init__(front, settings=s, fake_chatd=False)
+        super().__init__(front, settings=s, fake_chatd=False, render_env=render_env)
         self.chatd = None
         self.chatd_runs = 0
 
@@ -143,12 +143,13 @@ class ChatdStack(stack.Stack):
         return ws
 
 
-def run_suite(front, chk, tests, settings=None):
+def run_suite(front, chk, tests, settings=None, render_env=None):
     """Starts a ChatdStack on front, runs tests [(name, fn(st, chk))] into
     chk (names prefixed with the front), stops everything. Returns the
-    exit status an interruption asks for, else None."""
+    exit status an interruption asks for, else None. render_env: extra
+    variables for render-config.sh."""
     require_chatd(front)
-    st = ChatdStack(front, settings)
+    st = ChatdStack(front, settings, render_env)
     code = None
     before = len(chk.failures)
     try:

@@ -655,7 +655,7 @@ class Stack:
     settings: extra KEY=VALUE lines for the env file. admin_key=None leaves
     ADMIN_API_KEY out of the file entirely; "" writes it empty."""
 
-    def __init__(self, front, admin_key=KEY, settings=None, fake_chatd=True, bind_port=None):
+    def __init__(self, front, admin_key=KEY, settings=None, fake_chatd=True, bind_port=None, render_env=None):
         if front not in FRONTS:
             raise ValueError(front)
         self.front = front
@@ -664,6 +664,7 @@ class Stack:
         self.settings = dict(settings or {})
         self.want_fake_chatd = fake_chatd
         self.bind_port = bind_port
+        self.render_env = dict(render_env or {})
         self.procs = []
         self.fake = None
         self.tmp = None
@@ -746,7 +747,11 @@ class Stack:
                 "WEB_GROUP": "www-data",
             }
         )
-        render(os.path.join(CONTRIB, self.template), self.conf, render_env)
+        # The web server is sized from chatd's setting, as in production.
+        if "MAX_CONNECTIONS" in self.settings:
+            render_env["MAX_CONNECTIONS"] = str(self.settings["MAX_CONNECTIONS"])
+        render_env.update(self.render_env)
+        self.render_output = render(os.path.join(CONTRIB, self.template), self.conf, render_env)
 
         exe = which(self.server)
         if self.server == "lighttpd":
@@ -848,6 +853,7 @@ def render(template, out, env):
     )
     if r.returncode != 0:
         raise StackError("render-config.sh failed: %s" % r.stdout.decode("utf-8", "replace"))
+    return r.stdout.decode("utf-8", "replace")
 
 
 def main_for_front(front, title, extra=None):

@@ -4,6 +4,10 @@
   placeholder behind, and passes its server's own check (lighttpd -tt,
   apache2 -t, nginx -t); a missing value is refused, odd characters in a
   value survive;
+- the connection limits it renders (nginx worker_connections, lighttpd
+  server.max-fds, Apache MPM limits) follow MAX_CONNECTIONS and the
+  open-file and thread limits (WEB_MAX_FDS, WEB_MAX_THREADS), clamped with a
+  warning, and the servers accept them;
 - contrib/env.example names every setting of `chat-api --config-table`,
   its commented defaults match the table, and chat-api starts with it
   without warnings;
@@ -87,6 +91,117 @@ def t_templates(chk, tmp):
     nl = dict(full, STATE_DIR=tmp + "\nevil")
     code, text = run(["/bin/sh", stack.RENDER, os.path.join(stack.CONTRIB, "nginx/chatd.conf")], stack.clean_env(nl))
     chk.ok(code != 0, "a value with a newline refused")
+
+
+def render_sizing(tpl, tmp, max_conns, fds, threads=None):
+    """Renders tpl with the given limits; returns (exit code, stderr+stdout,
+    {directive: number} of the rendered config)."""
+    env = {"BIND_ADDRESS": "127.0.0.1:3000", "API_SOCKET": os.path.join(tmp, "api.sock"),
+           "API_ADDR": "127.0.0.1:3002", "STATE_DIR": tmp, "CHAT_API": stack.CHAT_API,
+           "ENV_FILE": os.path.join(tmp, "chatd.env"), "MAX_CONNECTIONS": str(max_conns), "WEB_MAX_FDS": str(fds)}
+    if threads is not None:
+        env["WEB_MAX_THREADS"] = str(threads)
+    out = os.path.join(tmp, "sized-" + tpl.replace("/", "-"))
+    code, text = run(["/bin/sh", stack.RENDER, "-o", out, os.path.join(stack.CONTRIB, tpl)], stack.clean_env(env))
+    nums = {}
+    if code == 0:
+        with open(out, encoding="utf-8") as f:
+            for line in f:
+                m = re.match(r"^\s*([A-Za-z_.-]+)\s+(?:=\s*)?(\d+);?$", line) or \
+                    re.match(r"^\s*limit_conn\s+chatd_ws\s+(\d+);$", line)
+                if m and len(m.groups()) == 2:
+                    nums[m.group(1)] = int(m.group(2))
+                elif m:
+                    nums["limit_conn"] = int(m.group(1))
+    return code, text, nums, out
+
+
+def t_sizing(chk, tmp):
+    """The connection limits follow MAX_CONNECTIONS and the open-file and
+    thread limits as docs/deployment.md ("Sizing the web server") says."""
+    spare, base = 256, 64
+    # nginx: two connections per WebSocket or request, every worker sized for all.
+    code, text, n, _ = render_sizing("nginx/chatd.conf", tmp, 2000, 20000)
+    chk.eq((code, n.get("worker_connections"), n.get("worker_rlimit_nofile"), n.get("limit_conn")),
+           (0, 2 * (2000 + spare) + 16, 2 * (2000 + spare) + 16 + base, 2000), "nginx sized for 2000")
+    chk.ok("warning" not in text, "nginx: no warning when the limit allows MAX_CONNECTIONS", text)
+    with open(os.path.join(tmp, "sized-nginx-chatd.conf"), encoding="utf-8") as f:
+        chk.ok(re.search(r"^\s*limit_conn_zone \$server_name zone=chatd_ws:", f.read(), re.M),
+               "nginx counts the WebSockets under one key")
+    code, text, n, out = render_sizing("nginx/chatd.conf", tmp, 100000, 20000)
+    ws = (20000 - base - 16) // 2 - spare
+    chk.eq((code, n.get("worker_connections"), n.get("worker_rlimit_nofile"), n.get("limit_conn")),
+           (0, 20000 - base, 20000, ws), "nginx clamped to 20000 open files")
+    chk.ok("warning: MAX_CONNECTIONS=100000 cannot be honoured by nginx" in text and
+           "sized for %d WebSockets" % ws in text, "nginx: the clamp is announced with the WebSocket count", text)
+    code, text, n, out = render_sizing("nginx/chatd.conf", tmp, 100000, 262144)
+    with open(out, encoding="utf-8") as f:
+        zone = re.findall(r"^\s*limit_conn_zone (\S+) zone=chatd_ws", f.read(), re.M)
+    chk.eq((n.get("worker_connections"), n.get("limit_conn"), zone), (2 * (100000 + spare) + 16, 65535, ['""']),
+           "nginx sized for 100000 with 262144 open files; limit_conn (at most 65535) counts nothing")
+    if stack.which("nginx"):
+        code, text = run([stack.which("nginx"), "-t", "-e", "stderr", "-p", tmp, "-c", out])
+        chk.eq(code, 0, "nginx -t accepts the large config (%s)" % text.strip()[-200:])
+
+    # lighttpd: a connection holds two descriptors; accepting stops above 90%.
+    for conns_in, fds_in in ((2000, 20000), (100000, 20000), (100000, 262144), (1, 20000)):
+        code, text, n, out = render_sizing("lighttpd/chatd-socket.conf", tmp, conns_in, fds_in)
+        mf, mc = n.get("server.max-fds"), n.get("server.max-connections")
+        what = "lighttpd, MAX_CONNECTIONS=%d, %d open files" % (conns_in, fds_in)
+        if not chk.ok(code == 0 and mf and mc, what + ": rendered", text):
+            continue
+        chk.ok(mf <= min(fds_in, 65535), what + ": max-fds within the limits", str(mf))
+        chk.ok(2 * mc + base <= mf * 9 // 10 and mc <= mf // 2, what + ": max-connections fit below 90% of max-fds",
+               "%d %d" % (mc, mf))
+        if mc >= conns_in + spare:
+            chk.eq(mc, conns_in + spare, what + ": MAX_CONNECTIONS + 256 connections")
+            chk.ok((mf - 1) * 9 // 10 < 2 * mc + base, what + ": max-fds no larger than needed", str(mf))
+            chk.ok("warning" not in text, what + ": no warning", text)
+        else:
+            chk.ok(mf == min(fds_in, 65535), what + ": clamped to the limit", str(mf))
+            chk.ok("sized for %d WebSockets" % (mc - spare) in text, what + ": the clamp is announced", text)
+        if stack.which("lighttpd"):
+            code, text = run([stack.which("lighttpd"), "-tt", "-f", out])
+            chk.ok(code == 0 and "warn" not in text.lower(), what + ": lighttpd -tt accepts it", text[-300:])
+    code, text, n, _ = render_sizing("lighttpd/chatd-socket.conf", tmp, 2000, 20000)
+    chk.eq((n.get("server.max-fds"), n.get("server.max-connections")), (5085, 2256), "lighttpd sized for 2000")
+
+    # Apache: a thread per WebSocket, at most 480 per child.
+    for conns_in, fds_in, threads in ((2000, 20000, 96362), (40, 20000, 96362), (100000, 20000, 20000),
+                                      (5000, 600, 96362)):
+        code, text, n, out = render_sizing("apache/chatd.conf", tmp, conns_in, fds_in, threads)
+        sl, tl, tpc, mrw = (n.get(k) for k in ("ServerLimit", "ThreadLimit", "ThreadsPerChild", "MaxRequestWorkers"))
+        what = "Apache, MAX_CONNECTIONS=%d, %d open files, %d threads" % (conns_in, fds_in, threads)
+        if not chk.ok(code == 0 and sl and tpc and mrw, what + ": rendered", text):
+            continue
+        chk.ok(tl == tpc and mrw == sl * tpc, what + ": MaxRequestWorkers = ServerLimit x ThreadsPerChild",
+               "%s %s %s %s" % (sl, tl, tpc, mrw))
+        chk.ok(tpc <= 480 and 2 * tpc + base <= fds_in, what + ": a child's WebSockets fit its open files", str(tpc))
+        chk.ok(sl * (tpc + 2) <= threads - 256, what + ": threads within WEB_MAX_THREADS", str(sl * (tpc + 2)))
+        if mrw >= conns_in + spare:
+            chk.ok(mrw - tpc < conns_in + spare, what + ": no more children than needed", str(mrw))
+            chk.ok("warning" not in text, what + ": no warning", text)
+        else:
+            chk.ok("sized for %d WebSockets" % (mrw - spare) in text, what + ": the clamp is announced", text)
+        if stack.which("apache2"):
+            code, text = run([stack.which("apache2"), "-t", "-f", out])
+            chk.ok(code == 0 and "warn" not in text.lower(), what + ": apache2 -t accepts it", text[-300:])
+    code, text, n, _ = render_sizing("apache/chatd.conf", tmp, 2000, 20000, 96362)
+    chk.eq((n.get("ServerLimit"), n.get("ThreadsPerChild"), n.get("MaxRequestWorkers")), (5, 480, 2400),
+           "Apache sized for 2000")
+
+    # Bad values are refused, naming the variable; leading zeros are decimal.
+    for key, value in (("MAX_CONNECTIONS", "abc"), ("MAX_CONNECTIONS", "0"), ("MAX_CONNECTIONS", "10000001"),
+                       ("WEB_MAX_FDS", "12"), ("WEB_MAX_FDS", "-1")):
+        args = {"MAX_CONNECTIONS": 2000, "WEB_MAX_FDS": 20000}
+        args[key] = value
+        code, text, _, _ = render_sizing("nginx/chatd.conf", tmp, args["MAX_CONNECTIONS"], args["WEB_MAX_FDS"])
+        chk.ok(code == 2 and ("%s=%s" % (key, value)) in text, "%s=%s refused" % (key, value), "%d %r" % (code, text))
+    code, text, _, _ = render_sizing("nginx/chatd.conf", tmp, 2000, 300)
+    chk.ok(code == 2 and "no room for WebSockets" in text, "an open-file limit too small for anything is refused",
+           text)
+    code, text, n, _ = render_sizing("nginx/chatd.conf", tmp, "0100", 20000)
+    chk.eq((code, n.get("limit_conn")), (0, 100), "MAX_CONNECTIONS=0100 is 100")
 
 
 def config_table():
@@ -216,6 +331,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="chatd-it-contrib-")
     try:
         chk.run("templates", t_templates, chk, tmp)
+        chk.run("sizing", t_sizing, chk, tmp)
         chk.run("env.example", t_env_example, chk, tmp)
         chk.run("systemd", t_systemd, chk, tmp)
         chk.run("quickstart", t_quickstart, chk, tmp)
