@@ -2,8 +2,9 @@
  * chat-api: the management REST API as a FastCGI (or SCGI) application.
  * main() loads settings, checks the database once (running migrations),
  * starts the worker threads, then waits for a signal. libfcgi's own SIGTERM
- * handling never wakes threads blocked in accept (FACTS.md), so every
- * thread blocks the signals and main() takes them with sigwait().
+ * handling only sets a flag that threads blocked in FCGX_Accept_r() never
+ * look at (they stay in accept until a request comes), so every thread
+ * blocks the signals and main() takes them with sigwait().
  */
 #include "autoconf.h"
 

@@ -1,6 +1,8 @@
 /*
  * REQUEST_URI parsing; see uri.h. The raw URI is the only routing input
- * that every web server passes the same way (FACTS.md), so all decoding
+ * that lighttpd, Apache (mod_proxy_fcgi) and nginx all pass the same way:
+ * raw, still percent-encoded, query included (the split path variables
+ * differ from one server to the next), so all decoding
  * happens here, once.
  */
 #include "autoconf.h"

@@ -122,8 +122,7 @@ wsproto_parse_custom_event(const cJSON *p, size_t max_content, size_t frame_len,
 		return wsproto_fail(code, message, "invalid_field", cause);
 	if (!model_event_type_ok(event_type))
 		return wsproto_fail(code, message, "invalid_field",
-		    xstrdup("field \"event_type\" may hold only letters, digits, "
-			    "'_', '.' and '-'"));
+		    xstrdup("field \"event_type\" must be " MODEL_EVENT_TYPE_RULE));
 	item = cJSON_GetObjectItemCaseSensitive(p, "payload");
 	req->payload_json = item != NULL ? json_print(item) : xstrdup("{}");
 	if (strlen(req->payload_json) > frame_len)
