@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "ctl.h"
 #include "xmalloc.h"
 
@@ -1243,8 +1244,8 @@ START_TEST(test_call_threads_unique_ids)
 }
 END_TEST
 
-static Suite *
-ctl_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("ctl");
 	TCase *tc;
@@ -1294,16 +1295,4 @@ ctl_suite(void)
 	tcase_add_test(tc, test_call_threads_unique_ids);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(ctl_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -22,6 +22,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "check_main.h"
 #include "db.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -1985,11 +1986,13 @@ START_TEST(test_busy_lock_held)
 }
 END_TEST
 
-static Suite *
-db_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("db");
 	TCase *tc;
+
+	log_init("test_db", LOG_LEVEL_WARN);
 
 	tc = tcase_create("open");
 	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
@@ -2063,18 +2066,4 @@ db_suite(void)
 	suite_add_tcase(s, tc);
 
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr;
-	int failed;
-
-	log_init("test_db", LOG_LEVEL_WARN);
-	sr = srunner_create(db_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "jsonutil.h"
 #include "jsonw.h"
 
@@ -158,13 +159,11 @@ START_TEST(test_writer)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("jsonutil");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_utf8);
 	tcase_add_test(tc, test_text_check);
@@ -172,9 +171,5 @@ main(void)
 	tcase_add_test(tc, test_fields);
 	tcase_add_test(tc, test_writer);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }
