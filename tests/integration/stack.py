@@ -702,8 +702,9 @@ class Stack:
 
     def start(self):
         self.tmp = tempfile.mkdtemp(prefix="chatd-it-%s-" % self.front)
-        # The web server's workers (www-data) must reach the sockets, and
-        # lighttpd's spawned chat-api and upload files write here.
+        # The web server's user (www-data) must reach the sockets and the
+        # chat-api lighttpd spawns, which writes here as do upload files;
+        # the folder is under TMPDIR, not the checkout, for that.
         os.chmod(self.tmp, 0o755)
         os.mkdir(self.path("run"))
         os.chmod(self.path("run"), 0o1777)
@@ -739,6 +740,16 @@ class Stack:
             self._wait_tcp(self.api_port, self.procs[-1])
 
         self.conf = self.path("server.conf")
+        chat_api = CHAT_API
+        if self.api_mode == "spawn":
+            # lighttpd starts chat-api as its own user (www-data), from the
+            # binary's folder; a checkout in a private home (/root is 0700)
+            # is out of that user's reach, so it runs a copy from here.
+            os.mkdir(self.path("bin"))
+            chat_api = self.path("bin", "chat-api")
+            shutil.copy(CHAT_API, chat_api)
+            os.chmod(self.path("bin"), 0o755)
+            os.chmod(chat_api, 0o755)
         render_env = clean_env(
             {
                 "BIND_ADDRESS": "%s:%d" % (self.host, self.port),
@@ -746,7 +757,7 @@ class Stack:
                 "API_ADDR": "127.0.0.1:%d" % self.api_port,
                 "CHATD_ADDR": "127.0.0.1:%d" % self.chatd_port,
                 "STATE_DIR": self.path("run"),
-                "CHAT_API": CHAT_API,
+                "CHAT_API": chat_api,
                 "ENV_FILE": self.env_file,
                 "WEB_USER": "www-data",
                 "WEB_GROUP": "www-data",
