@@ -19,6 +19,7 @@ import urllib.parse
 import uuid
 
 import stack
+import wsclient
 
 ROOM_FIELDS = (
     "room_id",
@@ -853,14 +854,14 @@ def t_ws_proxy(st, chk):
         chk.eq(xff[:1], ["203.0.113.9"], "client-sent X-Forwarded-For kept first")
         chk.eq(hdrs.get("upgrade", "").lower(), "websocket", "Upgrade header reaches chatd")
         msg = json.dumps({"type": "Message", "payload": {"content": "你好 🎉"}}, ensure_ascii=False).encode()
-        sock.sendall(stack.ws_frame(msg))
+        sock.sendall(wsclient.frame(msg))
         op, payload = stack.ws_read_frame(sock)
         chk.eq((op, payload), (1, msg), "frames flow both ways through the proxy")
         big = ("x" * 70000).encode()
-        sock.sendall(stack.ws_frame(big))
+        sock.sendall(wsclient.frame(big))
         op, payload = stack.ws_read_frame(sock)
         chk.eq((op, len(payload or b"")), (1, len(big)), "a 70 kB frame passes intact")
-        sock.sendall(stack.ws_frame(b"", opcode=8))
+        sock.sendall(wsclient.frame(b"", wsclient.OP_CLOSE))
     finally:
         sock.close()
 

@@ -33,6 +33,8 @@ import tempfile
 import threading
 import time
 
+import wsclient
+
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.normpath(os.path.join(HERE, "..", ".."))
@@ -109,6 +111,27 @@ def port_in_use(port):
 
 def log(msg):
     print(msg, flush=True)
+
+
+# Seconds a test waits for an asynchronous result: about ten times what it
+# normally takes, so a loaded machine or a sanitizer build still makes it.
+WAIT = 10.0
+
+
+def wait_until(fetch, what, done=bool, timeout=WAIT, every=0.05):
+    """Calls fetch() until done(value) holds, and returns that value.
+    After timeout seconds it logs what it waited for and returns fetch()'s
+    last value, so the check that follows fails with its own message (one
+    failed check, not the end of the script)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fetch()
+        if done(got):
+            return got
+        if time.monotonic() >= deadline:
+            log("waited %.0f s for %s: not so (last: %r)" % (timeout, what, got))
+            return got
+        time.sleep(every)
 
 
 # ---------------------------------------------------------------- checks
@@ -504,36 +527,19 @@ class FakeChatd:
                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
             )
             info = json.dumps({"request_line": lines[0], "headers": headers})
-            c.sendall(ws_frame(info.encode("utf-8"), mask=False))
+            c.sendall(wsclient.frame(info.encode("utf-8"), mask=False))
             c.settimeout(900)  # longer than any proxy idle timeout under test
             while True:
                 op, payload = ws_read_frame(c)
                 if op is None or op == 8:
-                    c.sendall(ws_frame(b"", opcode=8, mask=False))
+                    c.sendall(wsclient.frame(b"", wsclient.OP_CLOSE, mask=False))
                     return
                 if op == 1:
-                    c.sendall(ws_frame(payload, mask=False))
+                    c.sendall(wsclient.frame(payload, mask=False))
         except OSError:
             pass
         finally:
             c.close()
-
-
-def ws_frame(payload, opcode=1, mask=True):
-    head = bytes([0x80 | opcode])
-    n = len(payload)
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        head += bytes([mbit | n])
-    elif n < 65536:
-        head += bytes([mbit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([mbit | 127]) + struct.pack("!Q", n)
-    if mask:
-        key = os.urandom(4)
-        payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-        head += key
-    return head + payload
 
 
 def _recv_exact(s, n):
@@ -697,8 +703,9 @@ class Stack:
 
     def start(self):
         self.tmp = tempfile.mkdtemp(prefix="chatd-it-%s-" % self.front)
-        # The web server's workers (www-data) must reach the sockets, and
-        # lighttpd's spawned chat-api and upload files write here.
+        # The web server's user (www-data) must reach the sockets and the
+        # chat-api lighttpd spawns, which writes here as do upload files;
+        # the folder is under TMPDIR, not the checkout, for that.
         os.chmod(self.tmp, 0o755)
         os.mkdir(self.path("run"))
         os.chmod(self.path("run"), 0o1777)
@@ -734,6 +741,16 @@ class Stack:
             self._wait_tcp(self.api_port, self.procs[-1])
 
         self.conf = self.path("server.conf")
+        chat_api = CHAT_API
+        if self.api_mode == "spawn":
+            # lighttpd starts chat-api as its own user (www-data), from the
+            # binary's folder; a checkout in a private home (/root is 0700)
+            # is out of that user's reach, so it runs a copy from here.
+            os.mkdir(self.path("bin"))
+            chat_api = self.path("bin", "chat-api")
+            shutil.copy(CHAT_API, chat_api)
+            os.chmod(self.path("bin"), 0o755)
+            os.chmod(chat_api, 0o755)
         render_env = clean_env(
             {
                 "BIND_ADDRESS": "%s:%d" % (self.host, self.port),
@@ -741,7 +758,7 @@ class Stack:
                 "API_ADDR": "127.0.0.1:%d" % self.api_port,
                 "CHATD_ADDR": "127.0.0.1:%d" % self.chatd_port,
                 "STATE_DIR": self.path("run"),
-                "CHAT_API": CHAT_API,
+                "CHAT_API": chat_api,
                 "ENV_FILE": self.env_file,
                 "WEB_USER": "www-data",
                 "WEB_GROUP": "www-data",

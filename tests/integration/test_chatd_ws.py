@@ -6,16 +6,18 @@ ignored, handshake refusals, bad input, fragmentation, 1009, rate limit
 with admin exemption, RoomStats coalescing, connection caps, SIGTERM.
 Exit 0 on success, 1 on failure, 77 if no web server is installed."""
 import os
-import struct
+import socket
 import sys
 import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chatd_stack as cs  # noqa: E402
-from chatd_stack import Closed, HandshakeError  # noqa: E402
+import wsclient as wsc  # noqa: E402
+from chatd_stack import HandshakeError  # noqa: E402
 
 INTERVAL = 0.3  # USER_MESSAGE_INTERVAL_SECS, short for speed
+COALESCE_WINDOW = 1.0  # chatd's RoomStats window (COALESCE_WINDOW_MS)
 
 
 def refused(st, room_id, user_id, **kw):
@@ -112,7 +114,7 @@ def t_bad_input(st, chk):
     err(lambda: a.send_json({"type": "Message", "payload": {"content": ""}}), "empty content", "empty_content")
     err(lambda: a.send_json({"type": "Message", "payload": {"content": "x" * 4097}}), "4097-byte content",
         "content_too_large")
-    err(lambda: a.send_raw(cs.stack.ws_frame(b'{"type":"Message","payload":{"content":"\xff\xfe"}}')),
+    err(lambda: a.send_raw(wsc.frame(b'{"type":"Message","payload":{"content":"\xff\xfe"}}')),
         "invalid UTF-8", "invalid_utf8")
     err(lambda: a.send_binary(b"\x00\x01binary"), "binary frame", "binary_not_supported")
     err(lambda: a.send_json({"type": "Kick", "payload": {"user_id": "x"}}), "Kick from a non-admin", "forbidden")
@@ -131,8 +133,7 @@ def t_bad_input(st, chk):
     # once: 4 MiB announced, 1,000 bytes sent, and the close comes anyway.
     d = st.ws(rid, "bad3")
     d.drain(0.2)
-    d.send_raw(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 4 * 1024 * 1024) + os.urandom(4)
-               + b"x" * 1000)
+    d.send_raw(wsc.frame(b"x" * (4 * 1024 * 1024))[:14 + 1000])  # 14: header with 8-byte length and mask
     code, reason = d.wait_closed(3)
     chk.eq(code, 1009, "a frame announcing 4 MiB closes with 1009 without being read")
 
@@ -153,7 +154,7 @@ def t_rate_limit(st, chk):
     if m:
         ra = m["payload"].get("retry_after_ms")
         chk.ok(isinstance(ra, int) and 0 < ra <= INTERVAL * 1000, "retry_after_ms within the interval", repr(ra))
-    time.sleep(INTERVAL + 0.05)
+    time.sleep(INTERVAL + 0.05)  # waits out the rate limit: the behaviour under test
     u2.send_json({"type": "Message", "payload": {"content": "three"}})
     m = u2.wait_for(lambda m: m["type"] in ("Message", "Error") and m["payload"].get("content") != "one", 3)
     chk.ok(m is not None and m["type"] == "Message" and m["payload"]["content"] == "three",
@@ -177,40 +178,53 @@ def t_rate_limit(st, chk):
         ws.close()
 
 
+def stats_pushes(watcher, users):
+    """The RoomStats pushes watcher gets until one counts users (waiting
+    generously), then any that still come within the next window and a
+    half: their payloads in order, and when the one counting users came."""
+    pushes, final_at = [], None
+    deadline = time.monotonic() + cs.stack.WAIT
+    while time.monotonic() < deadline:
+        m = watcher.wait_for(lambda m: m["type"] == "RoomStats", max(0.01, deadline - time.monotonic()))
+        if m is None:
+            break
+        pushes.append(m["payload"])
+        if m["payload"]["current_users"] == users:
+            final_at = time.monotonic()
+            break
+    while True:
+        m = watcher.wait_for(lambda m: m["type"] == "RoomStats", COALESCE_WINDOW * 1.5)
+        if m is None:
+            return pushes, final_at or time.monotonic()
+        pushes.append(m["payload"])
+
+
 def t_coalesce(st, chk):
+    """At most one RoomStats push a window (leading edge, then trailing).
+    The pushes for a burst of changes go out between its start and the
+    push with the final count, a window apart: over D seconds at most
+    2 + floor(D / window) of them (one of slack), however slow the
+    machine; a push per change would make 20."""
     rid = st.create_room("coalesce", [])
     watcher = st.ws(rid, "watcher")
-    watcher.drain(1.2)  # its own join push, then a quiet window
+    watcher.drain(COALESCE_WINDOW * 1.2)  # its own join push, then a quiet window
     t0 = time.monotonic()
     clients = [st.ws(rid, "joiner%02d" % i, welcome=False) for i in range(20)]
-    spent = time.monotonic() - t0
-    pushes = []
-    deadline = t0 + 1.0
-    while time.monotonic() < deadline:
-        m = watcher.wait_for(lambda m: m["type"] == "RoomStats", max(0.01, deadline - time.monotonic()))
-        if m:
-            pushes.append(m)
-    chk.ok(spent < 1.0, "20 joins sent within a second", "%.2f s" % spent)
-    chk.ok(1 <= len(pushes) <= 2, "at most two RoomStats pushes in that second", "%d pushes" % len(pushes))
-    more = watcher.wait_for(lambda m: m["type"] == "RoomStats", 1.5)
-    last = more or (pushes[-1] if pushes else None)
-    chk.ok(last is not None and last["payload"]["current_users"] == 21, "final count 21",
-           repr(last and last["payload"]["current_users"]))
-    joined = sum(p["payload"].get("joined_count", 0) for p in pushes + ([more] if more else []))
-    chk.eq(joined, 20, "joined_count adds up to 20")
+    pushes, final_at = stats_pushes(watcher, 21)
+    allowed = 2 + int((final_at - t0) / COALESCE_WINDOW)
+    chk.ok(1 <= len(pushes) <= allowed, "joins: at most one RoomStats push a window",
+           "%d pushes for 20 joins over %.2f s" % (len(pushes), final_at - t0))
+    chk.ok(pushes and pushes[-1]["current_users"] == 21, "final count 21",
+           repr(pushes and pushes[-1]["current_users"]))
+    chk.eq(sum(p.get("joined_count", 0) for p in pushes), 20, "joined_count adds up to 20")
+    t0 = time.monotonic()
     for c in clients:
         c.close()
-    pushes = []
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        m = watcher.wait_for(lambda m: m["type"] == "RoomStats", max(0.01, deadline - time.monotonic()))
-        if m:
-            pushes.append(m)
-    more = watcher.wait_for(lambda m: m["type"] == "RoomStats", 1.5)
-    chk.ok(len(pushes) <= 2, "leaves: at most two pushes in a second", "%d" % len(pushes))
-    last = more or (pushes[-1] if pushes else None)
-    chk.ok(last is not None and last["payload"]["current_users"] == 1, "after leaves: count 1",
-           repr(last and last["payload"]))
+    pushes, final_at = stats_pushes(watcher, 1)
+    allowed = 2 + int((final_at - t0) / COALESCE_WINDOW)
+    chk.ok(1 <= len(pushes) <= allowed, "leaves: at most one RoomStats push a window",
+           "%d pushes for 20 leaves over %.2f s" % (len(pushes), final_at - t0))
+    chk.ok(pushes and pushes[-1]["current_users"] == 1, "after leaves: count 1", repr(pushes[-1:]))
     r = st.client.get("/management/sync/session-history/%s?limit=100" % rid)
     chk.eq((r.json or {}).get("total"), 21, "every join is a session row")
     watcher.close()
@@ -234,6 +248,24 @@ def t_shutdown(st, chk):
     b.close()
 
 
+def cut_within(sock, seconds):
+    """True if the peer ends the connection (EOF or reset) within seconds,
+    reading and dropping whatever comes first; False on a timeout."""
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sock.settimeout(left)
+            if not sock.recv(4096):
+                return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
 def t_limits(front, chk):
     """A second chatd with tiny caps: MAX_CONNECTIONS 503, per-address 429
     (addresses differ through X-Forwarded-For when talking to chatd
@@ -255,36 +287,26 @@ def t_limits(front, chk):
             chk.eq(refused(st, rid, "c1", direct=True, headers={"X-Forwarded-For": "10.0.0.3"}), 503,
                    "MAX_CONNECTIONS reached -> 503")
             ws.pop().close()
-            time.sleep(0.3)
-            chk.eq(refused(st, rid, "c1", direct=True, headers={"X-Forwarded-For": "10.0.0.3"}), 0,
-                   "a freed slot is usable again")
+            chk.eq(cs.stack.wait_until(
+                lambda: refused(st, rid, "c1", direct=True, headers={"X-Forwarded-For": "10.0.0.3"}),
+                "the freed slot", lambda status: status == 0),
+                0, "a freed slot is usable again")
             for w in ws:
                 w.close()
-            time.sleep(0.3)
+            cs.stack.wait_until(lambda: st.ctl("health").get("result", {}).get("connections"),
+                                "every connection gone", lambda n: n == 0)
             # keepalive: a client answering pings stays; a silent one goes
             k = st.ws(rid, "pinger", direct=True)
             k.drain(4.0)
             chk.ok(not k.closed, "a client answering pings outlives WS_IDLE_TIMEOUT_SECONDS")
-            t0 = time.monotonic()
-            k.sock.settimeout(10)
-            try:
-                while k.sock.recv(4096):
-                    pass
-            except OSError:
-                pass
-            took = time.monotonic() - t0
-            chk.ok(took < 5, "a client that answers no pings is cut after the idle timeout", "%.1f s" % took)
+            # Cut by chatd (EOF or reset) before a deadline ten times the
+            # timeout; a socket timeout means it was never cut.
+            chk.ok(cut_within(k.sock, 30), "a client that answers no pings is cut after the idle timeout")
             # a handshake that never completes is cut
             s = cs.socket.create_connection(("127.0.0.1", st.chatd_port), timeout=10)
             s.sendall(b"GET /ws/rooms/x HTTP/1.1\r\nHost: a\r\n")
-            t0 = time.monotonic()
-            try:
-                s.recv(100)
-            except OSError:
-                pass
-            took = time.monotonic() - t0
+            chk.ok(cut_within(s, 20), "an unfinished handshake is cut after HANDSHAKE_TIMEOUT_SECONDS")
             s.close()
-            chk.ok(took < 4, "an unfinished handshake is cut after HANDSHAKE_TIMEOUT_SECONDS", "%.1f s" % took)
     except cs.StackError as exc:
         chk.ok(False, "stack start", str(exc))
     finally:

@@ -11,6 +11,8 @@
 #include <sys/un.h>
 
 #include <check.h>
+
+#include "check_main.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,8 +246,8 @@ START_TEST(test_no_database_tells_chatd_only)
 }
 END_TEST
 
-static Suite *
-admin_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("admin");
 	TCase *tc = tcase_create("admin");
@@ -257,16 +259,4 @@ admin_suite(void)
 	tcase_add_test(tc, test_no_database_tells_chatd_only);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(admin_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "api.h"
 #include "config.h"
 #include "db.h"
@@ -758,8 +759,8 @@ START_TEST(test_key_equal)
 }
 END_TEST
 
-static Suite *
-api_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("api");
 	TCase *tc = tcase_create("routes");
@@ -787,16 +788,4 @@ api_suite(void)
 	tcase_add_test(tc, test_dispatch_tokens);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(api_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -20,6 +20,7 @@
 #include <check.h>
 #include <sqlite3.h>
 
+#include "check_main.h"
 #include "checkpoint.h"
 #include "db.h"
 #include "xmalloc.h"
@@ -324,13 +325,11 @@ START_TEST(test_checkpointer_bad_path)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("checkpoint");
 	TCase *tc = tcase_create("checkpoint");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -342,9 +341,5 @@ main(void)
 	tcase_add_test(tc, test_decide);
 	tcase_add_test(tc, test_checkpointer_bad_path);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }

@@ -10,6 +10,8 @@
 
 #include <check.h>
 
+#include "check_main.h"
+
 #include "clock.h"
 
 START_TEST(test_clock_wall_matches_time)
@@ -43,8 +45,8 @@ START_TEST(test_clock_mono_never_goes_back)
 }
 END_TEST
 
-static Suite *
-clock_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("clock");
 	TCase *tc = tcase_create("clock");
@@ -53,16 +55,4 @@ clock_suite(void)
 	tcase_add_test(tc, test_clock_mono_never_goes_back);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(clock_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "coalesce.h"
 
 START_TEST(test_idle)
@@ -215,13 +216,11 @@ START_TEST(test_lifetime)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("coalesce");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_idle);
 	tcase_add_test(tc, test_leading_edge);
@@ -230,9 +229,5 @@ main(void)
 	tcase_add_test(tc, test_join_and_leave);
 	tcase_add_test(tc, test_lifetime);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "xmalloc.h"
 
@@ -1121,8 +1122,8 @@ START_TEST(test_print_help_every_key_once)
 }
 END_TEST
 
-static Suite *
-config_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("config");
 	TCase *tc;
@@ -1169,16 +1170,4 @@ config_suite(void)
 	tcase_add_test(tc, test_print_help_every_key_once);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -19,6 +19,8 @@
 
 #include <check.h>
 
+#include "check_main.h"
+
 #include "db.h"
 #include "dbfile.h"
 #include "xmalloc.h"
@@ -325,13 +327,11 @@ START_TEST(test_memory_path_private_per_user)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("dbfile");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_new_files_owner_only_under_umask_0);
@@ -345,9 +345,5 @@ main(void)
 	tcase_add_test(tc, test_private_db_planted_refused);
 	tcase_add_test(tc, test_memory_path_private_per_user);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 
 #include <check.h>
+
+#include "check_main.h"
 #include <cjson/cJSON.h>
 
 #include "encode.h"
@@ -158,8 +160,8 @@ START_TEST(test_session_forms)
 }
 END_TEST
 
-static Suite *
-encode_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("encode");
 	TCase *tc = tcase_create("encode");
@@ -171,16 +173,4 @@ encode_suite(void)
 	tcase_add_test(tc, test_session_forms);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(encode_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -15,6 +15,8 @@
 
 #include <check.h>
 
+#include "check_main.h"
+
 #include "log.h"
 
 /* Runs fn with stderr on a pipe, JOURNAL_STREAM set as asked; returns what was written. */
@@ -96,8 +98,8 @@ START_TEST(test_journal_other_stream)
 }
 END_TEST
 
-static Suite *
-log_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("log");
 	TCase *tc = tcase_create("log");
@@ -107,16 +109,4 @@ log_suite(void)
 	tcase_add_test(tc, test_journal_other_stream);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(log_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

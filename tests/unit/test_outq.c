@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "outq.h"
 
 /* A text frame whose payload is one byte, tag, so order can be read back. */
@@ -337,13 +338,11 @@ START_TEST(test_rings)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("outq");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_text_headers);
 	tcase_add_test(tc, test_close_reason);
@@ -354,9 +353,5 @@ main(void)
 	tcase_add_test(tc, test_refs);
 	tcase_add_test(tc, test_rings);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }

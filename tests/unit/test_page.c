@@ -9,6 +9,7 @@
 
 #include <check.h>
 
+#include "check_main.h"
 #include "page.h"
 
 static void
@@ -119,8 +120,8 @@ START_TEST(test_page_walk_covers_window_once)
 }
 END_TEST
 
-static Suite *
-page_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("page");
 	TCase *tc = tcase_create("window");
@@ -135,16 +136,4 @@ page_suite(void)
 	tcase_add_test(tc, test_page_walk_covers_window_once);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(page_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_main.h"
 #include "ratelimit.h"
 
 START_TEST(test_unlimited)
@@ -160,13 +161,11 @@ START_TEST(test_long_ids)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("ratelimit");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_unlimited);
 	tcase_add_test(tc, test_wait);
@@ -175,9 +174,5 @@ main(void)
 	tcase_add_test(tc, test_expire);
 	tcase_add_test(tc, test_long_ids);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }

@@ -18,6 +18,8 @@
 
 #include <check.h>
 
+#include "check_main.h"
+
 #include "sdnotify.h"
 
 /* Binds a datagram socket at name (a path, or "@name"); returns its fd. */
@@ -122,8 +124,8 @@ START_TEST(test_watchdog_interval)
 }
 END_TEST
 
-static Suite *
-sdnotify_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("sdnotify");
 	TCase *tc = tcase_create("sdnotify");
@@ -134,16 +136,4 @@ sdnotify_suite(void)
 	tcase_add_test(tc, test_watchdog_interval);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(sdnotify_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "siphash.h"
+#include "check_main.h"
 #include "strmap.h"
 
 START_TEST(test_basic)
@@ -198,13 +199,11 @@ START_TEST(test_fnv_collisions_spread)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("strmap");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_basic);
 	tcase_add_test(tc, test_many_keys);
@@ -212,9 +211,5 @@ main(void)
 	tcase_add_test(tc, test_siphash_vectors);
 	tcase_add_test(tc, test_fnv_collisions_spread);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "check_main.h"
 #include "token.h"
 #include "xmalloc.h"
 
@@ -618,8 +619,8 @@ START_TEST(test_known_answer)
 }
 END_TEST
 
-static Suite *
-token_suite(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("token");
 	TCase *tc = tcase_create("base64url");
@@ -642,16 +643,4 @@ token_suite(void)
 	tcase_add_test(tc, test_known_answer);
 	suite_add_tcase(s, tc);
 	return s;
-}
-
-int
-main(void)
-{
-	SRunner *sr = srunner_create(token_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

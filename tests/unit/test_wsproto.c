@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "check_main.h"
 #include "coalesce.h"
 #include "db.h"
 #include "jsonutil.h"
@@ -760,13 +761,11 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
-int
-main(void)
+Suite *
+unit_suite(void)
 {
 	Suite *s = suite_create("wsproto");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_parse_message);
 	tcase_add_test(tc, test_spoofing);
@@ -782,9 +781,5 @@ main(void)
 	tcase_add_test(tc, test_encode_user_frames);
 	tcase_add_test(tc, test_round_trip);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return s;
 }
