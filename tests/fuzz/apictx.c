@@ -15,6 +15,7 @@
 #include "db.h"
 #include "dispatch.h"
 #include "fuzz.h"
+#include "jsonutil.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -162,6 +163,10 @@ fuzz_api_call(const struct api_request *req)
 		    resp.body ? resp.body : "(no body)");
 	FUZZ_CHECK(ok);
 	FUZZ_CHECK(resp.body != NULL);
+	/* JSON is UTF-8 (RFC 8259), whatever bytes the request carried. */
+	if (!utf8_valid(resp.body, strlen(resp.body)))
+		fprintf(stderr, "fuzz: not UTF-8: %s\n", resp.body);
+	FUZZ_CHECK(utf8_valid(resp.body, strlen(resp.body)));
 	root = cJSON_Parse(resp.body);
 	FUZZ_CHECK(cJSON_IsObject(root));
 	if (resp.status >= 400) {

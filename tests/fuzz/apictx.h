@@ -24,7 +24,7 @@ struct api_ctx *fuzz_api_ctx(void);
 
 /*
  * Dispatches req and checks what any request must get back: a known
- * status (never 500 on a healthy database), a JSON object body, the
+ * status (never 500 on a healthy database), a UTF-8 JSON object body, the
  * error shape on errors and an Allow header exactly on 405.
  */
 void fuzz_api_call(const struct api_request *req);

@@ -4,7 +4,8 @@
 # Usage: tests/fuzz/run.sh run|minimize|build [TARGET...]
 #   build     build the libFuzzer targets only
 #   run       build, then fuzz each target for FUZZ_SECONDS (default 30)
-#             starting from its committed corpus tests/fuzz/corpus/TARGET.
+#             starting from its committed corpus tests/fuzz/corpus/TARGET
+#             (and with tests/fuzz/dict/TARGET.dict when there is one).
 #             New interesting inputs go to build-fuzz/new/TARGET (never to
 #             the committed corpus); a crash, leak, timeout or sanitizer
 #             report stops that target, its input is copied to
@@ -79,7 +80,7 @@ build() {
 }
 
 run() {
-	local t bin log rc failed=() files f
+	local t bin log rc failed=() files f dict
 	mkdir -p "$work/logs"
 	for t in "${targets[@]}"; do
 		bin=$work/tree/tests/fuzz/fuzz_$t
@@ -89,9 +90,11 @@ run() {
 		mkdir -p "$work/crashers/$t"
 		say "$t: ${seconds}s from tests/fuzz/corpus/$t"
 		rc=0
+		dict=()
+		[ -f "$top/tests/fuzz/dict/$t.dict" ] && dict=(-dict="$top/tests/fuzz/dict/$t.dict")
 		# The first corpus directory receives new inputs; the committed one is only read.
 		"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-			-artifact_prefix="$work/crashers/$t/" "$work/new/$t" "$top/tests/fuzz/corpus/$t" \
+			${dict[@]+"${dict[@]}"} -artifact_prefix="$work/crashers/$t/" "$work/new/$t" "$top/tests/fuzz/corpus/$t" \
 			>"$log" 2>&1 </dev/null || rc=$?
 		files=$(find "$work/crashers/$t" -type f | sort)
 		if [ "$rc" -ne 0 ] || [ -n "$files" ]; then
