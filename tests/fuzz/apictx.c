@@ -115,12 +115,18 @@ fuzz_api_ctx(void)
 		fuzz_cfg.database_path = xasprintf("%s/chat.db", fuzz_dir);
 		fuzz_ctx.cfg = &fuzz_cfg;
 		atexit(fuzz_api_cleanup);
-		fuzz_ready = 1;
-		fuzz_inputs = 0;
-	}
-	if (fuzz_inputs++ % FUZZ_DB_INPUTS == 0)
 		fuzz_api_open_db();
+		fuzz_ready = 1;
+	}
 	return &fuzz_ctx;
+}
+
+void
+fuzz_api_next_input(void)
+{
+	(void)fuzz_api_ctx();
+	if (++fuzz_inputs % FUZZ_DB_INPUTS == 0)
+		fuzz_api_open_db();
 }
 
 long
@@ -136,6 +142,84 @@ fuzz_body_read(void *io, char *buf, size_t len)
 	memcpy(buf, b->data + b->off, n);
 	b->off += n;
 	return (long)n;
+}
+
+/* GET uri with the key; returns the status and the parsed body (caller deletes). */
+static int
+fuzz_api_get(const char *uri, cJSON **out)
+{
+	struct fuzz_body body = { "", 0, 0, 0 };
+	struct api_request req;
+	struct api_response resp;
+	int status;
+
+	memset(&req, 0, sizeof req);
+	req.method = "GET";
+	req.uri = uri;
+	req.api_key = FUZZ_API_KEY;
+	req.content_length = -1;
+	req.read_body = fuzz_body_read;
+	req.io = &body;
+	api_dispatch(fuzz_api_ctx(), &req, &resp);
+	status = resp.status;
+	*out = cJSON_Parse(resp.body);
+	FUZZ_CHECK(*out != NULL);
+	api_response_clear(&resp);
+	return status;
+}
+
+static int
+fuzz_json_equal(const cJSON *a, const cJSON *b)
+{
+	return a != NULL && b != NULL && cJSON_Compare(a, b, 1);
+}
+
+/*
+ * What a 201 created must read back the same: a room (name and admins)
+ * through GET /management/rooms/{id}, a ban (user and reason) through
+ * GET /management/rooms/{id}/bans.
+ */
+static void
+fuzz_api_read_back(const cJSON *created)
+{
+	const cJSON *room_id = cJSON_GetObjectItemCaseSensitive(created, "room_id");
+	const cJSON *user_id = cJSON_GetObjectItemCaseSensitive(created, "user_id");
+	const cJSON *ban;
+	cJSON *got;
+	char *uri;
+	int found = 0;
+
+	if (!cJSON_IsString(room_id) || strchr(room_id->valuestring, '%') != NULL ||
+	    strchr(room_id->valuestring, '?') != NULL)
+		return;
+	if (cJSON_GetObjectItemCaseSensitive(created, "room_name") != NULL) {
+		uri = xasprintf("/management/rooms/%s", room_id->valuestring);
+		FUZZ_CHECK(fuzz_api_get(uri, &got) == 200);
+		FUZZ_CHECK(fuzz_json_equal(cJSON_GetObjectItemCaseSensitive(created, "room_name"),
+		    cJSON_GetObjectItemCaseSensitive(got, "room_name")));
+		FUZZ_CHECK(
+		    fuzz_json_equal(cJSON_GetObjectItemCaseSensitive(created, "admin_user_ids"),
+			cJSON_GetObjectItemCaseSensitive(got, "admin_user_ids")));
+		cJSON_Delete(got);
+		free(uri);
+	} else if (cJSON_IsString(user_id) &&
+	    cJSON_GetObjectItemCaseSensitive(created, "expires_at") != NULL) {
+		uri = xasprintf("/management/rooms/%s/bans", room_id->valuestring);
+		FUZZ_CHECK(fuzz_api_get(uri, &got) == 200);
+		cJSON_ArrayForEach(ban, cJSON_GetObjectItemCaseSensitive(got, "bans"))
+		{
+			if (fuzz_json_equal(
+				user_id, cJSON_GetObjectItemCaseSensitive(ban, "user_id")) &&
+			    fuzz_json_equal(cJSON_GetObjectItemCaseSensitive(created, "reason"),
+				cJSON_GetObjectItemCaseSensitive(ban, "reason")))
+				found = 1;
+		}
+		/* A ban short enough may have run out already. */
+		FUZZ_CHECK(found ||
+		    !cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(created, "expires_at")));
+		cJSON_Delete(got);
+		free(uri);
+	}
 }
 
 void
@@ -175,6 +259,8 @@ fuzz_api_call(const struct api_request *req)
 		FUZZ_CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(err, "message")));
 	}
 	FUZZ_CHECK((resp.status == 405) == (resp.allow[0] != '\0'));
+	if (resp.status == 201)
+		fuzz_api_read_back(root);
 	cJSON_Delete(root);
 	head = api_response_head(&resp);
 	FUZZ_CHECK(strstr(head, "\r\n\r\n") == head + strlen(head) - 4);

@@ -15,12 +15,15 @@
 #define FUZZ_ROOM "00000000-0000-4000-8000-000000000001"
 #define FUZZ_API_KEY "k"
 
-/*
- * Returns the fixture, created on first use. The database is recreated
- * every few hundred inputs so it stays small and fast whatever the
- * fuzzer posts.
- */
+/* Returns the fixture, created on first use. */
 struct api_ctx *fuzz_api_ctx(void);
+
+/*
+ * Called at the start of each input: the database is recreated every few
+ * hundred inputs, so it stays small and fast whatever the fuzzer posts
+ * (and never between the requests of one input).
+ */
+void fuzz_api_next_input(void);
 
 /*
  * Dispatches req and checks what any request must get back: a known

@@ -90,6 +90,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *text = xmalloc(size + 1), *p, *end, *sep;
 
+	fuzz_api_next_input();
 	memcpy(text, data, size);
 	text[size] = '\0';
 	end = text + size;

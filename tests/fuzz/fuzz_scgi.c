@@ -63,6 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *hdr;
 	size_t hdr_len;
 
+	fuzz_api_next_input();
 	if (scgi_read_headers(fuzz_stream_read, &s, &hdr, &hdr_len, &why) != 0) {
 		FUZZ_CHECK(hdr == NULL && why != NULL);
 		return 0;
