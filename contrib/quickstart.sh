@@ -51,6 +51,7 @@ PACKAGES=(
 	libfcgi-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libcurl4-openssl-dev libcjson-dev check libssl-dev
 	lighttpd apache2 nginx spawn-fcgi
 	curl python3 sqlite3 socat valgrind clang-format cppcheck
+	clang libclang-rt-dev
 )
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

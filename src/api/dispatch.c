@@ -5,6 +5,7 @@
  */
 #include "autoconf.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,23 @@ api_key_equal(const char *a, const char *b)
 	return diff == 0;
 }
 
+/*
+ * 1 if s is an HTTP method token (RFC 9110 section 5.6.2). Only such a
+ * method is echoed in an error: the web server may pass on any bytes,
+ * and the answer must stay UTF-8 JSON.
+ */
+static int
+dispatch_is_token(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++) {
+		if (!isalnum((unsigned char)*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+			return 0;
+	}
+	return 1;
+}
+
 /* application/json with optional parameters ("; charset=utf-8"). */
 static int
 dispatch_is_json(const char *type)
@@ -242,7 +260,7 @@ dispatch_check(struct api_call *call, struct uri *u, char **body_text, long long
 		if (path_known) {
 			snprintf(call->resp->allow, sizeof call->resp->allow, "%s", allow);
 			api_error(call, 405, "method_not_allowed", "%s is not allowed here; use %s",
-			    req->method, allow);
+			    dispatch_is_token(req->method) ? req->method : "this method", allow);
 		} else
 			api_error(call, 404, "not_found", "no such route");
 		return NULL;

@@ -19,10 +19,9 @@
 #include "dispatch.h"
 #include "front.h"
 #include "log.h"
+#include "scgi.h"
 #include "xmalloc.h"
 
-/* Largest header block accepted from the web server. */
-#define SCGI_HEADERS_MAX (64 * 1024)
 /* A web server that stalls this long mid-request is dropped. */
 #define SCGI_IO_TIMEOUT_S 30
 
@@ -76,64 +75,11 @@ scgi_read_body(void *io, char *buf, size_t len)
 	return n;
 }
 
-/* Reads "<len>:<headers>,"; exact-length reads leave the body in the socket. */
-static int
-scgi_read_headers(struct scgi_conn *c, const char **why)
+/* Reads through the socket; exact-length reads leave the body in it. */
+static long
+scgi_read_io(void *io, char *buf, size_t len)
 {
-	char comma[1];
-	size_t len = 0, want = 0, got;
-	long n;
-
-	/* the length prefix, one byte at a time: at most 6 digits */
-	for (;;) {
-		char ch;
-		if (scgi_read(c->fd, &ch, 1) != 1) {
-			*why = "connection closed in the header length";
-			return -1;
-		}
-		if (ch == ':')
-			break;
-		if (ch < '0' || ch > '9' || ++len > 6) {
-			*why = "bad netstring length";
-			return -1;
-		}
-		want = want * 10 + (size_t)(ch - '0');
-	}
-	if (len == 0 || want == 0 || want > SCGI_HEADERS_MAX) {
-		*why = "header block empty or too large";
-		return -1;
-	}
-	c->hdr = xmalloc(want + 1);
-	for (got = 0; got < want; got += (size_t)n) {
-		if ((n = scgi_read(c->fd, c->hdr + got, want - got)) <= 0) {
-			*why = "connection closed in the headers";
-			return -1;
-		}
-	}
-	if (scgi_read(c->fd, comma, 1) != 1 || comma[0] != ',') {
-		*why = "netstring not terminated by ','";
-		return -1;
-	}
-	c->hdr[want] = '\0';
-	c->hdr_len = want;
-	return 0;
-}
-
-static const char *
-scgi_param(const struct scgi_conn *c, const char *key)
-{
-	const char *p = c->hdr, *end = c->hdr + c->hdr_len;
-
-	while (p < end) {
-		size_t klen = strnlen(p, (size_t)(end - p));
-		const char *v = p + klen + 1;
-		if (v >= end)
-			return NULL;
-		if (strcmp(p, key) == 0)
-			return v;
-		p = v + strnlen(v, (size_t)(end - v)) + 1;
-	}
-	return NULL;
+	return scgi_read(((struct scgi_conn *)io)->fd, buf, len);
 }
 
 static void
@@ -143,7 +89,7 @@ scgi_serve(struct api_ctx *ctx, int fd)
 	struct api_request req;
 	struct api_response resp;
 	struct timeval tv = { SCGI_IO_TIMEOUT_S, 0 };
-	const char *cl, *why;
+	const char *why;
 	char *head;
 
 	memset(&c, 0, sizeof c);
@@ -151,21 +97,12 @@ scgi_serve(struct api_ctx *ctx, int fd)
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
 		log_warn("SCGI: setsockopt: %s", strerror(errno));
-	if (scgi_read_headers(&c, &why) != 0) {
+	if (scgi_read_headers(scgi_read_io, &c, &c.hdr, &c.hdr_len, &why) != 0) {
 		log_warn("SCGI: dropping a bad request from the web server: %s", why);
 		goto done;
 	}
 	memset(&req, 0, sizeof req);
-	req.method = scgi_param(&c, "REQUEST_METHOD");
-	if (req.method == NULL)
-		req.method = "GET";
-	req.uri = scgi_param(&c, "REQUEST_URI");
-	if (req.uri == NULL)
-		req.uri = "/";
-	req.content_type = scgi_param(&c, "CONTENT_TYPE");
-	req.api_key = scgi_param(&c, "HTTP_X_API_KEY");
-	cl = scgi_param(&c, "CONTENT_LENGTH");
-	req.content_length = cl != NULL && *cl != '\0' ? strtoll(cl, NULL, 10) : 0;
+	scgi_request_fill(c.hdr, c.hdr_len, &req);
 	c.body_left = req.content_length;
 	req.read_body = scgi_read_body;
 	req.io = &c;

@@ -2,7 +2,9 @@
  * Runs a fuzz target over saved inputs without libFuzzer, so `make check`
  * replays the committed corpus and every crash once found stays a
  * regression test. Arguments are files or directories (not recursive);
- * with none, the corpus named at build time (FUZZ_CORPUS_DIR) is used.
+ * with none, the corpus named at build time (FUZZ_CORPUS_DIR,
+ * tests/fuzz/corpus/NAME) is used, and tests/fuzz/crashers/NAME too when
+ * it exists: a crasher `make fuzz` kept fails `make check` until fixed.
  * Links one target's LLVMFuzzerTestOneInput; touches nothing but reads.
  */
 #include "autoconf.h"
@@ -107,6 +109,26 @@ replay_dir(const char *dir)
 	return count;
 }
 
+#ifdef FUZZ_CORPUS_DIR
+/* tests/fuzz/crashers/NAME beside tests/fuzz/corpus/NAME, or NULL if absent. */
+static char *
+replay_crashers_dir(const char *corpus)
+{
+	const char *name = strrchr(corpus, '/');
+	struct stat sb;
+	char *dir;
+
+	if (name == NULL || name - corpus < 7 || strncmp(name - 7, "/corpus", 7) != 0)
+		return NULL;
+	dir = xasprintf("%.*s/crashers%s", (int)(name - 7 - corpus), corpus, name);
+	if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+#endif
+
 int
 main(int argc, char **argv)
 {
@@ -115,11 +137,12 @@ main(int argc, char **argv)
 
 	if (argc < 2) {
 #ifdef FUZZ_CORPUS_DIR
-		static char *defaults[] = { NULL, (char *)FUZZ_CORPUS_DIR, NULL };
+		static char *defaults[] = { NULL, (char *)FUZZ_CORPUS_DIR, NULL, NULL };
 
 		defaults[0] = argv[0];
+		defaults[2] = replay_crashers_dir(FUZZ_CORPUS_DIR);
 		argv = defaults;
-		argc = 2;
+		argc = defaults[2] != NULL ? 3 : 2;
 #else
 		fprintf(stderr, "usage: %s FILE|DIR...\n", argv[0]);
 		return 2;
@@ -136,6 +159,7 @@ main(int argc, char **argv)
 			n = replay_file(argv[i]) == 0 ? 1 : -1;
 		if (n < 0)
 			return 1;
+		printf("%s: %d input%s\n", argv[i], n, n == 1 ? "" : "s");
 		total += n;
 	}
 	printf("replayed %d input%s\n", total, total == 1 ? "" : "s");

@@ -297,8 +297,9 @@ def t_quickstart(chk, tmp):
     with open(qs, encoding="utf-8") as f:
         body = f.read()
     for pkg in ("libfcgi-dev", "libwebsockets-dev", "libcjson-dev", "check", "lighttpd", "apache2", "nginx",
-                "spawn-fcgi", "python3", "sqlite3", "socat", "valgrind", "clang-format", "cppcheck"):
-        chk.ok(re.search(r"\b%s\b" % re.escape(pkg), body.split("PACKAGES=(")[1].split(")")[0]) is not None,
+                "spawn-fcgi", "python3", "sqlite3", "socat", "valgrind", "clang-format", "cppcheck",
+                "clang", "libclang-rt-dev"):
+        chk.ok(re.search(r"(?<!\S)%s(?!\S)" % re.escape(pkg), body.split("PACKAGES=(")[1].split(")")[0]) is not None,
                "quickstart installs %s" % pkg)
 
 

@@ -311,6 +311,18 @@ START_TEST(test_dispatch_routing_errors)
 	cJSON_Delete(r);
 	ck_assert_int_eq(call("GET", "/management/rooms/%zz", KEY, NULL, NULL, 0, &r, NULL), 400);
 	cJSON_Delete(r);
+	/* A method that is no HTTP token (invalid UTF-8 here) is not echoed:
+	 * the answer stays UTF-8 JSON (found by tests/fuzz/fuzz_api). */
+	ck_assert_int_eq(call("PO\xffS", "/management/rooms", KEY, NULL, NULL, 0, &r, &resp), 405);
+	ck_assert(utf8_valid(resp.body, strlen(resp.body)));
+	ck_assert_ptr_nonnull(strstr(resp.body, "this method is not allowed"));
+	api_response_clear(&resp);
+	cJSON_Delete(r);
+	ck_assert_int_eq(call("PATCH", "/management/rooms", KEY, NULL, NULL, 0, &r, NULL), 405);
+	ck_assert_ptr_nonnull(
+	    strstr(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "message")->valuestring,
+		"PATCH is not allowed"));
+	cJSON_Delete(r);
 }
 END_TEST
 
