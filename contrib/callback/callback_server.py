@@ -7,7 +7,8 @@ line per request (path, headers, body, answer) for scripts and tests; with
 --secret verifies the Standard Webhooks signature (webhook-id,
 webhook-timestamp, webhook-signature) and answers 401 when it does not
 match. To exercise chat-sync's retries it can answer errors
-(--fail-first N, --status CODE) and respond slowly (--delay SECONDS).
+(--fail-first N, --status CODE; --reject TEXT fails only the requests whose body
+contains TEXT) and respond slowly (--delay SECONDS).
 
     ./callback_server.py --port 8080
     ./callback_server.py --port 8080 --secret whsec_... --record /tmp/cb.jsonl
@@ -104,7 +105,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if delay_this:
             time.sleep(args.delay)
         status = 200
-        if args.fail_first is not None:
+        if args.reject is not None:
+            if args.reject.encode("utf-8") in body:
+                status = args.status
+        elif args.fail_first is not None:
             if seq <= args.fail_first:
                 status = args.status
         elif args.status != 500:
@@ -125,6 +129,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "time": time.time(),
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": parsed,
+            "sha256": hashlib.sha256(body).hexdigest(),
             "status": status,
             "verified": verified,
         }
@@ -150,6 +155,8 @@ def main():
     ap.add_argument("--secret", help="verify signatures with this CALLBACK_SIGNING_SECRET")
     ap.add_argument("--record", help="append one JSON line per request to this file")
     ap.add_argument("--fail-first", type=int, help="answer --status to the first N requests")
+    ap.add_argument("--reject", metavar="TEXT",
+                    help="answer --status to every request whose body contains TEXT, 200 to the rest")
     ap.add_argument("--status", type=int, default=500, help="status of failing answers (default 500)")
     ap.add_argument("--delay", type=float, default=0, help="wait this many seconds before answering")
     ap.add_argument("--delay-first", type=int, help="only delay the first N requests")

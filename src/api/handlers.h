@@ -28,6 +28,12 @@ void handlers_sync_rooms(struct api_call *call);
 void handlers_sync_chat_history(struct api_call *call);
 void handlers_sync_session_history(struct api_call *call);
 
+/* handlers_callbacks.c: chat-sync's dead letters */
+void handlers_callbacks_dead_letters(struct api_call *call);
+void handlers_callbacks_replay(struct api_call *call);
+void handlers_callbacks_replay_all(struct api_call *call);
+void handlers_callbacks_discard(struct api_call *call);
+
 /* handlers_misc.c */
 void handlers_misc_health(struct api_call *call);
 /* Liveness for load balancers, without the key: ok or unavailable, nothing more. */
@@ -37,6 +43,8 @@ void handlers_misc_live(struct api_call *call);
  * figures and "live", with_timestamp adds "timestamp" (legacy sync body). */
 void handlers_misc_rooms_reply(
     struct api_call *call, int include_closed, int with_live, int with_timestamp);
+/* 1 if name is one of chat-sync's targets (room_events, chat_history, ...). */
+int handlers_misc_target_known(const char *name);
 /* Where chatd listens and how long to wait for it (the configuration's). */
 struct admin_chatd handlers_misc_chatd(const struct api_call *call);
 

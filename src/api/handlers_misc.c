@@ -103,7 +103,19 @@ static const struct {
 	{ "data", offsetof(struct config, data_callback_url), DB_FEED_SYNC_REQUESTS },
 };
 
-/* Per enabled target: backlog, its age and the failure state. */
+int
+handlers_misc_target_known(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof misc_callbacks / sizeof misc_callbacks[0]; i++) {
+		if (strcmp(misc_callbacks[i].name, name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Per enabled target: backlog, its age, the failure state and the dead letters. */
 static void
 misc_health_callbacks(struct api_call *call, struct jsonw *w)
 {
@@ -113,6 +125,7 @@ misc_health_callbacks(struct api_call *call, struct jsonw *w)
 	const char *url;
 	char *cause = NULL;
 	long long now = clock_wall_ms();
+	int64_t dead = 0, replay = 0;
 	size_t i;
 
 	jsonw_key(w, "callbacks");
@@ -125,7 +138,9 @@ misc_health_callbacks(struct api_call *call, struct jsonw *w)
 		jsonw_object_begin(w);
 		if (db_cursor_get(call->ctx->db, misc_callbacks[i].name, &c, &cause) != DB_OK ||
 		    db_backlog(call->ctx->db, misc_callbacks[i].feed, c.last_id, 0, &b, &cause) !=
-			DB_OK) {
+			DB_OK ||
+		    db_dead_letter_counts(
+			call->ctx->db, misc_callbacks[i].name, &dead, &replay, &cause) != DB_OK) {
 			log_error("health: callbacks: %s", cause);
 			free(cause);
 			cause = NULL;
@@ -151,6 +166,8 @@ misc_health_callbacks(struct api_call *call, struct jsonw *w)
 			jsonw_kv_int(w, "last_success_at", c.last_success_at / 1000);
 		else
 			jsonw_kv_null(w, "last_success_at");
+		jsonw_kv_int(w, "dead_letters", dead);
+		jsonw_kv_int(w, "dead_letters_replay_pending", replay);
 		jsonw_object_end(w);
 		db_cursor_clear(&c);
 	}
@@ -178,9 +195,12 @@ handlers_misc_health(struct api_call *call)
 	struct db_health h;
 	struct jsonw w;
 	char *cause = NULL, *code = NULL, *text;
+	int64_t dead_total = 0, dead_replay = 0;
 	int db_ok, chatd_ok;
 
-	db_ok = db_health(call->ctx->db, &h, &cause) == DB_OK;
+	/* Dead letters of every target, enabled or not: none may go unseen. */
+	db_ok = db_health(call->ctx->db, &h, &cause) == DB_OK &&
+	    db_dead_letter_counts(call->ctx->db, NULL, &dead_total, &dead_replay, &cause) == DB_OK;
 	if (!db_ok)
 		log_error("health: database: %s", cause);
 	free(cause);
@@ -201,6 +221,7 @@ handlers_misc_health(struct api_call *call)
 		jsonw_kv_int(&w, "rooms_closed", h.rooms_closed);
 		jsonw_kv_int(&w, "pending_sync_requests", h.pending_sync_requests);
 		jsonw_kv_int(&w, "outbox_events", h.outbox_events);
+		jsonw_kv_int(&w, "dead_letters", dead_total);
 		jsonw_kv_int(&w, "wal_bytes", dbfile_wal_bytes(cfg->database_path));
 	} else
 		jsonw_kv_string(&w, "error", "database query failed; see the chat-api log");

@@ -26,6 +26,12 @@ const struct api_route routes_table[] = {
 	{ "GET", "/management/sync/rooms", handlers_sync_rooms, 0 },
 	{ "GET", "/management/sync/chat-history/{room_id}", handlers_sync_chat_history, 0 },
 	{ "GET", "/management/sync/session-history/{room_id}", handlers_sync_session_history, 0 },
+	{ "GET", "/management/callbacks/dead-letters", handlers_callbacks_dead_letters, 0 },
+	{ "POST", "/management/callbacks/dead-letters/replay", handlers_callbacks_replay_all,
+	    ROUTE_BODY | ROUTE_BODY_OPTIONAL },
+	{ "POST", "/management/callbacks/dead-letters/{id}/replay", handlers_callbacks_replay,
+	    ROUTE_BODY | ROUTE_BODY_OPTIONAL },
+	{ "DELETE", "/management/callbacks/dead-letters/{id}", handlers_callbacks_discard, 0 },
 };
 const size_t routes_count = sizeof routes_table / sizeof routes_table[0];
 

@@ -130,6 +130,30 @@ static const char *const db_migrations[] = {
 	" lock_owner TEXT,"
 	" lock_until INTEGER"
 	") STRICT;",
+	/*
+	 * 2: dead letters, batches chat-sync set aside after too many failed
+	 * attempts. A feed's letter names its rows by id range (rows are never
+	 * deleted); a snapshot's keeps the exact body sent.
+	 */
+	"CREATE TABLE dead_letters ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" target TEXT NOT NULL,"
+	" delivery_id TEXT NOT NULL UNIQUE,"
+	" after_id INTEGER NOT NULL,"
+	" last_id INTEGER NOT NULL,"
+	" row_count INTEGER NOT NULL,"
+	" body TEXT,"
+	" attempts INTEGER NOT NULL,"
+	" last_status INTEGER,"
+	" last_error TEXT,"
+	" first_attempt_at INTEGER NOT NULL,"
+	" last_attempt_at INTEGER NOT NULL,"
+	" created_at INTEGER NOT NULL,"
+	" replay_requested_at INTEGER"
+	") STRICT;"
+	"CREATE INDEX dead_letters_target ON dead_letters (target, id);"
+	"CREATE INDEX dead_letters_replay ON dead_letters (target, id)"
+	" WHERE replay_requested_at IS NOT NULL;",
 };
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSION,
     "DB_SCHEMA_VERSION must equal the number of migration steps");
@@ -190,6 +214,16 @@ enum db_stmt {
 	DB_STMT_BACKLOG_SESSIONS,
 	DB_STMT_BACKLOG_SYNC,
 	DB_STMT_SYNC_HANDLED,
+	DB_STMT_CURSOR_DEAD,
+	DB_STMT_DEAD_INSERT,
+	DB_STMT_DEAD_LIST,
+	DB_STMT_DEAD_GET,
+	DB_STMT_DEAD_NEXT_REPLAY,
+	DB_STMT_DEAD_MARK_ONE,
+	DB_STMT_DEAD_MARK_ALL,
+	DB_STMT_DEAD_DELETE,
+	DB_STMT_DEAD_REPLAY_FAIL,
+	DB_STMT_DEAD_COUNTS,
 	DB_STMT_COUNT
 };
 
@@ -206,6 +240,11 @@ enum db_stmt {
 #define DB_SESSION_COLUMNS_S \
 	"s.id, s.room_id, s.seq, s.user_id, s.nickname, s.is_admin, s.address, s.joined_at," \
 	" s.left_at, s.leave_reason"
+
+/* Dead-letter columns in the order db_row_dead_letter() reads them (the body follows). */
+#define DB_DEAD_COLUMNS \
+	"id, target, delivery_id, after_id, last_id, row_count, attempts, last_status," \
+	" last_error, first_attempt_at, last_attempt_at, created_at, replay_requested_at"
 
 static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_BEGIN] = "BEGIN IMMEDIATE",
@@ -293,7 +332,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_SESSION_RANGE] = "SELECT " DB_SESSION_COLUMNS " FROM sessions"
 				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
 
-	/* No row is ever deleted, so max(id) counts outbox events in O(1). */
+	/* No outbox row is ever deleted, so max(id) counts outbox events in O(1). */
 	[DB_STMT_HEALTH] = "SELECT (SELECT count(*) FROM rooms WHERE closed_at IS NULL),"
 			   " (SELECT count(*) FROM rooms WHERE closed_at IS NOT NULL),"
 			   " (SELECT count(*) FROM sync_requests WHERE handled_at IS NULL),"
@@ -305,8 +344,16 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	    "SELECT last_id, delivery_id, batch_last_id, attempts, failing_since,"
 	    " last_error, last_success_at FROM cursors WHERE target = ?1",
 	/* Only from the position the caller read: another process may have moved it. */
-	[DB_STMT_CURSOR_BATCH] = "UPDATE cursors SET delivery_id = ?3, batch_last_id = ?4,"
-				 " attempts = 0 WHERE target = ?1 AND last_id = ?2",
+	/*
+	 * A batch recorded in place of one never answered with a 2xx (a fresh
+	 * snapshot replacing a stale one) inherits its failed attempts, as it
+	 * already inherits failing_since: the dead-letter limits count the
+	 * target's failure, not one snapshot's.
+	 */
+	[DB_STMT_CURSOR_BATCH] =
+	    "UPDATE cursors SET delivery_id = ?3, batch_last_id = ?4,"
+	    " attempts = CASE WHEN delivery_id IS NULL THEN 0 ELSE attempts END"
+	    " WHERE target = ?1 AND last_id = ?2",
 	/* With ?5/?6 the next batch is recorded in the same write (NULL: none). */
 	[DB_STMT_CURSOR_DONE] = "UPDATE cursors SET last_id = ?3, delivery_id = ?5,"
 				" batch_last_id = ?6, attempts = 0, failing_since = NULL,"
@@ -348,6 +395,36 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				 " ORDER BY id LIMIT ?2)",
 	[DB_STMT_SYNC_HANDLED] = "UPDATE sync_requests SET handled_at = ?2"
 				 " WHERE id <= ?1 AND handled_at IS NULL",
+
+	/* Dead letters. The cursor moves past the letter's batch only if it still holds it. */
+	[DB_STMT_CURSOR_DEAD] = "UPDATE cursors SET last_id = ?4, delivery_id = NULL,"
+				" batch_last_id = NULL, attempts = 0, failing_since = NULL,"
+				" last_error = NULL"
+				" WHERE target = ?1 AND last_id = ?2 AND delivery_id = ?3",
+	[DB_STMT_DEAD_INSERT] = "INSERT INTO dead_letters (target, delivery_id, after_id, last_id,"
+				" row_count, body, attempts, last_status, last_error,"
+				" first_attempt_at, last_attempt_at, created_at)"
+				" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	/* Listing leaves the body out: a snapshot's can be large. */
+	[DB_STMT_DEAD_LIST] = "SELECT " DB_DEAD_COLUMNS ", NULL FROM dead_letters"
+			      " WHERE (?1 IS NULL OR target = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
+	[DB_STMT_DEAD_GET] = "SELECT " DB_DEAD_COLUMNS ", NULL FROM dead_letters WHERE id = ?1",
+	[DB_STMT_DEAD_NEXT_REPLAY] = "SELECT " DB_DEAD_COLUMNS ", body FROM dead_letters"
+				     " WHERE target = ?1 AND replay_requested_at IS NOT NULL"
+				     " ORDER BY id LIMIT 1",
+	[DB_STMT_DEAD_MARK_ONE] = "UPDATE dead_letters SET replay_requested_at ="
+				  " coalesce(replay_requested_at, ?2) WHERE id = ?1",
+	[DB_STMT_DEAD_MARK_ALL] = "UPDATE dead_letters SET replay_requested_at = ?2"
+				  " WHERE (?1 IS NULL OR target = ?1)"
+				  " AND replay_requested_at IS NULL",
+	[DB_STMT_DEAD_DELETE] = "DELETE FROM dead_letters WHERE id = ?1",
+	[DB_STMT_DEAD_REPLAY_FAIL] =
+	    "UPDATE dead_letters SET attempts = attempts + 1, last_status = ?2,"
+	    " last_error = ?3, last_attempt_at = ?4,"
+	    " replay_requested_at = CASE WHEN ?5 THEN NULL ELSE replay_requested_at END"
+	    " WHERE id = ?1",
+	[DB_STMT_DEAD_COUNTS] = "SELECT count(*), count(replay_requested_at) FROM dead_letters"
+				" WHERE ?1 IS NULL OR target = ?1",
 };
 
 /* One connection; used by one thread at a time (SQLITE_OPEN_NOMUTEX). */
@@ -1964,4 +2041,216 @@ db_sync_requests_handled(struct db *db, int64_t upto, int64_t now, char **cause)
 fail:
 	db_op_rollback(db);
 	return rc;
+}
+
+/* ---- chat-sync: dead letters ---- */
+
+void
+db_dead_letter_clear(struct db_dead_letter *d)
+{
+	free(d->target);
+	free(d->delivery_id);
+	free(d->last_error);
+	free(d->body);
+	memset(d, 0, sizeof *d);
+}
+
+/* Reads a DB_DEAD_COLUMNS row and the body column after it (owned by d). */
+static void
+db_row_dead_letter(sqlite3_stmt *st, struct db_dead_letter *d)
+{
+	memset(d, 0, sizeof *d);
+	d->id = sqlite3_column_int64(st, 0);
+	d->target = db_col_strdup(st, 1);
+	d->delivery_id = db_col_strdup(st, 2);
+	d->after_id = sqlite3_column_int64(st, 3);
+	d->last_id = sqlite3_column_int64(st, 4);
+	d->count = sqlite3_column_int64(st, 5);
+	d->attempts = sqlite3_column_int64(st, 6);
+	d->last_status = sqlite3_column_int64(st, 7);
+	d->last_error = db_col_strdup(st, 8);
+	d->first_attempt_at = sqlite3_column_int64(st, 9);
+	d->last_attempt_at = sqlite3_column_int64(st, 10);
+	d->created_at = sqlite3_column_int64(st, 11);
+	d->replay_requested_at = sqlite3_column_int64(st, 12);
+	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+		d->body = db_col_strdup(st, 13);
+		d->body_len = (size_t)sqlite3_column_bytes(st, 13);
+	}
+}
+
+int
+db_dead_letter_add(struct db *db, const struct db_dead_letter *d, int64_t now, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(db, DB_STMT_CURSOR_DEAD, cause,
+	    DB_ARGS(DB_TEXT(d->target), DB_INT(d->after_id), DB_TEXT(d->delivery_id),
+		DB_INT(d->last_id)));
+	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+		rc = DB_CONFLICT;
+	if (rc != DB_OK)
+		goto fail;
+	rc = db_exec(db, DB_STMT_DEAD_INSERT, cause,
+	    DB_ARGS(DB_TEXT(d->target), DB_TEXT(d->delivery_id), DB_INT(d->after_id),
+		DB_INT(d->last_id), DB_INT(d->count), DB_TEXT(d->body), DB_INT(d->attempts),
+		DB_INT_OR_NULL(d->last_status), DB_TEXT(d->last_error), DB_INT(d->first_attempt_at),
+		DB_INT(d->last_attempt_at), DB_INT(now)));
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+int
+db_dead_letter_list(struct db *db, const char *target, int64_t after, int64_t limit,
+    int (*each)(const struct db_dead_letter *d, void *arg), void *arg, char **cause)
+{
+	struct db_dead_letter d;
+	sqlite3_stmt *st;
+	int rc, stop;
+
+	st = db_prepare(db, DB_STMT_DEAD_LIST, cause,
+	    DB_ARGS(DB_TEXT(target), DB_INT(after), DB_INT(limit > 0 ? limit : INT64_MAX)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		db_row_dead_letter(st, &d);
+		stop = each(&d, arg);
+		db_dead_letter_clear(&d);
+		if (stop != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+/* The first row of a dead-letter query into *d; DB_NOTFOUND if none. */
+static int
+db_dead_letter_one(struct db *db, enum db_stmt which, struct db_dead_letter *d, char **cause,
+    const struct db_arg *args, size_t n)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(d, 0, sizeof *d);
+	if ((st = db_prepare(db, which, cause, args, n)) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW)
+		db_row_dead_letter(st, d);
+	db_done(st);
+	if (rc == DB_ROW)
+		return DB_OK;
+	return rc == DB_DONE ? DB_NOTFOUND : rc;
+}
+
+int
+db_dead_letter_get(struct db *db, int64_t id, struct db_dead_letter *d, char **cause)
+{
+	return db_dead_letter_one(db, DB_STMT_DEAD_GET, d, cause, DB_ARGS(DB_INT(id)));
+}
+
+int
+db_dead_letter_next_replay(
+    struct db *db, const char *target, struct db_dead_letter *d, char **cause)
+{
+	return db_dead_letter_one(db, DB_STMT_DEAD_NEXT_REPLAY, d, cause, DB_ARGS(DB_TEXT(target)));
+}
+
+/* Runs one dead-letter write in its own transaction; *changed gets the rows it touched. */
+static int
+db_dead_letter_write(struct db *db, enum db_stmt which, int64_t *changed, char **cause,
+    const struct db_arg *args, size_t n)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	if ((rc = db_exec(db, which, cause, args, n)) != DB_OK)
+		goto fail;
+	if (changed != NULL)
+		*changed = sqlite3_changes64(db->sq);
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+int
+db_dead_letter_replay(
+    struct db *db, int64_t id, const char *target, int64_t now, int64_t *marked, char **cause)
+{
+	int64_t n = 0;
+	int rc;
+
+	if (id > 0)
+		rc = db_dead_letter_write(
+		    db, DB_STMT_DEAD_MARK_ONE, &n, cause, DB_ARGS(DB_INT(id), DB_INT(now)));
+	else
+		rc = db_dead_letter_write(
+		    db, DB_STMT_DEAD_MARK_ALL, &n, cause, DB_ARGS(DB_TEXT(target), DB_INT(now)));
+	if (marked != NULL)
+		*marked = n;
+	if (rc == DB_OK && id > 0 && n == 0)
+		return DB_NOTFOUND;
+	return rc;
+}
+
+int
+db_dead_letter_discard(struct db *db, int64_t id, char **cause)
+{
+	int64_t n = 0;
+	int rc;
+
+	rc = db_dead_letter_write(db, DB_STMT_DEAD_DELETE, &n, cause, DB_ARGS(DB_INT(id)));
+	if (rc == DB_OK && n == 0)
+		return DB_NOTFOUND;
+	return rc;
+}
+
+int
+db_dead_letter_replay_fail(struct db *db, int64_t id, int64_t status, const char *error,
+    int64_t now, int give_up, char **cause)
+{
+	int64_t n = 0;
+	int rc;
+
+	rc = db_dead_letter_write(db, DB_STMT_DEAD_REPLAY_FAIL, &n, cause,
+	    DB_ARGS(DB_INT(id), DB_INT_OR_NULL(status), DB_TEXT(error), DB_INT(now),
+		DB_INT(give_up != 0)));
+	if (rc == DB_OK && n == 0)
+		return DB_NOTFOUND;
+	return rc;
+}
+
+int
+db_dead_letter_counts(
+    struct db *db, const char *target, int64_t *total, int64_t *replay, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*total = *replay = 0;
+	if ((st = db_prepare(db, DB_STMT_DEAD_COUNTS, cause, DB_ARGS(DB_TEXT(target)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		*total = sqlite3_column_int64(st, 0);
+		*replay = sqlite3_column_int64(st, 1);
+	}
+	db_done(st);
+	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
 }

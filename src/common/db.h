@@ -31,7 +31,7 @@
 #define DB_CONFLICT 2
 
 /* Bump with every migration added in db.c. */
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 
 struct db;
 
@@ -369,5 +369,70 @@ int db_backlog(struct db *db, enum db_feed feed, int64_t after, int64_t limit,
     struct db_backlog *out, char **cause);
 /* Marks every sync request up to id upto handled at now. */
 int db_sync_requests_handled(struct db *db, int64_t upto, int64_t now, char **cause);
+
+/* ---- chat-sync: dead letters (docs/callbacks.md) ---- */
+
+/*
+ * A batch set aside after too many failed attempts, so that delivery of
+ * its target goes on. It covers the rows with after_id < id <= last_id of
+ * its target's feed (sync request ids for the snapshot targets); a
+ * snapshot's letter also keeps the exact body, since the state it showed
+ * is gone. The rows stay in the database (none is ever deleted).
+ */
+struct db_dead_letter {
+	int64_t id;
+	char *target; /* a cursor name: room_events, chat_history, ... */
+	char *delivery_id; /* the batch's webhook-id, reused by a replay */
+	int64_t after_id;
+	int64_t last_id;
+	int64_t count; /* rows (sync requests for a snapshot) */
+	char *body; /* snapshot targets' body; NULL for feeds and in listings */
+	size_t body_len;
+	int64_t attempts; /* failed attempts, replays included */
+	int64_t last_status; /* HTTP status of the last attempt; 0: no answer */
+	char *last_error;
+	int64_t first_attempt_at; /* Unix ms: the first failure */
+	int64_t last_attempt_at;
+	int64_t created_at; /* set aside at */
+	int64_t replay_requested_at; /* 0: not marked for replay */
+};
+void db_dead_letter_clear(struct db_dead_letter *d);
+/*
+ * Sets the batch in flight aside: records d (its id and created_at are
+ * ignored; now is used) and moves the target's cursor from d->after_id to
+ * d->last_id, clearing the batch and its failure state, in one
+ * transaction. DB_CONFLICT, with nothing written, if the cursor no longer
+ * holds that batch (d->after_id, d->delivery_id).
+ */
+int db_dead_letter_add(struct db *db, const struct db_dead_letter *d, int64_t now, char **cause);
+/* Streams the letters of target (NULL: all) with id > after in id order,
+ * at most limit (<= 0: all), without bodies. each() returning non-zero
+ * stops the walk (DB_OK); *d is freed after each() returns. */
+int db_dead_letter_list(struct db *db, const char *target, int64_t after, int64_t limit,
+    int (*each)(const struct db_dead_letter *d, void *arg), void *arg, char **cause);
+/* Fills *d without the body (caller clears). DB_NOTFOUND if no such id. */
+int db_dead_letter_get(struct db *db, int64_t id, struct db_dead_letter *d, char **cause);
+/* The oldest letter of target marked for replay, with its body (caller
+ * clears). DB_NOTFOUND if none is marked. */
+int db_dead_letter_next_replay(
+    struct db *db, const char *target, struct db_dead_letter *d, char **cause);
+/*
+ * Marks for replay (chat-sync resends it): letter id, or with id 0 every
+ * unmarked letter of target (NULL: all). *marked (may be NULL) gets how
+ * many were newly marked. DB_NOTFOUND if id names no letter; marking a
+ * marked letter again changes nothing and is DB_OK.
+ */
+int db_dead_letter_replay(
+    struct db *db, int64_t id, const char *target, int64_t now, int64_t *marked, char **cause);
+/* Deletes a letter: after its replay got a 2xx, or an operator's discard.
+ * DB_NOTFOUND if no such id. */
+int db_dead_letter_discard(struct db *db, int64_t id, char **cause);
+/* Counts a failed replay attempt (status 0: no HTTP answer); give_up
+ * clears the replay mark. DB_NOTFOUND if the letter is gone. */
+int db_dead_letter_replay_fail(struct db *db, int64_t id, int64_t status, const char *error,
+    int64_t now, int give_up, char **cause);
+/* Letters of target (NULL: all), and how many of them are marked for replay. */
+int db_dead_letter_counts(
+    struct db *db, const char *target, int64_t *total, int64_t *replay, char **cause);
 
 #endif

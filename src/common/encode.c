@@ -1,5 +1,6 @@
 #include "autoconf.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "encode.h"
@@ -120,5 +121,44 @@ encode_session(struct jsonw *w, const struct db_session *s, int64_t feed_id, enu
 		jsonw_kv_null(w, "duration_seconds");
 	}
 	jsonw_kv_string(w, "reason", s->leave_reason);
+	jsonw_object_end(w);
+}
+
+/* A Unix-ms time as key (seconds) and key_ms, or two nulls for 0. */
+static void
+encode_time_pair(struct jsonw *w, const char *key, int64_t ms)
+{
+	char key_ms[64];
+
+	snprintf(key_ms, sizeof key_ms, "%s_ms", key);
+	if (ms == 0) {
+		jsonw_kv_null(w, key);
+		jsonw_kv_null(w, key_ms);
+		return;
+	}
+	jsonw_kv_int(w, key, ms / 1000);
+	jsonw_kv_int(w, key_ms, ms);
+}
+
+void
+encode_dead_letter(struct jsonw *w, const struct db_dead_letter *d)
+{
+	jsonw_object_begin(w);
+	jsonw_kv_int(w, "id", d->id);
+	jsonw_kv_string(w, "target", d->target);
+	jsonw_kv_string(w, "delivery_id", d->delivery_id);
+	jsonw_kv_int(w, "after_id", d->after_id);
+	jsonw_kv_int(w, "last_id", d->last_id);
+	jsonw_kv_int(w, "count", d->count);
+	jsonw_kv_int(w, "attempts", d->attempts);
+	if (d->last_status != 0)
+		jsonw_kv_int(w, "last_status", d->last_status);
+	else
+		jsonw_kv_null(w, "last_status");
+	jsonw_kv_string(w, "last_error", d->last_error);
+	encode_time_pair(w, "first_attempt_at", d->first_attempt_at);
+	encode_time_pair(w, "last_attempt_at", d->last_attempt_at);
+	encode_time_pair(w, "dead_at", d->created_at);
+	encode_time_pair(w, "replay_requested_at", d->replay_requested_at);
 	jsonw_object_end(w);
 }

@@ -45,4 +45,11 @@ void encode_message(struct jsonw *w, const struct db_message *m, enum encode_for
 void encode_session(
     struct jsonw *w, const struct db_session *s, int64_t feed_id, enum encode_form form);
 
+/*
+ * A dead letter object (GET /management/callbacks/dead-letters, chatctl
+ * dead-letters --json). Times as Unix seconds with _ms twins; null where
+ * there is nothing (no HTTP answer, not marked for replay).
+ */
+void encode_dead_letter(struct jsonw *w, const struct db_dead_letter *d);
+
 #endif

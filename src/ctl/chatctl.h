@@ -30,6 +30,8 @@ struct chatctl {
 	int no_db; /* --no-db: tell chatd only, record nothing */
 	const char *reason; /* --reason or NULL */
 	long long duration_s; /* --duration, 0 when not given */
+	int all; /* --all (dead-letters replay) */
+	const char *target; /* --target (dead-letters) or NULL */
 	FILE *out; /* results (stdout) */
 	FILE *err; /* messages (stderr) */
 };
@@ -45,6 +47,7 @@ struct commands_entry {
 #define COMMANDS_REASON 0x1 /* takes --reason */
 #define COMMANDS_DURATION 0x2 /* takes --duration */
 #define COMMANDS_DB 0x4 /* records in the database first; takes --no-db */
+#define COMMANDS_DEAD 0x8 /* takes --all and --target (dead-letters) */
 	/* Runs with argv[0..argc) the positional arguments; returns an exit status. */
 	int (*run)(struct chatctl *c, char **argv, int argc);
 };
@@ -58,6 +61,9 @@ const struct commands_entry *commands_find(const char *name);
 void commands_print_help(FILE *out, const struct commands_entry *cmd);
 /* Parses "90", "90s", "15m", "2h", "7d" into seconds in [1, max]; -1 if not. */
 long long commands_parse_duration(const char *s, long long max);
+
+/* deadletters.c: chatctl dead-letters [list | replay ID | replay --all | discard ID] */
+int commands_dead_letters(struct chatctl *c, char **argv, int argc);
 
 /* output.c */
 /* Prints v as one line of compact JSON. */

@@ -88,6 +88,24 @@ const struct commands_entry commands_table[] = {
 	    "JSON_PAYLOAD is any JSON value (default {}), e.g. '{\"amount\":100}'.\n"
 	    "Put -- before a payload that starts with \"-\".\n",
 	    2, 3, 0, commands_publish },
+	{ "dead-letters", "[list | replay ID | replay --all | discard ID]",
+	    "chat-sync's dead letters: list, replay, discard (database)",
+	    "Batches chat-sync set aside after CALLBACK_DEAD_LETTER_ATTEMPTS failed attempts or\n"
+	    "CALLBACK_DEAD_LETTER_AGE_SECONDS (docs/callbacks.md), read from the database\n"
+	    "(DATABASE_URL); chatd is not needed.\n"
+	    "\n"
+	    "  list (default)   every dead letter: id, target, delivery id, rows, attempts,\n"
+	    "                   last HTTP status, when it was set aside, last error\n"
+	    "  replay ID        mark one for replay: chat-sync resends it under its original\n"
+	    "                   delivery id on its next pass; on a 2xx it leaves the list\n"
+	    "  replay --all     mark every dead letter (of --target) for replay\n"
+	    "  discard ID       delete it for good; its rows stay in the database\n"
+	    "\n"
+	    "      --target T   list or replay --all only T's (room_events, chat_history,\n"
+	    "                   session_history, periodic_sync, data)\n"
+	    "      --all        with replay: every dead letter\n"
+	    "Exit status 1 (dead_letter_not_found) if ID names no dead letter.\n",
+	    0, 2, COMMANDS_DEAD, commands_dead_letters },
 };
 const size_t commands_count = sizeof commands_table / sizeof commands_table[0];
 

@@ -20,6 +20,8 @@
 
 /* Options valid everywhere; the command's own are added in the second pass. */
 #define OPT_NO_DB 1000
+#define OPT_ALL 1001
+#define OPT_TARGET 1002
 
 static const struct option global_options[] = {
 	{ "socket", required_argument, NULL, 's' },
@@ -39,6 +41,8 @@ static const struct option command_options[] = {
 	{ "duration", required_argument, NULL, 'd' },
 	{ "reason", required_argument, NULL, 'r' },
 	{ "no-db", no_argument, NULL, OPT_NO_DB },
+	{ "all", no_argument, NULL, OPT_ALL },
+	{ "target", required_argument, NULL, OPT_TARGET },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -73,10 +77,12 @@ usage(FILE *out)
 	    "  -h, --help          this text; after a command, that command's help\n"
 	    "  -V, --version       print the version and exit\n"
 	    "Command options: -d/--duration and -r/--reason (ban), -r/--reason (kick, close),\n"
-	    "--no-db (ban, unban, close); see chatctl help COMMAND.\n"
+	    "--no-db (ban, unban, close), --all and --target (dead-letters); see chatctl help\n"
+	    "COMMAND.\n"
 	    "\n"
 	    "ban, unban and close are recorded in the database (DATABASE_URL) first, as the\n"
 	    "REST API does, then chatd is told; chatd reloads the database when it starts.\n"
+	    "dead-letters works on the database alone.\n"
 	    "Settings come from the environment, then $CHAT_ENV_FILE, ./.env or\n"
 	    "%s/chatd/chatd.env.\n"
 	    "\n"
@@ -230,6 +236,16 @@ main(int argc, char **argv)
 			if (!(cmd->flags & COMMANDS_DB))
 				return usage_error(cmd, "%s does not take --no-db", cmd->name);
 			c.no_db = 1;
+			break;
+		case OPT_ALL:
+			if (!(cmd->flags & COMMANDS_DEAD))
+				return usage_error(cmd, "%s does not take --all", cmd->name);
+			c.all = 1;
+			break;
+		case OPT_TARGET:
+			if (!(cmd->flags & COMMANDS_DEAD))
+				return usage_error(cmd, "%s does not take --target", cmd->name);
+			c.target = optarg;
 			break;
 		case '?':
 		case ':':

@@ -20,6 +20,14 @@
  * the cursor meanwhile, nothing is written and N+1 is dropped. A failed
  * attempt drops it too (rebuilt after the retry succeeds). So at most two
  * batches are in memory, and the cursor reads exactly as without it.
+ *
+ * Dead letters: after a failed attempt, a batch whose failures reach
+ * CALLBACK_DEAD_LETTER_ATTEMPTS (the cursor's count, kept across runs) or
+ * whose first failure is CALLBACK_DEAD_LETTER_AGE_SECONDS old is set
+ * aside (db_dead_letter_add moves the cursor past it) and delivery goes
+ * on. A letter an operator marked for replay is resent, under its own
+ * delivery id and body, before the target's next batch, by whoever holds
+ * the target's lock: still one sender and one request at a time.
  */
 #include "autoconf.h"
 
@@ -68,6 +76,8 @@ struct sync_target {
 	int64_t to_id; /* cursor after it */
 	int64_t count;
 	long attempts; /* failed attempts of this batch in this run */
+	int64_t dead_id; /* the batch in flight replays this dead letter; 0: none */
+	int replay_failed; /* --once: a replay was given up (exit status 1) */
 	/* the next batch, built while the one above was on the wire; not yet recorded */
 	char *ahead_body;
 	size_t ahead_len;
@@ -138,6 +148,7 @@ sync_batch_clear(struct sync_target *t)
 	t->len = 0;
 	t->count = 0;
 	t->attempts = 0;
+	t->dead_id = 0;
 }
 
 /* A fresh delivery id: target, last source id, 64 random bits. */
@@ -264,12 +275,67 @@ sync_prepare_snapshot(
 	return 1;
 }
 
+/*
+ * Takes up the oldest dead letter of the target marked for replay: a
+ * snapshot's stored body, or a feed's rows rebuilt from its id range (the
+ * same rows, so the same bytes), under its original delivery id.
+ * 1 ready, 0 none marked, -1 with *cause.
+ */
+static int
+sync_prepare_replay(struct sync *s, struct sync_target *t, char **cause)
+{
+	struct db_dead_letter d;
+	struct jsonw w;
+	int64_t count, last;
+	int rc;
+
+	rc = db_dead_letter_next_replay(s->db, t->def->name, &d, cause);
+	if (rc == DB_NOTFOUND)
+		return 0;
+	if (rc != DB_OK)
+		return -1;
+	if (t->def->kind == TARGETS_FEED) {
+		jsonw_init(&w);
+		if (targets_build_feed(t->def, s->db, d.after_id, d.last_id, INT64_MAX, &w, &count,
+			&last, cause) != 0) {
+			jsonw_clear(&w);
+			db_dead_letter_clear(&d);
+			return -1;
+		}
+		t->len = w.len;
+		t->body = jsonw_take(&w);
+	} else if (d.body != NULL) {
+		t->len = d.body_len;
+		t->body = d.body;
+		d.body = NULL;
+		count = d.count;
+	} else {
+		*cause = xasprintf("dead letter %lld has no body", (long long)d.id);
+		db_dead_letter_clear(&d);
+		return -1;
+	}
+	t->delivery_id = d.delivery_id;
+	d.delivery_id = NULL;
+	t->from_id = d.after_id;
+	t->to_id = d.last_id;
+	t->count = count;
+	t->attempts = 0;
+	t->dead_id = d.id;
+	log_info("%s: replaying dead letter %lld, batch %s (%lld %s)", t->def->name,
+	    (long long)d.id, t->delivery_id, (long long)count,
+	    t->def->kind == TARGETS_FEED ? "rows" : "requests");
+	db_dead_letter_clear(&d);
+	return 1;
+}
+
 static int
 sync_prepare(struct sync *s, struct sync_target *t, char **cause)
 {
 	struct db_cursor c;
 	int rc;
 
+	if ((rc = sync_prepare_replay(s, t, cause)) != 0)
+		return rc;
 	/* Read after taking the lock: the previous holder may have moved it. */
 	if (db_cursor_get(s->db, t->def->name, &c, cause) != DB_OK)
 		return -1;
@@ -342,7 +408,9 @@ sync_build_ahead(struct sync *s, struct sync_target *t)
 	int64_t limit = targets_batch_size(t->def, s->cfg), count, last;
 	char *cause = NULL;
 
-	if (t->def->kind != TARGETS_FEED || t->count < limit || t->ahead_body != NULL)
+	/* A replay's rows are old: what follows them is not the target's next batch. */
+	if (t->def->kind != TARGETS_FEED || t->count < limit || t->ahead_body != NULL ||
+	    t->dead_id != 0)
 		return;
 	jsonw_init(&w);
 	if (targets_build_feed(
@@ -421,6 +489,131 @@ sync_delivered(struct sync *s, struct sync_target *t, long status)
 	t->next_at = clock_mono_ms();
 }
 
+/* A replayed dead letter got its 2xx: it leaves the list. */
+static void
+sync_replayed(struct sync *s, struct sync_target *t, long status)
+{
+	char *cause = NULL;
+	int rc;
+
+	rc = db_dead_letter_discard(s->db, t->dead_id, &cause);
+	if (rc == DB_ERROR) {
+		/* Delivered but still listed: a later replay would send it again. */
+		log_error("%s: %s", t->def->name, cause);
+		free(cause);
+	}
+	log_info("%s: delivered dead letter %lld, batch %s (HTTP %ld)", t->def->name,
+	    (long long)t->dead_id, t->delivery_id, status);
+	sync_batch_clear(t);
+	t->state = SYNC_ST_CHECK;
+	t->next_at = clock_mono_ms();
+}
+
+/*
+ * A replay attempt failed: counted on the letter. Retried as any batch is
+ * within this run; once the retries are used up the letter goes back to
+ * the list, unmarked, and the target's own batches go on.
+ */
+static void
+sync_replay_failed(struct sync *s, struct sync_target *t, long status, const char *error)
+{
+	char *cause = NULL;
+	int give_up, rc;
+
+	t->attempts++;
+	give_up = t->attempts > s->cfg->callback_max_retries;
+	rc = db_dead_letter_replay_fail(
+	    s->db, t->dead_id, status, error, clock_wall_ms(), give_up, &cause);
+	log_warn("%s: dead letter %lld, batch %s: replay attempt %ld failed: %s", t->def->name,
+	    (long long)t->dead_id, t->delivery_id, t->attempts, error);
+	if (rc == DB_ERROR) {
+		log_error("%s: %s", t->def->name, cause);
+		free(cause);
+	}
+	if (give_up || rc == DB_NOTFOUND) {
+		/* DB_NOTFOUND: discarded meanwhile; nothing left to resend. */
+		if (rc != DB_NOTFOUND) {
+			log_error(
+			    "%s: giving up the replay of dead letter %lld after %ld attempts; "
+			    "it stays listed",
+			    t->def->name, (long long)t->dead_id, t->attempts);
+			t->replay_failed = 1;
+		}
+		sync_batch_clear(t);
+		t->state = SYNC_ST_CHECK;
+		t->next_at = clock_mono_ms();
+		return;
+	}
+	t->state = SYNC_ST_WAIT;
+	t->next_at = clock_mono_ms() + sync_retry_delay_ms(s, t->attempts);
+}
+
+/*
+ * After a failed attempt was counted: sets the batch aside when it has
+ * failed too often or for too long (the counts the cursor keeps across
+ * runs). 1 set aside (the target goes on with its next batch), 0 not due.
+ */
+static int
+sync_dead_letter(struct sync *s, struct sync_target *t, long status, const char *error)
+{
+	struct db_dead_letter d;
+	struct db_cursor c;
+	int64_t now = clock_wall_ms(), max = s->cfg->callback_dead_letter_attempts,
+		age_ms = s->cfg->callback_dead_letter_age_seconds * 1000;
+	char *cause = NULL;
+	int rc, due;
+
+	if (max <= 0 && age_ms <= 0)
+		return 0;
+	if (db_cursor_get(s->db, t->def->name, &c, &cause) != DB_OK) {
+		log_error("%s: %s", t->def->name, cause);
+		free(cause);
+		return 0;
+	}
+	due = c.delivery_id != NULL && strcmp(c.delivery_id, t->delivery_id) == 0 &&
+	    c.last_id == t->from_id &&
+	    ((max > 0 && c.attempts >= max) ||
+		(age_ms > 0 && c.failing_since != 0 && now - c.failing_since >= age_ms));
+	if (!due) {
+		db_cursor_clear(&c);
+		return 0;
+	}
+	memset(&d, 0, sizeof d);
+	d.target = (char *)t->def->name;
+	d.delivery_id = t->delivery_id;
+	d.after_id = t->from_id;
+	d.last_id = t->to_id;
+	d.count = t->count;
+	/* A snapshot's state is gone: keep the exact bytes. A feed's rows stay. */
+	d.body = t->def->kind == TARGETS_SNAPSHOT ? t->body : NULL;
+	d.attempts = c.attempts;
+	d.last_status = status;
+	d.last_error = (char *)error;
+	d.first_attempt_at = c.failing_since != 0 ? c.failing_since : now;
+	d.last_attempt_at = now;
+	rc = db_dead_letter_add(s->db, &d, now, &cause);
+	db_cursor_clear(&c);
+	if (rc == DB_CONFLICT) {
+		log_warn("%s: cursor moved by another process during batch %s", t->def->name,
+		    t->delivery_id);
+	} else if (rc != DB_OK) {
+		log_error("%s: %s", t->def->name, cause);
+		free(cause);
+		return 0;
+	} else
+		log_error("%s: batch %s (%lld %s after %lld) set aside as a dead letter after %lld "
+			  "failed attempts; delivery goes on",
+		    t->def->name, t->delivery_id, (long long)t->count,
+		    t->def->kind == TARGETS_FEED ? "rows" : "requests", (long long)t->from_id,
+		    (long long)d.attempts);
+	if (t->def->kind == TARGETS_SNAPSHOT)
+		sync_settle_requests(s);
+	sync_batch_clear(t);
+	t->state = SYNC_ST_CHECK;
+	t->next_at = clock_mono_ms();
+	return 1;
+}
+
 /* One attempt at the batch in flight. */
 static void
 sync_send(struct sync *s, struct sync_target *t)
@@ -444,11 +637,19 @@ sync_send(struct sync *s, struct sync_target *t)
 		rc = deliver_finish(t->d, &status, &cause);
 	}
 	if (rc == 0) {
-		sync_delivered(s, t, status);
+		if (t->dead_id != 0)
+			sync_replayed(s, t, status);
+		else
+			sync_delivered(s, t, status);
 		return;
 	}
 	/* Built after a batch that is not delivered: rebuilt once it is. */
 	sync_ahead_clear(t);
+	if (t->dead_id != 0) {
+		sync_replay_failed(s, t, status, cause);
+		free(cause);
+		return;
+	}
 	t->attempts++;
 	log_warn("%s: batch %s attempt %ld failed: %s", t->def->name, t->delivery_id, t->attempts,
 	    cause);
@@ -456,7 +657,10 @@ sync_send(struct sync *s, struct sync_target *t)
 		log_error("%s: %s", t->def->name, dbcause);
 		free(dbcause);
 	}
+	rc = sync_dead_letter(s, t, status, cause);
 	free(cause);
+	if (rc)
+		return;
 	if (t->attempts > s->cfg->callback_max_retries && s->mode == SYNC_ONCE) {
 		log_error("%s: giving up on batch %s after %ld attempts; it stays pending",
 		    t->def->name, t->delivery_id, t->attempts);
@@ -623,7 +827,8 @@ sync_run(
 		sync_sleep_ms(wake - now);
 	}
 	for (i = 0; i < s.n; i++) {
-		if (s.t[i].state == SYNC_ST_FAILED || s.t[i].state == SYNC_ST_WAIT)
+		if (s.t[i].state == SYNC_ST_FAILED || s.t[i].state == SYNC_ST_WAIT ||
+		    s.t[i].replay_failed)
 			failed = 1;
 	}
 	sync_free(&s);

@@ -278,6 +278,8 @@ static const char *const all_keys[] = {
 	"CHATD_LISTEN",
 	"TOKEN_SECRET",
 	"CALLBACK_SIGNING_SECRET",
+	"CALLBACK_DEAD_LETTER_ATTEMPTS",
+	"CALLBACK_DEAD_LETTER_AGE_SECONDS",
 	"MAX_MESSAGE_BYTES",
 	"MAX_FRAME_BYTES",
 	"MAX_CONNECTIONS_PER_ADDRESS",
@@ -537,6 +539,8 @@ START_TEST(test_load_defaults)
 	ck_assert_int_eq(cfg.callback_max_retries, 3);
 	ck_assert_int_eq(cfg.callback_retry_delay_seconds, 5);
 	ck_assert_int_eq(cfg.callback_timeout_seconds, 30);
+	ck_assert_int_eq(cfg.callback_dead_letter_attempts, 0); /* off unless set */
+	ck_assert_int_eq(cfg.callback_dead_letter_age_seconds, 0);
 	ck_assert_int_eq(cfg.sync_interval_seconds, 300);
 	ck_assert_int_eq(cfg.user_message_interval_ms, 3000);
 	ck_assert_str_eq(cfg.chatd_listen, "127.0.0.1:3001");
@@ -734,6 +738,8 @@ static const struct {
 	{ "CALLBACK_MAX_RETRIES", "101" },
 	{ "CALLBACK_RETRY_DELAY_SECONDS", "-5" },
 	{ "CALLBACK_TIMEOUT_SECONDS", "0" },
+	{ "CALLBACK_DEAD_LETTER_ATTEMPTS", "-1" },
+	{ "CALLBACK_DEAD_LETTER_AGE_SECONDS", "31536001" },
 	{ "CONTROL_TIMEOUT_MS", "5" },
 	{ "API_THREADS", "1000" },
 	{ "API_MAX_BODY_BYTES", "100" },

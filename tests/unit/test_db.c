@@ -358,9 +358,10 @@ assert_seqs(const struct got *g, const struct db_page_info *info, int64_t first,
 START_TEST(test_open_fresh_schema)
 {
 	static const char *const tables[] = { "rooms", "room_admins", "bans", "messages",
-		"sessions", "outbox", "sync_requests", "cursors" };
+		"sessions", "outbox", "sync_requests", "cursors", "dead_letters" };
 	static const char *const indexes[] = { "bans_active", "messages_time", "sessions_time",
-		"sessions_open", "sync_requests_pending" };
+		"sessions_open", "sync_requests_pending", "dead_letters_target",
+		"dead_letters_replay" };
 	/* The columns later programs are written against. */
 	static const char *const columns[] = {
 		"SELECT id, name, created_at, closed_at, close_reason, peak_users, last_seq,"
@@ -376,6 +377,9 @@ START_TEST(test_open_fresh_schema)
 		"SELECT id, reason, room_id, created_at, handled_at FROM sync_requests",
 		"SELECT target, last_id, delivery_id, batch_last_id, attempts, failing_since,"
 		" last_error, last_success_at, lock_owner, lock_until FROM cursors",
+		"SELECT id, target, delivery_id, after_id, last_id, row_count, body, attempts,"
+		" last_status, last_error, first_attempt_at, last_attempt_at, created_at,"
+		" replay_requested_at FROM dead_letters",
 	};
 	char *mode;
 	size_t i;
@@ -1837,6 +1841,208 @@ START_TEST(test_cursor_batch_done_fail)
 }
 END_TEST
 
+/* ---- chat-sync dead letters ---- */
+
+static int
+dead_collect(const struct db_dead_letter *d, void *arg)
+{
+	char *ids = arg;
+	size_t len = strlen(ids);
+
+	snprintf(ids + len, 256 - len, "%s%lld:%s", len > 0 ? "," : "", (long long)d->id,
+	    d->delivery_id);
+	ck_assert_ptr_null(d->body); /* listings leave the body out */
+	return 0;
+}
+
+/* The ids of target's letters (NULL: all) as "id:delivery_id,...". */
+static void
+dead_ids(const char *target, char *out)
+{
+	char *cause = NULL;
+
+	out[0] = '\0';
+	if (db_dead_letter_list(db, target, 0, 0, dead_collect, out, &cause) != DB_OK)
+		ck_abort_msg("db_dead_letter_list: %s", cause);
+}
+
+/* Records a failing batch of target and sets it aside; returns its letter id. */
+static int64_t
+dead_make(const char *target, int64_t after, int64_t last, const char *id, const char *body)
+{
+	struct db_dead_letter d;
+	char *cause = NULL;
+
+	ck_assert_int_eq(db_cursor_batch(db, target, after, id, last, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_fail(db, target, "HTTP 400: no", 100, &cause), DB_OK);
+	memset(&d, 0, sizeof d);
+	d.target = (char *)target;
+	d.delivery_id = (char *)id;
+	d.after_id = after;
+	d.last_id = last;
+	d.count = last - after;
+	d.body = (char *)body;
+	d.attempts = 3;
+	d.last_status = 400;
+	d.last_error = (char *)"HTTP 400: no";
+	d.first_attempt_at = 100;
+	d.last_attempt_at = 200;
+	ck_assert_int_eq(db_dead_letter_add(db, &d, 300, &cause), DB_OK);
+	return raw_int("SELECT max(id) FROM dead_letters", NULL);
+}
+
+START_TEST(test_dead_letter_add)
+{
+	struct db_dead_letter d, g;
+	struct db_cursor c;
+	char ids[256], *cause = NULL;
+	int64_t id, total, replay;
+
+	id = dead_make("chat_history", 0, 10, "d1", NULL);
+	/* The cursor moved past the batch; its failure state went with it. */
+	cursor_get("chat_history", &c);
+	ck_assert_int_eq(c.last_id, 10);
+	ck_assert_ptr_null(c.delivery_id);
+	ck_assert_int_eq(c.batch_last_id, 0);
+	ck_assert_int_eq(c.attempts, 0);
+	ck_assert_int_eq(c.failing_since, 0);
+	ck_assert_ptr_null(c.last_error);
+	ck_assert_int_eq(c.last_success_at, 0);
+	db_cursor_clear(&c);
+
+	ck_assert_int_eq(db_dead_letter_get(db, id, &g, &cause), DB_OK);
+	ck_assert_str_eq(g.target, "chat_history");
+	ck_assert_str_eq(g.delivery_id, "d1");
+	ck_assert_int_eq(g.after_id, 0);
+	ck_assert_int_eq(g.last_id, 10);
+	ck_assert_int_eq(g.count, 10);
+	ck_assert_ptr_null(g.body);
+	ck_assert_int_eq(g.attempts, 3);
+	ck_assert_int_eq(g.last_status, 400);
+	ck_assert_str_eq(g.last_error, "HTTP 400: no");
+	ck_assert_int_eq(g.first_attempt_at, 100);
+	ck_assert_int_eq(g.last_attempt_at, 200);
+	ck_assert_int_eq(g.created_at, 300);
+	ck_assert_int_eq(g.replay_requested_at, 0);
+	db_dead_letter_clear(&g);
+	ck_assert_int_eq(db_dead_letter_get(db, id + 1, &g, &cause), DB_NOTFOUND);
+
+	/* The cursor no longer holds that batch: DB_CONFLICT, nothing written. */
+	memset(&d, 0, sizeof d);
+	d.target = (char *)"chat_history";
+	d.delivery_id = (char *)"d1";
+	d.after_id = 0;
+	d.last_id = 10;
+	ck_assert_int_eq(db_dead_letter_add(db, &d, 400, &cause), DB_CONFLICT);
+	ck_assert_int_eq(db_cursor_batch(db, "chat_history", 10, "d2", 20, &cause), DB_OK);
+	d.delivery_id = (char *)"other";
+	d.after_id = 10;
+	d.last_id = 20;
+	ck_assert_int_eq(db_dead_letter_add(db, &d, 400, &cause), DB_CONFLICT);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM dead_letters", NULL), 1);
+	ck_assert_int_eq(
+	    raw_int("SELECT last_id FROM cursors WHERE target = 'chat_history'", NULL), 10);
+
+	dead_make("data", 0, 0, "s1", "{\"rooms\":[]}");
+	dead_ids(NULL, ids);
+	ck_assert_str_eq(ids, "1:d1,2:s1");
+	dead_ids("data", ids);
+	ck_assert_str_eq(ids, "2:s1");
+	ck_assert_int_eq(db_dead_letter_counts(db, NULL, &total, &replay, &cause), DB_OK);
+	ck_assert_int_eq(total, 2);
+	ck_assert_int_eq(replay, 0);
+	ck_assert_int_eq(db_dead_letter_counts(db, "room_events", &total, &replay, &cause), DB_OK);
+	ck_assert_int_eq(total, 0);
+}
+END_TEST
+
+START_TEST(test_dead_letter_replay_discard)
+{
+	struct db_dead_letter d;
+	char ids[256], *cause = NULL;
+	int64_t a, b, s, marked, total, replay;
+
+	a = dead_make("chat_history", 0, 10, "d1", NULL);
+	b = dead_make("chat_history", 10, 20, "d2", NULL);
+	s = dead_make("periodic_sync", 0, 3, "s1", "{\"type\":\"periodic_sync\"}");
+	ck_assert_int_eq(db_dead_letter_next_replay(db, "chat_history", &d, &cause), DB_NOTFOUND);
+
+	/* One, then all of a target; marking twice keeps the first time. */
+	ck_assert_int_eq(db_dead_letter_replay(db, b, NULL, 500, &marked, &cause), DB_OK);
+	ck_assert_int_eq(marked, 1);
+	ck_assert_int_eq(db_dead_letter_replay(db, b, NULL, 600, &marked, &cause), DB_OK);
+	ck_assert_int_eq(
+	    raw_int("SELECT replay_requested_at FROM dead_letters WHERE id = 2", NULL), 500);
+	ck_assert_int_eq(db_dead_letter_replay(db, 99, NULL, 600, &marked, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_dead_letter_replay(db, 0, "chat_history", 700, &marked, &cause), DB_OK);
+	ck_assert_int_eq(marked, 1); /* a, b was marked already */
+	ck_assert_int_eq(db_dead_letter_counts(db, NULL, &total, &replay, &cause), DB_OK);
+	ck_assert_int_eq(total, 3);
+	ck_assert_int_eq(replay, 2);
+
+	/* The oldest marked goes first. */
+	ck_assert_int_eq(db_dead_letter_next_replay(db, "chat_history", &d, &cause), DB_OK);
+	ck_assert_int_eq(d.id, a);
+	ck_assert_str_eq(d.delivery_id, "d1");
+	ck_assert_ptr_null(d.body);
+	db_dead_letter_clear(&d);
+
+	/* A failed replay counts; giving up unmarks it and keeps it listed. */
+	ck_assert_int_eq(db_dead_letter_replay_fail(db, a, 0, "refused", 800, 0, &cause), DB_OK);
+	ck_assert_int_eq(db_dead_letter_replay_fail(db, a, 503, "HTTP 503", 900, 1, &cause), DB_OK);
+	ck_assert_int_eq(db_dead_letter_get(db, a, &d, &cause), DB_OK);
+	ck_assert_int_eq(d.attempts, 5);
+	ck_assert_int_eq(d.last_status, 503);
+	ck_assert_str_eq(d.last_error, "HTTP 503");
+	ck_assert_int_eq(d.last_attempt_at, 900);
+	ck_assert_int_eq(d.replay_requested_at, 0);
+	db_dead_letter_clear(&d);
+	ck_assert_int_eq(db_dead_letter_next_replay(db, "chat_history", &d, &cause), DB_OK);
+	ck_assert_int_eq(d.id, b);
+	db_dead_letter_clear(&d);
+
+	/* A snapshot's letter gives its exact body back. */
+	ck_assert_int_eq(db_dead_letter_replay(db, 0, NULL, 1000, &marked, &cause), DB_OK);
+	ck_assert_int_eq(marked, 2);
+	ck_assert_int_eq(db_dead_letter_next_replay(db, "periodic_sync", &d, &cause), DB_OK);
+	ck_assert_int_eq(d.id, s);
+	ck_assert_str_eq(d.body, "{\"type\":\"periodic_sync\"}");
+	ck_assert_int_eq((int64_t)d.body_len, (int64_t)strlen(d.body));
+	db_dead_letter_clear(&d);
+
+	/* Discard (or a replay's 2xx) deletes it; the rows it named are not touched. */
+	ck_assert_int_eq(db_dead_letter_discard(db, a, &cause), DB_OK);
+	ck_assert_int_eq(db_dead_letter_discard(db, a, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_dead_letter_replay_fail(db, a, 0, "x", 1, 1, &cause), DB_NOTFOUND);
+	dead_ids(NULL, ids);
+	ck_assert_str_eq(ids, "2:d2,3:s1");
+}
+END_TEST
+
+START_TEST(test_cursor_batch_inherits_attempts)
+{
+	struct db_cursor c;
+	char *cause = NULL;
+
+	/* A snapshot recorded over one never answered keeps the failures. */
+	ck_assert_int_eq(db_cursor_batch(db, "data", 0, "s1", 0, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_fail(db, "data", "HTTP 500", 7, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_fail(db, "data", "HTTP 500", 8, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_batch(db, "data", 0, "s2", 0, &cause), DB_OK);
+	cursor_get("data", &c);
+	ck_assert_str_eq(c.delivery_id, "s2");
+	ck_assert_int_eq(c.attempts, 2);
+	ck_assert_int_eq(c.failing_since, 7);
+	db_cursor_clear(&c);
+	/* After a delivery the next batch starts from zero. */
+	ck_assert_int_eq(db_cursor_done(db, "data", 0, 0, 9, &cause), DB_OK);
+	ck_assert_int_eq(db_cursor_batch(db, "data", 0, "s3", 0, &cause), DB_OK);
+	cursor_get("data", &c);
+	ck_assert_int_eq(c.attempts, 0);
+	db_cursor_clear(&c);
+}
+END_TEST
+
 START_TEST(test_cursor_done_next)
 {
 	struct db_cursor c;
@@ -2102,6 +2308,9 @@ unit_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_cursor_batch_done_fail);
 	tcase_add_test(tc, test_cursor_done_next);
+	tcase_add_test(tc, test_cursor_batch_inherits_attempts);
+	tcase_add_test(tc, test_dead_letter_add);
+	tcase_add_test(tc, test_dead_letter_replay_discard);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");
