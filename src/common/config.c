@@ -101,10 +101,11 @@ static const struct config_option config_table[] = {
 	    "Delay before the first retry (doubles each retry, capped)." },
 	{ "CALLBACK_TIMEOUT_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(callback_timeout_seconds),
 	    CONFIG_SEED, "Timeout of one callback attempt." },
-	{ "CALLBACK_DEAD_LETTER_ATTEMPTS", CONFIG_INT, "0", 0, 1000000,
+	{ "CALLBACK_DEAD_LETTER_ATTEMPTS", CONFIG_INT, "10", 0, 1000000,
 	    OFF(callback_dead_letter_attempts), 0,
-	    "Failed attempts of one batch, counted across chat-sync runs, after which it is set "
-	    "aside as a dead letter and delivery goes on (docs/callbacks.md). 0: never." },
+	    "Failed attempts of one batch, counted across chat-sync runs, after which a refusal "
+	    "(a 4xx but 408, 425, 429) sets it aside as a dead letter and delivery goes on "
+	    "(docs/callbacks.md). No answer or a 5xx never does. 0: never." },
 	{ "CALLBACK_DEAD_LETTER_AGE_SECONDS", CONFIG_INT, "0", 0, 365 * DAY,
 	    OFF(callback_dead_letter_age_seconds), 0,
 	    "Seconds since a batch's first failed attempt after which its next failure sets it "

@@ -562,6 +562,14 @@ sync_dead_letter(struct sync *s, struct sync_target *t, long status, const char 
 		age_ms = s->cfg->callback_dead_letter_age_seconds * 1000;
 	char *cause = NULL;
 	int rc, due;
+	/*
+	 * The attempt count sets a batch aside only when the receiver answered
+	 * and refused it (a 4xx other than 408, 425 and 429, which mean "later"):
+	 * a receiver that is down, slow or failing (no answer, 5xx) keeps its
+	 * batches in order until it is back. The age limit counts every failure.
+	 */
+	int refused = status >= 400 && status < 500 && status != 408 && status != 425 &&
+	    status != 429;
 
 	if (max <= 0 && age_ms <= 0)
 		return 0;
@@ -572,7 +580,7 @@ sync_dead_letter(struct sync *s, struct sync_target *t, long status, const char 
 	}
 	due = c.delivery_id != NULL && strcmp(c.delivery_id, t->delivery_id) == 0 &&
 	    c.last_id == t->from_id &&
-	    ((max > 0 && c.attempts >= max) ||
+	    ((max > 0 && refused && c.attempts >= max) ||
 		(age_ms > 0 && c.failing_since != 0 && now - c.failing_since >= age_ms));
 	if (!due) {
 		db_cursor_clear(&c);

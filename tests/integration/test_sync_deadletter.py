@@ -182,6 +182,32 @@ def run(chk, st, rcv_port):
         rcv.stop()
 
 
+def run_unavailable(chk, st, rcv_port):
+    """A receiver that fails without refusing (5xx, 429) keeps its batches in
+    order: the attempt limit counts only refusals."""
+    tmp = st.tmp
+    ids = fill(st.db_path)
+    for status in ("503", "429"):
+        rcv = sh.Receiver(tmp, "r-" + status, ["--reject", "poison", "--status", status], port=rcv_port).start()
+        try:
+            code, out = sh.run_once(tmp, st.db_path, {"CALLBACK_MAX_RETRIES": "5"}, env_file=st.env_file)
+            chk.eq(code, 1, "HTTP %s: the run exits 1, the batch still pending" % status)
+            chk.eq(letters(st), [], "HTTP %s six times (limit 3): no dead letter" % status)
+            chk.ok(db_int(st.db_path, "SELECT attempts FROM cursors WHERE target = 'chat_history'") >= 3,
+                   "HTTP %s: the attempts are counted all the same" % status)
+            chk.eq(sh.message_ids(rcv.ok_entries(H)), ids[:10] if status == "503" else [],
+                   "HTTP %s: nothing after the failing batch is sent" % status)
+        finally:
+            rcv.stop()
+    # The same batch, now refused: the count already past the limit, it goes at once.
+    rcv = sh.Receiver(tmp, "r-400", ["--reject", "poison", "--status", "400"], port=rcv_port).start()
+    try:
+        sh.run_once(tmp, st.db_path, {"CALLBACK_MAX_RETRIES": "0"}, env_file=st.env_file)
+        chk.eq(len(letters(st) or []), 1, "the first refusal past the limit sets the batch aside")
+    finally:
+        rcv.stop()
+
+
 def main():
     stack.setup_process()
     sh.require_sync()
@@ -201,6 +227,8 @@ def main():
     }
     with stack.Stack("lighttpd-socket", settings=settings) as st:
         chk.run("dead letters", run, chk, st, port)
+    with stack.Stack("lighttpd-socket", settings=settings) as st:
+        chk.run("no dead letters while the receiver is unavailable", run_unavailable, chk, st, port)
     return chk.finish()
 
 

@@ -539,7 +539,7 @@ START_TEST(test_load_defaults)
 	ck_assert_int_eq(cfg.callback_max_retries, 3);
 	ck_assert_int_eq(cfg.callback_retry_delay_seconds, 5);
 	ck_assert_int_eq(cfg.callback_timeout_seconds, 30);
-	ck_assert_int_eq(cfg.callback_dead_letter_attempts, 0); /* off unless set */
+	ck_assert_int_eq(cfg.callback_dead_letter_attempts, 10); /* refusals only */
 	ck_assert_int_eq(cfg.callback_dead_letter_age_seconds, 0);
 	ck_assert_int_eq(cfg.sync_interval_seconds, 300);
 	ck_assert_int_eq(cfg.user_message_interval_ms, 3000);
