@@ -213,7 +213,8 @@ writer_apply_session(struct writer *w, struct writer_op *op)
 	if (rc == DB_OK) {
 		op->id = s->id;
 		writer_session_forget(w, op->key);
-	} else if (rc != DB_ERROR || (op->outcome = writer_failure(w, op, cause)) != WRITER_FAILED) {
+	} else if (rc != DB_ERROR ||
+	    (op->outcome = writer_failure(w, op, cause)) != WRITER_FAILED) {
 		if (rc != DB_ERROR)
 			log_warn("writer: session_close of session %" PRId64 ": not open", s->id);
 		op->outcome = WRITER_REFUSED;
@@ -407,8 +408,8 @@ writer_batch_end(struct writer *w, struct writer_op_list *batch, struct writer_o
 			writer_op_free(op);
 	}
 	if (w->batch_failed) {
-		w->retry_delay_ms = w->retry_delay_ms == 0 ? WRITER_RETRY_FIRST_MS
-							   : w->retry_delay_ms * 2;
+		w->retry_delay_ms =
+		    w->retry_delay_ms == 0 ? WRITER_RETRY_FIRST_MS : w->retry_delay_ms * 2;
 		if (w->retry_delay_ms > WRITER_RETRY_LAST_MS)
 			w->retry_delay_ms = WRITER_RETRY_LAST_MS;
 		w->retry_at = now + w->retry_delay_ms;

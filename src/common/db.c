@@ -419,6 +419,7 @@ db_failure_transient(const struct db *db)
 {
 	switch (db->last_code) {
 	case SQLITE_FULL:
+	case SQLITE_NOMEM: /* where it is not fatal (db_oom): a prepare, a bind */
 	case SQLITE_IOERR:
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
