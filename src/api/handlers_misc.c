@@ -187,16 +187,55 @@ handlers_misc_live(struct api_call *call)
 	api_reply(call, ok ? 200 : 503, &w);
 }
 
+/*
+ * Why the status is "degraded", as a JSON array of sentences into w:
+ * chat-api cannot read the database, chatd cannot be reached, or chatd's writes to the database fail (a full
+ * disk), when it refuses messages and keeps session records until they
+ * can be written. Returns how many.
+ */
+static int
+misc_health_causes(
+    struct jsonw *w, int db_ok, int chatd_ok, const char *chatd_cause, const cJSON *chatd)
+{
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(chatd, "database");
+	const cJSON *since = cJSON_GetObjectItemCaseSensitive(d, "failing_since");
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(d, "last_error");
+	char *text;
+	int n = 0;
+
+	jsonw_array_begin(w);
+	if (!db_ok) {
+		jsonw_string(w, "chat-api cannot query the database; see its log");
+		n++;
+	}
+	if (!chatd_ok) {
+		text = xasprintf("chatd is unreachable: %s", chatd_cause ? chatd_cause : "?");
+		jsonw_string(w, text);
+		free(text);
+		n++;
+	} else if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(d, "writable"))) {
+		text = xasprintf("chatd cannot write to the database since %lld (Unix time): %s; "
+				 "messages are refused and session records wait",
+		    cJSON_IsNumber(since) ? (long long)since->valuedouble : 0LL,
+		    cJSON_IsString(err) ? err->valuestring : "?");
+		jsonw_string(w, text);
+		free(text);
+		n++;
+	}
+	jsonw_array_end(w);
+	return n;
+}
+
 void
 handlers_misc_health(struct api_call *call)
 {
 	const struct config *cfg = call->ctx->cfg;
 	cJSON *result = NULL;
 	struct db_health h;
-	struct jsonw w;
+	struct jsonw w, causes;
 	char *cause = NULL, *code = NULL, *text;
 	int64_t dead_total = 0, dead_replay = 0;
-	int db_ok, chatd_ok;
+	int db_ok, chatd_ok, degraded;
 
 	/* Dead letters of every target, enabled or not: none may go unseen. */
 	db_ok = db_health(call->ctx->db, &h, &cause) == DB_OK &&
@@ -208,9 +247,16 @@ handlers_misc_health(struct api_call *call)
 	chatd_ok = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_HEALTH, NULL,
 		       &result, &code, &cause) == CTL_OK;
 
+	/* Written aside first: the status at the top depends on them. */
+	jsonw_init(&causes);
+	degraded = misc_health_causes(&causes, db_ok, chatd_ok, cause, result) > 0;
+
 	jsonw_init(&w);
 	jsonw_object_begin(&w);
-	jsonw_kv_string(&w, "status", db_ok && chatd_ok ? "ok" : "degraded");
+	jsonw_kv_string(&w, "status", db_ok && !degraded ? "ok" : "degraded");
+	jsonw_key(&w, "causes");
+	jsonw_raw(&w, causes.buf, causes.len);
+	jsonw_clear(&causes);
 	jsonw_kv_string(&w, "version", PACKAGE_VERSION);
 	jsonw_key(&w, "database");
 	jsonw_object_begin(&w);

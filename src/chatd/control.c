@@ -183,7 +183,8 @@ static void
 control_health(struct ctlconn *cc, unsigned long id)
 {
 	struct chatd *cd = cc->cd;
-	cJSON *o = json_object();
+	cJSON *o = json_object(), *d = json_object();
+	struct writer_health wh;
 	struct room *r;
 	unsigned live = 0;
 	int wal_pages, wal_blocked;
@@ -203,6 +204,19 @@ control_health(struct ctlconn *cc, unsigned long id)
 	writer_wal_state(cd->writer, &wal_pages, &wal_blocked);
 	json_add_int(o, "wal_bytes", dbfile_wal_bytes(cd->cfg->database_path));
 	json_add_bool(o, "wal_blocked", wal_blocked);
+	/* A full disk or a failing device: messages are refused, sessions wait. */
+	writer_health(cd->writer, &wh);
+	json_add_bool(d, "writable", wh.failing_since == 0);
+	if (wh.failing_since != 0) {
+		json_add_int(d, "failing_since", wh.failing_since / 1000);
+		json_add_string(d, "last_error", wh.last_error);
+	} else {
+		json_add(d, "failing_since", json_ok(cJSON_CreateNull()));
+		json_add_string(d, "last_error", NULL);
+	}
+	json_add_int(d, "retry_sessions", wh.retry_sessions);
+	json_add_int(d, "dropped_sessions", (long long)wh.dropped_sessions);
+	json_add(o, "database", d);
 	json_add_int(o, "dropped_low", (long long)cd->dropped_low);
 	json_add_int(o, "frames_sent", (long long)cd->frames_sent);
 	json_add_int(o, "frame_writes", (long long)cd->frame_writes);

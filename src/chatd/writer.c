@@ -13,10 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "strmap.h"
@@ -25,13 +27,37 @@
 
 STAILQ_HEAD(writer_op_list, writer_op);
 
+/* What became of an operation in its batch (writer_op.outcome). */
+enum writer_outcome {
+	WRITER_APPLIED = 0, /* written; final once its transaction commits */
+	WRITER_REFUSED, /* not found, conflict, a bad value: would fail again; dropped */
+	WRITER_FAILED, /* an error that may go away: session records are retried */
+	WRITER_WAITING, /* a close whose session's open is not written yet */
+};
+
+/* The session map's value: the sessions row of a connection's open. */
+struct writer_session {
+	int64_t id; /* 0: the open failed and waits for a retry */
+};
+
 struct writer {
 	pthread_t thread;
 	int started;
 	struct lws_context *ctx;
 	struct db *db; /* writer thread only */
-	struct strmap sessions; /* writer thread only: key -> int64_t session id */
+	struct strmap sessions; /* writer thread only: key -> struct writer_session */
 	struct checkpointer *cp; /* checkpoints the WAL the writer's commits grow */
+
+	/* writer thread only: session records to write again, in order */
+	struct writer_op_list retry;
+	unsigned retry_len, retry_opens;
+	int64_t retry_at; /* clock_mono_ms() from which they are due */
+	int64_t retry_delay_ms; /* back-off; 0 after a good commit */
+	int final_try; /* stopping: the retries had their last try */
+	/* writer thread only: the batch under way */
+	int batch_failed; /* a write failed with an error that may go away */
+	char batch_error[256];
+	unsigned long long batch_dropped;
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
@@ -39,6 +65,7 @@ struct writer {
 	struct writer_op_list done; /* message ops back to the service thread */
 	unsigned in_len, in_messages, inflight;
 	int stop;
+	struct writer_health health; /* retry_sessions: retry_len after each batch */
 };
 
 struct writer_op *
@@ -91,39 +118,129 @@ writer_session_key(uint64_t key, char *buf, size_t len)
 	snprintf(buf, len, "%" PRIu64, key);
 }
 
-/* Runs one operation inside the batch's transaction. Writer thread. */
+static struct writer_session *
+writer_session_get(struct writer *w, uint64_t key)
+{
+	char kbuf[32];
+
+	writer_session_key(key, kbuf, sizeof kbuf);
+	return strmap_get(&w->sessions, kbuf);
+}
+
+/* Records key's session row (0: its open waits for a retry). */
+static void
+writer_session_put(struct writer *w, uint64_t key, int64_t id)
+{
+	struct writer_session *s;
+	char kbuf[32];
+
+	if ((s = writer_session_get(w, key)) == NULL) {
+		s = xmalloc(sizeof *s);
+		writer_session_key(key, kbuf, sizeof kbuf);
+		strmap_set(&w->sessions, kbuf, s);
+	}
+	s->id = id;
+}
+
+static void
+writer_session_forget(struct writer *w, uint64_t key)
+{
+	char kbuf[32];
+
+	writer_session_key(key, kbuf, sizeof kbuf);
+	free(strmap_remove(&w->sessions, kbuf));
+}
+
+/*
+ * Notes a failed write of the batch. One that may go away (full disk, I/O
+ * error, lock) is logged once per failing spell by writer_batch_end();
+ * anything else fails the same way every time and is logged here.
+ */
+static int
+writer_failure(struct writer *w, const struct writer_op *op, const char *cause)
+{
+	if (db_failure_transient(w->db)) {
+		if (!w->batch_failed)
+			snprintf(w->batch_error, sizeof w->batch_error, "%s",
+			    cause != NULL ? cause : "?");
+		w->batch_failed = 1;
+		log_debug("writer: %s in room %s: %s", writer_op_name(op->type),
+		    op->room_id ? op->room_id : "-", cause ? cause : "?");
+		return WRITER_FAILED;
+	}
+	log_error("writer: %s in room %s: %s", writer_op_name(op->type),
+	    op->room_id ? op->room_id : "-", cause ? cause : "?");
+	return WRITER_REFUSED;
+}
+
+/* Writes a session's open or close; sets op->outcome. Writer thread. */
+static void
+writer_apply_session(struct writer *w, struct writer_op *op)
+{
+	struct writer_session *s;
+	char *cause = NULL;
+	int64_t id;
+	int rc;
+
+	if (op->type == WRITER_SESSION_OPEN) {
+		rc = db_session_open(w->db, op->room_id, op->user_id, op->nickname, op->is_admin,
+		    op->address, op->ts_ms, &id, &cause);
+		if (rc == DB_OK) {
+			op->id = id;
+			writer_session_put(w, op->key, id);
+		} else if (rc == DB_ERROR &&
+		    (op->outcome = writer_failure(w, op, cause)) == WRITER_FAILED)
+			writer_session_put(w, op->key, 0); /* its close waits for it */
+		else {
+			if (rc != DB_ERROR)
+				log_warn("writer: session_open in room %s: %s", op->room_id,
+				    rc == DB_NOTFOUND ? "no such room" : "conflict");
+			op->outcome = WRITER_REFUSED;
+			writer_session_forget(w, op->key); /* its close is dropped too */
+		}
+		free(cause);
+		return;
+	}
+	if ((s = writer_session_get(w, op->key)) == NULL) {
+		op->outcome = WRITER_REFUSED; /* its open was refused or dropped (logged then) */
+		return;
+	}
+	if (s->id == 0) {
+		op->outcome = WRITER_WAITING;
+		return;
+	}
+	rc = db_session_close(w->db, s->id, op->reason, op->ts_ms, &cause);
+	if (rc == DB_OK) {
+		op->id = s->id;
+		writer_session_forget(w, op->key);
+	} else if (rc != DB_ERROR ||
+	    (op->outcome = writer_failure(w, op, cause)) != WRITER_FAILED) {
+		if (rc != DB_ERROR)
+			log_warn("writer: session_close of session %" PRId64 ": not open", s->id);
+		op->outcome = WRITER_REFUSED;
+		writer_session_forget(w, op->key);
+	}
+	free(cause);
+}
+
+/* Runs one operation inside the batch's transaction; sets op->outcome. Writer thread. */
 static void
 writer_apply(struct writer *w, struct writer_op *op)
 {
-	char *cause = NULL, kbuf[32];
-	int64_t id, *idp;
+	char *cause = NULL;
 	int rc = DB_OK;
 
+	op->outcome = WRITER_APPLIED;
 	switch (op->type) {
 	case WRITER_MESSAGE:
 		rc = db_message_append(w->db, op->room_id, op->kind, op->user_id, op->nickname,
 		    op->is_admin, op->text, op->event_type, op->ts_ms, &op->id, &op->seq, &cause);
-		if (rc != DB_OK)
-			op->failed = 1;
+		op->failed = rc != DB_OK;
 		break;
 	case WRITER_SESSION_OPEN:
-		rc = db_session_open(w->db, op->room_id, op->user_id, op->nickname, op->is_admin,
-		    op->address, op->ts_ms, &id, &cause);
-		if (rc == DB_OK) {
-			idp = xmalloc(sizeof *idp);
-			*idp = id;
-			writer_session_key(op->key, kbuf, sizeof kbuf);
-			free(strmap_set(&w->sessions, kbuf, idp));
-		}
-		break;
 	case WRITER_SESSION_CLOSE:
-		writer_session_key(op->key, kbuf, sizeof kbuf);
-		idp = strmap_remove(&w->sessions, kbuf);
-		if (idp == NULL)
-			break; /* its open failed (logged then) */
-		rc = db_session_close(w->db, *idp, op->reason, op->ts_ms, &cause);
-		free(idp);
-		break;
+		writer_apply_session(w, op);
+		return;
 	case WRITER_PEAK:
 		rc = db_room_peak_update(w->db, op->room_id, op->peak, &cause);
 		break;
@@ -138,12 +255,47 @@ writer_apply(struct writer *w, struct writer_op *op)
 		break;
 	}
 	if (rc == DB_ERROR)
-		log_error("writer: %s in room %s: %s", writer_op_name(op->type),
-		    op->room_id ? op->room_id : "-", cause ? cause : "?");
-	else if (rc != DB_OK)
+		op->outcome = writer_failure(w, op, cause);
+	else if (rc != DB_OK) {
+		op->outcome = WRITER_REFUSED;
 		log_warn("writer: %s in room %s: %s", writer_op_name(op->type),
 		    op->room_id ? op->room_id : "-", rc == DB_NOTFOUND ? "not found" : "conflict");
+	}
 	free(cause);
+}
+
+/*
+ * The transaction holding the operations from first up to (not including)
+ * end is gone: what they wrote is not in the database. Messages come back
+ * failed, session records go back to waiting, in a state that keeps each
+ * close behind its open. Writer thread.
+ */
+static void
+writer_undo(struct writer *w, struct writer_op *first, struct writer_op *end)
+{
+	struct writer_op *op;
+
+	for (op = first; op != end; op = STAILQ_NEXT(op, entry)) {
+		if (op->outcome != WRITER_APPLIED)
+			continue;
+		op->outcome = WRITER_FAILED;
+		switch (op->type) {
+		case WRITER_MESSAGE:
+			op->failed = 1;
+			break;
+		case WRITER_SESSION_OPEN:
+			writer_session_put(w, op->key, 0);
+			break;
+		case WRITER_SESSION_CLOSE:
+			/* Its open, if it was in the same transaction, waits again
+			 * (put above, id 0): then the close waits behind it. */
+			if (writer_session_get(w, op->key) == NULL)
+				writer_session_put(w, op->key, op->id);
+			break;
+		default:
+			break; /* a peak, ban or unban is lost; the log says the commit failed */
+		}
+	}
 }
 
 /*
@@ -168,67 +320,213 @@ writer_wal_grown(void *arg, int wal_pages)
 	checkpointer_writer_result(w->cp, wal, done);
 }
 
+static int
+writer_begin(struct writer *w)
+{
+	char *cause = NULL;
+
+	if (db_tx_begin(w->db, &cause) == DB_OK)
+		return 1;
+	log_error("writer: begin: %s (each operation commits alone)", cause);
+	free(cause);
+	return 0;
+}
+
+/* Applies the batch in one transaction (or, when that cannot begin, one per operation). */
+static void
+writer_apply_batch(struct writer *w, struct writer_op_list *batch)
+{
+	struct writer_op *op, *seg = STAILQ_FIRST(batch);
+	char *cause = NULL;
+	int in_tx = writer_begin(w);
+
+	STAILQ_FOREACH(op, batch, entry)
+	{
+		writer_apply(w, op);
+		if (in_tx && !db_tx_open(w->db)) {
+			/* SQLite rolled the whole transaction back after op's failure. */
+			writer_undo(w, seg, STAILQ_NEXT(op, entry));
+			seg = STAILQ_NEXT(op, entry);
+			in_tx = seg != NULL && writer_begin(w);
+		}
+	}
+	if (in_tx && db_tx_commit(w->db, &cause) != DB_OK) {
+		if (!w->batch_failed)
+			snprintf(w->batch_error, sizeof w->batch_error, "%s", cause);
+		/* Whatever made a commit fail (disk, lock), a later one may succeed. */
+		w->batch_failed = 1;
+		log_debug("writer: commit: %s", cause);
+		free(cause);
+		writer_undo(w, seg, NULL);
+	}
+}
+
+/* Keeps a session record for the next batches, or drops it (see WRITER_RETRY_OPENS_MAX). */
+static void
+writer_retry_keep(struct writer *w, struct writer_op *op)
+{
+	if (op->type == WRITER_SESSION_CLOSE && writer_session_get(w, op->key) == NULL) {
+		writer_op_free(op); /* its open was dropped */
+		return;
+	}
+	if (op->type == WRITER_SESSION_OPEN) {
+		if (w->retry_opens >= WRITER_RETRY_OPENS_MAX) {
+			writer_session_forget(w, op->key); /* and with it its close */
+			w->batch_dropped++;
+			writer_op_free(op);
+			return;
+		}
+		w->retry_opens++;
+	}
+	STAILQ_INSERT_TAIL(&w->retry, op, entry);
+	w->retry_len++;
+}
+
+/*
+ * Sorts the applied batch: messages back to the service thread (onto
+ * back), session records that did not commit into the retry queue, the
+ * rest freed. Then the health state and the back-off. Writer thread.
+ */
+static void
+writer_batch_end(struct writer *w, struct writer_op_list *batch, struct writer_op_list *back)
+{
+	struct writer_health *h = &w->health;
+	struct writer_op *op;
+	unsigned applied = 0;
+	int64_t since = 0, now = clock_mono_ms();
+	int began = 0;
+
+	while ((op = STAILQ_FIRST(batch)) != NULL) {
+		STAILQ_REMOVE_HEAD(batch, entry);
+		applied += op->outcome == WRITER_APPLIED;
+		if (op->type == WRITER_MESSAGE)
+			STAILQ_INSERT_TAIL(back, op, entry);
+		else if ((op->type == WRITER_SESSION_OPEN || op->type == WRITER_SESSION_CLOSE) &&
+		    (op->outcome == WRITER_FAILED || op->outcome == WRITER_WAITING))
+			writer_retry_keep(w, op);
+		else
+			writer_op_free(op);
+	}
+	if (w->batch_failed) {
+		w->retry_delay_ms =
+		    w->retry_delay_ms == 0 ? WRITER_RETRY_FIRST_MS : w->retry_delay_ms * 2;
+		if (w->retry_delay_ms > WRITER_RETRY_LAST_MS)
+			w->retry_delay_ms = WRITER_RETRY_LAST_MS;
+		w->retry_at = now + w->retry_delay_ms;
+	} else if (applied > 0) {
+		w->retry_delay_ms = 0;
+		w->retry_at = now; /* writes work: what waits goes next */
+	}
+
+	if (pthread_mutex_lock(&w->lock) != 0)
+		abort();
+	if (w->batch_failed) {
+		began = h->failing_since == 0;
+		if (began)
+			h->failing_since = clock_wall_ms();
+		snprintf(h->last_error, sizeof h->last_error, "%s", w->batch_error);
+	} else if (applied > 0 && h->failing_since != 0) {
+		since = h->failing_since;
+		h->failing_since = 0;
+		h->last_error[0] = '\0';
+	}
+	h->retry_sessions = w->retry_len;
+	h->dropped_sessions += w->batch_dropped;
+	pthread_mutex_unlock(&w->lock);
+
+	if (began)
+		log_error("writer: database writes are failing: %s; messages are refused, "
+			  "session records are kept and retried",
+		    w->batch_error);
+	else if (since != 0)
+		log_info("writer: database writes work again after %lld s; %u session records "
+			 "still to write",
+		    (long long)((clock_wall_ms() - since) / 1000), w->retry_len);
+	if (w->batch_dropped > 0)
+		log_warn("writer: %llu sessions not recorded: %d session opens already wait "
+			 "for the database",
+		    w->batch_dropped, WRITER_RETRY_OPENS_MAX);
+	w->batch_failed = 0;
+	w->batch_dropped = 0;
+}
+
+/* Whether the waiting session records go into the next batch. Under the lock. */
+static int
+writer_retry_due(const struct writer *w)
+{
+	return w->retry_len > 0 && (w->stop ? !w->final_try : clock_mono_ms() >= w->retry_at);
+}
+
+/* Waits for work under the lock: submitted operations, or retries that are due. */
+static int
+writer_wait(struct writer *w)
+{
+	struct timespec ts;
+	int64_t left;
+
+	for (;;) {
+		if (!STAILQ_EMPTY(&w->in) || writer_retry_due(w))
+			return 1;
+		if (w->stop)
+			return 0;
+		if (w->retry_len == 0) {
+			pthread_cond_wait(&w->cond, &w->lock);
+			continue;
+		}
+		left = w->retry_at - clock_mono_ms();
+		if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+			abort();
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+	}
+}
+
 static void *
 writer_main(void *arg)
 {
 	struct writer *w = arg;
 	struct writer_op_list batch, back;
 	struct writer_op *op;
-	char *cause = NULL;
 	unsigned n, messages;
-	int in_tx;
 
 	for (;;) {
 		if (pthread_mutex_lock(&w->lock) != 0)
 			abort();
-		while (STAILQ_EMPTY(&w->in) && !w->stop)
-			pthread_cond_wait(&w->cond, &w->lock);
-		if (STAILQ_EMPTY(&w->in) && w->stop) {
+		if (!writer_wait(w)) {
 			pthread_mutex_unlock(&w->lock);
 			break;
 		}
 		STAILQ_INIT(&batch);
 		n = messages = 0;
+		/* Waiting session records first, each close still behind its open. */
+		if (writer_retry_due(w)) {
+			w->final_try = w->stop;
+			n = w->retry_len;
+			STAILQ_CONCAT(&batch, &w->retry);
+			w->retry_len = w->retry_opens = 0;
+		}
 		while (n < WRITER_BATCH_MAX && (op = STAILQ_FIRST(&w->in)) != NULL) {
 			STAILQ_REMOVE_HEAD(&w->in, entry);
 			STAILQ_INSERT_TAIL(&batch, op, entry);
+			w->in_len--;
 			if (op->type == WRITER_MESSAGE)
 				messages++;
 			n++;
 		}
-		w->in_len -= n;
 		w->in_messages -= messages;
 		w->inflight = n;
 		pthread_mutex_unlock(&w->lock);
 
 		/* One transaction, one fsync for the whole batch. */
-		in_tx = db_tx_begin(w->db, &cause) == DB_OK;
-		if (!in_tx) {
-			log_error("writer: begin: %s (each operation commits alone)", cause);
-			free(cause);
-			cause = NULL;
-		}
-		STAILQ_FOREACH(op, &batch, entry)
-		writer_apply(w, op);
-		if (in_tx && db_tx_commit(w->db, &cause) != DB_OK) {
-			log_error("writer: commit of %u operations failed: %s", n, cause);
-			free(cause);
-			cause = NULL;
-			STAILQ_FOREACH(op, &batch, entry)
-			{
-				if (op->type == WRITER_MESSAGE)
-					op->failed = 1;
-			}
-		}
-
+		writer_apply_batch(w, &batch);
 		STAILQ_INIT(&back);
-		while ((op = STAILQ_FIRST(&batch)) != NULL) {
-			STAILQ_REMOVE_HEAD(&batch, entry);
-			if (op->type == WRITER_MESSAGE)
-				STAILQ_INSERT_TAIL(&back, op, entry);
-			else
-				writer_op_free(op);
-		}
+		writer_batch_end(w, &batch, &back);
+
 		if (pthread_mutex_lock(&w->lock) != 0)
 			abort();
 		STAILQ_CONCAT(&w->done, &back);
@@ -240,6 +538,10 @@ writer_main(void *arg)
 			lws_cancel_service(w->ctx);
 		pthread_mutex_unlock(&w->lock);
 	}
+	if (w->retry_len > 0)
+		log_error("writer: %u session records could not be written; the next start "
+			  "closes the sessions left open",
+		    w->retry_len);
 	return NULL;
 }
 
@@ -247,12 +549,14 @@ int
 writer_create(const char *db_path, struct lws_context *ctx, struct writer **out, char **cause)
 {
 	struct writer *w = xcalloc(1, sizeof *w);
+	pthread_condattr_t attr;
 	int error;
 
 	w->ctx = ctx;
 	strmap_init(&w->sessions);
 	STAILQ_INIT(&w->in);
 	STAILQ_INIT(&w->done);
+	STAILQ_INIT(&w->retry);
 	if (db_open(db_path, &w->db, cause) != DB_OK)
 		goto fail;
 	if (checkpointer_create(db_path, &w->cp, cause) != 0)
@@ -262,11 +566,20 @@ writer_create(const char *db_path, struct lws_context *ctx, struct writer **out,
 		*cause = xasprintf("pthread_mutex_init: %s", strerror(error));
 		goto fail_db;
 	}
-	if ((error = pthread_cond_init(&w->cond, NULL)) != 0) {
-		*cause = xasprintf("pthread_cond_init: %s", strerror(error));
+	/* The retry back-off is timed on the monotonic clock. */
+	if ((error = pthread_condattr_init(&attr)) != 0) {
+		*cause = xasprintf("pthread_condattr_init: %s", strerror(error));
 		pthread_mutex_destroy(&w->lock);
 		goto fail_db;
 	}
+	if ((error = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) != 0 ||
+	    (error = pthread_cond_init(&w->cond, &attr)) != 0) {
+		*cause = xasprintf("pthread_cond_init: %s", strerror(error));
+		pthread_condattr_destroy(&attr);
+		pthread_mutex_destroy(&w->lock);
+		goto fail_db;
+	}
+	pthread_condattr_destroy(&attr);
 	if ((error = pthread_create(&w->thread, NULL, writer_main, w)) != 0) {
 		*cause = xasprintf("pthread_create: %s", strerror(error));
 		pthread_cond_destroy(&w->cond);
@@ -348,9 +661,18 @@ writer_backlog(struct writer *w)
 
 	if (pthread_mutex_lock(&w->lock) != 0)
 		abort();
-	n = w->in_len + w->inflight;
+	n = w->in_len + w->inflight + w->health.retry_sessions;
 	pthread_mutex_unlock(&w->lock);
 	return n;
+}
+
+void
+writer_health(struct writer *w, struct writer_health *out)
+{
+	if (pthread_mutex_lock(&w->lock) != 0)
+		abort();
+	*out = w->health;
+	pthread_mutex_unlock(&w->lock);
 }
 
 void
@@ -379,6 +701,7 @@ writer_detach(struct writer *w)
 void
 writer_destroy(struct writer *w)
 {
+	struct writer_op *op;
 	int error;
 
 	if (w == NULL)
@@ -393,6 +716,10 @@ writer_destroy(struct writer *w)
 			log_error("writer: pthread_join: %s", strerror(error));
 	}
 	writer_drain(w, NULL, NULL);
+	while ((op = STAILQ_FIRST(&w->retry)) != NULL) {
+		STAILQ_REMOVE_HEAD(&w->retry, entry);
+		writer_op_free(op);
+	}
 	strmap_clear(&w->sessions, writer_free_session);
 	db_close(w->db);
 	checkpointer_destroy(w->cp);

@@ -7,8 +7,14 @@
  * Message operations come back with their id and seq (or failed) through
  * writer_drain(), after a lws_cancel_service() wake-up.
  *
- * The two queues are the only state shared between threads; each is
- * guarded by the writer's mutex. An operation belongs to whoever holds it:
+ * Session records (opens and closes) that fail with an error that may go
+ * away (a full disk, an I/O error, a lock held past the busy timeout) are
+ * kept and written again with the next batches, in order: a close is never
+ * written before its session's open. Messages are not retried: their
+ * senders are told (failed), and may send again.
+ *
+ * The two queues and the health state are the only state shared between
+ * threads; each is guarded by the writer's mutex. An operation belongs to whoever holds it:
  * the submitter until writer_submit(), then the writer, then the service
  * thread again inside writer_drain()'s callback.
  */
@@ -36,6 +42,18 @@ enum writer_op_type {
 #define WRITER_BATCH_MAX 1024
 /* Message operations waiting before writer_submit refuses more. */
 #define WRITER_QUEUE_MAX 100000
+/*
+ * Session opens kept for retry while writes fail. Past it, the newest
+ * failed open is dropped with its close (that session is never recorded;
+ * counted in writer_health.dropped_sessions). A close is always kept: there
+ * is one per session the database holds open or per open kept here, so
+ * closes are bounded by the connections chatd had when writes began to fail
+ * plus this. About 400 bytes each.
+ */
+#define WRITER_RETRY_OPENS_MAX 10000
+/* Retry back-off while writes keep failing: doubles from the first to the last. */
+#define WRITER_RETRY_FIRST_MS 100
+#define WRITER_RETRY_LAST_MS 5000
 
 struct writer_op {
 	STAILQ_ENTRY(writer_op) entry;
@@ -62,7 +80,17 @@ struct writer_op {
 
 	/* filled by the writer for WRITER_MESSAGE */
 	int failed;
-	int64_t id, seq;
+	int64_t id, seq; /* SESSION_*: the session's row, writer thread only */
+	int outcome; /* writer thread only: what became of it in its batch */
+};
+
+/* Whether the writer's database writes work (health); a copy. */
+struct writer_health {
+	/* wall ms of the first write that failed since the last good commit; 0: writes work */
+	int64_t failing_since;
+	char last_error[256]; /* that failure's cause, "" while writes work */
+	unsigned retry_sessions; /* session records waiting to be written again */
+	unsigned long long dropped_sessions; /* opens dropped since start: too many waited */
 };
 
 /* A zeroed operation of type (caller fills it). */
@@ -88,8 +116,10 @@ int writer_submit(struct writer *w, struct writer_op *op);
  * Returns how many. Service thread.
  */
 unsigned writer_drain(struct writer *w, void (*done)(struct writer_op *op, void *arg), void *arg);
-/* Operations submitted and not yet committed (stats). */
+/* Operations submitted and not yet committed, retries included (stats). */
 unsigned writer_backlog(struct writer *w);
+/* Fills *out. Any thread. */
+void writer_health(struct writer *w, struct writer_health *out);
 /* The WAL after the last commit, and whether a reader holds checkpoints back (health). Any thread. */
 void writer_wal_state(struct writer *w, int *wal_pages, int *blocked);
 /*
@@ -99,8 +129,9 @@ void writer_wal_state(struct writer *w, int *wal_pages, int *blocked);
 void writer_detach(struct writer *w);
 
 /*
- * Commits everything submitted so far, stops the thread, closes its
- * database and frees what is left. Service thread, after the last submit.
+ * Commits everything submitted so far (session records waiting for a
+ * retry get one last try), stops the thread, closes its database and frees
+ * what is left. Service thread, after the last submit.
  */
 void writer_destroy(struct writer *w);
 

@@ -436,6 +436,7 @@ struct db {
 	void (*wal_hook)(void *arg, int wal_pages); /* db_wal_hook() */
 	void *wal_hook_arg;
 	int busy_failed; /* the latest failure was a lock held past the busy timeout */
+	int last_code; /* primary SQLite result code of the latest failure */
 };
 
 /*
@@ -474,6 +475,7 @@ db_set_cause(struct db *db, char **cause)
 	int code = sqlite3_errcode(db->sq) & 0xff;
 
 	db->busy_failed = code == SQLITE_BUSY || code == SQLITE_LOCKED;
+	db->last_code = code;
 	*cause = xasprintf("database %s: %s", db->path, sqlite3_errmsg(db->sq));
 }
 
@@ -487,6 +489,24 @@ int
 db_failure_was_busy(const struct db *db)
 {
 	return db->busy_failed;
+}
+
+int
+db_failure_transient(const struct db *db)
+{
+	switch (db->last_code) {
+	case SQLITE_FULL:
+	case SQLITE_NOMEM: /* where it is not fatal (db_oom): a prepare, a bind */
+	case SQLITE_IOERR:
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+	case SQLITE_ABORT: /* a statement cut short by the rollback of its transaction */
+		return 1;
+	}
+	return 0;
 }
 
 /* Text of a column; NULL for SQL NULL. */
@@ -646,6 +666,7 @@ static void
 db_op_rollback(struct db *db)
 {
 	char *cause = NULL;
+	int busy = db->busy_failed, code = db->last_code;
 
 	/* SQLite rolls the whole transaction back by itself after some errors. */
 	if (sqlite3_get_autocommit(db->sq))
@@ -659,6 +680,9 @@ db_op_rollback(struct db *db)
 		log_warn("%s", cause);
 		free(cause);
 	}
+	/* The caller reports the failure that made it roll back, not this one. */
+	db->busy_failed = busy;
+	db->last_code = code;
 }
 
 /* Prints and frees a JSON object; the result is freed with cJSON_free(). */
@@ -963,6 +987,12 @@ db_tx_rollback(struct db *db)
 {
 	db->in_savepoint = 0;
 	db_op_rollback(db);
+}
+
+int
+db_tx_open(const struct db *db)
+{
+	return !sqlite3_get_autocommit(db->sq);
 }
 
 /* ---- rooms ---- */

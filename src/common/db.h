@@ -55,6 +55,13 @@ int db_schema_version(struct db *db);
  */
 void db_failure_reset(struct db *db);
 int db_failure_was_busy(const struct db *db);
+/*
+ * Whether the latest failure may go away by itself: a full disk, an I/O
+ * error, a lock held too long, a read-only remount. Then the same write may
+ * succeed later (chatd's writer retries session records). A constraint, a
+ * missing table or a bad value fails the same way every time.
+ */
+int db_failure_transient(const struct db *db);
 
 /*
  * Takes this connection's WAL checkpoints out of its commits: SQLite's
@@ -85,6 +92,13 @@ int db_tx_begin(struct db *db, char **cause);
 /* On failure the whole transaction is rolled back. */
 int db_tx_commit(struct db *db, char **cause);
 void db_tx_rollback(struct db *db);
+/*
+ * Whether a db_tx_begin() transaction is still open. After some failures
+ * (SQLITE_FULL, SQLITE_IOERR while a statement spills to disk) SQLite
+ * rolls the whole transaction back by itself, and every write of the batch
+ * before the failure is gone with it.
+ */
+int db_tx_open(const struct db *db);
 
 /* ---- rooms ---- */
 

@@ -622,6 +622,10 @@ START_TEST(test_dispatch_sync_and_health)
 	ck_assert_int_eq(call("GET", "/management/health", KEY, NULL, NULL, 0, &r, NULL), 200);
 	ck_assert_str_eq(cJSON_GetObjectItem(r, "status")->valuestring, "degraded");
 	ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "chatd"), "reachable")));
+	/* The cause is given. */
+	ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r, "causes")), 1);
+	ck_assert_ptr_nonnull(strstr(
+	    cJSON_GetArrayItem(cJSON_GetObjectItem(r, "causes"), 0)->valuestring, "unreachable"));
 	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "database"), "ok")));
 	ck_assert_int_eq(
 	    cJSON_GetObjectItem(cJSON_GetObjectItem(r, "database"), "pending_sync_requests")
