@@ -26,6 +26,9 @@
 #   @CHATD_HOST@ @CHATD_PORT@  host and port of a TCP CHATD_ADDR
 #   @STATE_DIR@                directory for the web server's pid file and
 #                              temporary files (STATE_DIR, absolute)
+#   @LIGHTTPD_ERROR_DIR@       lighttpd's JSON error documents (LIGHTTPD_ERROR_DIR,
+#                              default contrib/lighttpd/errors beside this
+#                              script, absolute)
 #   @CHAT_API@                 chat-api binary that lighttpd spawns (CHAT_API)
 #   @ENV_FILE@                 settings file that spawned chat-api reads
 #                              (ENV_FILE, else CHAT_ENV_FILE)
@@ -109,6 +112,7 @@ if [ -n "${API_ADDR:-}" ]; then
 	API_PORT=${API_PORT:-$(addr_port "$API_ADDR")}
 fi
 ENV_FILE=${ENV_FILE:-${CHAT_ENV_FILE:-}}
+LIGHTTPD_ERROR_DIR=${LIGHTTPD_ERROR_DIR:-$(cd "$(dirname "$0")" && pwd)/lighttpd/errors}
 WEB_USER=${WEB_USER-www-data}
 WEB_GROUP=${WEB_GROUP-$WEB_USER}
 
@@ -265,7 +269,7 @@ sed_escape() {
 script=
 missing=
 for name in BIND_HOST BIND_PORT API_SOCKET API_HOST API_PORT CHATD_ADDR CHATD_HOST \
-    CHATD_PORT CHATD_NGINX_UPSTREAM CHATD_APACHE_URL CHATD_LIGHTTPD_BACKEND STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
+    CHATD_PORT CHATD_NGINX_UPSTREAM CHATD_APACHE_URL CHATD_LIGHTTPD_BACKEND LIGHTTPD_ERROR_DIR STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
     NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE NGINX_WS_LIMIT NGINX_WS_LIMIT_KEY \
     LIGHTTPD_MAX_FDS LIGHTTPD_MAX_CONNECTIONS \
     APACHE_SERVER_LIMIT APACHE_THREADS_PER_CHILD APACHE_MAX_REQUEST_WORKERS; do

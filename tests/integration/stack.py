@@ -780,8 +780,14 @@ class Stack:
             shutil.copy(CHAT_API, chat_api)
             os.chmod(self.path("bin"), 0o755)
             os.chmod(chat_api, 0o755)
+        # lighttpd (as www-data) reads its JSON error documents at request
+        # time: a copy here, as an operator copies them out of the checkout.
+        errors = self.path("errors")
+        shutil.copytree(os.path.join(CONTRIB, "lighttpd", "errors"), errors)
+        os.chmod(errors, 0o755)
         render_env = clean_env(
             {
+                "LIGHTTPD_ERROR_DIR": errors,
                 "BIND_ADDRESS": "%s:%d" % (self.host, self.port),
                 "API_SOCKET": self.api_socket,
                 "API_ADDR": "127.0.0.1:%d" % self.api_port,
