@@ -29,9 +29,12 @@
 # Settings come from the environment, then from CHAT_ENV_FILE, else ./.env,
 # which is created from contrib/env.example when missing (with
 # ADMIN_API_KEY=your_secret_api_key: change it before exposing the server).
-# Where neither sets them, the quick start adds two defaults of its own:
+# Where neither sets them, the quick start adds defaults of its own:
 #   DATABASE_URL=sqlite:<checkout>/state/chat.db   (persistent, not /dev/shm)
 #   CONTROL_SOCKET=<checkout>/state/control.sock
+#   CHATD_LISTEN=unix:<checkout>/state/chatd.sock  (a Unix socket in the
+#                 private state folder: no other local user reaches chatd;
+#                 127.0.0.1:3001 if the path holds a blank, quote, | or :)
 # Runtime files (sockets, the rendered web server config, temp files) go to
 # ./state/ as well.
 #
@@ -292,7 +295,13 @@ serve() {
 	conf_get DATABASE_URL >/dev/null || export DATABASE_URL="sqlite:$state/chat.db"
 	conf_get CONTROL_SOCKET >/dev/null || export CONTROL_SOCKET="$state/control.sock"
 	bind=$(conf_get BIND_ADDRESS) || bind=127.0.0.1:3000
-	chatd_listen=$(conf_get CHATD_LISTEN) || chatd_listen=127.0.0.1:3001
+	if ! conf_get CHATD_LISTEN >/dev/null; then
+		case $state in
+		*[\"\|:\ \	]*) export CHATD_LISTEN=127.0.0.1:3001 ;;
+		*) export CHATD_LISTEN="unix:$state/chatd.sock" ;;
+		esac
+	fi
+	chatd_listen=$(conf_get CHATD_LISTEN)
 	# The web server is sized for chatd's MAX_CONNECTIONS (render-config.sh
 	# warns when the open-file limit does not allow it).
 	max_conns=$(conf_get MAX_CONNECTIONS) || max_conns=100000

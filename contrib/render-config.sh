@@ -13,10 +13,22 @@
 #   @API_SOCKET@               chat-api's Unix socket (API_SOCKET)
 #   @API_HOST@ @API_PORT@      chat-api's TCP address, SCGI variant; from
 #                              API_HOST/API_PORT, else API_ADDR (HOST:PORT)
-#   @CHATD_ADDR@               chatd's WebSocket listener, HOST:PORT; from
-#   @CHATD_HOST@ @CHATD_PORT@  CHATD_ADDR, else CHATD_LISTEN, else 127.0.0.1:3001
+#   @CHATD_ADDR@               chatd's WebSocket listener as CHATD_LISTEN
+#                              writes it: HOST:PORT or unix:PATH; from
+#                              CHATD_ADDR, else CHATD_LISTEN, else 127.0.0.1:3001
+#   @CHATD_NGINX_UPSTREAM@     the same as nginx's proxy_pass wants it after
+#                              http://: HOST:PORT or unix:PATH:
+#   @CHATD_APACHE_URL@         the same for Apache's ProxyPass:
+#                              http://HOST:PORT or unix:PATH|http://localhost
+#   @CHATD_LIGHTTPD_BACKEND@   the same for lighttpd's proxy.server:
+#                              "host" => "HOST", "port" => PORT or
+#                              "socket" => "PATH"
+#   @CHATD_HOST@ @CHATD_PORT@  host and port of a TCP CHATD_ADDR
 #   @STATE_DIR@                directory for the web server's pid file and
 #                              temporary files (STATE_DIR, absolute)
+#   @LIGHTTPD_ERROR_DIR@       lighttpd's JSON error documents (LIGHTTPD_ERROR_DIR,
+#                              default contrib/lighttpd/errors beside this
+#                              script, absolute)
 #   @CHAT_API@                 chat-api binary that lighttpd spawns (CHAT_API)
 #   @ENV_FILE@                 settings file that spawned chat-api reads
 #                              (ENV_FILE, else CHAT_ENV_FILE)
@@ -71,13 +83,36 @@ BIND_ADDRESS=${BIND_ADDRESS:-127.0.0.1:3000}
 BIND_HOST=${BIND_HOST:-$(addr_host "$BIND_ADDRESS")}
 BIND_PORT=${BIND_PORT:-$(addr_port "$BIND_ADDRESS")}
 CHATD_ADDR=${CHATD_ADDR:-${CHATD_LISTEN:-127.0.0.1:3001}}
-CHATD_HOST=${CHATD_HOST:-$(addr_host "$CHATD_ADDR")}
-CHATD_PORT=${CHATD_PORT:-$(addr_port "$CHATD_ADDR")}
+case $CHATD_ADDR in
+unix:*)
+	# One spelling per server for chatd's Unix socket. The path cannot
+	# hold what those spellings use as separators.
+	CHATD_SOCKET=${CHATD_ADDR#unix:}
+	case $CHATD_SOCKET in
+	/*) ;;
+	*) echo "render-config.sh: CHATD_ADDR=$CHATD_ADDR: unix: needs an absolute path" >&2; exit 2 ;;
+	esac
+	case $CHATD_SOCKET in
+	*[\"\|:\ \	]*) echo "render-config.sh: CHATD_ADDR=$CHATD_ADDR: a socket path with a quote, |, : or blank is refused" >&2; exit 2 ;;
+	esac
+	CHATD_NGINX_UPSTREAM="unix:$CHATD_SOCKET:"
+	CHATD_APACHE_URL="unix:$CHATD_SOCKET|http://localhost"
+	CHATD_LIGHTTPD_BACKEND="\"socket\" => \"$CHATD_SOCKET\""
+	;;
+*)
+	CHATD_HOST=${CHATD_HOST:-$(addr_host "$CHATD_ADDR")}
+	CHATD_PORT=${CHATD_PORT:-$(addr_port "$CHATD_ADDR")}
+	CHATD_NGINX_UPSTREAM=$CHATD_ADDR
+	CHATD_APACHE_URL="http://$CHATD_ADDR"
+	CHATD_LIGHTTPD_BACKEND="\"host\" => \"$CHATD_HOST\", \"port\" => $CHATD_PORT"
+	;;
+esac
 if [ -n "${API_ADDR:-}" ]; then
 	API_HOST=${API_HOST:-$(addr_host "$API_ADDR")}
 	API_PORT=${API_PORT:-$(addr_port "$API_ADDR")}
 fi
 ENV_FILE=${ENV_FILE:-${CHAT_ENV_FILE:-}}
+LIGHTTPD_ERROR_DIR=${LIGHTTPD_ERROR_DIR:-$(cd "$(dirname "$0")" && pwd)/lighttpd/errors}
 WEB_USER=${WEB_USER-www-data}
 WEB_GROUP=${WEB_GROUP-$WEB_USER}
 
@@ -234,7 +269,7 @@ sed_escape() {
 script=
 missing=
 for name in BIND_HOST BIND_PORT API_SOCKET API_HOST API_PORT CHATD_ADDR CHATD_HOST \
-    CHATD_PORT STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
+    CHATD_PORT CHATD_NGINX_UPSTREAM CHATD_APACHE_URL CHATD_LIGHTTPD_BACKEND LIGHTTPD_ERROR_DIR STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
     NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE NGINX_WS_LIMIT NGINX_WS_LIMIT_KEY \
     LIGHTTPD_MAX_FDS LIGHTTPD_MAX_CONNECTIONS \
     APACHE_SERVER_LIMIT APACHE_THREADS_PER_CHILD APACHE_MAX_REQUEST_WORKERS; do

@@ -18,6 +18,7 @@
 
 #include "coalesce.h"
 #include "config.h"
+#include "netaddr.h"
 #include "ctl.h"
 #include "outq.h"
 #include "ratelimit.h"
@@ -191,6 +192,10 @@ struct chatd {
 	int lws_rearm; /* an lws timeout was set outside a socket event (conn_flush) */
 
 	struct strmap addresses; /* address -> connections from it (handshake.c) */
+	/* Peers whose X-Forwarded-For is believed (TRUSTED_PROXIES); every
+	 * peer is the web server when the listener is a Unix socket. */
+	struct netaddr_list trusted;
+	int listen_unix;
 	unsigned long nconns; /* established WebSocket connections */
 	struct ctlconn_list ctlconns;
 	uint64_t next_serial;

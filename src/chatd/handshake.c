@@ -24,43 +24,37 @@ struct handshake_addr {
 	unsigned n;
 };
 
-static int
-handshake_is_loopback(const char *a)
-{
-	return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 ||
-	    strncmp(a, "::ffff:127.", 11) == 0;
-}
-
 /*
- * The client address: the peer, or behind a local proxy the last
- * X-Forwarded-For entry (the one the proxy appended; earlier ones are
- * whatever the client claimed).
+ * The client address. X-Forwarded-For is believed only from a trusted
+ * proxy (TRUSTED_PROXIES, or any peer of the Unix-socket listener, which
+ * only the web server can open); anyone else could claim any address in
+ * it and dodge the per-address limit. Behind trusted proxies the client is
+ * the right-most entry that is not itself one (netaddr_client).
  */
 static void
-handshake_address(struct lws *wsi, char *out, size_t len)
+handshake_address(struct chatd *cd, struct lws *wsi, char *out, size_t len)
 {
-	char xff[2048], *last, *end;
+	char peer[NETADDR_TEXT_MAX], *xff;
 	int n;
 
-	out[0] = '\0';
-	lws_get_peer_simple(wsi, out, len);
-	if (out[0] == '\0')
-		strncpy(out, "unknown", len - 1);
-	if (!handshake_is_loopback(out) ||
-	    lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR) <= 0)
+	peer[0] = '\0';
+	if (cd->listen_unix)
+		strcpy(peer, "local");
+	else
+		lws_get_peer_simple(wsi, peer, sizeof peer);
+	if (peer[0] == '\0')
+		strcpy(peer, "unknown");
+	(void)snprintf(out, len, "%s", peer);
+	if (!cd->listen_unix && !netaddr_list_match(&cd->trusted, peer))
 		return;
-	n = lws_hdr_copy(wsi, xff, sizeof xff, WSI_TOKEN_X_FORWARDED_FOR);
+	/* lws keeps headers within its header buffer: this is bounded. */
+	n = lws_hdr_total_length(wsi, WSI_TOKEN_X_FORWARDED_FOR);
 	if (n <= 0)
 		return;
-	last = strrchr(xff, ',');
-	last = last != NULL ? last + 1 : xff;
-	while (*last == ' ' || *last == '\t')
-		last++;
-	end = last + strlen(last);
-	while (end > last && (end[-1] == ' ' || end[-1] == '\t'))
-		*--end = '\0';
-	if (*last != '\0' && strlen(last) < len)
-		memcpy(out, last, strlen(last) + 1);
+	xff = xmalloc((size_t)n + 1);
+	if (lws_hdr_copy(wsi, xff, n + 1, WSI_TOKEN_X_FORWARDED_FOR) > 0)
+		(void)netaddr_client(&cd->trusted, peer, xff, out, len);
+	free(xff);
 }
 
 static unsigned
@@ -105,7 +99,7 @@ handshake_request(struct chatd *cd, struct lws *wsi, struct handshake *hs, char 
 	const struct config *cfg = cd->cfg;
 	const char *why, *uid, *nick, *p;
 
-	handshake_address(wsi, hs->address, sizeof hs->address);
+	handshake_address(cd, wsi, hs->address, sizeof hs->address);
 
 	if (cd->shutting_down)
 		return handshake_refuse(hs, 503, "server shutting down");

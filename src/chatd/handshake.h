@@ -1,6 +1,7 @@
 /*
- * The WebSocket handshake: who the client is (its address, behind the
- * proxy the X-Forwarded-For entry), what it asks for (path, user_id,
+ * The WebSocket handshake: who the client is (its address: from a trusted
+ * proxy, TRUSTED_PROXIES or the Unix-socket listener, the X-Forwarded-For
+ * client; else the peer), what it asks for (path, user_id,
  * nickname, token) and whether it may join (capacity, per-address limit,
  * room open, user not banned); and the connection counts those limits
  * read. Service thread only.

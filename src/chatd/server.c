@@ -16,6 +16,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -145,16 +146,19 @@ static const struct lws_protocols server_ctl_protocols[] = {
 	{ .name = NULL },
 };
 
-/* Refuses to take over the socket of a running chatd; removes a stale one. */
+/*
+ * Refuses to take over the socket of a running chatd; removes a stale one.
+ * key names the setting in messages.
+ */
 static int
-server_ctl_socket_check(const char *path, char **cause)
+server_socket_check(const char *key, const char *path, char **cause)
 {
 	struct sockaddr_un sun;
 	int fd;
 
 	if (strlen(path) >= sizeof sun.sun_path) {
-		*cause = xasprintf(
-		    "CONTROL_SOCKET %s: longer than %zu bytes", path, sizeof sun.sun_path - 1);
+		*cause =
+		    xasprintf("%s %s: longer than %zu bytes", key, path, sizeof sun.sun_path - 1);
 		return -1;
 	}
 	if (access(path, F_OK) != 0)
@@ -168,7 +172,7 @@ server_ctl_socket_check(const char *path, char **cause)
 	}
 	if (connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0) {
 		close(fd);
-		*cause = xasprintf("CONTROL_SOCKET %s: another chatd is listening there", path);
+		*cause = xasprintf("%s %s: another chatd is listening there", key, path);
 		return -1;
 	}
 	close(fd);
@@ -179,6 +183,57 @@ server_ctl_socket_check(const char *path, char **cause)
 	return 0;
 }
 
+/*
+ * CHATD_LISTEN's Unix socket: the setting's group (CHATD_SOCKET_GROUP, a
+ * name or a number) into *gid, or (gid_t)-1 to keep the group the socket
+ * gets on creation.
+ */
+static int
+server_socket_group(const char *group, gid_t *gid, char **cause)
+{
+	struct group *gr;
+	char *end;
+	unsigned long v;
+
+	*gid = (gid_t)-1;
+	if (group == NULL)
+		return 0;
+	errno = 0;
+	if ((gr = getgrnam(group)) != NULL) {
+		*gid = gr->gr_gid;
+		return 0;
+	}
+	v = strtoul(group, &end, 10);
+	if (group[0] >= '0' && group[0] <= '9' && *end == '\0' && errno == 0 &&
+	    v < (unsigned long)(gid_t)-1) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	*cause = xasprintf("CHATD_SOCKET_GROUP=%s: no such group", group);
+	return -1;
+}
+
+/*
+ * Only the web server may connect: mode 0660 and its group. lws ignores
+ * unix_socket_perms when running as root, so this is done here, right
+ * after the socket appears.
+ */
+static int
+server_socket_perms(const char *path, gid_t gid, char **cause)
+{
+	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) {
+		*cause = xasprintf("chown %s to group %lu (CHATD_SOCKET_GROUP): %s", path,
+		    (unsigned long)gid, strerror(errno));
+		return -1;
+	}
+	if (chmod(path, 0660) != 0) {
+		*cause = xasprintf("chmod %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* HOST:PORT into host and *port; unix:PATH is handled before this. */
 static int
 server_split_listen(const char *spec, char *host, size_t hostlen, int *port, char **cause)
 {
@@ -245,9 +300,11 @@ server_run(const struct config *cfg)
 	void *foreign[1], *plugin;
 	lws_retry_bo_t retry;
 	struct chatd *cd;
-	char host[256], *cause = NULL;
+	char host[256], *cause = NULL, *why = NULL;
+	const char *ws_path = NULL; /* CHATD_LISTEN's Unix socket, if it is one */
 	int64_t closed = 0;
-	int port, status = 1;
+	int port = 0, status = 1;
+	gid_t ws_gid = (gid_t)-1;
 
 	cd = xcalloc(1, sizeof *cd);
 	cd->cfg = cfg;
@@ -260,9 +317,22 @@ server_run(const struct config *cfg)
 	TAILQ_INIT(&cd->kill);
 	TAILQ_INIT(&cd->ctlconns);
 
-	if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0 ||
-	    server_ctl_socket_check(cfg->control_socket, &cause) != 0)
+	if (strncmp(cfg->chatd_listen, CONFIG_UNIX_PREFIX, strlen(CONFIG_UNIX_PREFIX)) == 0) {
+		ws_path = cfg->chatd_listen + strlen(CONFIG_UNIX_PREFIX);
+		cd->listen_unix = 1;
+		if (server_socket_check("CHATD_LISTEN", ws_path, &cause) != 0 ||
+		    server_socket_group(cfg->chatd_socket_group, &ws_gid, &cause) != 0)
+			goto fail;
+	} else if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0)
 		goto fail;
+	if (server_socket_check("CONTROL_SOCKET", cfg->control_socket, &cause) != 0)
+		goto fail;
+	if (netaddr_list_parse(cfg->trusted_proxies != NULL ? cfg->trusted_proxies : "",
+		&cd->trusted, &why) != 0) {
+		cause = xasprintf("TRUSTED_PROXIES=%s: %s", cfg->trusted_proxies, why);
+		free(why);
+		goto fail;
+	}
 	if (db_open(cfg->database_path, &cd->db, &cause) != DB_OK)
 		goto fail;
 	/* No connection survives a restart: close what a crash left open. */
@@ -334,12 +404,18 @@ server_run(const struct config *cfg)
 	info.timeout_secs_ah_idle = (int)cfg->handshake_timeout_seconds;
 	info.keepalive_timeout = (int)cfg->handshake_timeout_seconds;
 	info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
-	if (strchr(host, ':') != NULL)
+	if (ws_path != NULL) {
+		info.iface = ws_path;
+		info.port = 0;
+		info.options = LWS_SERVER_OPTION_UNIX_SOCK;
+	} else if (strchr(host, ':') != NULL)
 		info.options = 0;
 	if ((cd->ws_vhost = lws_create_vhost(cd->ctx, &info)) == NULL) {
 		cause = xasprintf("cannot listen on %s", cfg->chatd_listen);
 		goto fail;
 	}
+	if (ws_path != NULL && server_socket_perms(ws_path, ws_gid, &cause) != 0)
+		goto fail;
 
 	memset(&info, 0, sizeof info);
 	info.vhost_name = "chatd-control";
@@ -387,6 +463,8 @@ out:
 		server_loop_finish(cd);
 	if (cd->ctl_vhost != NULL && unlink(cfg->control_socket) != 0 && errno != ENOENT)
 		log_warn("unlink %s: %s", cfg->control_socket, strerror(errno));
+	if (ws_path != NULL && cd->ws_vhost != NULL && unlink(ws_path) != 0 && errno != ENOENT)
+		log_warn("unlink %s: %s", ws_path, strerror(errno));
 	if (cd->writer != NULL) {
 		log_info("committing %u pending writes", writer_backlog(cd->writer));
 		writer_destroy(cd->writer);
@@ -395,6 +473,7 @@ out:
 		log_warn("the event loop still had handles at exit");
 	room_free_all(cd);
 	strmap_clear(&cd->addresses, free);
+	netaddr_list_clear(&cd->trusted);
 	db_close(cd->db);
 	free(cd->sendbuf);
 	free(cd);

@@ -14,11 +14,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "dbfile.h"
 #include "log.h"
+#include "netaddr.h"
 #include "xmalloc.h"
 
 #ifndef SYSCONFDIR
@@ -37,6 +39,8 @@ enum config_type {
 	CONFIG_DBURL,
 	CONFIG_LOGLEVEL,
 	CONFIG_PATH,
+	CONFIG_LISTEN, /* HOST:PORT or unix:PATH */
+	CONFIG_NETLIST, /* addresses and CIDR ranges, netaddr.h */
 };
 
 struct config_option {
@@ -121,8 +125,20 @@ static const struct config_option config_table[] = {
 	    OFF(user_message_interval_ms), CONFIG_SEED,
 	    "Minimum seconds between two messages of a non-admin user in one room (fractions such "
 	    "as `0.5` allowed). 0: no limit." },
-	{ "CHATD_LISTEN", CONFIG_ADDRESS, "127.0.0.1:3001", 0, 0, OFF(chatd_listen), 0,
-	    "Address chatd's WebSocket listener binds, behind the web server's proxy." },
+	{ "CHATD_LISTEN", CONFIG_LISTEN, "127.0.0.1:3001", 0, 0, OFF(chatd_listen), 0,
+	    "Where chatd's WebSocket listener binds, behind the web server's proxy: `HOST:PORT`, "
+	    "or `unix:PATH` for a Unix socket (absolute path; mode 0660, see "
+	    "`CHATD_SOCKET_GROUP`), which local users outside that group cannot reach." },
+	{ "CHATD_SOCKET_GROUP", CONFIG_STRING, NULL, 0, 0, OFF(chatd_socket_group), 0,
+	    "With `CHATD_LISTEN=unix:PATH`: the group (name or number) the socket is given, the "
+	    "web server's (e.g. `www-data`); only it and chatd's user may connect. Unset: the "
+	    "group the socket gets on creation (the folder's if it is set-group-ID, else "
+	    "chatd's)." },
+	{ "TRUSTED_PROXIES", CONFIG_NETLIST, "127.0.0.0/8,::1", 0, 0, OFF(trusted_proxies), 0,
+	    "Comma-separated addresses and CIDR ranges (IPv4 and IPv6) of the proxies whose "
+	    "`X-Forwarded-For` chatd believes; from any other peer the header is ignored. The "
+	    "client is the right-most entry that is not itself a trusted proxy. A peer on the "
+	    "Unix socket is always trusted. Empty: trust no TCP peer." },
 	{ "TOKEN_SECRET", CONFIG_STRING, NULL, 0, 0, OFF(token_secret), CONFIG_SECRET,
 	    "Secret for signed join tokens (HS256). Unset: `user_id` from the query string is "
 	    "trusted, as in the original server." },
@@ -231,6 +247,18 @@ config_check_address(const char *addr)
 			return -1;
 	}
 	return config_parse_port(colon + 1) < 0 ? -1 : 0;
+}
+
+int
+config_check_listen(const char *spec)
+{
+	struct sockaddr_un sun;
+	const char *path;
+
+	if (strncmp(spec, CONFIG_UNIX_PREFIX, strlen(CONFIG_UNIX_PREFIX)) != 0)
+		return config_check_address(spec);
+	path = spec + strlen(CONFIG_UNIX_PREFIX);
+	return path[0] == '/' && strlen(path) < sizeof sun.sun_path ? 0 : -1;
 }
 
 int
@@ -372,6 +400,26 @@ config_set(struct config *cfg, const struct config_option *opt, const char *valu
 			return -1;
 		}
 		break;
+	case CONFIG_LISTEN:
+		if (config_check_listen(value) != 0) {
+			*cause =
+			    xasprintf("%s=%s: expected HOST:PORT with a port from 1 to 65535, or "
+				      "unix:PATH with an absolute PATH",
+				opt->key, shown);
+			return -1;
+		}
+		break;
+	case CONFIG_NETLIST: {
+		struct netaddr_list list;
+		char *why = NULL;
+		if (netaddr_list_parse(value, &list, &why) != 0) {
+			*cause = xasprintf("%s=%s: %s", opt->key, shown, why);
+			free(why);
+			return -1;
+		}
+		netaddr_list_clear(&list);
+		break;
+	}
 	case CONFIG_DBURL: {
 		char *path;
 		int mem;

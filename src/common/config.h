@@ -37,7 +37,9 @@ struct config {
 	long long callback_dead_letter_age_seconds; /* 0: never */
 	long long user_message_interval_ms; /* USER_MESSAGE_INTERVAL_SECS, fractions allowed */
 	/* chatd's own */
-	char *chatd_listen;
+	char *chatd_listen; /* HOST:PORT or unix:PATH */
+	char *chatd_socket_group; /* NULL when unset */
+	char *trusted_proxies; /* checked list, see netaddr.h */
 	char *token_secret; /* secret: never logged; NULL when unset */
 	long long max_message_bytes;
 	long long max_frame_bytes;
@@ -97,6 +99,11 @@ int config_parse_database_url(const char *url, char **path, int *is_memory, char
 int config_check_url(const char *url);
 /* Validates "HOST:PORT" (IPv4, name or [IPv6]); 0 ok, -1 bad. */
 int config_check_address(const char *addr);
+/* CHATD_LISTEN's Unix-socket form: "unix:" and an absolute path. */
+#define CONFIG_UNIX_PREFIX "unix:"
+/* Validates CHATD_LISTEN: HOST:PORT, or unix:PATH with an absolute PATH
+ * short enough for a socket address; 0 ok, -1 bad. */
+int config_check_listen(const char *spec);
 
 /* Writes the option list for --help. */
 void config_print_help(FILE *out);

@@ -37,10 +37,10 @@ def require_chatd(front):
 class ChatdStack(stack.Stack):
     """stack.Stack with the real chatd instead of the fake WebSocket backend."""
 
-    def __init__(self, front, settings=None, render_env=None):
+    def __init__(self, front, settings=None, render_env=None, chatd_tcp=None):
         s = {"USER_MESSAGE_INTERVAL_SECS": "0", "LOG_LEVEL": "info"}
         s.update(settings or {})
-        super().__init__(front, settings=s, fake_chatd=False, render_env=render_env)
+        super().__init__(front, settings=s, fake_chatd=False, render_env=render_env, chatd_tcp=chatd_tcp)
         self.chatd = None
         self.chatd_runs = 0
 
@@ -64,7 +64,7 @@ class ChatdStack(stack.Stack):
                 raise StackError("chatd exited (%s) at start:\n%s" % (self.chatd.p.returncode, self.chatd.tail()))
             try:
                 if self.ctl("health").get("ok"):
-                    socket.create_connection(("127.0.0.1", self.chatd_port), timeout=1).close()
+                    self.chatd_connect().close()
                     return
             except OSError:
                 pass
@@ -90,6 +90,19 @@ class ChatdStack(stack.Stack):
             except OSError:
                 pass
             self.procs.remove(p)
+
+    def chatd_connect(self, timeout=1):
+        """A plain socket straight to chatd's WebSocket listener."""
+        if self.chatd_socket is None:
+            return socket.create_connection(("127.0.0.1", self.chatd_port), timeout=timeout)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.chatd_socket)
+        except BaseException:
+            s.close()
+            raise
+        return s
 
     # ------------------------------------------------------------ control
     def ctl(self, type_, args=None, timeout=5):
@@ -133,8 +146,8 @@ class ChatdStack(stack.Stack):
     def ws(self, room_id, user_id=None, nickname=None, welcome=True, direct=False, headers=None, **kw):
         """A WebSocket through the web server (direct=True: straight to
         chatd). With welcome, reads and checks the UserJoined frame."""
-        port = self.chatd_port if direct else self.port
-        ws = WSClient.connect("127.0.0.1", port, self.ws_path(room_id, user_id, nickname, kw or None), headers)
+        host, port = (self.chatd_target, self.chatd_port) if direct else ("127.0.0.1", self.port)
+        ws = WSClient.connect(host, port, self.ws_path(room_id, user_id, nickname, kw or None), headers)
         if welcome:
             m = ws.recv_json(5)
             if m.get("type") != "UserJoined":

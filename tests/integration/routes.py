@@ -880,6 +880,74 @@ def _frame_from(sock, buf):
     return stack.ws_read_frame(_Pre(sock, buf))
 
 
+# ------------------------------------------------------------------ web server's own errors
+
+# What each web server answers for requests it refuses itself, before
+# chat-api sees them: (status of a 70 kB URI, of a 70 kB header, of %00 in
+# the path). lighttpd counts the request line with the headers (431);
+# Apache answers too-large headers with 400 and refuses %00 with 404.
+SERVER_ERROR_STATUS = {
+    "nginx": (414, 431, 400),
+    "apache2": (414, 400, 404),
+    "lighttpd": (431, 431, 400),
+}
+
+
+def _json_error(chk, r, statuses, what):
+    """r has one of statuses and the JSON error shape, labelled JSON."""
+    e = r.json.get("error") if isinstance(r.json, dict) else None
+    good = (
+        r.status in statuses
+        and (r.header("Content-Type") or "").split(";")[0].strip() == "application/json"
+        and isinstance(e, dict)
+        and isinstance(e.get("code"), str)
+        and e.get("code") != ""
+        and isinstance(e.get("message"), str)
+        and e.get("message") != ""
+    )
+    return chk.ok(good, what, "status %s (expected %s), Content-Type %r, body %s"
+                  % (r.status, statuses, r.header("Content-Type"), r.snippet(200)))
+
+
+def t_server_errors(st, chk):
+    """Errors the web server produces itself (bad escape, %00, URI or
+    headers too long, malformed request) come in the API's JSON error
+    shape; chat-api's and chatd's own answers pass unchanged."""
+    c = st.client
+    key = ("X-Api-Key: %s\r\n" % c.key).encode()
+    long_uri, big_header, nul = SERVER_ERROR_STATUS[st.server]
+
+    def raw(line, headers=b""):
+        return c.raw(line + b"\r\nHost: localhost\r\n" + key + headers + b"Connection: close\r\n\r\n")
+
+    r = raw(b"GET /management/rooms/%zz HTTP/1.1")
+    _json_error(chk, r, (400,), "bad percent escape -> 400 JSON")
+    chk.ok(r.json and r.json["error"].get("code") in ("invalid_query", "bad_request"),
+           "bad percent escape: invalid_query (chat-api) or bad_request (web server)", r.snippet())
+    _json_error(chk, raw(b"GET /management/rooms/%00 HTTP/1.1"), (nul,), "%%00 in the path -> %d JSON" % nul)
+    r = raw(b"GET /management/rooms/" + b"a" * 70000 + b" HTTP/1.1")
+    _json_error(chk, r, (long_uri,), "70 kB URI -> %d JSON" % long_uri)
+    r = raw(b"GET /management/rooms HTTP/1.1", b"X-Pad: " + b"b" * 70000 + b"\r\n")
+    _json_error(chk, r, (big_header,), "70 kB header -> %d JSON" % big_header)
+    _json_error(chk, raw(b"GET /management/rooms HTTP/1.1 junk"), (400,), "malformed request line -> 400 JSON")
+    _json_error(chk, raw(b"GET /management/rooms HTTP/1.1", b"Bad Header: x\r\n"), (400,),
+                "malformed header line -> 400 JSON")
+    if st.server != "apache2":
+        # Refused on Content-Length alone (Apache reads the body first).
+        r = raw(b"POST /management/rooms HTTP/1.1",
+                b"Content-Type: application/json\r\nContent-Length: 17000000\r\n")
+        _json_error(chk, r, (413,), "body beyond the web server's limit -> 413 JSON")
+    # What chat-api and chatd answer is theirs, untouched.
+    r = c.get("/management/rooms/no-such-room")
+    chk.status(r, 404, "chat-api's own 404 still room_not_found", "room_not_found")
+    chk.eq(r.header("Content-Type"), "application/json; charset=utf-8", "chat-api's own Content-Type kept")
+    if st.fake is None:
+        return
+    r = c.get("/ws/rooms/x?user_id=a")
+    chk.ok(r.status == 400 and isinstance(r.json, dict) and "fake_chatd" in r.json,
+           "a refusal from behind the /ws/ proxy passes unchanged", "%s %s" % (r.status, r.snippet()))
+
+
 SUITE = [
     ("health", t_health),
     ("auth", t_auth),
@@ -898,6 +966,7 @@ SUITE = [
     ("history", t_history),
     ("concurrency", t_concurrency),
     ("websocket proxy", t_ws_proxy),
+    ("web server errors", t_server_errors),
 ]
 
 

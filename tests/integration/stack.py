@@ -468,11 +468,18 @@ class FakeChatd:
     Lets the tests check that each web server passes the upgrade, the path
     and query unchanged, and X-Forwarded-For."""
 
-    def __init__(self, port):
+    def __init__(self, port, unix_path=None):
+        """Listens on 127.0.0.1:port, or on the Unix socket unix_path (open
+        to every user: the web server's workers run as www-data)."""
         self.port = port
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        if unix_path is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(unix_path)
+            os.chmod(unix_path, 0o666)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", port))
         self.sock.listen(64)
         self.sock.settimeout(0.2)
         self.stopping = False
@@ -655,13 +662,23 @@ def require_tools(front):
         sys.exit(SKIP)
 
 
+# Fronts whose chatd listens on TCP (CHATD_LISTEN=127.0.0.1:PORT); every
+# other front proxies to chatd's Unix socket (CHATD_LISTEN=unix:PATH), as
+# the quick start does. Both forms stay tested.
+TCP_FRONTS = ("lighttpd-scgi",)
+
+
 class Stack:
     """chat-api behind one web server, plus a fake chatd WebSocket backend.
 
     settings: extra KEY=VALUE lines for the env file. admin_key=None leaves
-    ADMIN_API_KEY out of the file entirely; "" writes it empty."""
+    ADMIN_API_KEY out of the file entirely; "" writes it empty. chatd_tcp:
+    chatd on TCP (True) or its Unix socket (False); None: TCP_FRONTS decide.
+    chatd_target is where to reach chatd directly (a socket path, or
+    127.0.0.1 with chatd_port), as WSClient.connect takes it."""
 
-    def __init__(self, front, admin_key=KEY, settings=None, fake_chatd=True, bind_port=None, render_env=None):
+    def __init__(self, front, admin_key=KEY, settings=None, fake_chatd=True, bind_port=None, render_env=None,
+                 chatd_tcp=None):
         if front not in FRONTS:
             raise ValueError(front)
         self.front = front
@@ -671,6 +688,7 @@ class Stack:
         self.want_fake_chatd = fake_chatd
         self.bind_port = bind_port
         self.render_env = dict(render_env or {})
+        self.chatd_tcp = front in TCP_FRONTS if chatd_tcp is None else chatd_tcp
         self.procs = []
         self.fake = None
         self.tmp = None
@@ -712,6 +730,14 @@ class Stack:
         self.host = "127.0.0.1"
         self.port = self.bind_port or free_port()
         self.chatd_port = free_port()
+        if self.chatd_tcp:
+            self.chatd_socket = None
+            self.chatd_target = "127.0.0.1"
+            self.chatd_addr = "127.0.0.1:%d" % self.chatd_port
+        else:
+            self.chatd_socket = self.path("run", "chatd.sock")
+            self.chatd_target = self.chatd_socket
+            self.chatd_addr = "unix:%s" % self.chatd_socket
         self.api_socket = self.path("run", "api.sock")
         self.api_port = free_port()
         self.env_file = self.path("chatd.env")
@@ -719,9 +745,12 @@ class Stack:
             "# written by tests/integration/stack.py",
             "DATABASE_URL=sqlite:%s" % self.db_path,
             "CONTROL_SOCKET=%s" % self.path("run", "control.sock"),
-            "CHATD_LISTEN=127.0.0.1:%d" % self.chatd_port,
+            "CHATD_LISTEN=%s" % self.chatd_addr,
             "LOG_LEVEL=info",
         ]
+        if self.chatd_socket is not None and os.geteuid() == 0:
+            # Only the web server's workers (www-data) may open it.
+            lines.append("CHATD_SOCKET_GROUP=www-data")
         if self.admin_key is not None:
             lines.append("ADMIN_API_KEY=%s" % self.admin_key)
         for k, v in self.settings.items():
@@ -731,7 +760,7 @@ class Stack:
         os.chmod(self.env_file, 0o644)
 
         if self.want_fake_chatd:
-            self.fake = FakeChatd(self.chatd_port)
+            self.fake = FakeChatd(self.chatd_port, self.chatd_socket)
 
         if self.api_mode == "fcgi-unix":
             self._start_api(["--socket", self.api_socket, "--socket-mode", "0666"])
@@ -751,12 +780,18 @@ class Stack:
             shutil.copy(CHAT_API, chat_api)
             os.chmod(self.path("bin"), 0o755)
             os.chmod(chat_api, 0o755)
+        # lighttpd (as www-data) reads its JSON error documents at request
+        # time: a copy here, as an operator copies them out of the checkout.
+        errors = self.path("errors")
+        shutil.copytree(os.path.join(CONTRIB, "lighttpd", "errors"), errors)
+        os.chmod(errors, 0o755)
         render_env = clean_env(
             {
+                "LIGHTTPD_ERROR_DIR": errors,
                 "BIND_ADDRESS": "%s:%d" % (self.host, self.port),
                 "API_SOCKET": self.api_socket,
                 "API_ADDR": "127.0.0.1:%d" % self.api_port,
-                "CHATD_ADDR": "127.0.0.1:%d" % self.chatd_port,
+                "CHATD_ADDR": self.chatd_addr,
                 "STATE_DIR": self.path("run"),
                 "CHAT_API": chat_api,
                 "ENV_FILE": self.env_file,

@@ -202,7 +202,7 @@ def t_slow_reader(st, chk):
     after the flood arrives ahead of the queued chat; chatd stays up."""
     rid = st.create_room("flood", ["admin"])
     adm = st.ws(rid, "admin", direct=True)
-    slow = cs.WSClient.connect("127.0.0.1", st.chatd_port, st.ws_path(rid, "slow"))
+    slow = cs.WSClient.connect(st.chatd_target, st.chatd_port, st.ws_path(rid, "slow"))
     slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     text = "f" * 3000
     n = 0

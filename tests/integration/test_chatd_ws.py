@@ -271,9 +271,10 @@ def t_limits(front, chk):
     (addresses differ through X-Forwarded-For when talking to chatd
     directly from loopback, as the proxy would)."""
     chk.section("%s: connection caps" % front)
+    # On TCP: from 127.0.0.1, a trusted proxy by default (TRUSTED_PROXIES).
     st = cs.ChatdStack(front, {"MAX_CONNECTIONS": "3", "MAX_CONNECTIONS_PER_ADDRESS": "2",
                                "HANDSHAKE_TIMEOUT_SECONDS": "2", "WS_PING_INTERVAL_SECONDS": "1",
-                               "WS_IDLE_TIMEOUT_SECONDS": "3"})
+                               "WS_IDLE_TIMEOUT_SECONDS": "3"}, chatd_tcp=True)
     try:
         with st:
             rid = st.create_room("caps", [])

@@ -12,8 +12,12 @@
   its commented defaults match the table, and chat-api starts with it
   without warnings;
 - the systemd units pass `systemd-analyze verify` (when available);
+- chatd on a Unix socket (CHATD_ADDR=unix:PATH) renders into each server's
+  spelling and passes its check; bad socket paths are refused;
+- lighttpd's JSON error documents exist where the config points;
 - contrib/quickstart.sh parses and prints its help.
 Exit 0 on success, 1 on failure."""
+import json
 import os
 import re
 import shutil
@@ -79,6 +83,53 @@ def t_templates(chk, tmp):
             code, text = run([exe, "-t", "-e", "stderr", "-p", tmp, "-c", out])
         chk.eq(code, 0, "%s accepted by %s -t (%s)" % (tpl, server, text.strip()[-300:]))
         chk.ok("warn" not in text.lower() or server == "nginx", "%s: no warnings" % tpl, text[-300:])
+
+    # chatd on its Unix socket: each server's spelling, accepted by its check.
+    sock = os.path.join(tmp, "chatd.sock")
+    spelled = {"nginx": "proxy_pass http://unix:%s:;" % sock,
+               "apache2": '"unix:%s|http://localhost/ws/"' % sock,
+               "lighttpd": '"socket" => "%s"' % sock}
+    for tpl, server in TEMPLATES.items():
+        out = os.path.join(tmp, "unix-" + tpl.replace("/", "-"))
+        code, text = run(["/bin/sh", stack.RENDER, "-o", out, os.path.join(stack.CONTRIB, tpl)],
+                         stack.clean_env(dict(full, CHATD_ADDR="unix:" + sock)))
+        if not chk.eq(code, 0, "%s renders with CHATD_ADDR=unix:PATH (%s)" % (tpl, text.strip())):
+            continue
+        with open(out, encoding="utf-8") as f:
+            body = f.read()
+        chk.ok(spelled[server] in body, "%s proxies /ws/ to the socket" % tpl, spelled[server])
+        exe = stack.which(server)
+        if exe is None:
+            continue
+        if server == "lighttpd":
+            code, text = run([exe, "-tt", "-f", out])
+        elif server == "apache2":
+            code, text = run([exe, "-t", "-f", out])
+        else:
+            code, text = run([exe, "-t", "-e", "stderr", "-p", tmp, "-c", out])
+        chk.eq(code, 0, "%s with a Unix socket accepted by %s -t (%s)" % (tpl, server, text.strip()[-300:]))
+    for bad in ("unix:relative.sock", "unix:/tmp/a b.sock", "unix:/tmp/a:b.sock"):
+        code, text = run(["/bin/sh", stack.RENDER, os.path.join(stack.CONTRIB, "nginx/chatd.conf")],
+                         stack.clean_env(dict(full, CHATD_ADDR=bad)))
+        chk.ok(code != 0 and "CHATD_ADDR" in text, "CHATD_ADDR=%s refused" % bad, text[-200:])
+
+    # lighttpd's JSON error documents: by default the folder beside the
+    # script, holding one document per status the config labels.
+    code, text = run(["/bin/sh", stack.RENDER, os.path.join(stack.CONTRIB, "lighttpd/chatd-socket.conf")],
+                     stack.clean_env(full))
+    m = re.search(r'^server\.errorfile-prefix = "(.*)"$', text, re.M)
+    labelled = re.findall(r'^  "chatd-error-(\d+)\.html" => "application/json; charset=utf-8",$', text, re.M)
+    chk.ok(m is not None and len(labelled) >= 5, "lighttpd config sets the error prefix and labels the files",
+           text[-500:])
+    for status in labelled:
+        path = (m.group(1) if m else "") + status + ".html"
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+            good = set(doc) == {"error"} and set(doc["error"]) == {"code", "message"}
+        except (OSError, ValueError):
+            good = False
+        chk.ok(good, "lighttpd error document %s is the JSON error shape" % path)
 
     # A value the template needs but nobody set is refused, naming it.
     code, text = run(["/bin/sh", stack.RENDER, os.path.join(stack.CONTRIB, "lighttpd/chatd-spawn.conf")])

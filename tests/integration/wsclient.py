@@ -90,12 +90,25 @@ class WSClient:
     # ------------------------------------------------------------ connect
     @classmethod
     def connect(cls, host, port, path, headers=None, timeout=10):
-        s = socket.create_connection((host, port), timeout=timeout)
+        """host may be a Unix socket's path (it starts with "/"); port is
+        then ignored."""
+        if host.startswith("/"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(host)
+            except BaseException:
+                s.close()
+                raise
+            authority = "localhost"
+        else:
+            s = socket.create_connection((host, port), timeout=timeout)
+            authority = "%s:%d" % (host, port)
         try:
             key = base64.b64encode(os.urandom(16)).decode()
             req = (
-                "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, host, port, key)
+                "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, authority, key)
             )
             for k, v in (headers or {}).items():
                 req += "%s: %s\r\n" % (k, v)

@@ -276,6 +276,8 @@ static const char *const all_keys[] = {
 	"SYNC_INTERVAL_SECONDS",
 	"USER_MESSAGE_INTERVAL_SECS",
 	"CHATD_LISTEN",
+	"CHATD_SOCKET_GROUP",
+	"TRUSTED_PROXIES",
 	"TOKEN_SECRET",
 	"CALLBACK_SIGNING_SECRET",
 	"CALLBACK_DEAD_LETTER_ATTEMPTS",
@@ -544,6 +546,8 @@ START_TEST(test_load_defaults)
 	ck_assert_int_eq(cfg.sync_interval_seconds, 300);
 	ck_assert_int_eq(cfg.user_message_interval_ms, 3000);
 	ck_assert_str_eq(cfg.chatd_listen, "127.0.0.1:3001");
+	ck_assert_ptr_null(cfg.chatd_socket_group);
+	ck_assert_str_eq(cfg.trusted_proxies, "127.0.0.0/8,::1");
 	ck_assert_str_eq(cfg.control_socket, "/run/chatd/control.sock");
 	ck_assert_int_eq(cfg.control_timeout_ms, 2000);
 	ck_assert_int_eq(cfg.api_threads, 8);
@@ -759,6 +763,15 @@ static const struct {
 	{ "BIND_ADDRESS", "[]:80" },
 	{ "BIND_ADDRESS", "::1:3000" },
 	{ "CHATD_LISTEN", "127.0.0.1:" },
+	{ "CHATD_LISTEN", "unix:" },
+	{ "CHATD_LISTEN", "unix:relative/chatd.sock" },
+	{ "CHATD_LISTEN",
+	    "unix:/run/chatd/a-socket-path-far-too-long-for-sun-path-which-holds-only-"
+	    "one-hundred-and-eight-bytes-including-its-terminating-nul.sock" },
+	{ "CHATD_LISTEN", "/run/chatd/chatd.sock" },
+	{ "TRUSTED_PROXIES", "127.0.0.1,localhost" },
+	{ "TRUSTED_PROXIES", "10.0.0.0/33" },
+	{ "TRUSTED_PROXIES", "127.0.0.1,,::1" },
 	{ "LOG_LEVEL", "verbose" },
 	{ "DATABASE_URL", "postgres://u@h/db" },
 	{ "DATABASE_URL", "chat.db" },
@@ -840,6 +853,19 @@ START_TEST(test_load_good_edge_values)
 	ck_assert_str_eq(cfg.chatd_listen, "[::]:3001");
 	ck_assert_str_eq(cfg.data_callback_url, "https://example.com");
 	config_clear(&cfg);
+
+	load_ok(&cfg,
+	    "CHATD_LISTEN=unix:/run/chatd/chatd.sock\nCHATD_SOCKET_GROUP=www-data\n"
+	    "TRUSTED_PROXIES= 10.0.0.0/8 , 2001:db8::/32,192.0.2.7\n",
+	    NULL);
+	ck_assert_str_eq(cfg.chatd_listen, "unix:/run/chatd/chatd.sock");
+	ck_assert_str_eq(cfg.chatd_socket_group, "www-data");
+	ck_assert_str_eq(cfg.trusted_proxies, "10.0.0.0/8 , 2001:db8::/32,192.0.2.7");
+	config_clear(&cfg);
+	/* An empty list is allowed: no TCP peer is trusted. */
+	load_ok(&cfg, "TRUSTED_PROXIES=\n", NULL);
+	ck_assert_str_eq(cfg.trusted_proxies, "");
+	config_clear(&cfg);
 }
 END_TEST
 
@@ -897,6 +923,13 @@ START_TEST(test_check_url_and_address)
 	ck_assert_int_eq(config_check_address("host:80 "), -1);
 	ck_assert_int_eq(config_check_address("ho st:80"), -1);
 	ck_assert_int_eq(config_check_address(""), -1);
+
+	ck_assert_int_eq(config_check_listen("127.0.0.1:3001"), 0);
+	ck_assert_int_eq(config_check_listen("unix:/run/chatd/chatd.sock"), 0);
+	ck_assert_int_eq(config_check_listen("unix:chatd.sock"), -1);
+	ck_assert_int_eq(config_check_listen("unix:"), -1);
+	ck_assert_int_eq(config_check_listen("unix:/x:80"), 0);
+	ck_assert_int_eq(config_check_listen("127.0.0.1"), -1);
 }
 END_TEST
 
