@@ -222,6 +222,12 @@ misc_health_causes(
 		free(text);
 		n++;
 	}
+	if (chatd_ok && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(chatd, "wal_at_bound"))) {
+		jsonw_string(w,
+		    "chatd's WAL is at its bound while another reader holds the database "
+		    "open in one transaction: chat messages are refused until it ends");
+		n++;
+	}
 	jsonw_array_end(w);
 	return n;
 }

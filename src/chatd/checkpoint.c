@@ -28,6 +28,7 @@ struct checkpointer {
 	int wal_pages; /* the WAL's size after the writer's last commit */
 	int blocked; /* a reader holds pages back from every checkpoint */
 	int warned; /* blocked past CHECKPOINT_WARN_PAGES was logged */
+	int bound_pages; /* CHECKPOINT_BOUND_PAGES, smaller in tests */
 	unsigned long runs;
 };
 
@@ -133,6 +134,7 @@ checkpointer_create(const char *db_path, struct checkpointer **out, char **cause
 	pthread_condattr_t ca;
 	int error;
 
+	cp->bound_pages = CHECKPOINT_BOUND_PAGES;
 	if (db_open(db_path, &cp->db, cause) != DB_OK) {
 		free(cp);
 		return -1;
@@ -224,6 +226,23 @@ checkpointer_wal_state(struct checkpointer *cp, int *wal_pages, int *blocked)
 	checkpoint_lock(cp);
 	*wal_pages = cp->wal_pages;
 	*blocked = cp->blocked;
+	pthread_mutex_unlock(&cp->lock);
+}
+
+int
+checkpointer_at_bound(struct checkpointer *cp)
+{
+	int pages, blocked;
+
+	checkpointer_wal_state(cp, &pages, &blocked);
+	return blocked && pages >= cp->bound_pages;
+}
+
+void
+checkpointer_set_bound(struct checkpointer *cp, int pages)
+{
+	checkpoint_lock(cp);
+	cp->bound_pages = pages;
 	pthread_mutex_unlock(&cp->lock);
 }
 

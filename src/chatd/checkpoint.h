@@ -44,6 +44,15 @@ struct checkpointer;
  * size once the WAL starts over.
  */
 #define CHECKPOINT_WARN_PAGES CHECKPOINT_WRITER_PAGES
+/*
+ * The bound on a WAL held back by a reader: 65,536 pages, 256 MiB at
+ * SQLite's 4 KiB pages. Past it, while the reader holds on, the writer
+ * stores no chat messages or events (their senders get Error overloaded,
+ * health says why); session records, bans and peaks, a few hundred bytes
+ * each, still go in, so who was there is never lost. Writes resume as soon
+ * as a checkpoint gets through (docs/storage.md).
+ */
+#define CHECKPOINT_BOUND_PAGES 65536
 /* The thread's niceness: below the service thread, still a share of a busy core. */
 #define CHECKPOINT_NICE 10
 
@@ -83,6 +92,10 @@ void checkpointer_writer_result(struct checkpointer *cp, int wal_pages, int done
  * the WAL starts over). Any thread.
  */
 void checkpointer_wal_state(struct checkpointer *cp, int *wal_pages, int *blocked);
+/* 1 while a reader holds the WAL back at CHECKPOINT_BOUND_PAGES or more; any thread. */
+int checkpointer_at_bound(struct checkpointer *cp);
+/* Tests: a smaller bound than CHECKPOINT_BOUND_PAGES. */
+void checkpointer_set_bound(struct checkpointer *cp, int pages);
 /* Checkpoints the thread has run (complete or not) so far; any thread. */
 unsigned long checkpointer_runs(struct checkpointer *cp);
 /* Stops the thread (a checkpoint under way finishes first) and frees. NULL allowed. */

@@ -266,7 +266,14 @@ client_writer_done(struct writer_op *op, void *arg)
 	struct conn *c;
 
 	if (op->failed) {
-		if (!op->from_ctl && (c = client_find(r, op->origin)) != NULL)
+		c = op->from_ctl ? NULL : client_find(r, op->origin);
+		if (c != NULL && op->failed == WRITER_MSG_LATER)
+			/* Nothing wrong with the message: storage is full or held up. */
+			conn_error(c, "overloaded",
+			    "the message could not be stored now (the server's health says why); "
+			    "try again",
+			    1000);
+		else if (c != NULL)
 			conn_error(c, "internal_error", "the message could not be stored", -1);
 	} else if (r != NULL)
 		recipients = room_deliver(r, op);

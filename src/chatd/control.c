@@ -204,6 +204,7 @@ control_health(struct ctlconn *cc, unsigned long id)
 	writer_wal_state(cd->writer, &wal_pages, &wal_blocked);
 	json_add_int(o, "wal_bytes", dbfile_wal_bytes(cd->cfg->database_path));
 	json_add_bool(o, "wal_blocked", wal_blocked);
+	json_add_bool(o, "wal_at_bound", writer_wal_at_bound(cd->writer));
 	/* A full disk or a failing device: messages are refused, sessions wait. */
 	writer_health(cd->writer, &wh);
 	json_add_bool(d, "writable", wh.failing_since == 0);

@@ -57,6 +57,7 @@ struct writer {
 	/* writer thread only: the batch under way */
 	int batch_failed; /* a write failed with an error that may go away */
 	char batch_error[256];
+	int at_bound; /* the WAL is at its bound: messages wait (checkpoint.h) */
 	unsigned long long batch_dropped;
 
 	pthread_mutex_t lock; /* guards everything below */
@@ -233,9 +234,13 @@ writer_apply(struct writer *w, struct writer_op *op)
 	op->outcome = WRITER_APPLIED;
 	switch (op->type) {
 	case WRITER_MESSAGE:
+		if (w->at_bound) {
+			op->outcome = WRITER_REFUSED; /* nothing written; nothing to undo */
+			op->failed = WRITER_MSG_LATER;
+			return;
+		}
 		rc = db_message_append(w->db, op->room_id, op->kind, op->user_id, op->nickname,
 		    op->is_admin, op->text, op->event_type, op->ts_ms, &op->id, &op->seq, &cause);
-		op->failed = rc != DB_OK;
 		break;
 	case WRITER_SESSION_OPEN:
 	case WRITER_SESSION_CLOSE:
@@ -261,6 +266,8 @@ writer_apply(struct writer *w, struct writer_op *op)
 		log_warn("writer: %s in room %s: %s", writer_op_name(op->type),
 		    op->room_id ? op->room_id : "-", rc == DB_NOTFOUND ? "not found" : "conflict");
 	}
+	if (op->type == WRITER_MESSAGE && rc != DB_OK)
+		op->failed = op->outcome == WRITER_FAILED ? WRITER_MSG_LATER : WRITER_MSG_REFUSED;
 	free(cause);
 }
 
@@ -281,7 +288,7 @@ writer_undo(struct writer *w, struct writer_op *first, struct writer_op *end)
 		op->outcome = WRITER_FAILED;
 		switch (op->type) {
 		case WRITER_MESSAGE:
-			op->failed = 1;
+			op->failed = WRITER_MSG_LATER;
 			break;
 		case WRITER_SESSION_OPEN:
 			writer_session_put(w, op->key, 0);
@@ -338,7 +345,31 @@ writer_apply_batch(struct writer *w, struct writer_op_list *batch)
 {
 	struct writer_op *op, *seg = STAILQ_FIRST(batch);
 	char *cause = NULL;
-	int in_tx = writer_begin(w);
+	int in_tx, wal = 0, done = 0, at_bound = checkpointer_at_bound(w->cp);
+
+	if (at_bound) {
+		/* No message commits ask the thread any more: see here whether the
+		 * reader has let go and a checkpoint now gets through. */
+		if (db_checkpoint(w->db, &wal, &done, &cause) == DB_OK)
+			checkpointer_writer_result(w->cp, wal, done);
+		else {
+			log_warn("writer: %s", cause);
+			free(cause);
+			cause = NULL;
+		}
+		at_bound = checkpointer_at_bound(w->cp);
+	}
+	if (at_bound != w->at_bound) {
+		if (at_bound)
+			log_error("writer: the WAL is at its bound (%d pages) and a reader still "
+				  "holds it back from every checkpoint: chat messages are refused "
+				  "until it lets go (session records still go in)",
+			    CHECKPOINT_BOUND_PAGES);
+		else
+			log_info("writer: the WAL is below its bound again: messages are stored");
+		w->at_bound = at_bound;
+	}
+	in_tx = writer_begin(w);
 
 	STAILQ_FOREACH(op, batch, entry)
 	{
@@ -679,6 +710,18 @@ void
 writer_wal_state(struct writer *w, int *wal_pages, int *blocked)
 {
 	checkpointer_wal_state(w->cp, wal_pages, blocked);
+}
+
+int
+writer_wal_at_bound(struct writer *w)
+{
+	return checkpointer_at_bound(w->cp);
+}
+
+struct checkpointer *
+writer_checkpointer(struct writer *w)
+{
+	return w->cp;
 }
 
 static void

@@ -78,7 +78,7 @@ struct writer_op {
 	int from_ctl;
 	unsigned long ctl_id;
 
-	/* filled by the writer for WRITER_MESSAGE */
+	/* filled by the writer for WRITER_MESSAGE: WRITER_MSG_* */
 	int failed;
 	int64_t id, seq; /* SESSION_*: the session's row, writer thread only */
 	int outcome; /* writer thread only: what became of it in its batch */
@@ -118,8 +118,17 @@ int writer_submit(struct writer *w, struct writer_op *op);
 unsigned writer_drain(struct writer *w, void (*done)(struct writer_op *op, void *arg), void *arg);
 /* Operations submitted and not yet committed, retries included (stats). */
 unsigned writer_backlog(struct writer *w);
+/* Why a message op was not stored (op->failed; 0: it was). */
+#define WRITER_MSG_REFUSED 1 /* the database refused it; it would again (logged) */
+#define WRITER_MSG_LATER \
+	2 /* not now: writes fail for a while (full disk, I/O, lock), or the WAL is at its bound */
+
 /* Fills *out. Any thread. */
 void writer_health(struct writer *w, struct writer_health *out);
+/* 1 while the WAL, held back by a reader, is at its bound (CHECKPOINT_BOUND_PAGES). Any thread. */
+int writer_wal_at_bound(struct writer *w);
+/* Tests: the writer's checkpointer (checkpointer_set_bound). */
+struct checkpointer *writer_checkpointer(struct writer *w);
 /* The WAL after the last commit, and whether a reader holds checkpoints back (health). Any thread. */
 void writer_wal_state(struct writer *w, int *wal_pages, int *blocked);
 /*

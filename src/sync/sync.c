@@ -568,8 +568,8 @@ sync_dead_letter(struct sync *s, struct sync_target *t, long status, const char 
 	 * a receiver that is down, slow or failing (no answer, 5xx) keeps its
 	 * batches in order until it is back. The age limit counts every failure.
 	 */
-	int refused = status >= 400 && status < 500 && status != 408 && status != 425 &&
-	    status != 429;
+	int refused =
+	    status >= 400 && status < 500 && status != 408 && status != 425 && status != 429;
 
 	if (max <= 0 && age_ms <= 0)
 		return 0;

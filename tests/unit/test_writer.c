@@ -29,6 +29,7 @@
 #include "clock.h"
 #include "db.h"
 #include "faultvfs.h"
+#include "checkpoint.h"
 #include "writer.h"
 #include "xmalloc.h"
 
@@ -454,6 +455,66 @@ START_TEST(test_retry_bound)
 END_TEST
 
 /* Records left waiting at shutdown get one last try in writer_destroy(). */
+/*
+ * A reader that keeps one transaction open holds the WAL back from every
+ * checkpoint. Past the bound the writer stores no more messages (they
+ * come back WRITER_MSG_LATER), session records still commit, and once the
+ * reader lets go messages are stored again. The bound is cut to 2,000
+ * pages here to keep the test short.
+ */
+START_TEST(test_wal_bound)
+{
+	const struct timespec pause = { 0, 5000000L };
+	int64_t deadline = clock_mono_ms() + 60000;
+	sqlite3 *reader;
+	int refused = -1, wal_pages = 0, blocked = 0;
+
+	checkpointer_set_bound(writer_checkpointer(w), 2000);
+	ck_assert_int_eq(sqlite3_open(dbpath, &reader), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(reader, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_ge(query_int(reader, "SELECT count(*) FROM messages"), 0); /* the snapshot */
+
+	/* a commit a message, several pages each: refused once the WAL holds 2,000 */
+	while (refused < 0 && nmsgs < 4000) {
+		submit_msg(3000);
+		drain_all();
+		if (res[nmsgs - 1].failed)
+			refused = nmsgs - 1;
+		ck_assert_int_lt(clock_mono_ms(), deadline);
+	}
+	ck_assert_msg(refused > 0, "never refused");
+	ck_assert_int_eq(res[refused].failed, WRITER_MSG_LATER);
+	writer_wal_state(w, &wal_pages, &blocked);
+	ck_assert_int_ge(wal_pages, 2000);
+	ck_assert_int_eq(blocked, 1);
+	ck_assert_int_eq(writer_wal_at_bound(w), 1);
+	/* still at the bound: the next message waits too, a session goes in */
+	submit_session(WRITER_SESSION_OPEN, 1);
+	submit_msg(20);
+	drain_all();
+	ck_assert_int_eq(res[nmsgs - 1].failed, WRITER_MSG_LATER);
+	submit_session(WRITER_SESSION_CLOSE, 1);
+
+	/* The reader lets go: the next message's batch checkpoints and goes in. */
+	ck_assert_int_eq(sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_close(reader), SQLITE_OK);
+	for (;;) {
+		submit_msg(20);
+		drain_all();
+		if (!res[nmsgs - 1].failed)
+			break;
+		ck_assert_msg(
+		    clock_mono_ms() < deadline, "messages still refused after the reader left");
+		nanosleep(&pause, NULL);
+	}
+	ck_assert_int_eq(writer_wal_at_bound(w), 0);
+	wait_retries_done();
+	writer_destroy(w);
+	w = NULL;
+	check_db(1);
+}
+END_TEST
+
 START_TEST(test_destroy_tries_last)
 {
 	faultvfs_arm(FAULT_WRITE, 1, 1, SQLITE_FULL);
@@ -551,6 +612,7 @@ unit_suite(void)
 	tcase_add_loop_test(tc, test_disk_full_from_nth_write, 0, SWEEP);
 	tcase_add_loop_test(tc, test_sync_fails, 0, 8);
 	tcase_add_test(tc, test_retry_bound);
+	tcase_add_test(tc, test_wal_bound);
 	tcase_add_test(tc, test_destroy_tries_last);
 	tcase_add_loop_test(tc, test_alloc_fails, 0, SWEEP);
 	suite_add_tcase(s, tc);
