@@ -28,6 +28,8 @@
 #include "conn.h"
 #include "control.h"
 #include "db.h"
+#include "handshake.h"
+#include "linger.h"
 #include "log.h"
 #include "room.h"
 #include "server.h"
@@ -114,7 +116,7 @@ server_shutdown_begin(struct chatd *cd)
 
 static const struct lws_protocols server_ws_protocols[] = {
 	{
-	    .name = "chatd",
+	    .name = HANDSHAKE_PROTOCOL,
 	    .callback = client_callback,
 	    .per_session_data_size = sizeof(struct conn),
 	    /*
@@ -225,8 +227,10 @@ server_loop_finish(struct chatd *cd)
 		(uv_handle_t *)&cd->tick_timer };
 	size_t i;
 
+	cd->shutting_down = 1; /* no new lingering closes either */
 	for (i = 0; cd->handles_ready && i < sizeof mine / sizeof mine[0]; i++)
 		uv_close(mine[i], NULL);
+	linger_close_all(cd);
 	room_close_timers(cd);
 	if (cd->ctx != NULL)
 		lws_context_destroy(cd->ctx);
@@ -259,6 +263,7 @@ server_run(const struct config *cfg)
 	TAILQ_INIT(&cd->flush);
 	TAILQ_INIT(&cd->kill);
 	TAILQ_INIT(&cd->ctlconns);
+	LIST_INIT(&cd->lingers);
 
 	if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0 ||
 	    server_ctl_socket_check(cfg->control_socket, &cause) != 0)
