@@ -23,6 +23,7 @@
 #include "linger.h"
 #include "log.h"
 #include "room.h"
+#include "rxguard.h"
 #include "writer.h"
 #include "wsproto.h"
 #include "xmalloc.h"
@@ -59,6 +60,7 @@ client_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 	    c->is_admin ? " (admin)" : "", hs.room->id);
 	room_join(hs.room, c);
 	c->valid_ms = clock_mono_ms();
+	rxguard_bind(lws_get_socket_fd(wsi), c);
 	if (hs.token_exp_ms > 0)
 		lws_set_timer_usecs(wsi, (lws_usec_t)(hs.token_exp_ms - clock_wall_ms()) * 1000);
 	return 0;
@@ -67,6 +69,8 @@ client_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 static void
 client_closed(struct chatd *cd, struct conn *c)
 {
+	if (c->wsi != NULL)
+		rxguard_forget(lws_get_socket_fd(c->wsi));
 	if (c->linger)
 		linger_start(cd, lws_get_socket_fd(c->wsi));
 	if (c->counted) {
@@ -205,6 +209,11 @@ client_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 
 	if (!c->counted || c->room == NULL || c->close_code != 0)
 		return 0;
+	if ((code = rxguard_violation(lws_get_socket_fd(wsi))) != NULL) {
+		/* Not a word of it is acted on (RFC 6455 5.1). */
+		conn_close(c, CONN_CLOSE_PROTOCOL_ERROR, code);
+		return 0;
+	}
 	if (c->rx_discard > 0)
 		return client_rx_discard(c, wsi, len);
 	if (!c->rx_inmsg) {
@@ -254,29 +263,33 @@ client_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
  * The client's close frame, before lws echoes it. lws 4.1.6 answers an
  * invalid close code with 1002 itself but echoes any reason bytes; a
  * reason that is not UTF-8 gets 1007 here, and a one-byte body (a code
- * cut short) 1002. lws_close_reason() plus -1 is lws's documented way to
- * refuse with a code: it sends that close frame instead of the echo.
+ * cut short) 1002, as does a client caught sending unmasked frames.
+ * lws_close_reason() plus -1 is lws's documented way to refuse with a
+ * code: it sends that close frame instead of the echo.
  */
 static int
 client_peer_close(struct lws *wsi, struct conn *c, const unsigned char *in, size_t len)
 {
 	static const char bad_reason[] = "close reason is not UTF-8";
 	static const char bad_code[] = "close frame with a one-byte body";
+	const char *why = rxguard_violation(lws_get_socket_fd(wsi));
+	enum conn_close_code code = CONN_CLOSE_PROTOCOL_ERROR;
 
-	if (len >= 2 && !utf8_valid((const char *)in + 2, len - 2)) {
-		lws_close_reason(wsi, (enum lws_close_status)CONN_CLOSE_INVALID_DATA,
-		    (unsigned char *)bad_reason, sizeof bad_reason - 1);
-	} else if (len == 1) {
-		lws_close_reason(wsi, (enum lws_close_status)CONN_CLOSE_PROTOCOL_ERROR,
-		    (unsigned char *)bad_code, sizeof bad_code - 1);
-	} else {
+	if (why != NULL)
+		; /* the close frame itself may be the unmasked frame */
+	else if (len >= 2 && !utf8_valid((const char *)in + 2, len - 2)) {
+		code = CONN_CLOSE_INVALID_DATA;
+		why = bad_reason;
+	} else if (len == 1)
+		why = bad_code;
+	else {
 		/* A good close: lws echoes it and closes. */
 		c->lws_closing = 1;
 		return 0;
 	}
+	lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
 	if (c->counted)
-		log_info("closing %s (user %s): %s", c->address, c->user_id,
-		    len == 1 ? bad_code : bad_reason);
+		log_info("closing %s (user %s): %d %s", c->address, c->user_id, (int)code, why);
 	c->lws_closing = 1;
 	return -1;
 }
@@ -370,12 +383,25 @@ client_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
 	struct lws_context *ctx = lws_get_context(wsi);
 	struct chatd *cd = ctx != NULL ? lws_context_user(ctx) : NULL;
 	struct conn *c = user;
+	int rc;
 
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		/* in: the socket just accepted. */
+		rxguard_watch((int)(intptr_t)in);
+		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-		return handshake_confirm(cd, wsi, in);
+		rc = handshake_confirm(cd, wsi, in);
+		/* Refused with a status: the next request starts over. */
+		if (rc > 0)
+			rxguard_watch(lws_get_socket_fd(wsi));
+		return rc;
+	case LWS_CALLBACK_CLOSED_HTTP:
+		rxguard_forget(lws_get_socket_fd(wsi));
+		break;
 	case LWS_CALLBACK_HTTP:
 		/* Not an upgrade: chatd serves only WebSockets. */
+		rxguard_watch(lws_get_socket_fd(wsi));
 		if (handshake_answer(wsi, HTTP_STATUS_NOT_FOUND, "not_found",
 			"a WebSocket endpoint: ask for an upgrade") != 0)
 			return -1;

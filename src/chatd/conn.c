@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "rxguard.h"
 #include "wsproto.h"
 #include "xmalloc.h"
 
@@ -177,6 +178,9 @@ conn_flush(struct chatd *cd)
 {
 	struct conn *c;
 
+	/* Clients caught sending unmasked frames (rxguard.h). */
+	while ((c = rxguard_take()) != NULL)
+		conn_close(c, CONN_CLOSE_PROTOCOL_ERROR, "unmasked frame from the client");
 	while ((c = TAILQ_FIRST(&cd->flush)) != NULL) {
 		TAILQ_REMOVE(&cd->flush, c, flush_entry);
 		c->flush_pending = 0;

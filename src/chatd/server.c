@@ -10,6 +10,7 @@
  */
 #include "autoconf.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -30,11 +31,15 @@
 #include "db.h"
 #include "handshake.h"
 #include "linger.h"
+#include "rxguard.h"
 #include "log.h"
 #include "room.h"
 #include "server.h"
 #include "writer.h"
 #include "xmalloc.h"
+
+/* Most sockets rxguard.c watches (24 bytes each). */
+#define SERVER_RXGUARD_FDS_MAX (256 * 1024)
 
 /* Housekeeping period: rate limiter expiry. */
 #define SERVER_TICK_MS 10000
@@ -112,6 +117,19 @@ server_shutdown_begin(struct chatd *cd)
 	}
 	(void)uv_timer_start(
 	    &cd->shutdown_timer, server_shutdown_wake, SERVER_SHUTDOWN_GRACE_MS + 10, 0);
+}
+
+/* Sockets can be numbered up to the open-files limit (capped: memory). */
+static void
+server_rxguard_init(void)
+{
+	struct rlimit rl;
+	size_t n = SERVER_RXGUARD_FDS_MAX;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)n)
+		n = (size_t)rl.rlim_cur;
+	rxguard_init(n);
 }
 
 static const struct lws_protocols server_ws_protocols[] = {
@@ -264,6 +282,7 @@ server_run(const struct config *cfg)
 	TAILQ_INIT(&cd->kill);
 	TAILQ_INIT(&cd->ctlconns);
 	LIST_INIT(&cd->lingers);
+	server_rxguard_init();
 
 	if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0 ||
 	    server_ctl_socket_check(cfg->control_socket, &cause) != 0)
@@ -401,6 +420,7 @@ out:
 	room_free_all(cd);
 	strmap_clear(&cd->addresses, free);
 	db_close(cd->db);
+	rxguard_free();
 	free(cd->sendbuf);
 	free(cd);
 	if (status == 0)

@@ -167,6 +167,31 @@ def t_protocol_edges(st, chk):
             ws.drain(0.2)
             return ws
 
+        # RFC 6455 5.1: an unmasked client frame closes the connection
+        # (1002) and is not acted on; masked ones around it are.
+        ws, other = fresh("bare"), fresh("watcher")
+        ws.send_json({"type": "Message", "payload": {"content": "masked before"}})
+        m = other.wait_for(lambda m: m["type"] == "Message", cs.stack.WAIT)
+        chk.ok(m is not None and m["payload"]["content"] == "masked before",
+               "%s: a masked message is broadcast" % via, repr(m))
+        ws.send_raw(wsc.frame('{"type":"Message","payload":{"content":"bare"}}', mask=False))
+        code, reason = ws.wait_closed(cs.stack.WAIT)
+        chk.eq(code, 1002, "%s: an unmasked text frame -> 1002" % via)
+        # chatd is done with "bare" once its session ends: nothing came after.
+        cs.stack.wait_until(lambda: st.ctl("health").get("result", {}).get("connections"),
+                            "the unmasked client gone", lambda n: n == 1)
+        other.send_json({"type": "Message", "payload": {"content": "after"}})
+        m = other.wait_for(lambda m: m["type"] == "Message", cs.stack.WAIT)
+        chk.ok(m is not None and m["payload"]["content"] == "after",
+               "%s: the unmasked message was not broadcast" % via, repr(m))
+        other.close()
+        for what, raw in (("ping", wsc.frame(b"hi", wsc.OP_PING, mask=False)),
+                          ("close", wsc.frame(struct.pack("!H", 1000), wsc.OP_CLOSE, mask=False))):
+            ws = fresh("bare" + what)
+            ws.send_raw(raw)
+            code, reason = ws.wait_closed(cs.stack.WAIT)
+            chk.eq(code, 1002, "%s: an unmasked %s -> 1002" % (via, what))
+
         ws = fresh("utf8")
         ws.send_raw(wsc.frame(struct.pack("!H", 1000) + b"bye \xff\xfe", wsc.OP_CLOSE))
         code, reason = ws.wait_closed(cs.stack.WAIT)
@@ -200,6 +225,20 @@ def t_protocol_edges(st, chk):
         sender.join(cs.stack.WAIT)
         ws.abort()
         chk.eq(code, 1009, "%s: a 4 MiB message gets its 1009 close frame" % via)
+
+        if direct:
+            # Frames sent with the request itself, before the 101.
+            ws = wsc.WSClient.connect("127.0.0.1", st.chatd_port, st.ws_path(rid, "eager"), None,
+                                      early=wsc.frame('{"type":"Message","payload":{"content":"x"}}',
+                                                      mask=False))
+            code, reason = ws.wait_closed(cs.stack.WAIT)
+            chk.eq(code, 1002, "direct: an unmasked frame sent with the request -> 1002")
+            ws = wsc.WSClient.connect("127.0.0.1", st.chatd_port, st.ws_path(rid, "eager2"), None,
+                                      early=wsc.frame('{"type":"Message","payload":{"content":"early"}}'))
+            m = ws.wait_for(lambda m: m["type"] == "Message", cs.stack.WAIT)
+            chk.ok(m is not None and m["payload"]["content"] == "early",
+                   "direct: a masked frame sent with the request is taken", repr(m))
+            ws.close()
 
         # Sec-WebSocket-Protocol: chatd is selected when offered; any other
         # list is refused with a status and the JSON error, not dropped.

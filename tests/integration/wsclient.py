@@ -92,7 +92,9 @@ class WSClient:
 
     # ------------------------------------------------------------ connect
     @classmethod
-    def connect(cls, host, port, path, headers=None, timeout=10):
+    def connect(cls, host, port, path, headers=None, timeout=10, early=b""):
+        """early: bytes sent right after the request, in the same write,
+        without waiting for the 101 (what a compliant client never does)."""
         s = socket.create_connection((host, port), timeout=timeout)
         try:
             key = base64.b64encode(os.urandom(16)).decode()
@@ -102,7 +104,7 @@ class WSClient:
             )
             for k, v in (headers or {}).items():
                 req += "%s: %s\r\n" % (k, v)
-            s.sendall((req + "\r\n").encode("utf-8"))
+            s.sendall((req + "\r\n").encode("utf-8") + early)
             data = b""
             deadline = time.monotonic() + timeout
             while b"\r\n\r\n" not in data:
