@@ -66,14 +66,22 @@ struct conn {
 	int rx_inmsg; /* inside a message */
 	int rx_binary;
 	size_t rx_discard; /* > 0: dropping the rest of an oversize message */
+	int64_t valid_ms; /* monotonic: joined, or the last pong (keepalive) */
 
 	TAILQ_ENTRY(conn) entry; /* room->members */
 	TAILQ_ENTRY(conn) flush_entry; /* cd->flush */
 	int flush_pending;
 	TAILQ_ENTRY(conn) kill_entry; /* cd->kill */
 	int kill_pending;
+	/* lws is closing it: chatd's close frame was handed over (lws then
+	 * reads and drops what the client still sends until its answer), or
+	 * the client's close is being answered, or lws is dropping it. */
+	int lws_closing;
+	int linger; /* CLOSED: read and drop what the client still sends (linger.h) */
 };
 TAILQ_HEAD(conn_list, conn);
+
+struct linger_sock;
 
 /* A user's ban as chatd holds it (the database row is the record). */
 struct room_ban {
@@ -157,6 +165,7 @@ struct ctlconn {
 	struct ctl_pending_list pending;
 	unsigned npending;
 	int drop; /* close after flushing */
+	int64_t line_ms; /* monotonic: when the unfinished line began */
 	TAILQ_ENTRY(ctlconn) entry;
 };
 TAILQ_HEAD(ctlconn_list, ctlconn);
@@ -198,6 +207,7 @@ struct chatd {
 	int listen_unix;
 	unsigned long nconns; /* established WebSocket connections */
 	struct ctlconn_list ctlconns;
+	LIST_HEAD(linger_list, linger_sock) lingers; /* linger.c's */
 	uint64_t next_serial;
 	int64_t started_ms;
 	uint64_t dropped_low; /* low frames dropped since start */

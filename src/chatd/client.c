@@ -7,6 +7,9 @@
  */
 #include "autoconf.h"
 
+#include <sys/socket.h>
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +19,11 @@
 #include "control.h"
 #include "db.h"
 #include "handshake.h"
+#include "jsonutil.h"
+#include "linger.h"
 #include "log.h"
 #include "room.h"
+#include "rxguard.h"
 #include "writer.h"
 #include "wsproto.h"
 #include "xmalloc.h"
@@ -53,6 +59,8 @@ client_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 	log_info("join %s: user %s%s room %s", c->address, c->user_id,
 	    c->is_admin ? " (admin)" : "", hs.room->id);
 	room_join(hs.room, c);
+	c->valid_ms = clock_mono_ms();
+	rxguard_bind(lws_get_socket_fd(wsi), c);
 	if (hs.token_exp_ms > 0)
 		lws_set_timer_usecs(wsi, (lws_usec_t)(hs.token_exp_ms - clock_wall_ms()) * 1000);
 	return 0;
@@ -61,6 +69,10 @@ client_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 static void
 client_closed(struct chatd *cd, struct conn *c)
 {
+	if (c->wsi != NULL)
+		rxguard_forget(lws_get_socket_fd(c->wsi));
+	if (c->linger)
+		linger_start(cd, lws_get_socket_fd(c->wsi));
 	if (c->counted) {
 		if (c->room != NULL)
 			room_leave(c->room, c);
@@ -168,11 +180,12 @@ client_rx_reset(struct conn *c)
 }
 
 /*
- * A piece of an oversize message: dropped, and 1009 once the message ends.
- * Closing while the client is still sending it would close chatd's socket
- * with unread data, and a proxy in between (nginx, Apache) then fails its
- * write and drops the client without the close frame. A message that would
- * make chatd drop more than CLIENT_DISCARD_MAX is cut at once.
+ * A piece of an oversize message: dropped, and 1009 once the message ends,
+ * so that the client's answer to the close comes right behind it. A
+ * message that would make chatd drop more than CLIENT_DISCARD_MAX gets its
+ * 1009 at once; lws then reads and drops the rest while it waits for the
+ * answer, for at most its close-ack timeout (5 s), and cuts the connection
+ * after that (a lingering close).
  */
 static int
 client_rx_discard(struct conn *c, struct lws *wsi, size_t len)
@@ -196,6 +209,11 @@ client_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 
 	if (!c->counted || c->room == NULL || c->close_code != 0)
 		return 0;
+	if ((code = rxguard_violation(lws_get_socket_fd(wsi))) != NULL) {
+		/* Not a word of it is acted on (RFC 6455 5.1). */
+		conn_close(c, CONN_CLOSE_PROTOCOL_ERROR, code);
+		return 0;
+	}
 	if (c->rx_discard > 0)
 		return client_rx_discard(c, wsi, len);
 	if (!c->rx_inmsg) {
@@ -237,6 +255,89 @@ client_receive(struct chatd *cd, struct lws *wsi, struct conn *c, const void *in
 	}
 	client_rx_reset(c);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- protocol errors */
+
+/*
+ * The client's close frame, before lws echoes it. lws 4.1.6 answers an
+ * invalid close code with 1002 itself but echoes any reason bytes; a
+ * reason that is not UTF-8 gets 1007 here, and a one-byte body (a code
+ * cut short) 1002, as does a client caught sending unmasked frames.
+ * lws_close_reason() plus -1 is lws's documented way to refuse with a
+ * code: it sends that close frame instead of the echo.
+ */
+static int
+client_peer_close(struct lws *wsi, struct conn *c, const unsigned char *in, size_t len)
+{
+	static const char bad_reason[] = "close reason is not UTF-8";
+	static const char bad_code[] = "close frame with a one-byte body";
+	const char *why = rxguard_violation(lws_get_socket_fd(wsi));
+	enum conn_close_code code = CONN_CLOSE_PROTOCOL_ERROR;
+
+	if (why != NULL)
+		; /* the close frame itself may be the unmasked frame */
+	else if (len >= 2 && !utf8_valid((const char *)in + 2, len - 2)) {
+		code = CONN_CLOSE_INVALID_DATA;
+		why = bad_reason;
+	} else if (len == 1)
+		why = bad_code;
+	else {
+		/* A good close: lws echoes it and closes. */
+		c->lws_closing = 1;
+		return 0;
+	}
+	lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
+	if (c->counted)
+		log_info("closing %s (user %s): %d %s", c->address, c->user_id, (int)code, why);
+	c->lws_closing = 1;
+	return -1;
+}
+
+/*
+ * lws is closing the connection (its protocol is being dropped) and chatd
+ * did not ask. lws 4.1.6 drops a connection without a close frame on two
+ * protocol errors: a control frame announcing more than 125 bytes, and a
+ * 64-bit length with its top bit set (lib/roles/ws/ops-ws.c,
+ * "illegal_ctl_length", "b63 of length"); on the others (fragmented
+ * control frame, unknown opcode, RSV bits, a continuation out of place)
+ * it closes with a 1002 of its own, which this keeps. lws only sends the
+ * close frame if a close reason is set when it gets here.
+ *
+ * It also gets here when the client went (end of file, reset) -- the
+ * socket then reads as such and nobody would read a close frame -- and
+ * for its keepalive hangup, WS_IDLE_TIMEOUT_SECONDS after the last pong:
+ * a client that answers no ping is not listening either. Both go as
+ * before, without a close frame.
+ */
+static void
+client_dropped(struct chatd *cd, struct lws *wsi, struct conn *c)
+{
+	static const char reason[] = "protocol error";
+	int64_t idle_ms = clock_mono_ms() - c->valid_ms;
+	unsigned char byte;
+	ssize_t n;
+	int fd;
+
+	if (!c->counted || c->close_code != 0 || c->lws_closing)
+		return;
+	c->lws_closing = 1;
+	if (idle_ms >= cd->cfg->ws_idle_timeout_seconds * 1000 - CLIENT_HANGUP_SLACK_MS)
+		return;
+	if ((fd = lws_get_socket_fd(wsi)) < 0)
+		return;
+	n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+		return;
+	/* The rest of the bad frame may still be on its way. */
+	c->linger = 1;
+	/* lws's own 1002 (lws_get_close_length is its pending close reason). */
+	if (lws_get_close_length(wsi) > 0)
+		return;
+	log_info("closing %s (user %s): %d %s", c->address, c->user_id,
+	    (int)CONN_CLOSE_PROTOCOL_ERROR, reason);
+	lws_close_reason(wsi, (enum lws_close_status)CONN_CLOSE_PROTOCOL_ERROR,
+	    (unsigned char *)reason, sizeof reason - 1);
 }
 
 /* ---------------------------------------------------------------- writer results */
@@ -289,19 +390,42 @@ client_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, v
 	struct lws_context *ctx = lws_get_context(wsi);
 	struct chatd *cd = ctx != NULL ? lws_context_user(ctx) : NULL;
 	struct conn *c = user;
+	int rc;
 
 	switch (reason) {
+	case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+		/* in: the socket just accepted. */
+		rxguard_watch((int)(intptr_t)in);
+		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-		return handshake_confirm(cd, wsi, in);
+		rc = handshake_confirm(cd, wsi, in);
+		/* Refused with a status: the next request starts over. */
+		if (rc > 0)
+			rxguard_watch(lws_get_socket_fd(wsi));
+		return rc;
+	case LWS_CALLBACK_CLOSED_HTTP:
+		rxguard_forget(lws_get_socket_fd(wsi));
+		break;
 	case LWS_CALLBACK_HTTP:
 		/* Not an upgrade: chatd serves only WebSockets. */
-		if (lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint") != 0)
+		rxguard_watch(lws_get_socket_fd(wsi));
+		if (handshake_answer(wsi, HTTP_STATUS_NOT_FOUND, "not_found",
+			"a WebSocket endpoint: ask for an upgrade") != 0)
 			return -1;
 		return lws_http_transaction_completed(wsi) ? -1 : 0;
 	case LWS_CALLBACK_ESTABLISHED:
 		return client_established(cd, wsi, c);
 	case LWS_CALLBACK_RECEIVE:
 		return client_receive(cd, wsi, c, in, len);
+	case LWS_CALLBACK_RECEIVE_PONG:
+		/* What lws counts as a sign of life (client_dropped). */
+		c->valid_ms = clock_mono_ms();
+		return 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		return client_peer_close(wsi, c, in, len);
+	case LWS_CALLBACK_WS_SERVER_DROP_PROTOCOL:
+		client_dropped(cd, wsi, c);
+		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return conn_writeable(cd, wsi, c);
 	case LWS_CALLBACK_TIMER:

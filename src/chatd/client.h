@@ -13,6 +13,11 @@
 
 /* Bytes of an oversize message read and dropped before its 1009 close. */
 #define CLIENT_DISCARD_MAX (1024 * 1024)
+/*
+ * lws's keepalive hangup comes WS_IDLE_TIMEOUT_SECONDS after the last
+ * pong; a close unasked for within this much of that is taken for it.
+ */
+#define CLIENT_HANGUP_SLACK_MS 1000
 
 /* The lws callback of the "chatd" protocol (struct conn). */
 int client_callback(

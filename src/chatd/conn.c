@@ -13,6 +13,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "rxguard.h"
 #include "wsproto.h"
 #include "xmalloc.h"
 
@@ -121,7 +122,13 @@ conn_missed(struct conn *c)
 static void
 conn_close_soon(struct conn *c)
 {
-	if (c->kill_pending)
+	/*
+	 * Once handed over, never again: a second close in lws's
+	 * AWAITING_CLOSE_ACK cuts the socket at once, with the rest of an
+	 * oversize message unread, and the reset that follows makes a proxy
+	 * drop the client before it forwards the close frame.
+	 */
+	if (c->kill_pending || c->lws_closing)
 		return;
 	c->kill_pending = 1;
 	TAILQ_INSERT_TAIL(&c->cd->kill, c, kill_entry);
@@ -146,6 +153,7 @@ conn_kill(struct chatd *cd)
 	while ((c = TAILQ_FIRST(&cd->kill)) != NULL) {
 		TAILQ_REMOVE(&cd->kill, c, kill_entry);
 		c->kill_pending = 0;
+		c->lws_closing = 1;
 		wsi = c->wsi;
 		lws_close_reason(wsi, (enum lws_close_status)c->close_code,
 		    (unsigned char *)c->close_reason, frame_close_reason_len(c->close_reason));
@@ -170,6 +178,9 @@ conn_flush(struct chatd *cd)
 {
 	struct conn *c;
 
+	/* Clients caught sending unmasked frames (rxguard.h). */
+	while ((c = rxguard_take()) != NULL)
+		conn_close(c, CONN_CLOSE_PROTOCOL_ERROR, "unmasked frame from the client");
 	while ((c = TAILQ_FIRST(&cd->flush)) != NULL) {
 		TAILQ_REMOVE(&cd->flush, c, flush_entry);
 		c->flush_pending = 0;
@@ -205,7 +216,7 @@ conn_writeable(struct chatd *cd, struct lws *wsi, struct conn *c)
 	char *json, *msg;
 	struct frame *f;
 
-	if (!c->counted)
+	if (!c->counted || c->lws_closing)
 		return 0;
 	if ((dropped = outq_take_dropped(&c->q)) > 0 && c->close_code == 0) {
 		if (c->room != NULL)

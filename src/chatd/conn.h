@@ -26,6 +26,8 @@
 #define CONN_CLOSE_CODES(X) \
 	/* name, code, leave reason, UserLeft first */ \
 	X(CONN_CLOSE_SHUTDOWN, 1001, "server_shutdown", 0) \
+	X(CONN_CLOSE_PROTOCOL_ERROR, 1002, "left", 0) \
+	X(CONN_CLOSE_INVALID_DATA, 1007, "left", 0) \
 	X(CONN_CLOSE_TOO_BIG, 1009, "left", 0) \
 	X(CONN_CLOSE_TOKEN_EXPIRED, 4401, "token_expired", 1) \
 	X(CONN_CLOSE_BANNED, 4403, "banned", 1) \

@@ -26,6 +26,7 @@
 #include "xmalloc.h"
 
 static int control_line(struct ctlconn *cc, char *line);
+static void control_arm(struct ctlconn *cc, int resume);
 
 /* ---------------------------------------------------------------- replies */
 
@@ -323,6 +324,8 @@ control_publish_done(struct chatd *cd, const struct writer_op *op, unsigned reci
 	}
 	if (cc->drop)
 		lws_callback_on_writable(cc->wsi);
+	control_arm(cc, 1);
+	cd->lws_rearm = 1; /* set outside a socket event: see conn_flush() */
 }
 
 /* Handles one request line; 0, or -1 to drop the connection. */
@@ -433,6 +436,7 @@ control_feed_line(char *line, size_t len, void *arg)
 	struct ctl_pending *p;
 
 	(void)len;
+	cc->line_ms = 0; /* a line ended: the next one starts its own deadline */
 	if (cc->drop)
 		return 1;
 	if (!cc->waiting)
@@ -451,6 +455,38 @@ static int
 control_feed(struct ctlconn *cc, const char *data, size_t len)
 {
 	return ctl_linebuf_feed(&cc->lb, data, len, control_feed_line, cc);
+}
+
+/*
+ * (Re)arms cc's lws timeout, CONTROL_IDLE_TIMEOUT_SECONDS, after what it
+ * sent: counted from its last complete line, or for an unfinished line
+ * from that line's first byte (more bytes leave the deadline alone, so a
+ * peer cannot hold a connection by trickling). None while a publish waits
+ * for the writer: then the client waits for chatd, not the other way
+ * round; resume says that wait just ended. lws closes the connection when
+ * the time runs out.
+ */
+static void
+control_arm(struct ctlconn *cc, int resume)
+{
+	int64_t limit_ms = cc->cd->cfg->control_idle_timeout_seconds * 1000;
+	int64_t now = clock_mono_ms(), left_ms = limit_ms;
+
+	if (cc->waiting) {
+		lws_set_timeout(cc->wsi, NO_PENDING_TIMEOUT, 0);
+		return;
+	}
+	if (cc->lb.len == 0)
+		cc->line_ms = 0;
+	else if (cc->line_ms == 0)
+		cc->line_ms = now;
+	else if (!resume)
+		return; /* the unfinished line's deadline stands */
+	else
+		left_ms = limit_ms - (now - cc->line_ms);
+	/* lws counts whole seconds: round up, at least one. */
+	lws_set_timeout(
+	    cc->wsi, PENDING_TIMEOUT_USER_OK, left_ms > 0 ? (int)((left_ms + 999) / 1000) : 1);
 }
 
 /* RAW_CLOSE: frees what cc holds; cc is zeroed. */
@@ -504,6 +540,7 @@ control_callback(
 		ctl_linebuf_init(&cc->lb, CTL_LINE_MAX);
 		STAILQ_INIT(&cc->pending);
 		TAILQ_INSERT_TAIL(&cd->ctlconns, cc, entry);
+		control_arm(cc, 0);
 		return 0;
 	case LWS_CALLBACK_RAW_RX:
 		if (!cc->live || cc->drop)
@@ -514,6 +551,7 @@ control_callback(
 			lws_callback_on_writable(wsi);
 			return 0;
 		}
+		control_arm(cc, 0);
 		/*
 		 * Answer at once rather than at the next WRITEABLE: a client
 		 * such as `echo ... | socat - UNIX-CONNECT:...` half-closes

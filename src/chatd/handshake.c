@@ -6,6 +6,7 @@
  */
 #include "autoconf.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -85,9 +86,10 @@ handshake_count(struct chatd *cd, const char *address, int delta)
 }
 
 static int
-handshake_refuse(struct handshake *hs, int status, const char *reason)
+handshake_refuse(struct handshake *hs, int status, const char *code, const char *reason)
 {
 	hs->status = status;
+	hs->code = code;
 	hs->reason = reason;
 	return -1;
 }
@@ -102,35 +104,37 @@ handshake_request(struct chatd *cd, struct lws *wsi, struct handshake *hs, char 
 	handshake_address(cd, wsi, hs->address, sizeof hs->address);
 
 	if (cd->shutting_down)
-		return handshake_refuse(hs, 503, "server shutting down");
+		return handshake_refuse(hs, 503, "shutting_down", "server shutting down");
 	if ((long long)cd->nconns >= cfg->max_connections)
-		return handshake_refuse(hs, 503, "too many connections (MAX_CONNECTIONS)");
+		return handshake_refuse(
+		    hs, 503, "too_many_connections", "too many connections (MAX_CONNECTIONS)");
 	if (cfg->max_connections_per_address > 0 &&
 	    (long long)handshake_addr_count(cd, hs->address) >= cfg->max_connections_per_address)
-		return handshake_refuse(hs, 429, "too many connections from this address");
+		return handshake_refuse(hs, 429, "too_many_connections_from_address",
+		    "too many connections from this address");
 
 	if (lws_hdr_copy(wsi, hs->uri, sizeof hs->uri, WSI_TOKEN_GET_URI) <= 0 ||
 	    strncmp(hs->uri, "/ws/rooms/", 10) != 0)
-		return handshake_refuse(hs, 404, "unknown path");
+		return handshake_refuse(hs, 404, "not_found", "unknown path");
 	hs->room_id = hs->uri + 10;
 	for (p = hs->room_id; *p != '\0'; p++) {
 		if (*p == '/' || (unsigned char)*p < 0x20)
-			return handshake_refuse(hs, 404, "unknown path");
+			return handshake_refuse(hs, 404, "not_found", "unknown path");
 	}
 	if (*hs->room_id == '\0' || strlen(hs->room_id) > 64)
-		return handshake_refuse(hs, 404, "unknown room");
+		return handshake_refuse(hs, 404, "room_not_found", "unknown room");
 
 	uid = lws_get_urlarg_by_name(wsi, "user_id=", buf, (int)buflen);
 	if (uid == NULL || *uid == '\0')
-		return handshake_refuse(hs, 400, "missing user_id");
+		return handshake_refuse(hs, 400, "invalid_query", "missing user_id");
 	if (text_check(uid, 1, USER_ID_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0)
-		return handshake_refuse(hs, 400, "invalid user_id");
+		return handshake_refuse(hs, 400, "invalid_query", "invalid user_id");
 	strcpy(hs->user_id, uid);
 	nick = lws_get_urlarg_by_name(wsi, "nickname=", buf, (int)buflen);
 	if (nick == NULL || *nick == '\0')
 		nick = hs->user_id;
 	else if (text_check(nick, 0, NICKNAME_MAX_BYTES, TEXT_NO_CONTROL, &why) != 0)
-		return handshake_refuse(hs, 400, "invalid nickname");
+		return handshake_refuse(hs, 400, "invalid_query", "invalid nickname");
 	memmove(hs->nickname, nick, strlen(nick) + 1);
 
 	return 0;
@@ -146,14 +150,14 @@ handshake_token(struct chatd *cd, struct lws *wsi, struct handshake *hs, char *b
 
 	token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)buflen);
 	if (token == NULL || *token == '\0')
-		return handshake_refuse(hs, 401, "token required");
+		return handshake_refuse(hs, 401, "unauthorized", "token required");
 	if (token_verify(cd->cfg->token_secret, token, clock_wall_ms() / 1000, &claims, &why) != 0)
-		return handshake_refuse(
-		    hs, 401, strcmp(why, "expired") == 0 ? "token expired" : "invalid token");
+		return handshake_refuse(hs, 401, "unauthorized",
+		    strcmp(why, "expired") == 0 ? "token expired" : "invalid token");
 	if (strcmp(claims.sub, hs->user_id) != 0)
-		rc = handshake_refuse(hs, 401, "token is for another user");
+		rc = handshake_refuse(hs, 401, "unauthorized", "token is for another user");
 	else if (strcmp(claims.room, hs->room_id) != 0)
-		rc = handshake_refuse(hs, 401, "token is for another room");
+		rc = handshake_refuse(hs, 401, "unauthorized", "token is for another room");
 	else {
 		/* The token is the identity: its nickname and admin claim win. */
 		if (claims.nick != NULL && strlen(claims.nick) < sizeof hs->nickname)
@@ -173,12 +177,13 @@ handshake_room(struct chatd *cd, struct handshake *hs)
 
 	hs->room = room_lookup(cd, hs->room_id, &status);
 	if (hs->room == NULL)
-		return handshake_refuse(
-		    hs, status, status == 404 ? "unknown room" : "internal error");
+		return status == 404
+		    ? handshake_refuse(hs, 404, "room_not_found", "unknown room")
+		    : handshake_refuse(hs, status, "internal_error", "internal error");
 	if (hs->room->closed)
-		return handshake_refuse(hs, 404, "room closed");
+		return handshake_refuse(hs, 404, "room_closed", "room closed");
 	if (room_ban_find(hs->room, hs->user_id, clock_wall_ms()) != NULL)
-		return handshake_refuse(hs, 403, "banned from this room");
+		return handshake_refuse(hs, 403, "banned", "banned from this room");
 	return 0;
 }
 
@@ -208,6 +213,90 @@ handshake_check(struct chatd *cd, struct lws *wsi, struct handshake *hs)
 	return handshake_room(cd, hs);
 }
 
+/*
+ * The Sec-WebSocket-Protocol list, if the client sent one: 0 if it offers
+ * "chatd" in a form lws takes. lws 4.1.6 upgrades only a connection whose
+ * list names one of the vhost's protocols, walking it in order and
+ * stopping at the first it knows; a list without one, too long (over 127
+ * bytes), or malformed before that name, makes it drop the connection with
+ * no HTTP answer at all (lws_process_ws_upgrade, lib/roles/ws/
+ * server-ws.c), which a proxy turns into 502. It has no way to accept
+ * without selecting one, so chatd refuses those here with a real status.
+ * This is stricter than lws before "chatd" (every earlier entry must be an
+ * RFC 7230 token, not all digits), never looser.
+ */
+static int
+handshake_subprotocol(struct lws *wsi)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+	char list[128], *p, *tok;
+	size_t toklen;
+	int n, digits;
+
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) <= 0)
+		return 0;
+	n = lws_hdr_copy(wsi, list, sizeof list, WSI_TOKEN_PROTOCOL);
+	if (n <= 0 || n >= (int)sizeof list - 1)
+		return -1;
+	p = list;
+	for (;;) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		tok = p;
+		digits = 1;
+		while (*p != '\0' &&
+		    (((unsigned char)*p < 0x80 && isalnum((unsigned char)*p)) ||
+			strchr(tchar, *p) != NULL)) {
+			if (!isdigit((unsigned char)*p))
+				digits = 0;
+			p++;
+		}
+		toklen = (size_t)(p - tok);
+		if (toklen == 0 || toklen >= 64 || digits)
+			return -1;
+		if (toklen == HANDSHAKE_PROTOCOL_LEN &&
+		    memcmp(tok, HANDSHAKE_PROTOCOL, toklen) == 0)
+			return 0;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != ',')
+			return -1;
+		p++;
+	}
+}
+
+int
+handshake_answer(struct lws *wsi, int status, const char *code, const char *message)
+{
+	unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start;
+	unsigned char *end = buf + sizeof buf;
+	cJSON *root, *err;
+	char *body;
+	size_t len;
+	int rc = -1;
+
+	root = json_object();
+	err = json_object();
+	json_add_string(err, "code", code);
+	json_add_string(err, "message", message);
+	json_add(root, "error", err);
+	body = json_print(root);
+	cJSON_Delete(root);
+	len = strlen(body);
+	if (lws_add_http_header_status(wsi, (unsigned)status, &p, end) == 0 &&
+	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+		(const unsigned char *)"application/json", 16, &p, end) == 0 &&
+	    lws_add_http_header_content_length(wsi, len, &p, end) == 0 &&
+	    lws_finalize_http_header(wsi, &p, end) == 0 && len <= (size_t)(end - p)) {
+		memcpy(p, body, len);
+		p += len;
+		if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP) == (int)(p - start))
+			rc = 0;
+	}
+	free(body);
+	return rc;
+}
+
 int
 handshake_confirm(struct chatd *cd, struct lws *wsi, const char *upgrade)
 {
@@ -215,12 +304,18 @@ handshake_confirm(struct chatd *cd, struct lws *wsi, const char *upgrade)
 
 	if (upgrade == NULL || strcasecmp(upgrade, "websocket") != 0)
 		return -1;
-	handshake_check(cd, wsi, &hs);
+	if (handshake_subprotocol(wsi) != 0) {
+		memset(&hs, 0, sizeof hs);
+		handshake_address(cd, wsi, hs.address, sizeof hs.address);
+		handshake_refuse(&hs, 400, "unsupported_subprotocol",
+		    "Sec-WebSocket-Protocol must offer chatd, or be left out");
+	} else
+		handshake_check(cd, wsi, &hs);
 	if (hs.status == 0)
 		return 0;
 	log_info("refused %s: %d %s (%s)", hs.address, hs.status, hs.reason, hs.uri);
 	/* An answer before the upgrade: a real HTTP status. */
-	if (lws_return_http_status(wsi, (unsigned)hs.status, hs.reason) != 0)
+	if (handshake_answer(wsi, hs.status, hs.code, hs.reason) != 0)
 		return -1;
 	return 1;
 }

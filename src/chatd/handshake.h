@@ -13,6 +13,10 @@
 
 #include "chatd.h"
 
+/* The WebSocket protocol name (lws vhost protocol, Sec-WebSocket-Protocol). */
+#define HANDSHAKE_PROTOCOL "chatd"
+#define HANDSHAKE_PROTOCOL_LEN (sizeof HANDSHAKE_PROTOCOL - 1)
+
 /* Longest query argument read (user_id, nickname), decoded. */
 #define HANDSHAKE_ARG_MAX 1024
 
@@ -27,6 +31,7 @@ struct handshake {
 	int64_t token_exp_ms; /* token mode: when the token expires */
 	struct room *room;
 	int status; /* 0: accepted, else the HTTP status */
+	const char *code; /* the error code of a refusal (docs/websocket.md) */
 	const char *reason;
 };
 
@@ -41,6 +46,11 @@ int handshake_check(struct chatd *cd, struct lws *wsi, struct handshake *hs);
  * returns.
  */
 int handshake_confirm(struct chatd *cd, struct lws *wsi, const char *upgrade);
+/*
+ * Answers an HTTP request on wsi with status and the JSON error body
+ * {"error": {"code": code, "message": message}}. 0 if it was written.
+ */
+int handshake_answer(struct lws *wsi, int status, const char *code, const char *message);
 /*
  * Counts an established connection from address in (delta 1) or out
  * (delta -1): the totals the capacity checks read.

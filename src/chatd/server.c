@@ -10,6 +10,7 @@
  */
 #include "autoconf.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -29,11 +30,17 @@
 #include "conn.h"
 #include "control.h"
 #include "db.h"
+#include "handshake.h"
+#include "linger.h"
+#include "rxguard.h"
 #include "log.h"
 #include "room.h"
 #include "server.h"
 #include "writer.h"
 #include "xmalloc.h"
+
+/* Most sockets rxguard.c watches (24 bytes each). */
+#define SERVER_RXGUARD_FDS_MAX (256 * 1024)
 
 /* Housekeeping period: rate limiter expiry. */
 #define SERVER_TICK_MS 10000
@@ -113,9 +120,22 @@ server_shutdown_begin(struct chatd *cd)
 	    &cd->shutdown_timer, server_shutdown_wake, SERVER_SHUTDOWN_GRACE_MS + 10, 0);
 }
 
+/* Sockets can be numbered up to the open-files limit (capped: memory). */
+static void
+server_rxguard_init(void)
+{
+	struct rlimit rl;
+	size_t n = SERVER_RXGUARD_FDS_MAX;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)n)
+		n = (size_t)rl.rlim_cur;
+	rxguard_init(n);
+}
+
 static const struct lws_protocols server_ws_protocols[] = {
 	{
-	    .name = "chatd",
+	    .name = HANDSHAKE_PROTOCOL,
 	    .callback = client_callback,
 	    .per_session_data_size = sizeof(struct conn),
 	    /*
@@ -280,8 +300,10 @@ server_loop_finish(struct chatd *cd)
 		(uv_handle_t *)&cd->tick_timer };
 	size_t i;
 
+	cd->shutting_down = 1; /* no new lingering closes either */
 	for (i = 0; cd->handles_ready && i < sizeof mine / sizeof mine[0]; i++)
 		uv_close(mine[i], NULL);
+	linger_close_all(cd);
 	room_close_timers(cd);
 	if (cd->ctx != NULL)
 		lws_context_destroy(cd->ctx);
@@ -316,6 +338,8 @@ server_run(const struct config *cfg)
 	TAILQ_INIT(&cd->flush);
 	TAILQ_INIT(&cd->kill);
 	TAILQ_INIT(&cd->ctlconns);
+	LIST_INIT(&cd->lingers);
+	server_rxguard_init();
 
 	if (strncmp(cfg->chatd_listen, CONFIG_UNIX_PREFIX, strlen(CONFIG_UNIX_PREFIX)) == 0) {
 		ws_path = cfg->chatd_listen + strlen(CONFIG_UNIX_PREFIX);
@@ -475,6 +499,7 @@ out:
 	strmap_clear(&cd->addresses, free);
 	netaddr_list_clear(&cd->trusted);
 	db_close(cd->db);
+	rxguard_free();
 	free(cd->sendbuf);
 	free(cd);
 	if (status == 0)

@@ -167,6 +167,10 @@ static const struct config_option config_table[] = {
 	    "it)." },
 	{ "CONTROL_TIMEOUT_MS", CONFIG_INT, "2000", 10, 60000, OFF(control_timeout_ms), 0,
 	    "How long a control-socket client waits for chatd's reply." },
+	{ "CONTROL_IDLE_TIMEOUT_SECONDS", CONFIG_INT, "300", 1, 86400,
+	    OFF(control_idle_timeout_seconds), 0,
+	    "chatd closes a control-socket connection that sends nothing this long, or leaves a "
+	    "request line unfinished this long." },
 	{ "API_THREADS", CONFIG_INT, "8", 1, 256, OFF(api_threads), 0,
 	    "chat-api worker threads, each serving one request at a time." },
 	{ "API_MAX_BODY_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024,

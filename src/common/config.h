@@ -51,6 +51,7 @@ struct config {
 	long long queue_high_frames;
 	char *control_socket;
 	long long control_timeout_ms;
+	long long control_idle_timeout_seconds;
 	long long api_threads;
 	long long api_max_body_bytes;
 	char *log_level;

@@ -2,12 +2,16 @@
 """Integration test: chatd's WebSocket protocol through real web servers
 (lighttpd, Apache and nginx, each when installed; CHATD_FRONTS or the
 command line picks others): broadcast with every field, spoofed identity
-ignored, handshake refusals, bad input, fragmentation, 1009, rate limit
-with admin exemption, RoomStats coalescing, connection caps, SIGTERM.
+ignored, handshake refusals, bad input, fragmentation, 1009, protocol
+edges (1002, 1007, subprotocols), rate limit with admin exemption,
+RoomStats coalescing, connection caps, control-socket idle timeout, SIGTERM.
 Exit 0 on success, 1 on failure, 77 if no web server is installed."""
+import json
 import os
 import socket
+import struct
 import sys
+import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -138,6 +142,137 @@ def t_bad_input(st, chk):
     chk.eq(code, 1009, "a frame announcing 4 MiB closes with 1009 without being read")
 
 
+def send_in_background(sock, data):
+    """sendall(data) on a thread; returns the thread. The socket must stay
+    open until it ends (its descriptor could be reused otherwise)."""
+    def run():
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass  # chatd cut the connection: what some checks expect
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+def t_protocol_edges(st, chk):
+    """RFC 6455 edges, straight to chatd and through the web server: the
+    close code the client gets for each."""
+    rid = st.create_room("edges", [])
+    for direct in (True, False):
+        via = "direct" if direct else "via the web server"
+
+        def fresh(user):
+            ws = st.ws(rid, user, direct=direct)
+            ws.drain(0.2)
+            return ws
+
+        # RFC 6455 5.1: an unmasked client frame closes the connection
+        # (1002) and is not acted on; masked ones around it are.
+        ws, other = fresh("bare"), fresh("watcher")
+        ws.send_json({"type": "Message", "payload": {"content": "masked before"}})
+        m = other.wait_for(lambda m: m["type"] == "Message", cs.stack.WAIT)
+        chk.ok(m is not None and m["payload"]["content"] == "masked before",
+               "%s: a masked message is broadcast" % via, repr(m))
+        ws.send_raw(wsc.frame('{"type":"Message","payload":{"content":"bare"}}', mask=False))
+        code, reason = ws.wait_closed(cs.stack.WAIT)
+        chk.eq(code, 1002, "%s: an unmasked text frame -> 1002" % via)
+        # chatd is done with "bare" once its session ends: nothing came after.
+        cs.stack.wait_until(lambda: st.ctl("health").get("result", {}).get("connections"),
+                            "the unmasked client gone", lambda n: n == 1)
+        other.send_json({"type": "Message", "payload": {"content": "after"}})
+        m = other.wait_for(lambda m: m["type"] == "Message", cs.stack.WAIT)
+        chk.ok(m is not None and m["payload"]["content"] == "after",
+               "%s: the unmasked message was not broadcast" % via, repr(m))
+        other.close()
+        for what, raw in (("ping", wsc.frame(b"hi", wsc.OP_PING, mask=False)),
+                          ("close", wsc.frame(struct.pack("!H", 1000), wsc.OP_CLOSE, mask=False))):
+            ws = fresh("bare" + what)
+            ws.send_raw(raw)
+            code, reason = ws.wait_closed(cs.stack.WAIT)
+            chk.eq(code, 1002, "%s: an unmasked %s -> 1002" % (via, what))
+
+        ws = fresh("utf8")
+        ws.send_raw(wsc.frame(struct.pack("!H", 1000) + b"bye \xff\xfe", wsc.OP_CLOSE))
+        code, reason = ws.wait_closed(cs.stack.WAIT)
+        chk.eq(code, 1007, "%s: a close reason that is not UTF-8 -> 1007" % via)
+        ws = fresh("goodbye")
+        ws.send_raw(wsc.frame(struct.pack("!H", 4000) + "bye ü".encode(), wsc.OP_CLOSE))
+        chk.eq(ws.wait_closed(cs.stack.WAIT), (4000, "bye ü"), "%s: a good close is echoed" % via)
+        ws = fresh("shortclose")
+        ws.send_raw(wsc.frame(b"\x03", wsc.OP_CLOSE))
+        code, reason = ws.wait_closed(cs.stack.WAIT)
+        chk.eq(code, 1002, "%s: a close frame with a one-byte body -> 1002" % via)
+        ws = fresh("bigping")
+        ws.send_raw(wsc.frame(b"p" * 126, wsc.OP_PING))
+        code, reason = ws.wait_closed(cs.stack.WAIT)
+        chk.eq(code, 1002, "%s: a ping of 126 bytes -> 1002" % via)
+        ws = fresh("hugeping")
+        ws.send_raw(wsc.frame(b"p" * 70000, wsc.OP_PING))
+        code, reason = ws.wait_closed(cs.stack.WAIT)
+        chk.eq(code, 1002, "%s: a ping with a 64-bit length -> 1002" % via)
+        ws = fresh("badop")
+        ws.send_raw(wsc.frame(b"x", 3))
+        code, reason = ws.wait_closed(cs.stack.WAIT)
+        chk.eq((code, reason), (1002, "bad opc"), "%s: an unknown opcode keeps lws's own 1002" % via)
+
+        # A message far over the limit, sent while the client reads: the
+        # 1009 comes at once and chatd reads and drops the rest, so the
+        # close frame reaches the client before the connection ends.
+        ws = fresh("huge")
+        sender = send_in_background(ws.sock, wsc.frame(b"x" * (4 * 1024 * 1024)))
+        code, reason = ws.read_close(cs.stack.WAIT)
+        sender.join(cs.stack.WAIT)
+        ws.abort()
+        chk.eq(code, 1009, "%s: a 4 MiB message gets its 1009 close frame" % via)
+
+        if direct:
+            # Frames sent with the request itself, before the 101.
+            ws = wsc.WSClient.connect(st.chatd_target, st.chatd_port, st.ws_path(rid, "eager"), None,
+                                      early=wsc.frame('{"type":"Message","payload":{"content":"x"}}',
+                                                      mask=False))
+            code, reason = ws.wait_closed(cs.stack.WAIT)
+            chk.eq(code, 1002, "direct: an unmasked frame sent with the request -> 1002")
+            ws = wsc.WSClient.connect(st.chatd_target, st.chatd_port, st.ws_path(rid, "eager2"), None,
+                                      early=wsc.frame('{"type":"Message","payload":{"content":"early"}}'))
+            m = ws.wait_for(lambda m: m["type"] == "Message", cs.stack.WAIT)
+            chk.ok(m is not None and m["payload"]["content"] == "early",
+                   "direct: a masked frame sent with the request is taken", repr(m))
+            ws.close()
+
+        # Sec-WebSocket-Protocol: chatd is selected when offered; any other
+        # list is refused with a status and the JSON error, not dropped.
+        host, port = (st.chatd_target, st.chatd_port) if direct else ("127.0.0.1", st.port)
+        path = st.ws_path(rid, "sub")
+        for offer, want in (("chatd", "chatd"), ("v1.other, chatd", "chatd"), (None, None)):
+            ws = wsc.WSClient.connect(host, port, path,
+                                      {"Sec-WebSocket-Protocol": offer} if offer else None)
+            chk.eq(ws.headers.get("sec-websocket-protocol"), want,
+                   "%s: offer %r -> subprotocol %r" % (via, offer, want))
+            ws.close()
+        for offer in ("other", "other, chatd2", "x" * 200, ", chatd"):
+            try:
+                wsc.WSClient.connect(host, port, path, {"Sec-WebSocket-Protocol": offer}).close()
+                status, body = 101, b""
+            except HandshakeError as e:
+                status, body = e.status, e.body
+            try:
+                got = json.loads(body.decode("utf-8"))["error"]["code"]
+            except (ValueError, KeyError, TypeError):
+                got = body[:80]
+            chk.eq((status, got), (400, "unsupported_subprotocol"),
+                   "%s: offer %r -> 400 unsupported_subprotocol" % (via, offer[:20]))
+        try:
+            st.ws("00000000-0000-4000-8000-000000000000", "u1", direct=direct)
+            got = (101, None)
+        except HandshakeError as e:
+            try:
+                got = (e.status, json.loads(e.body.decode("utf-8"))["error"]["code"])
+            except (ValueError, KeyError, TypeError):
+                got = (e.status, e.body[:80])
+        chk.eq(got, (404, "room_not_found"), "%s: a refused handshake answers the JSON error" % via)
+
+
 def t_rate_limit(st, chk):
     rid = st.create_room("rate", ["admin"])
     u = st.ws(rid, "chatty")
@@ -266,15 +401,62 @@ def cut_within(sock, seconds):
         return True
 
 
+def t_control_idle(st, chk):
+    """CONTROL_IDLE_TIMEOUT_SECONDS is 2: a silent control connection and
+    one trickling an unfinished line are closed; one sending a request
+    every second outlives the timeout."""
+    def ctl_conn():
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(st.control_socket)
+        return s
+
+    s = ctl_conn()
+    chk.ok(cut_within(s, 20), "a silent control connection is closed after CONTROL_IDLE_TIMEOUT_SECONDS")
+    s.close()
+    s = ctl_conn()
+    s.sendall(b'{"v":1,')
+    cut, deadline = False, time.monotonic() + 20
+    while not cut and time.monotonic() < deadline:
+        try:
+            s.sendall(b" ")
+        except OSError:
+            cut = True
+            break
+        cut = cut_within(s, 0.5)
+    chk.ok(cut, "an unfinished control line is closed though bytes keep coming")
+    s.close()
+    s = ctl_conn()
+    answered = 0
+    try:
+        for i in range(4):  # 4 s of requests a second apart: the behaviour under test
+            s.sendall(b'{"v":1,"id":%d,"type":"health"}\n' % i)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            answered += json.loads(data.decode("utf-8")).get("ok") is True
+            time.sleep(1.0)
+    except (OSError, ValueError):
+        pass
+    chk.eq(answered, 4, "a control connection in use outlives CONTROL_IDLE_TIMEOUT_SECONDS")
+    chk.ok(cut_within(s, 20), "and is closed once it falls silent")
+    s.close()
+
+
 def t_limits(front, chk):
     """A second chatd with tiny caps: MAX_CONNECTIONS 503, per-address 429
     (addresses differ through X-Forwarded-For when talking to chatd
-    directly from loopback, as the proxy would)."""
+    directly from loopback, as the proxy would); keepalive and handshake
+    timeouts; the control socket's idle timeout."""
     chk.section("%s: connection caps" % front)
     # On TCP: from 127.0.0.1, a trusted proxy by default (TRUSTED_PROXIES).
     st = cs.ChatdStack(front, {"MAX_CONNECTIONS": "3", "MAX_CONNECTIONS_PER_ADDRESS": "2",
                                "HANDSHAKE_TIMEOUT_SECONDS": "2", "WS_PING_INTERVAL_SECONDS": "1",
-                               "WS_IDLE_TIMEOUT_SECONDS": "3"}, chatd_tcp=True)
+                               "WS_IDLE_TIMEOUT_SECONDS": "3", "CONTROL_IDLE_TIMEOUT_SECONDS": "2"},
+                               chatd_tcp=True)
     try:
         with st:
             rid = st.create_room("caps", [])
@@ -308,6 +490,7 @@ def t_limits(front, chk):
             s.sendall(b"GET /ws/rooms/x HTTP/1.1\r\nHost: a\r\n")
             chk.ok(cut_within(s, 20), "an unfinished handshake is cut after HANDSHAKE_TIMEOUT_SECONDS")
             s.close()
+            t_control_idle(st, chk)
     except cs.StackError as exc:
         chk.ok(False, "stack start", str(exc))
     finally:
@@ -321,6 +504,7 @@ if __name__ == "__main__":
         ("broadcast", t_broadcast),
         ("refusals", t_refusals),
         ("bad input", t_bad_input),
+        ("protocol edges", t_protocol_edges),
         ("rate limit", t_rate_limit),
         ("coalescing", t_coalesce),
         ("shutdown", t_shutdown),

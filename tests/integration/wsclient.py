@@ -58,7 +58,9 @@ def _mask(payload, key):
 
 
 def frame(payload, opcode=OP_TEXT, fin=True, mask=True):
-    """One encoded frame (client frames are masked)."""
+    """One encoded frame (client frames are masked). Builds what the
+    protocol forbids too, for tests: mask=False, a control opcode with a
+    payload over 125 bytes (then with a 16- or 64-bit length) or fin=False."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
     head = bytes([(0x80 if fin else 0) | opcode])
@@ -86,12 +88,14 @@ class WSClient:
         self.frames = []  # (opcode, payload) of every data message, in order
         self._frag_op = None
         self._frag = bytearray()
+        self.headers = {}
 
     # ------------------------------------------------------------ connect
     @classmethod
-    def connect(cls, host, port, path, headers=None, timeout=10):
+    def connect(cls, host, port, path, headers=None, timeout=10, early=b""):
         """host may be a Unix socket's path (it starts with "/"); port is
-        then ignored."""
+        then ignored. early: bytes sent right after the request, in the same
+        write, without waiting for the 101 (what a compliant client never does)."""
         if host.startswith("/"):
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             s.settimeout(timeout)
@@ -112,7 +116,7 @@ class WSClient:
             )
             for k, v in (headers or {}).items():
                 req += "%s: %s\r\n" % (k, v)
-            s.sendall((req + "\r\n").encode("utf-8"))
+            s.sendall((req + "\r\n").encode("utf-8") + early)
             data = b""
             deadline = time.monotonic() + timeout
             while b"\r\n\r\n" not in data:
@@ -145,7 +149,9 @@ class WSClient:
             want = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
             if hmap.get("sec-websocket-accept") != want:
                 raise HandshakeError(status, head.decode("latin-1"))
-            return cls(s, rest)
+            ws = cls(s, rest)
+            ws.headers = hmap  # the 101's headers, names lower-cased
+            return ws
         except BaseException:
             s.close()
             raise
@@ -321,6 +327,23 @@ class WSClient:
                 out.append(self.recv_json(remaining))
             except (Timeout, Closed):
                 return out
+
+    def read_close(self, timeout=5.0):
+        """Reads until the server's close frame and returns its (code,
+        reason) without answering it or closing the socket, for a test
+        still sending on another thread; (1006, why) if the connection
+        ends first, (None, None) on a timeout. Data frames are dropped."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                _fin, op, payload, _masked = self._read_frame(deadline)
+                if op == OP_CLOSE:
+                    code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                    return code, payload[2:].decode("utf-8", "replace")
+        except Timeout:
+            return None, None
+        except Closed as c:
+            return 1006, c.reason
 
     def wait_closed(self, timeout=5.0):
         """Reads until the server closes; returns (code, reason), or
