@@ -31,7 +31,7 @@ STAILQ_HEAD(writer_op_list, writer_op);
 enum writer_outcome {
 	WRITER_APPLIED = 0, /* written; final once its transaction commits */
 	WRITER_REFUSED, /* not found, conflict, a bad value: would fail again; dropped */
-	WRITER_FAILED, /* an error that may go away: session records are retried */
+	WRITER_FAILED, /* an error that may go away: session records, bans and peaks are retried */
 	WRITER_WAITING, /* a close whose session's open is not written yet */
 };
 
@@ -48,9 +48,9 @@ struct writer {
 	struct strmap sessions; /* writer thread only: key -> struct writer_session */
 	struct checkpointer *cp; /* checkpoints the WAL the writer's commits grow */
 
-	/* writer thread only: session records to write again, in order */
+	/* writer thread only: session records, bans and peaks to write again, in order */
 	struct writer_op_list retry;
-	unsigned retry_len, retry_opens;
+	unsigned retry_len, retry_opens, retry_others;
 	int64_t retry_at; /* clock_mono_ms() from which they are due */
 	int64_t retry_delay_ms; /* back-off; 0 after a good commit */
 	int final_try; /* stopping: the retries had their last try */
@@ -300,7 +300,7 @@ writer_undo(struct writer *w, struct writer_op *first, struct writer_op *end)
 				writer_session_put(w, op->key, op->id);
 			break;
 		default:
-			break; /* a peak, ban or unban is lost; the log says the commit failed */
+			break; /* a peak, ban or unban: tried again (writer_retry_keep) */
 		}
 	}
 }
@@ -392,10 +392,28 @@ writer_apply_batch(struct writer *w, struct writer_op_list *batch)
 	}
 }
 
-/* Keeps a session record for the next batches, or drops it (see WRITER_RETRY_OPENS_MAX). */
+/*
+ * Keeps a record that did not commit for the next batches, or drops it
+ * (see WRITER_RETRY_OPENS_MAX and WRITER_RETRY_OTHERS_MAX).
+ */
 static void
 writer_retry_keep(struct writer *w, struct writer_op *op)
 {
+	if (op->type != WRITER_SESSION_OPEN && op->type != WRITER_SESSION_CLOSE) {
+		if (w->retry_others >= WRITER_RETRY_OTHERS_MAX) {
+			log_error("writer: %s in room %s dropped: %d other records already wait "
+				  "for the database",
+			    writer_op_name(op->type), op->room_id ? op->room_id : "-",
+			    WRITER_RETRY_OTHERS_MAX);
+			w->batch_dropped++;
+			writer_op_free(op);
+			return;
+		}
+		w->retry_others++;
+		STAILQ_INSERT_TAIL(&w->retry, op, entry);
+		w->retry_len++;
+		return;
+	}
 	if (op->type == WRITER_SESSION_CLOSE && writer_session_get(w, op->key) == NULL) {
 		writer_op_free(op); /* its open was dropped */
 		return;
@@ -415,7 +433,7 @@ writer_retry_keep(struct writer *w, struct writer_op *op)
 
 /*
  * Sorts the applied batch: messages back to the service thread (onto
- * back), session records that did not commit into the retry queue, the
+ * back), records that did not commit into the retry queue, the
  * rest freed. Then the health state and the back-off. Writer thread.
  */
 static void
@@ -432,8 +450,7 @@ writer_batch_end(struct writer *w, struct writer_op_list *batch, struct writer_o
 		applied += op->outcome == WRITER_APPLIED;
 		if (op->type == WRITER_MESSAGE)
 			STAILQ_INSERT_TAIL(back, op, entry);
-		else if ((op->type == WRITER_SESSION_OPEN || op->type == WRITER_SESSION_CLOSE) &&
-		    (op->outcome == WRITER_FAILED || op->outcome == WRITER_WAITING))
+		else if (op->outcome == WRITER_FAILED || op->outcome == WRITER_WAITING)
 			writer_retry_keep(w, op);
 		else
 			writer_op_free(op);
@@ -467,10 +484,10 @@ writer_batch_end(struct writer *w, struct writer_op_list *batch, struct writer_o
 
 	if (began)
 		log_error("writer: database writes are failing: %s; messages are refused, "
-			  "session records are kept and retried",
+			  "session records and bans are kept and retried",
 		    w->batch_error);
 	else if (since != 0)
-		log_info("writer: database writes work again after %lld s; %u session records "
+		log_info("writer: database writes work again after %lld s; %u records "
 			 "still to write",
 		    (long long)((clock_wall_ms() - since) / 1000), w->retry_len);
 	if (w->batch_dropped > 0)
@@ -539,7 +556,7 @@ writer_main(void *arg)
 			w->final_try = w->stop;
 			n = w->retry_len;
 			STAILQ_CONCAT(&batch, &w->retry);
-			w->retry_len = w->retry_opens = 0;
+			w->retry_len = w->retry_opens = w->retry_others = 0;
 		}
 		while (n < WRITER_BATCH_MAX && (op = STAILQ_FIRST(&w->in)) != NULL) {
 			STAILQ_REMOVE_HEAD(&w->in, entry);
@@ -570,7 +587,8 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 	}
 	if (w->retry_len > 0)
-		log_error("writer: %u session records could not be written; the next start "
+		log_error("writer: %u records (sessions, bans, peaks) could not be written; the "
+			  "next start "
 			  "closes the sessions left open",
 		    w->retry_len);
 	return NULL;

@@ -51,6 +51,13 @@ enum writer_op_type {
  * plus this. About 400 bytes each.
  */
 #define WRITER_RETRY_OPENS_MAX 10000
+/*
+ * Bans, unbans and peak updates kept for retry the same way, in order with
+ * the session records. Past it the newest failed one is dropped (logged,
+ * counted with the dropped sessions): a ban still holds in chatd's memory
+ * until a restart, a peak is carried by the next higher one.
+ */
+#define WRITER_RETRY_OTHERS_MAX 10000
 /* Retry back-off while writes keep failing: doubles from the first to the last. */
 #define WRITER_RETRY_FIRST_MS 100
 #define WRITER_RETRY_LAST_MS 5000

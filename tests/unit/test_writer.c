@@ -515,6 +515,60 @@ START_TEST(test_wal_bound)
 }
 END_TEST
 
+static void
+submit_ban(enum writer_op_type type, const char *user)
+{
+	struct writer_op *op = writer_op_create(type);
+
+	op->room_id = xstrdup("r");
+	op->user_id = xstrdup(user);
+	op->reason = type == WRITER_BAN ? xstrdup("spam") : NULL;
+	op->ts_ms = clock_wall_ms();
+	ck_assert_int_eq(writer_submit(w, op), 0);
+}
+
+/* Bans, unbans and peaks that fail with a passing error are written later, in order. */
+START_TEST(test_bans_retried)
+{
+	struct writer_op *op;
+	sqlite3 *sq;
+
+	faultvfs_arm(FAULT_WRITE, 1, 1, SQLITE_FULL);
+	submit_ban(WRITER_BAN, "troll");
+	submit_ban(WRITER_BAN, "pest");
+	submit_ban(WRITER_UNBAN, "pest");
+	op = writer_op_create(WRITER_PEAK);
+	op->room_id = xstrdup("r");
+	op->peak = 7;
+	ck_assert_int_eq(writer_submit(w, op), 0);
+	submit_msg(20);
+	drain_all();
+	ck_assert_int_eq(res[nmsgs - 1].failed, WRITER_MSG_LATER);
+	ck_assert_uint_ge(writer_backlog(w), 4);
+
+	faultvfs_disarm();
+	submit_msg(20);
+	drain_all();
+	ck_assert(!res[nmsgs - 1].failed);
+	wait_retries_done();
+	writer_destroy(w);
+	w = NULL;
+	ck_assert_int_eq(sqlite3_open_v2(dbpath, &sq, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ck_assert_int_eq(query_int(sq,
+			     "SELECT count(*) FROM bans WHERE user_id = 'troll' AND "
+			     "lifted_at IS NULL"),
+	    1);
+	/* the unban after its ban: pest's ban is lifted */
+	ck_assert_int_eq(query_int(sq,
+			     "SELECT count(*) FROM bans WHERE user_id = 'pest' AND "
+			     "lifted_at IS NULL"),
+	    0);
+	ck_assert_int_eq(query_int(sq, "SELECT peak_users FROM rooms WHERE id = 'r'"), 7);
+	sqlite3_close(sq);
+	check_db(0);
+}
+END_TEST
+
 START_TEST(test_destroy_tries_last)
 {
 	faultvfs_arm(FAULT_WRITE, 1, 1, SQLITE_FULL);
@@ -613,6 +667,7 @@ unit_suite(void)
 	tcase_add_loop_test(tc, test_sync_fails, 0, 8);
 	tcase_add_test(tc, test_retry_bound);
 	tcase_add_test(tc, test_wal_bound);
+	tcase_add_test(tc, test_bans_retried);
 	tcase_add_test(tc, test_destroy_tries_last);
 	tcase_add_loop_test(tc, test_alloc_fails, 0, SWEEP);
 	suite_add_tcase(s, tc);
