@@ -45,7 +45,7 @@ usage(FILE *out)
 	fprintf(out,
 	    "usage: chat-api [--socket PATH|HOST:PORT] [--socket-mode MODE] [--scgi] [--threads "
 	    "N]\n"
-	    "       chat-api --help | --version | --config-table\n"
+	    "       chat-api --help | --version | --config-table | --config-man\n"
 	    "\n"
 	    "Serves the chatd management REST API (/management/...) to a web server.\n"
 	    "Without --socket it speaks FastCGI on the socket passed as standard input, as\n"
@@ -56,10 +56,11 @@ usage(FILE *out)
 	    "      --scgi             speak SCGI instead of FastCGI\n"
 	    "  -t, --threads N        worker threads (default API_THREADS)\n"
 	    "      --config-table     print the configuration table (Markdown) and exit\n"
+	    "      --config-man       print the settings list of chatd.env(5) (mdoc) and exit\n"
 	    "  -h, --help             this text\n"
 	    "  -V, --version          print the version and exit\n"
 	    "\n");
-	config_print_help(out);
+	config_print_help(out, CONFIG_API);
 }
 
 int
@@ -71,6 +72,7 @@ main(int argc, char **argv)
 		{ "scgi", no_argument, NULL, 'S' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "config-table", no_argument, NULL, 'T' },
+		{ "config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -113,6 +115,9 @@ main(int argc, char **argv)
 			break;
 		case 'T':
 			config_print_markdown(stdout);
+			return 0;
+		case 'M':
+			config_print_man(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);
