@@ -148,7 +148,7 @@ main(int argc, char **argv)
 
 	/* Open once here so a bad path or schema stops us before serving. */
 	if (db_open(cfg.database_path, &db, &cause) != DB_OK)
-		fatal("database %s: %s", cfg.database_path, cause);
+		fatal("DATABASE_URL: %s", cause);
 	db_close(db);
 
 	sigemptyset(&set);

@@ -29,6 +29,7 @@
 #include "control.h"
 #include "db.h"
 #include "log.h"
+#include "probe.h"
 #include "room.h"
 #include "server.h"
 #include "writer.h"
@@ -179,6 +180,16 @@ server_ctl_socket_check(const char *path, char **cause)
 	return 0;
 }
 
+/* Puts prefix (the setting's name) before a cause that names only a path. */
+static void
+server_prefix_cause(char **cause, const char *prefix)
+{
+	char *with = xasprintf("%s%s", prefix, *cause);
+
+	free(*cause);
+	*cause = with;
+}
+
 static int
 server_split_listen(const char *spec, char *host, size_t hostlen, int *port, char **cause)
 {
@@ -260,11 +271,17 @@ server_run(const struct config *cfg)
 	TAILQ_INIT(&cd->kill);
 	TAILQ_INIT(&cd->ctlconns);
 
+	/* Both listeners are tried first, so that a port in use or a socket
+	 * folder we cannot write is said plainly, not in lws's words. */
 	if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0 ||
-	    server_ctl_socket_check(cfg->control_socket, &cause) != 0)
+	    server_ctl_socket_check(cfg->control_socket, &cause) != 0 ||
+	    probe_tcp("CHATD_LISTEN", cfg->chatd_listen, host, port, &cause) != 0 ||
+	    probe_unix("CONTROL_SOCKET", cfg->control_socket, &cause) != 0)
 		goto fail;
-	if (db_open(cfg->database_path, &cd->db, &cause) != DB_OK)
+	if (db_open(cfg->database_path, &cd->db, &cause) != DB_OK) {
+		server_prefix_cause(&cause, "DATABASE_URL: ");
 		goto fail;
+	}
 	/* No connection survives a restart: close what a crash left open. */
 	if (db_sessions_close_all(cd->db, "server_restart", clock_wall_ms(), &closed, &cause) !=
 	    DB_OK)
