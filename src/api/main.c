@@ -27,18 +27,6 @@
 #include "sdnotify.h"
 #include "xmalloc.h"
 
-/* Tells systemd (Type=notify units); a failure is logged once, never fatal. */
-static void
-main_notify(const char *state)
-{
-	static int warned;
-
-	if (sdnotify_send(state) != 0 && !warned) {
-		warned = 1;
-		log_warn("NOTIFY_SOCKET: cannot notify systemd: %s", strerror(errno));
-	}
-}
-
 static void
 usage(FILE *out)
 {
@@ -185,7 +173,7 @@ main(int argc, char **argv)
 	log_info("serving %s on %s with %d threads (database %s)", scgi ? "SCGI" : "FastCGI",
 	    socket_spec ? socket_spec : "standard input", opts.threads, cfg.database_path);
 	/* Listening and the workers accepting: a Type=notify unit is started. */
-	main_notify("READY=1");
+	sdnotify_notify("READY=1");
 	watchdog_ms = sdnotify_watchdog_interval_ms();
 	wait.tv_sec = watchdog_ms / 1000;
 	wait.tv_nsec = (watchdog_ms % 1000) * 1000000L;
@@ -195,7 +183,7 @@ main(int argc, char **argv)
 			if ((sig = sigtimedwait(&set, NULL, &wait)) < 0) {
 				/* Timed out: the process lives; ping systemd's watchdog. */
 				if (errno == EAGAIN)
-					main_notify("WATCHDOG=1");
+					sdnotify_notify("WATCHDOG=1");
 				continue;
 			}
 		} else if (sigwait(&set, &sig) != 0)
@@ -207,7 +195,7 @@ main(int argc, char **argv)
 		break;
 	}
 	log_info("%s: exiting", strsignal(sig));
-	main_notify("STOPPING=1");
+	sdnotify_notify("STOPPING=1");
 	/* Remove our socket file, but not one a newer chat-api put in its place. */
 	if (socket_spec != NULL && !front_is_tcp(socket_spec) && stat(socket_spec, &st) == 0 &&
 	    st.st_ino == sock_ino && unlink(socket_spec) != 0)

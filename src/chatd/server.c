@@ -31,6 +31,7 @@
 #include "log.h"
 #include "probe.h"
 #include "room.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "writer.h"
 #include "xmalloc.h"
@@ -89,6 +90,14 @@ server_tick(uv_timer_t *t)
 	ratelimit_expire(&r->rl, now);
 }
 
+/* The loop turns: tell systemd's watchdog that chatd is alive. */
+static void
+server_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	sdnotify_notify("WATCHDOG=1");
+}
+
 static void
 server_shutdown_wake(uv_timer_t *t)
 {
@@ -103,6 +112,7 @@ server_shutdown_begin(struct chatd *cd)
 
 	cd->shutting_down = 1;
 	cd->shutdown_deadline = clock_mono_ms() + SERVER_SHUTDOWN_GRACE_MS;
+	sdnotify_notify("STOPPING=1");
 	log_info("shutting down: closing %lu connections", cd->nconns);
 	TAILQ_FOREACH(r, &cd->room_list, entry)
 	{
@@ -233,7 +243,7 @@ server_loop_finish(struct chatd *cd)
 {
 	uv_handle_t *mine[] = { (uv_handle_t *)&cd->flush_prepare, (uv_handle_t *)&cd->flush_check,
 		(uv_handle_t *)&cd->fanout_idle, (uv_handle_t *)&cd->shutdown_timer,
-		(uv_handle_t *)&cd->tick_timer };
+		(uv_handle_t *)&cd->tick_timer, (uv_handle_t *)&cd->watchdog_timer };
 	size_t i;
 
 	for (i = 0; cd->handles_ready && i < sizeof mine / sizeof mine[0]; i++)
@@ -257,7 +267,7 @@ server_run(const struct config *cfg)
 	lws_retry_bo_t retry;
 	struct chatd *cd;
 	char host[256], *cause = NULL;
-	int64_t closed = 0;
+	int64_t closed = 0, watchdog_ms;
 	int port, status = 1;
 
 	cd = xcalloc(1, sizeof *cd);
@@ -297,7 +307,8 @@ server_run(const struct config *cfg)
 	    uv_check_init(&cd->loop, &cd->flush_check) != 0 ||
 	    uv_idle_init(&cd->loop, &cd->fanout_idle) != 0 ||
 	    uv_timer_init(&cd->loop, &cd->shutdown_timer) != 0 ||
-	    uv_timer_init(&cd->loop, &cd->tick_timer) != 0) {
+	    uv_timer_init(&cd->loop, &cd->tick_timer) != 0 ||
+	    uv_timer_init(&cd->loop, &cd->watchdog_timer) != 0) {
 		cause = xstrdup("libuv handle init failed");
 		goto fail;
 	}
@@ -383,6 +394,11 @@ server_run(const struct config *cfg)
 
 	log_info(
 	    "listening on %s (WebSocket) and %s (control)", cfg->chatd_listen, cfg->control_socket);
+	/* Both listeners are up: a Type=notify unit counts as started now. */
+	sdnotify_notify("READY=1");
+	if ((watchdog_ms = sdnotify_watchdog_interval_ms()) > 0)
+		(void)uv_timer_start(&cd->watchdog_timer, server_watchdog, (uint64_t)watchdog_ms,
+		    (uint64_t)watchdog_ms);
 	while (!cd->shutting_down || (cd->nconns > 0 && clock_mono_ms() < cd->shutdown_deadline)) {
 		(void)uv_run(&cd->loop, UV_RUN_ONCE);
 		if (server_signalled && !cd->shutting_down)
