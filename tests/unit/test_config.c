@@ -1303,6 +1303,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_load_database_url);
 	tcase_add_test(tc, test_load_empty_admin_key_is_unset);
 	tcase_add_test(tc, test_load_unknown_key_warns);
+	tcase_add_test(tc, test_load_unknown_key_suggests);
 	tcase_add_test(tc, test_load_never_prints_secret);
 	suite_add_tcase(s, tc);
 
@@ -1313,7 +1314,6 @@ unit_suite(void)
 	tcase_add_test(tc, test_table_names_programs);
 	tcase_add_test(tc, test_print_man);
 	tcase_add_test(tc, test_suggest);
-	tcase_add_test(tc, test_load_unknown_key_suggests);
 	suite_add_tcase(s, tc);
 	return s;
 }
