@@ -4,17 +4,29 @@
 # checkout it belongs to.
 #
 # Usage:
-#   contrib/quickstart.sh [run]  install what is missing, build, then run the
-#                                stack in the foreground until Ctrl-C
-#   contrib/quickstart.sh test   install what is missing, build, run the whole
-#                                test suite (make check); its status is ours
-#   contrib/quickstart.sh deps   only install the missing Debian packages
+#   contrib/quickstart.sh [run]  install what building and running need, build,
+#                                then run the stack in the foreground until
+#                                Ctrl-C
+#   contrib/quickstart.sh test   install that and what the tests need, build,
+#                                run the whole test suite (make check); its
+#                                status is ours
+#   contrib/quickstart.sh deps [test]
+#                                only install the missing Debian packages (of
+#                                run, or of test)
+#   contrib/quickstart.sh packages [test]
+#                                print the packages run (or test) needs
 #   contrib/quickstart.sh build  deps, then ./autogen.sh, ./configure, make
 #   contrib/quickstart.sh serve  run the stack from an existing build (no apt,
 #                                no build)
+#   contrib/quickstart.sh env    create ./.env as run does, if missing, and
+#                                print the database and control socket the
+#                                stack uses
 #
+# Packages: run needs BUILD_PACKAGES and RUN_PACKAGES (nginx, or lighttpd
+# with QUICKSTART_FRONT=lighttpd); test adds TEST_PACKAGES (every web server,
+# valgrind, clang-format, cppcheck, mandoc and the tools the tests drive).
 # Installing needs root (or sudo): apt-get update once, then apt-get install
-# --no-install-recommends of the packages in PACKAGES that are missing. While
+# --no-install-recommends of the packages that are missing. While
 # it installs, a temporary /usr/sbin/policy-rc.d keeps Debian from starting
 # the freshly installed lighttpd, apache2 and nginx (they would fight over
 # port 80); the quick start runs its own web server from a rendered config.
@@ -28,10 +40,14 @@
 #
 # Settings come from the environment, then from CHAT_ENV_FILE, else ./.env,
 # which is created from contrib/env.example when missing (with
-# ADMIN_API_KEY=your_secret_api_key: change it before exposing the server).
-# Where neither sets them, the quick start adds defaults of its own:
+# ADMIN_API_KEY=your_secret_api_key: change it before exposing the server)
+# plus the two settings the stack uses, so that chatctl run from the
+# checkout finds the same database and control socket:
 #   DATABASE_URL=sqlite:<checkout>/state/chat.db   (persistent, not /dev/shm)
 #   CONTROL_SOCKET=<checkout>/state/control.sock
+# Where an existing .env sets neither, the quick start uses these defaults
+# all the same (and says what chatctl needs).
+# and, where neither sets it,
 #   CHATD_LISTEN=unix:<checkout>/state/chatd.sock  (a Unix socket in the
 #                 private state folder: no other local user reaches chatd;
 #                 127.0.0.1:3001 if the path holds a blank, quote, | or :)
@@ -48,12 +64,22 @@
 #                        checkout)
 set -euo pipefail
 
-# Everything this project needs on Debian 12, in one place.
-PACKAGES=(
+# What this project needs on Debian 12, in one place.
+# Building (configure checks each library, and check for the unit tests).
+BUILD_PACKAGES=(
 	build-essential autoconf automake pkg-config
 	libfcgi-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libcurl4-openssl-dev libcjson-dev check libssl-dev
+)
+# Running the stack: the web server in front (nginx by default; lighttpd is
+# added when it is the front), curl for the readiness probe, sqlite3 to look
+# into the database.
+RUN_PACKAGES=(nginx curl sqlite3)
+# The tests: every web server and tool they drive, the memory checker, the
+# formatter and linter of `make format-check` and `make lint`, the man page
+# linter, systemd-analyze (unit checks) and setpriv (util-linux).
+TEST_PACKAGES=(
 	lighttpd apache2 nginx spawn-fcgi
-	curl python3 sqlite3 socat valgrind clang-format cppcheck
+	curl python3 sqlite3 socat valgrind clang-format cppcheck mandoc systemd util-linux
 	clang libclang-rt-dev
 )
 
@@ -86,8 +112,25 @@ remove_policy() {
 	fi
 }
 
+# The packages of a set (run or test), each once.
+packages() {
+	local set=${1:-run} p seen=" "
+	local list=("${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}")
+	case $set in
+	run) [ "$front" != lighttpd ] || list+=(lighttpd) ;;
+	test) list+=("${TEST_PACKAGES[@]}") ;;
+	*) die "unknown package set $set (expected run or test)" ;;
+	esac
+	for p in "${list[@]}"; do
+		case $seen in *" $p "*) continue ;; esac
+		seen="$seen$p "
+		printf '%s\n' "$p"
+	done
+}
+
 deps() {
-	local missing=() p
+	local missing=() p PACKAGES
+	mapfile -t PACKAGES < <(packages "${1:-run}")
 	if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
 		say "not a Debian system: make sure these are installed: ${PACKAGES[*]}"
 		return 0
@@ -264,6 +307,42 @@ port_free() {
 	return 0
 }
 
+# The state folder and the settings file: creates ./.env (from
+# contrib/env.example plus the database and control socket the stack uses)
+# when there is none, and exports those two where nothing sets them.
+setup_env() {
+	local db=${DATABASE_URL:-sqlite:$state/chat.db} ctl=${CONTROL_SOCKET:-$state/control.sock} unset_keys=()
+
+	# The database, its -wal/-shm and the sockets live here: closed to other
+	# users (chatd's programs make their own files owner-only as well).
+	mkdir -p "$state"
+	chmod g-w,o-rwx "$state"
+	if [ -n "${CHAT_ENV_FILE:-}" ]; then
+		[ -r "$CHAT_ENV_FILE" ] || die "CHAT_ENV_FILE=$CHAT_ENV_FILE cannot be read"
+	else
+		CHAT_ENV_FILE=$top/.env
+		if [ ! -e "$CHAT_ENV_FILE" ]; then
+			(
+				umask 077
+				{
+					cat "$top/contrib/env.example"
+					printf '\n# Added by contrib/quickstart.sh: the database and control socket of\n'
+					printf '# this checkout'"'"'s stack, so that chatctl run from here finds them.\n'
+					printf 'DATABASE_URL=%s\nCONTROL_SOCKET=%s\n' "$db" "$ctl"
+				} >"$CHAT_ENV_FILE.new"
+			) && mv "$CHAT_ENV_FILE.new" "$CHAT_ENV_FILE" || die "cannot write $CHAT_ENV_FILE"
+			say "created $CHAT_ENV_FILE from contrib/env.example (ADMIN_API_KEY=your_secret_api_key, DATABASE_URL=$db, CONTROL_SOCKET=$ctl)"
+		fi
+	fi
+	export CHAT_ENV_FILE
+
+	conf_get DATABASE_URL >/dev/null || { export DATABASE_URL="$db" && unset_keys+=("DATABASE_URL=$db"); }
+	conf_get CONTROL_SOCKET >/dev/null || { export CONTROL_SOCKET="$ctl" && unset_keys+=("CONTROL_SOCKET=$ctl"); }
+	if [ ${#unset_keys[@]} -gt 0 ]; then
+		say "note: $CHAT_ENV_FILE does not set ${unset_keys[*]%%=*}; the stack uses ${unset_keys[*]}: add that to it for chatctl"
+	fi
+}
+
 serve() {
 	local chat_api=$builddir/src/api/chat-api chatd=$builddir/src/chatd/chatd
 	local sync=$builddir/src/sync/chat-sync bind chatd_listen host port probe
@@ -277,23 +356,7 @@ serve() {
 	front_bin=$(command -v "$front" 2>/dev/null) || front_bin=/usr/sbin/$front
 	[ -x "$front_bin" ] || die "$front is not installed (contrib/quickstart.sh deps)"
 
-	# The database, its -wal/-shm and the sockets live here: closed to other
-	# users (chatd's programs make their own files owner-only as well).
-	mkdir -p "$state"
-	chmod g-w,o-rwx "$state"
-	if [ -n "${CHAT_ENV_FILE:-}" ]; then
-		[ -r "$CHAT_ENV_FILE" ] || die "CHAT_ENV_FILE=$CHAT_ENV_FILE cannot be read"
-	else
-		CHAT_ENV_FILE=$top/.env
-		if [ ! -e "$CHAT_ENV_FILE" ]; then
-			(umask 077 && cp "$top/contrib/env.example" "$CHAT_ENV_FILE")
-			say "created $CHAT_ENV_FILE from contrib/env.example (ADMIN_API_KEY=your_secret_api_key)"
-		fi
-	fi
-	export CHAT_ENV_FILE
-
-	conf_get DATABASE_URL >/dev/null || export DATABASE_URL="sqlite:$state/chat.db"
-	conf_get CONTROL_SOCKET >/dev/null || export CONTROL_SOCKET="$state/control.sock"
+	setup_env
 	bind=$(conf_get BIND_ADDRESS) || bind=127.0.0.1:3000
 	if ! conf_get CHATD_LISTEN >/dev/null; then
 		case $state in
@@ -424,16 +487,22 @@ trap 'on_signal SIGTERM 143' TERM
 
 case ${1:-run} in
 run)
-	deps
+	deps run
 	build
 	serve
 	;;
 test)
-	deps
+	deps test
 	build
 	run_tests
 	;;
-deps) deps ;;
+deps) deps "${2:-run}" ;;
+packages) packages "${2:-run}" ;;
+env)
+	setup_env
+	printf 'CHAT_ENV_FILE=%s\nDATABASE_URL=%s\nCONTROL_SOCKET=%s\n' "$CHAT_ENV_FILE" \
+		"$(conf_get DATABASE_URL)" "$(conf_get CONTROL_SOCKET)"
+	;;
 build)
 	deps
 	build
@@ -441,7 +510,7 @@ build)
 serve) serve ;;
 -h | --help | help) sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
 *)
-	say "unknown command $1 (expected run, test, deps, build, serve or help)"
+	say "unknown command $1 (expected run, test, deps, packages, build, serve, env or help)"
 	exit 2
 	;;
 esac

@@ -135,6 +135,6 @@ front_open_db(const struct config *cfg)
 	char *cause = NULL;
 
 	if (db_open(cfg->database_path, &db, &cause) != DB_OK)
-		fatal("database %s: %s", cfg->database_path, cause);
+		fatal("DATABASE_URL: %s", cause);
 	return db;
 }

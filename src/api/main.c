@@ -27,25 +27,13 @@
 #include "sdnotify.h"
 #include "xmalloc.h"
 
-/* Tells systemd (Type=notify units); a failure is logged once, never fatal. */
-static void
-main_notify(const char *state)
-{
-	static int warned;
-
-	if (sdnotify_send(state) != 0 && !warned) {
-		warned = 1;
-		log_warn("NOTIFY_SOCKET: cannot notify systemd: %s", strerror(errno));
-	}
-}
-
 static void
 usage(FILE *out)
 {
 	fprintf(out,
 	    "usage: chat-api [--socket PATH|HOST:PORT] [--socket-mode MODE] [--scgi] [--threads "
 	    "N]\n"
-	    "       chat-api --help | --version | --config-table\n"
+	    "       chat-api --help | --version | --config-table | --config-man\n"
 	    "\n"
 	    "Serves the chatd management REST API (/management/...) to a web server.\n"
 	    "Without --socket it speaks FastCGI on the socket passed as standard input, as\n"
@@ -56,10 +44,11 @@ usage(FILE *out)
 	    "      --scgi             speak SCGI instead of FastCGI\n"
 	    "  -t, --threads N        worker threads (default API_THREADS)\n"
 	    "      --config-table     print the configuration table (Markdown) and exit\n"
+	    "      --config-man       print the settings list of chatd.env(5) (mdoc) and exit\n"
 	    "  -h, --help             this text\n"
 	    "  -V, --version          print the version and exit\n"
 	    "\n");
-	config_print_help(out);
+	config_print_help(out, CONFIG_API);
 }
 
 int
@@ -71,6 +60,7 @@ main(int argc, char **argv)
 		{ "scgi", no_argument, NULL, 'S' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "config-table", no_argument, NULL, 'T' },
+		{ "config-man", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -114,6 +104,9 @@ main(int argc, char **argv)
 		case 'T':
 			config_print_markdown(stdout);
 			return 0;
+		case 'M':
+			config_print_man(stdout);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -143,7 +136,7 @@ main(int argc, char **argv)
 
 	/* Open once here so a bad path or schema stops us before serving. */
 	if (db_open(cfg.database_path, &db, &cause) != DB_OK)
-		fatal("database %s: %s", cfg.database_path, cause);
+		fatal("DATABASE_URL: %s", cause);
 	db_close(db);
 
 	sigemptyset(&set);
@@ -180,7 +173,7 @@ main(int argc, char **argv)
 	log_info("serving %s on %s with %d threads (database %s)", scgi ? "SCGI" : "FastCGI",
 	    socket_spec ? socket_spec : "standard input", opts.threads, cfg.database_path);
 	/* Listening and the workers accepting: a Type=notify unit is started. */
-	main_notify("READY=1");
+	sdnotify_notify("READY=1");
 	watchdog_ms = sdnotify_watchdog_interval_ms();
 	wait.tv_sec = watchdog_ms / 1000;
 	wait.tv_nsec = (watchdog_ms % 1000) * 1000000L;
@@ -190,7 +183,7 @@ main(int argc, char **argv)
 			if ((sig = sigtimedwait(&set, NULL, &wait)) < 0) {
 				/* Timed out: the process lives; ping systemd's watchdog. */
 				if (errno == EAGAIN)
-					main_notify("WATCHDOG=1");
+					sdnotify_notify("WATCHDOG=1");
 				continue;
 			}
 		} else if (sigwait(&set, &sig) != 0)
@@ -202,7 +195,7 @@ main(int argc, char **argv)
 		break;
 	}
 	log_info("%s: exiting", strsignal(sig));
-	main_notify("STOPPING=1");
+	sdnotify_notify("STOPPING=1");
 	/* Remove our socket file, but not one a newer chat-api put in its place. */
 	if (socket_spec != NULL && !front_is_tcp(socket_spec) && stat(socket_spec, &st) == 0 &&
 	    st.st_ino == sock_ino && unlink(socket_spec) != 0)

@@ -187,6 +187,7 @@ struct chatd {
 	uv_check_t flush_check; /* and after each round of socket events */
 	uv_idle_t fanout_idle; /* active while a room has low fan-out pending (room.c) */
 	uv_timer_t shutdown_timer; /* wakes the loop at the shutdown deadline */
+	uv_timer_t watchdog_timer; /* WATCHDOG=1 to systemd (WatchdogSec=) */
 	const struct config *cfg;
 	struct lws_context *ctx;
 	struct lws_vhost *ws_vhost, *ctl_vhost;

@@ -32,7 +32,7 @@ usage(FILE *out)
 	    "  -h, --help             this text\n"
 	    "  -V, --version          print the version and exit\n"
 	    "\n");
-	config_print_help(out);
+	config_print_help(out, CONFIG_CHATD);
 }
 
 static void

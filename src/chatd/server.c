@@ -34,7 +34,9 @@
 #include "linger.h"
 #include "rxguard.h"
 #include "log.h"
+#include "probe.h"
 #include "room.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "writer.h"
 #include "xmalloc.h"
@@ -96,6 +98,14 @@ server_tick(uv_timer_t *t)
 	ratelimit_expire(&r->rl, now);
 }
 
+/* The loop turns: tell systemd's watchdog that chatd is alive. */
+static void
+server_watchdog(uv_timer_t *t)
+{
+	(void)t;
+	sdnotify_notify("WATCHDOG=1");
+}
+
 static void
 server_shutdown_wake(uv_timer_t *t)
 {
@@ -110,6 +120,7 @@ server_shutdown_begin(struct chatd *cd)
 
 	cd->shutting_down = 1;
 	cd->shutdown_deadline = clock_mono_ms() + SERVER_SHUTDOWN_GRACE_MS;
+	sdnotify_notify("STOPPING=1");
 	log_info("shutting down: closing %lu connections", cd->nconns);
 	TAILQ_FOREACH(r, &cd->room_list, entry)
 	{
@@ -253,6 +264,16 @@ server_socket_perms(const char *path, gid_t gid, char **cause)
 	return 0;
 }
 
+/* Puts prefix (the setting's name) before a cause that names only a path. */
+static void
+server_prefix_cause(char **cause, const char *prefix)
+{
+	char *with = xasprintf("%s%s", prefix, *cause);
+
+	free(*cause);
+	*cause = with;
+}
+
 /* HOST:PORT into host and *port; unix:PATH is handled before this. */
 static int
 server_split_listen(const char *spec, char *host, size_t hostlen, int *port, char **cause)
@@ -297,7 +318,7 @@ server_loop_finish(struct chatd *cd)
 {
 	uv_handle_t *mine[] = { (uv_handle_t *)&cd->flush_prepare, (uv_handle_t *)&cd->flush_check,
 		(uv_handle_t *)&cd->fanout_idle, (uv_handle_t *)&cd->shutdown_timer,
-		(uv_handle_t *)&cd->tick_timer };
+		(uv_handle_t *)&cd->tick_timer, (uv_handle_t *)&cd->watchdog_timer };
 	size_t i;
 
 	cd->shutting_down = 1; /* no new lingering closes either */
@@ -324,7 +345,7 @@ server_run(const struct config *cfg)
 	struct chatd *cd;
 	char host[256], *cause = NULL, *why = NULL;
 	const char *ws_path = NULL; /* CHATD_LISTEN's Unix socket, if it is one */
-	int64_t closed = 0;
+	int64_t closed = 0, watchdog_ms;
 	int port = 0, status = 1;
 	gid_t ws_gid = (gid_t)-1;
 
@@ -341,15 +362,20 @@ server_run(const struct config *cfg)
 	LIST_INIT(&cd->lingers);
 	server_rxguard_init();
 
+	/* Both listeners are tried first, so that a port in use or a socket
+	 * folder we cannot write is said plainly, not in lws's words. */
 	if (strncmp(cfg->chatd_listen, CONFIG_UNIX_PREFIX, strlen(CONFIG_UNIX_PREFIX)) == 0) {
 		ws_path = cfg->chatd_listen + strlen(CONFIG_UNIX_PREFIX);
 		cd->listen_unix = 1;
 		if (server_socket_check("CHATD_LISTEN", ws_path, &cause) != 0 ||
+		    probe_unix("CHATD_LISTEN", ws_path, &cause) != 0 ||
 		    server_socket_group(cfg->chatd_socket_group, &ws_gid, &cause) != 0)
 			goto fail;
-	} else if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0)
+	} else if (server_split_listen(cfg->chatd_listen, host, sizeof host, &port, &cause) != 0 ||
+	    probe_tcp("CHATD_LISTEN", cfg->chatd_listen, host, port, &cause) != 0)
 		goto fail;
-	if (server_socket_check("CONTROL_SOCKET", cfg->control_socket, &cause) != 0)
+	if (server_socket_check("CONTROL_SOCKET", cfg->control_socket, &cause) != 0 ||
+	    probe_unix("CONTROL_SOCKET", cfg->control_socket, &cause) != 0)
 		goto fail;
 	if (netaddr_list_parse(cfg->trusted_proxies != NULL ? cfg->trusted_proxies : "",
 		&cd->trusted, &why) != 0) {
@@ -357,8 +383,10 @@ server_run(const struct config *cfg)
 		free(why);
 		goto fail;
 	}
-	if (db_open(cfg->database_path, &cd->db, &cause) != DB_OK)
+	if (db_open(cfg->database_path, &cd->db, &cause) != DB_OK) {
+		server_prefix_cause(&cause, "DATABASE_URL: ");
 		goto fail;
+	}
 	/* No connection survives a restart: close what a crash left open. */
 	if (db_sessions_close_all(cd->db, "server_restart", clock_wall_ms(), &closed, &cause) !=
 	    DB_OK)
@@ -374,7 +402,8 @@ server_run(const struct config *cfg)
 	    uv_check_init(&cd->loop, &cd->flush_check) != 0 ||
 	    uv_idle_init(&cd->loop, &cd->fanout_idle) != 0 ||
 	    uv_timer_init(&cd->loop, &cd->shutdown_timer) != 0 ||
-	    uv_timer_init(&cd->loop, &cd->tick_timer) != 0) {
+	    uv_timer_init(&cd->loop, &cd->tick_timer) != 0 ||
+	    uv_timer_init(&cd->loop, &cd->watchdog_timer) != 0) {
 		cause = xstrdup("libuv handle init failed");
 		goto fail;
 	}
@@ -466,6 +495,11 @@ server_run(const struct config *cfg)
 
 	log_info(
 	    "listening on %s (WebSocket) and %s (control)", cfg->chatd_listen, cfg->control_socket);
+	/* Both listeners are up: a Type=notify unit counts as started now. */
+	sdnotify_notify("READY=1");
+	if ((watchdog_ms = sdnotify_watchdog_interval_ms()) > 0)
+		(void)uv_timer_start(&cd->watchdog_timer, server_watchdog, (uint64_t)watchdog_ms,
+		    (uint64_t)watchdog_ms);
 	while (!cd->shutting_down || (cd->nconns > 0 && clock_mono_ms() < cd->shutdown_deadline)) {
 		(void)uv_run(&cd->loop, UV_RUN_ONCE);
 		if (server_signalled && !cd->shutting_down)

@@ -53,6 +53,7 @@ struct config_option {
 #define CONFIG_SECRET 0x1 /* value never printed */
 #define CONFIG_SEED 0x2 /* from the original product README */
 	const char *help;
+	unsigned programs; /* CONFIG_API | CONFIG_CHATD | ... (config.h): who reads it */
 };
 
 #define OFF(f) offsetof(struct config, f)
@@ -64,119 +65,145 @@ static const struct config_option config_table[] = {
 	    "`sqlite::memory:` means a tmpfs file `" DBFILE_MEMORY_BASE
 	    "/chatd-UID/" DBFILE_MEMORY_NAME
 	    "` in a folder private to the user (mode 0700), shared by all of that user's programs "
-	    "and lost at reboot." },
+	    "and lost at reboot.",
+	    CONFIG_API | CONFIG_CHATD | CONFIG_SYNC | CONFIG_CTL },
 	{ "BIND_ADDRESS", CONFIG_ADDRESS, "127.0.0.1:3000", 0, 0, OFF(bind_address), CONFIG_SEED,
 	    "Public address the web server listens on in the bundled configs and the quick "
-	    "start." },
+	    "start.",
+	    CONFIG_WEB },
 	{ "ADMIN_API_KEY", CONFIG_STRING, NULL, 0, 0, OFF(admin_api_key),
 	    CONFIG_SEED | CONFIG_SECRET,
 	    "Key required in `X-Api-Key` by every management route. Unset: every route answers "
-	    "503." },
+	    "503.",
+	    CONFIG_API },
 	{ "MAX_CONNECTIONS", CONFIG_INT, "100000", 1, 10000000, OFF(max_connections), CONFIG_SEED,
-	    "Most WebSocket connections chatd holds at once; more are refused with 503." },
+	    "Most WebSocket connections chatd holds at once; more are refused with 503.",
+	    CONFIG_CHATD | CONFIG_WEB },
 	{ "DATA_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(data_callback_url), CONFIG_SEED,
 	    "Legacy callback: receives the `GET /management/sync` body on room creation and each "
-	    "periodic sync. Empty: off." },
+	    "periodic sync. Empty: off.",
+	    CONFIG_SYNC },
 	{ "ROOM_EVENT_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(room_event_callback_url),
-	    CONFIG_SEED, "Receives room created/closed and user joined/left events. Empty: off." },
+	    CONFIG_SEED, "Receives room created/closed and user joined/left events. Empty: off.",
+	    CONFIG_SYNC },
 	{ "CHAT_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(chat_history_callback_url),
-	    CONFIG_SEED, "Receives chat history in batches. Empty: off." },
+	    CONFIG_SEED, "Receives chat history in batches. Empty: off.", CONFIG_SYNC },
 	{ "SESSION_HISTORY_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(session_history_callback_url),
-	    CONFIG_SEED, "Receives completed sessions in batches. Empty: off." },
+	    CONFIG_SEED, "Receives completed sessions in batches. Empty: off.", CONFIG_SYNC },
 	{ "PERIODIC_SYNC_CALLBACK_URL", CONFIG_URL, "", 0, 0, OFF(periodic_sync_callback_url),
 	    CONFIG_SEED,
 	    "Receives every room's info, stats and a consistency block every "
-	    "`SYNC_INTERVAL_SECONDS`. Empty: off." },
+	    "`SYNC_INTERVAL_SECONDS`. Empty: off.",
+	    CONFIG_SYNC },
 	{ "CHAT_HISTORY_BATCH_SIZE", CONFIG_INT, "1000", 1, 100000, OFF(chat_history_batch_size),
-	    CONFIG_SEED, "Most messages in one chat-history callback." },
+	    CONFIG_SEED, "Most messages in one chat-history callback.", CONFIG_SYNC },
 	{ "SESSION_HISTORY_BATCH_SIZE", CONFIG_INT, "500", 1, 100000,
 	    OFF(session_history_batch_size), CONFIG_SEED,
-	    "Most sessions in one session-history callback." },
+	    "Most sessions in one session-history callback.", CONFIG_SYNC },
 	{ "CHAT_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY,
 	    OFF(chat_history_batch_interval_seconds), CONFIG_SEED,
-	    "Seconds between chat-history batches (sooner when a full batch waits)." },
+	    "Seconds between chat-history batches (sooner when a full batch waits).", CONFIG_SYNC },
 	{ "SESSION_HISTORY_BATCH_INTERVAL_SECONDS", CONFIG_INT, "600", 1, 30 * DAY,
 	    OFF(session_history_batch_interval_seconds), CONFIG_SEED,
-	    "Seconds between session-history batches (sooner when a full batch waits)." },
+	    "Seconds between session-history batches (sooner when a full batch waits).",
+	    CONFIG_SYNC },
 	{ "CALLBACK_MAX_RETRIES", CONFIG_INT, "3", 0, 100, OFF(callback_max_retries), CONFIG_SEED,
-	    "Retries of a failed callback within one run; what still fails stays pending." },
+	    "Retries of a failed callback within one run; what still fails stays pending.",
+	    CONFIG_SYNC },
 	{ "CALLBACK_RETRY_DELAY_SECONDS", CONFIG_INT, "5", 0, 3600,
 	    OFF(callback_retry_delay_seconds), CONFIG_SEED,
-	    "Delay before the first retry (doubles each retry, capped)." },
+	    "Delay before the first retry (doubles each retry, capped).", CONFIG_SYNC },
 	{ "CALLBACK_TIMEOUT_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(callback_timeout_seconds),
-	    CONFIG_SEED, "Timeout of one callback attempt." },
+	    CONFIG_SEED, "Timeout of one callback attempt.", CONFIG_SYNC },
 	{ "CALLBACK_DEAD_LETTER_ATTEMPTS", CONFIG_INT, "10", 0, 1000000,
 	    OFF(callback_dead_letter_attempts), 0,
 	    "Failed attempts of one batch, counted across chat-sync runs, after which a refusal "
 	    "(a 4xx but 408, 425, 429) sets it aside as a dead letter and delivery goes on "
-	    "(docs/callbacks.md). No answer or a 5xx never does. 0: never." },
+	    "(docs/callbacks.md). No answer or a 5xx never does. 0: never.",
+	    CONFIG_SYNC },
 	{ "CALLBACK_DEAD_LETTER_AGE_SECONDS", CONFIG_INT, "0", 0, 365 * DAY,
 	    OFF(callback_dead_letter_age_seconds), 0,
 	    "Seconds since a batch's first failed attempt after which its next failure sets it "
-	    "aside as a dead letter. 0: never." },
+	    "aside as a dead letter. 0: never.",
+	    CONFIG_SYNC },
 	{ "SYNC_INTERVAL_SECONDS", CONFIG_INT, "300", 1, 30 * DAY, OFF(sync_interval_seconds),
-	    CONFIG_SEED, "Seconds between periodic syncs." },
+	    CONFIG_SEED, "Seconds between periodic syncs.", CONFIG_SYNC },
 	{ "CALLBACK_SIGNING_SECRET", CONFIG_STRING, NULL, 0, 0, OFF(callback_signing_secret),
 	    CONFIG_SECRET,
 	    "Signs every callback (Standard Webhooks `webhook-signature`, HMAC-SHA256). Used as "
 	    "raw "
-	    "bytes, or base64-decoded after a `whsec_` prefix. Unset: callbacks are not signed." },
+	    "bytes, or base64-decoded after a `whsec_` prefix. Unset: callbacks are not signed.",
+	    CONFIG_SYNC },
 	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_MILLIS, "3", 0, DAY * 1000,
 	    OFF(user_message_interval_ms), CONFIG_SEED,
 	    "Minimum seconds between two messages of a non-admin user in one room (fractions such "
-	    "as `0.5` allowed). 0: no limit." },
+	    "as `0.5` allowed). 0: no limit.",
+	    CONFIG_CHATD },
 	{ "CHATD_LISTEN", CONFIG_LISTEN, "127.0.0.1:3001", 0, 0, OFF(chatd_listen), 0,
 	    "Where chatd's WebSocket listener binds, behind the web server's proxy: `HOST:PORT`, "
 	    "or `unix:PATH` for a Unix socket (absolute path; mode 0660, see "
-	    "`CHATD_SOCKET_GROUP`), which local users outside that group cannot reach." },
+	    "`CHATD_SOCKET_GROUP`), which local users outside that group cannot reach.",
+	    CONFIG_CHATD | CONFIG_WEB },
 	{ "CHATD_SOCKET_GROUP", CONFIG_STRING, NULL, 0, 0, OFF(chatd_socket_group), 0,
 	    "With `CHATD_LISTEN=unix:PATH`: the group (name or number) the socket is given, the "
 	    "web server's (e.g. `www-data`); only it and chatd's user may connect. Unset: the "
 	    "group the socket gets on creation (the folder's if it is set-group-ID, else "
-	    "chatd's)." },
+	    "chatd's).",
+	    CONFIG_CHATD },
 	{ "TRUSTED_PROXIES", CONFIG_NETLIST, "127.0.0.0/8,::1", 0, 0, OFF(trusted_proxies), 0,
 	    "Comma-separated addresses and CIDR ranges (IPv4 and IPv6) of the proxies whose "
 	    "`X-Forwarded-For` chatd believes; from any other peer the header is ignored. The "
 	    "client is the right-most entry that is not itself a trusted proxy. A peer on the "
-	    "Unix socket is always trusted. Empty: trust no TCP peer." },
+	    "Unix socket is always trusted. Empty: trust no TCP peer.",
+	    CONFIG_CHATD },
 	{ "TOKEN_SECRET", CONFIG_STRING, NULL, 0, 0, OFF(token_secret), CONFIG_SECRET,
 	    "Secret for signed join tokens (HS256). Unset: `user_id` from the query string is "
-	    "trusted, as in the original server." },
+	    "trusted, as in the original server.",
+	    CONFIG_API | CONFIG_CHATD },
 	{ "MAX_MESSAGE_BYTES", CONFIG_INT, "4096", 1, 1024 * 1024, OFF(max_message_bytes), 0,
-	    "Largest chat message content in bytes; larger gets an `Error`." },
+	    "Largest chat message content in bytes; larger gets an `Error`.", CONFIG_CHATD },
 	{ "MAX_FRAME_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024, OFF(max_frame_bytes), 0,
 	    "Hard cap on one incoming WebSocket message; beyond it the connection closes with "
-	    "1009." },
+	    "1009.",
+	    CONFIG_CHATD },
 	{ "MAX_CONNECTIONS_PER_ADDRESS", CONFIG_INT, "1000", 0, 10000000,
 	    OFF(max_connections_per_address), 0,
 	    "Most WebSocket connections from one client address (X-Forwarded-For behind the "
-	    "proxy). 0: no limit." },
+	    "proxy). 0: no limit.",
+	    CONFIG_CHATD },
 	{ "WS_PING_INTERVAL_SECONDS", CONFIG_INT, "30", 1, 3600, OFF(ws_ping_interval_seconds), 0,
-	    "Idle seconds before chatd pings a client; keep it below the proxy's idle timeout." },
+	    "Idle seconds before chatd pings a client; keep it below the proxy's idle timeout.",
+	    CONFIG_CHATD },
 	{ "WS_IDLE_TIMEOUT_SECONDS", CONFIG_INT, "75", 2, 86400, OFF(ws_idle_timeout_seconds), 0,
-	    "A client silent this long (no data, no pong) is disconnected." },
+	    "A client silent this long (no data, no pong) is disconnected.", CONFIG_CHATD },
 	{ "HANDSHAKE_TIMEOUT_SECONDS", CONFIG_INT, "10", 1, 300, OFF(handshake_timeout_seconds), 0,
-	    "Time a client has to complete the WebSocket handshake." },
+	    "Time a client has to complete the WebSocket handshake.", CONFIG_CHATD },
 	{ "QUEUE_LOW_FRAMES", CONFIG_INT, "256", 1, 1000000, OFF(queue_low_frames), 0,
 	    "Per connection: queued chat frames; beyond it the oldest are dropped and the client "
-	    "is told." },
+	    "is told.",
+	    CONFIG_CHATD },
 	{ "QUEUE_HIGH_FRAMES", CONFIG_INT, "64", 1, 1000000, OFF(queue_high_frames), 0,
-	    "Per connection: queued high-priority frames; beyond it the client is disconnected." },
+	    "Per connection: queued high-priority frames; beyond it the client is disconnected.",
+	    CONFIG_CHATD },
 	{ "CONTROL_SOCKET", CONFIG_PATH, "/run/chatd/control.sock", 0, 0, OFF(control_socket), 0,
 	    "Unix socket of chatd's control protocol (chat-api, chat-sync and chatctl connect to "
-	    "it)." },
+	    "it).",
+	    CONFIG_API | CONFIG_CHATD | CONFIG_SYNC | CONFIG_CTL },
 	{ "CONTROL_TIMEOUT_MS", CONFIG_INT, "2000", 10, 60000, OFF(control_timeout_ms), 0,
-	    "How long a control-socket client waits for chatd's reply." },
+	    "How long a control-socket client waits for chatd's reply.",
+	    CONFIG_API | CONFIG_SYNC | CONFIG_CTL },
 	{ "CONTROL_IDLE_TIMEOUT_SECONDS", CONFIG_INT, "300", 1, 86400,
 	    OFF(control_idle_timeout_seconds), 0,
 	    "chatd closes a control-socket connection that sends nothing this long, or leaves a "
-	    "request line unfinished this long." },
+	    "request line unfinished this long.",
+	    CONFIG_CHATD },
 	{ "API_THREADS", CONFIG_INT, "8", 1, 256, OFF(api_threads), 0,
-	    "chat-api worker threads, each serving one request at a time." },
+	    "chat-api worker threads, each serving one request at a time.", CONFIG_API },
 	{ "API_MAX_BODY_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024,
-	    OFF(api_max_body_bytes), 0, "Largest management request body; larger gets 413." },
+	    OFF(api_max_body_bytes), 0, "Largest management request body; larger gets 413.",
+	    CONFIG_API },
 	{ "LOG_LEVEL", CONFIG_LOGLEVEL, "info", 0, 0, OFF(log_level), 0,
-	    "`debug`, `info`, `warning` or `error`." },
+	    "`debug`, `info`, `warning` or `error`.", CONFIG_API | CONFIG_CHATD | CONFIG_SYNC },
 };
 
 #define CONFIG_COUNT (sizeof config_table / sizeof config_table[0])
@@ -189,6 +216,74 @@ config_find(const char *key)
 			return &config_table[i];
 	}
 	return NULL;
+}
+
+/* Uppercase without '_' and '-': "database-url" and "DATABASEURL" name DATABASE_URL. */
+static int
+config_normalize(const char *key, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; *key != '\0'; key++) {
+		if (*key == '_' || *key == '-')
+			continue;
+		if (n + 1 >= size)
+			return -1;
+		out[n++] = (char)toupper((unsigned char)*key);
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* Edit distance between a (compared uppercased) and b; keys are short. */
+static size_t
+config_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[129], prev, i, j;
+
+	if (la > 128 || lb > 128)
+		return (size_t)-1;
+	for (j = 0; j <= lb; j++)
+		row[j] = j;
+	for (i = 1; i <= la; i++) {
+		prev = row[0];
+		row[0] = i;
+		for (j = 1; j <= lb; j++) {
+			size_t cost =
+			    toupper((unsigned char)a[i - 1]) == (unsigned char)b[j - 1] ? 0 : 1;
+			size_t best = prev + cost;
+			if (row[j] + 1 < best)
+				best = row[j] + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			prev = row[j];
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
+
+const char *
+config_suggest(const char *key)
+{
+	const char *best = NULL;
+	size_t best_d = CONFIG_SUGGEST_DISTANCE + 1;
+	char nk[129], nt[129];
+
+	if (config_normalize(key, nk, sizeof nk) != 0)
+		return NULL;
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		size_t d;
+
+		if (config_normalize(config_table[i].key, nt, sizeof nt) == 0 &&
+		    strcmp(nk, nt) == 0)
+			return config_table[i].key;
+		if ((d = config_distance(key, config_table[i].key)) < best_d) {
+			best_d = d;
+			best = config_table[i].key;
+		}
+	}
+	return best;
 }
 
 int
@@ -699,8 +794,15 @@ config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **ca
 	}
 	for (i = 0; i < pairs.n; i++) {
 		if (config_find(pairs.keys[i]) == NULL &&
-		    strcmp(pairs.keys[i], "CHAT_ENV_FILE") != 0)
-			log_warn("%s: unknown setting %s ignored", cfg->source_file, pairs.keys[i]);
+		    strcmp(pairs.keys[i], "CHAT_ENV_FILE") != 0) {
+			const char *near = config_suggest(pairs.keys[i]);
+			if (near != NULL)
+				log_warn("%s: unknown setting %s ignored (did you mean %s?)",
+				    cfg->source_file, pairs.keys[i], near);
+			else
+				log_warn("%s: unknown setting %s ignored", cfg->source_file,
+				    pairs.keys[i]);
+		}
 	}
 
 	for (i = 0; i < CONFIG_COUNT; i++) {
@@ -767,14 +869,29 @@ config_default_text(const struct config_option *opt)
 }
 
 void
-config_print_help(FILE *out)
+config_print_help(FILE *out, unsigned program)
 {
-	fprintf(out, "Settings (environment, then $CHAT_ENV_FILE, ./.env or %s/chatd/chatd.env):\n",
+	fprintf(out,
+	    "Settings read (environment, then $CHAT_ENV_FILE, ./.env or %s/chatd/chatd.env):\n",
 	    SYSCONFDIR);
 	for (size_t i = 0; i < CONFIG_COUNT; i++) {
 		const struct config_option *opt = &config_table[i];
-		fprintf(out, "  %-40s default %s\n", opt->key, config_default_text(opt));
+		if (opt->programs & program)
+			fprintf(out, "  %-40s default %s\n", opt->key, config_default_text(opt));
 	}
+}
+
+int
+config_check_table(char **cause)
+{
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		if (config_table[i].programs == 0) {
+			*cause = xasprintf(
+			    "%s: no program reads it (programs is 0)", config_table[i].key);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void
@@ -794,4 +911,135 @@ config_print_markdown(FILE *out)
 		    (opt->flags & CONFIG_SEED) ? " (seed)" : "", opt->def && *opt->def ? "`" : "",
 		    config_default_text(opt), opt->def && *opt->def ? "`" : "", range, opt->help);
 	}
+}
+
+/* roff text lines: no leading blank or control character, backslashes
+ * escaped, broken at blanks to stay within 80 bytes. */
+static void
+config_man_text(FILE *out, const char *s, size_t len)
+{
+	while (len > 0) {
+		size_t n = len, i;
+
+		while (len > 0 && *s == ' ')
+			s++, len--;
+		while (len > 0 && s[len - 1] == ' ')
+			len--;
+		if (len == 0)
+			return;
+		n = len;
+		if (n > 76) {
+			for (n = 76; n > 0 && s[n] != ' '; n--)
+				;
+			if (n == 0)
+				n = len;
+		}
+		if (*s == '.' || *s == '\'')
+			fputs("\\&", out);
+		for (i = 0; i < n; i++) {
+			if (s[i] == '\\')
+				fputs("\\e", out);
+			else
+				fputc(s[i], out);
+		}
+		fputc('\n', out);
+		s += n;
+		len -= n;
+	}
+}
+
+/* Plain text, a new line after each sentence (". "), as man pages want. */
+static void
+config_man_sentences(FILE *out, const char *s, size_t len)
+{
+	const char *end = s + len;
+
+	while (s < end) {
+		const char *p = s;
+		while (p + 1 < end && !(p[0] == '.' && p[1] == ' '))
+			p++;
+		p = p + 1 < end ? p + 1 : end;
+		config_man_text(out, s, (size_t)(p - s));
+		s = p;
+	}
+}
+
+/* Help text with `code` spans as .Ql lines (a following , . ; : or ) rides along). */
+static void
+config_man_help(FILE *out, const char *help)
+{
+	const char *s = help;
+
+	while (*s != '\0') {
+		const char *tick = strchr(s, '`'), *close;
+
+		if (tick == NULL || (close = strchr(tick + 1, '`')) == NULL) {
+			config_man_sentences(out, s, strlen(s));
+			return;
+		}
+		config_man_sentences(out, s, (size_t)(tick - s));
+		fprintf(out, ".Ql %.*s\\&", (int)(close - tick - 1), tick + 1);
+		s = close + 1;
+		if (strchr(",.;:)", *s) != NULL && *s != '\0' && (s[1] == ' ' || s[1] == '\0')) {
+			fprintf(out, " %c", *s);
+			s++;
+		}
+		fputc('\n', out);
+	}
+}
+
+void
+config_print_man(FILE *out)
+{
+	/* Macros take the punctuation after a blank; plain text right after. */
+	static const struct {
+		unsigned bit;
+		const char *text;
+		int macro;
+	} readers[] = {
+		{ CONFIG_CHATD, ".Xr chatd 8", 1 },
+		{ CONFIG_API, ".Xr chat-api 8", 1 },
+		{ CONFIG_SYNC, ".Xr chat-sync 8", 1 },
+		{ CONFIG_CTL, ".Xr chatctl 1", 1 },
+		{ CONFIG_WEB, "the quick start's web server configuration", 0 },
+	};
+	const size_t nreaders = sizeof readers / sizeof readers[0];
+
+	fputs(".Bl -tag -width Ds\n", out);
+	for (size_t i = 0; i < CONFIG_COUNT; i++) {
+		const struct config_option *opt = &config_table[i];
+		size_t left = 0, k;
+
+		fprintf(out, ".It Ev %s\n", opt->key);
+		config_man_help(out, opt->help);
+		if (opt->def == NULL)
+			fputs("Default: unset.\n", out);
+		else if (*opt->def == '\0')
+			fputs("Default: empty.\n", out);
+		else
+			fprintf(out, "Default:\n.Ql %s\\& .\n", opt->def);
+		if (opt->type == CONFIG_INT)
+			fprintf(out, "Range: %lld to %lld.\n", opt->min, opt->max);
+		else if (opt->type == CONFIG_MILLIS)
+			fprintf(out, "Range: %lld to %lld seconds.\n", opt->min / 1000,
+			    opt->max / 1000);
+		for (k = 0; k < nreaders; k++)
+			left += (opt->programs & readers[k].bit) != 0;
+		if (left == 0)
+			continue;
+		fputs("Read by\n", out);
+		for (k = 0; k < nreaders; k++) {
+			const char *punct;
+
+			if (!(opt->programs & readers[k].bit))
+				continue;
+			left--;
+			punct = left == 0 ? "." : left > 1 ? "," : "";
+			fprintf(out, "%s%s%s\n", readers[k].text,
+			    readers[k].macro && *punct ? " " : "", punct);
+			if (left == 1)
+				fputs("and\n", out);
+		}
+	}
+	fputs(".El\n", out);
 }

@@ -106,9 +106,28 @@ int config_check_address(const char *addr);
  * short enough for a socket address; 0 ok, -1 bad. */
 int config_check_listen(const char *spec);
 
-/* Writes the option list for --help. */
-void config_print_help(FILE *out);
-/* Writes the README's configuration table (Markdown). */
+/* Who reads a setting: the settings table's programs field. */
+#define CONFIG_API 0x1 /* chat-api */
+#define CONFIG_CHATD 0x2 /* chatd */
+#define CONFIG_SYNC 0x4 /* chat-sync */
+#define CONFIG_CTL 0x8 /* chatctl */
+#define CONFIG_WEB 0x10 /* contrib/quickstart.sh and render-config.sh */
+
+/* Writes the settings program (CONFIG_API, ...) reads, for its --help. */
+void config_print_help(FILE *out, unsigned program);
+/* Writes the README's configuration table (Markdown): every setting. */
 void config_print_markdown(FILE *out);
+/* Writes the settings as an mdoc(7) tag list, for the chatd.env(5) page. */
+void config_print_man(FILE *out);
+/* 0 when every entry of the table names the programs reading it; else -1 and *cause. */
+int config_check_table(char **cause);
+
+/*
+ * The known setting closest to an unknown key (for "did you mean"): one
+ * that differs only in case, '_' or '-', else one within
+ * CONFIG_SUGGEST_DISTANCE edits; NULL if none is that close.
+ */
+#define CONFIG_SUGGEST_DISTANCE 2
+const char *config_suggest(const char *key);
 
 #endif

@@ -6,11 +6,15 @@
  */
 #include "autoconf.h"
 
+#include <sys/stat.h>
+
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
@@ -469,6 +473,27 @@ db_oom(void)
 	abort();
 }
 
+/*
+ * SQLite's message, with the system's reason when a file could not be
+ * opened, read or written: "unable to open database file" alone does not
+ * say that a folder is not writable (the -wal and -shm files go there).
+ */
+static char *
+db_sqlite_cause(const char *path, sqlite3 *sq)
+{
+	int code = sqlite3_errcode(sq) & 0xff, err = sqlite3_system_errno(sq);
+
+	if (sqlite3_extended_errcode(sq) == SQLITE_READONLY_DIRECTORY ||
+	    (code == SQLITE_READONLY && err == 0 && access(path, W_OK) == 0))
+		return xasprintf("database %s: %s: its folder is not writable (the -wal and -shm "
+				 "files go there)",
+		    path, sqlite3_errmsg(sq));
+	if (err != 0 &&
+	    (code == SQLITE_CANTOPEN || code == SQLITE_IOERR || code == SQLITE_READONLY))
+		return xasprintf("database %s: %s: %s", path, sqlite3_errmsg(sq), strerror(err));
+	return xasprintf("database %s: %s", path, sqlite3_errmsg(sq));
+}
+
 static void
 db_set_cause(struct db *db, char **cause)
 {
@@ -476,7 +501,7 @@ db_set_cause(struct db *db, char **cause)
 
 	db->busy_failed = code == SQLITE_BUSY || code == SQLITE_LOCKED;
 	db->last_code = code;
-	*cause = xasprintf("database %s: %s", db->path, sqlite3_errmsg(db->sq));
+	*cause = db_sqlite_cause(db->path, db->sq);
 }
 
 void
@@ -834,8 +859,31 @@ db_use_wal(struct db *db, char **cause)
 	return DB_OK;
 }
 
+static int db_open_mode(const char *path, int create, struct db **out, char **cause);
+
 int
 db_open(const char *path, struct db **out, char **cause)
+{
+	return db_open_mode(path, 1, out, cause);
+}
+
+int
+db_open_existing(const char *path, struct db **out, char **cause)
+{
+	struct stat st;
+
+	*out = NULL;
+	if (stat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return DB_NOTFOUND;
+		*cause = xasprintf("database %s: %s", path, strerror(errno));
+		return DB_ERROR;
+	}
+	return db_open_mode(path, 0, out, cause);
+}
+
+static int
+db_open_mode(const char *path, int create, struct db **out, char **cause)
 {
 	struct db *db;
 	char *memdir;
@@ -858,11 +906,11 @@ db_open(const char *path, struct db **out, char **cause)
 		return DB_ERROR;
 	db = xcalloc(1, sizeof *db);
 	db->path = xstrdup(path);
-	rc = sqlite3_open_v2(
-	    path, &db->sq, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	rc = sqlite3_open_v2(path, &db->sq,
+	    SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		*cause = xasprintf("database %s: %s", path,
-		    db->sq != NULL ? sqlite3_errmsg(db->sq) : sqlite3_errstr(rc));
+		*cause = db->sq != NULL ? db_sqlite_cause(path, db->sq)
+					: xasprintf("database %s: %s", path, sqlite3_errstr(rc));
 		goto fail;
 	}
 	sqlite3_extended_result_codes(db->sq, 1);

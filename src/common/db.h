@@ -40,6 +40,12 @@ struct db;
  * DB_SCHEMA_VERSION. The file's directory must be writable (-wal, -shm).
  */
 int db_open(const char *path, struct db **out, char **cause);
+/*
+ * db_open() of a database that must exist already (chatctl, which must
+ * not leave an empty database where the operator's is not): DB_NOTFOUND,
+ * without *cause, when there is no file at path.
+ */
+int db_open_existing(const char *path, struct db **out, char **cause);
 /* NULL is allowed. An open db_tx_begin() transaction is rolled back. */
 void db_close(struct db *db);
 /* The database's PRAGMA user_version, or -1. */

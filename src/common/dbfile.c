@@ -182,7 +182,8 @@ dbfile_prepare(const char *path, int private_dir, char **cause)
 	if (private_dir && dbfile_private_dir(folder, cause) != 0)
 		goto out;
 	if (stat(folder, &dir) != 0) {
-		*cause = xasprintf("folder of the database %s: %s", path, strerror(errno));
+		*cause =
+		    xasprintf("database %s: cannot open its folder: %s", path, strerror(errno));
 		goto out;
 	}
 	mode = (dir.st_mode & S_ISGID) ? 0660 : 0600;
@@ -215,7 +216,7 @@ dbfile_prepare(const char *path, int private_dir, char **cause)
 		    xasprintf("%s is a symbolic link inside the private folder; refusing it", path);
 		goto out;
 	} else {
-		*cause = xasprintf("cannot create the database %s: %s", path, strerror(errno));
+		*cause = xasprintf("database %s: cannot create it: %s", path, strerror(errno));
 		goto out;
 	}
 	/* A planted -wal would be replayed into the database at open. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "sdnotify.h"
 
 int
@@ -67,4 +68,15 @@ sdnotify_watchdog_interval_ms(void)
 		return 0;
 	/* Half the timeout, as sd_watchdog_enabled(3) advises; at least 1 ms. */
 	return us / 2000 > 0 ? (int64_t)(us / 2000) : 1;
+}
+
+void
+sdnotify_notify(const char *state)
+{
+	static int warned;
+
+	if (sdnotify_send(state) != 0 && !warned) {
+		warned = 1;
+		log_warn("NOTIFY_SOCKET: cannot notify systemd: %s", strerror(errno));
+	}
 }

@@ -21,6 +21,12 @@
 int sdnotify_send(const char *state);
 
 /*
+ * sdnotify_send() for a program's one notifying thread: a failure is
+ * logged once (a warning), never fatal.
+ */
+void sdnotify_notify(const char *state);
+
+/*
  * How often to send WATCHDOG=1, in ms: half of WATCHDOG_USEC when it is
  * set for this process (WATCHDOG_PID, when present, names us), else 0.
  */

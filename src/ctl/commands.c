@@ -269,12 +269,22 @@ commands_db_open(struct chatctl *c, struct db **db)
 	*db = NULL;
 	if (c->no_db)
 		return 0;
-	if (db_open(c->cfg.database_path, db, &cause) != DB_OK) {
-		fprintf(c->err, "chatctl: database %s: %s\n", c->cfg.database_path, cause);
+	switch (db_open_existing(c->cfg.database_path, db, &cause)) {
+	case DB_OK:
+		return 0;
+	case DB_NOTFOUND:
+		fprintf(c->err,
+		    "chatctl: DATABASE_URL%s: no database at %s: chatctl opens an existing "
+		    "database only (chatd, chat-api and chat-sync create it); set DATABASE_URL "
+		    "to the one they use, or add --no-db\n",
+		    c->cfg.database_is_memory ? " (unset or sqlite::memory:)" : "",
+		    c->cfg.database_path);
+		return -1;
+	default:
+		fprintf(c->err, "chatctl: DATABASE_URL: %s\n", cause);
 		free(cause);
 		return -1;
 	}
-	return 0;
 }
 
 /* Reports a record that failed (rc, not DB_OK) with the words for

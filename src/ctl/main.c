@@ -83,12 +83,13 @@ usage(FILE *out)
 	    "ban, unban and close are recorded in the database (DATABASE_URL) first, as the\n"
 	    "REST API does, then chatd is told; chatd reloads the database when it starts.\n"
 	    "dead-letters works on the database alone.\n"
-	    "Settings come from the environment, then $CHAT_ENV_FILE, ./.env or\n"
-	    "%s/chatd/chatd.env.\n"
+	    "The database must exist already (chat-api, chatd or chat-sync create it):\n"
+	    "chatctl never creates one.\n"
 	    "\n"
 	    "Exit status: 0 done; 1 chatd or the database refused or failed (code and message\n"
-	    "on stderr); 2 usage or configuration error; 3 chatd not running or not answering.\n",
-	    SYSCONFDIR);
+	    "on stderr); 2 usage or configuration error; 3 chatd not running or not answering.\n"
+	    "\n");
+	config_print_help(out, CONFIG_CTL);
 }
 
 static int usage_error(const struct commands_entry *, const char *, ...)

@@ -51,7 +51,7 @@ usage(FILE *out)
 	    "  -h, --help     this text\n"
 	    "  -V, --version  print the version and exit\n"
 	    "\n");
-	config_print_help(out);
+	config_print_help(out, CONFIG_SYNC);
 }
 
 int
@@ -114,7 +114,7 @@ main(int argc, char **argv)
 	if (deliver_global_init(&cause) != 0)
 		fatal("%s", cause);
 	if (db_open(cfg.database_path, &db, &cause) != DB_OK)
-		fatal("database %s: %s", cfg.database_path, cause);
+		fatal("DATABASE_URL: %s", cause);
 	if (encode_target != NULL)
 		rc = sync_encode_only(&cfg, db, encode_target, &main_stop, &cause);
 	else {

@@ -45,6 +45,7 @@
 #include "deliver.h"
 #include "jsonw.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "sign.h"
 #include "sync.h"
 #include "targets.h"
@@ -95,7 +96,22 @@ struct sync {
 	struct sync_target *t;
 	size_t n;
 	int64_t settle_at; /* monotonic ms of the next sync request clean-up */
+	int64_t watchdog_ms; /* WATCHDOG=1 this often (--daemon under systemd), else 0 */
+	int64_t ping_at; /* monotonic ms of the next WATCHDOG=1 */
 };
+
+/* Pings systemd's watchdog when due: before every step, since one step
+ * (a delivery) can block up to CALLBACK_TIMEOUT_SECONDS. */
+static void
+sync_watchdog(struct sync *s)
+{
+	int64_t now;
+
+	if (s->watchdog_ms <= 0 || (now = clock_mono_ms()) < s->ping_at)
+		return;
+	sdnotify_notify("WATCHDOG=1");
+	s->ping_at = now + s->watchdog_ms;
+}
 
 /* 0 locked, 1 held by another process, -1 with *cause. */
 static int
@@ -795,7 +811,15 @@ sync_run(
 		sync_free(&s);
 		return -1;
 	}
+	if (mode == SYNC_DAEMON) {
+		/* A Type=notify unit is started once the targets are set up. One
+		 * delivery blocks at most CALLBACK_TIMEOUT_SECONDS between two
+		 * pings, so WatchdogSec must be longer than that. */
+		sdnotify_notify("READY=1");
+		s.watchdog_ms = sdnotify_watchdog_interval_ms();
+	}
 	while (!*stop) {
+		sync_watchdog(&s);
 		now = clock_mono_ms();
 		for (i = 0; i < s.n && !*stop; i++) {
 			t = &s.t[i];
@@ -803,8 +827,10 @@ sync_run(
 			    (t->state == SYNC_ST_IDLE || t->state == SYNC_ST_BUSY ||
 				t->state == SYNC_ST_FAILED))
 				continue;
-			if (t->next_at <= now)
+			if (t->next_at <= now) {
+				sync_watchdog(&s);
 				sync_step(&s, t);
+			}
 		}
 		now = clock_mono_ms();
 		if (now >= s.settle_at) {
@@ -832,8 +858,12 @@ sync_run(
 					wake = t->next_at;
 			}
 		}
+		if (s.watchdog_ms > 0 && s.ping_at < wake)
+			wake = s.ping_at; /* never sleep through a ping */
 		sync_sleep_ms(wake - now);
 	}
+	if (*stop && mode == SYNC_DAEMON)
+		sdnotify_notify("STOPPING=1");
 	for (i = 0; i < s.n; i++) {
 		if (s.t[i].state == SYNC_ST_FAILED || s.t[i].state == SYNC_ST_WAIT ||
 		    s.t[i].replay_failed)

@@ -427,6 +427,21 @@ def t_database(e, chk):
         # a database that cannot be opened
         r = e.run("ban", rid, "u9", extra={"DATABASE_URL": "sqlite:/nonexistent-dir/x/chat.db"})
         chk.ok(r.rc == 1 and "database" in r.err, "unusable database exits 1", repr(r))
+        chk.ok(r.err.startswith("chatctl: DATABASE_URL: no database at /nonexistent-dir/x/chat.db:")
+               and r.err.count("/nonexistent-dir/x/chat.db") == 1 and r.err.count("\n") == 1,
+               "it names DATABASE_URL and the path, once, in one line", repr(r))
+        # chatctl never creates a database: a missing file stays missing
+        for cmd in (["ban", rid, "u9"], ["unban", rid, "u9"], ["close", rid]):
+            missing = os.path.join(e.tmp, "missing.db")
+            r = e.run(*cmd, extra={"DATABASE_URL": "sqlite:" + missing})
+            chk.ok(r.rc == 1 and "DATABASE_URL" in r.err and missing in r.err and "existing database" in r.err,
+                   "%s with no database file says which one it looked for" % cmd[0], repr(r))
+            chk.eq([f for f in os.listdir(e.tmp) if f.startswith("missing.db")], [],
+                   "%s created no database file" % cmd[0])
+        # a directory where the file should be: the system's reason, once
+        r = e.run("ban", rid, "u9", extra={"DATABASE_URL": "sqlite:" + os.path.join(e.db, "x.db")})
+        chk.ok(r.rc == 1 and r.err.startswith("chatctl: DATABASE_URL: ") and r.err.count("Not a directory") == 1,
+               "a path through a file names DATABASE_URL and the cause", repr(r))
     finally:
         if fake is not None:
             fake.stop()

@@ -15,7 +15,10 @@
 - chatd on a Unix socket (CHATD_ADDR=unix:PATH) renders into each server's
   spelling and passes its check; bad socket paths are refused;
 - lighttpd's JSON error documents exist where the config points;
-- contrib/quickstart.sh parses and prints its help.
+- contrib/quickstart.sh parses and prints its help; `run` installs what
+  building and running need and `test` adds what the tests need; the .env
+  it creates names the database and control socket the stack uses, which
+  chatctl run from the checkout then finds.
 Exit 0 on success, 1 on failure."""
 import json
 import os
@@ -321,18 +324,29 @@ def t_systemd(chk, tmp):
         return
     d = os.path.join(tmp, "units")
     os.mkdir(d)
-    names = sorted(os.listdir(os.path.join(stack.CONTRIB, "systemd")))
-    for n in names:
+    # The templates' @bindir@ and @sysconfdir@ as make install fills them in,
+    # with a bindir of links to the built programs.
+    bindir = os.path.join(tmp, "bin")
+    os.mkdir(bindir)
+    src = os.path.dirname(os.path.dirname(stack.CHAT_API))
+    for prog, sub in (("chat-api", "api"), ("chatd", "chatd"), ("chat-sync", "sync"), ("chatctl", "ctl")):
+        os.symlink(os.path.join(src, sub, prog), os.path.join(bindir, prog))
+    names = []
+    for n in sorted(os.listdir(os.path.join(stack.CONTRIB, "systemd"))):
         with open(os.path.join(stack.CONTRIB, "systemd", n), encoding="utf-8") as f:
-            unit = f.read().replace("/usr/local/bin/chat-api", stack.CHAT_API)
-            unit = unit.replace("/usr/local/bin/chat-sync",
-                                os.path.join(os.path.dirname(os.path.dirname(stack.CHAT_API)),
-                                             "sync", "chat-sync"))
-            unit = unit.replace("/usr/local/bin/chatd",
-                                os.path.join(os.path.dirname(os.path.dirname(stack.CHAT_API)),
-                                             "chatd", "chatd"))
+            unit = f.read()
+        if n.endswith(".in"):
+            n = n[:-3]
+            unit = unit.replace("@bindir@", bindir).replace("@sysconfdir@", os.path.join(tmp, "etc"))
+        chk.eq(re.findall(r"@[a-z_]+@", unit), [], "%s: no placeholder left" % n)
+        names.append(n)
         with open(os.path.join(d, n), "w", encoding="utf-8") as f:
             f.write(unit)
+    for n, watchdog in (("chatd.service", 30), ("chat-sync.service", 120), ("chat-api.service", 30)):
+        with open(os.path.join(d, n), encoding="utf-8") as f:
+            unit = f.read()
+        chk.ok("\nType=notify\n" in unit and "\nWatchdogSec=%ds\n" % watchdog in unit,
+               "%s is Type=notify with WatchdogSec=%ds" % (n, watchdog))
     code, text = run([exe, "verify"] + [os.path.join(d, n) for n in names], timeout=60)
     chk.ok(code == 0 and text.strip() == "", "systemd-analyze verify %s" % " ".join(names), text)
 
@@ -345,13 +359,64 @@ def t_quickstart(chk, tmp):
     chk.ok(code == 0 and "Usage:" in text and "test" in text, "quickstart.sh help", text[:200])
     code, text = run(["/bin/bash", qs, "bogus"])
     chk.eq(code, 2, "quickstart.sh refuses an unknown command")
-    with open(qs, encoding="utf-8") as f:
-        body = f.read()
-    for pkg in ("libfcgi-dev", "libwebsockets-dev", "libcjson-dev", "check", "lighttpd", "apache2", "nginx",
-                "spawn-fcgi", "python3", "sqlite3", "socat", "valgrind", "clang-format", "cppcheck",
-                "clang", "libclang-rt-dev"):
-        chk.ok(re.search(r"(?<!\S)%s(?!\S)" % re.escape(pkg), body.split("PACKAGES=(")[1].split(")")[0]) is not None,
-               "quickstart installs %s" % pkg)
+    def packages(which, front=None):
+        env = stack.clean_env({"QUICKSTART_FRONT": front} if front else None)
+        code, text = run(["/bin/bash", qs, "packages", which], env=env)
+        return code, text.split()
+
+    build = ["build-essential", "autoconf", "automake", "pkg-config", "libfcgi-dev", "libwebsockets-dev",
+             "libwebsockets-evlib-uv", "libuv1-dev", "libsqlite3-dev", "libcurl4-openssl-dev", "libcjson-dev",
+             "check", "libssl-dev"]
+    only_tests = ["apache2", "lighttpd", "valgrind", "clang-format", "cppcheck", "mandoc", "spawn-fcgi", "socat",
+                  "clang", "libclang-rt-dev"]
+    code, run_set = packages("run")
+    chk.eq(code, 0, "quickstart.sh packages")
+    chk.eq([p for p in build + ["nginx", "curl", "sqlite3"] if p not in run_set], [],
+           "run installs what building and running behind nginx need")
+    chk.eq([p for p in only_tests if p in run_set], [], "run installs nothing only the tests need")
+    code, lt_set = packages("run", "lighttpd")
+    chk.ok("lighttpd" in lt_set and "apache2" not in lt_set, "run adds lighttpd when it is the front", repr(lt_set))
+    code, test_set = packages("test")
+    chk.eq([p for p in build + only_tests + ["nginx", "curl", "sqlite3", "python3", "systemd", "util-linux"]
+            if p not in test_set], [], "test installs what the tests need too")
+    chk.eq(len(test_set), len(set(test_set)), "each package once")
+    code, text = run(["/bin/bash", qs, "packages", "bogus"])
+    chk.ok(code != 0, "an unknown package set is refused", text)
+
+    # The .env it creates names the database and control socket the stack
+    # uses, so chatctl run from the checkout finds them.
+    top = os.path.join(tmp, "checkout")
+    os.makedirs(os.path.join(top, "contrib"))
+    for n in ("quickstart.sh", "env.example"):
+        shutil.copy(os.path.join(stack.CONTRIB, n), os.path.join(top, "contrib", n))
+    code, text = run(["/bin/bash", os.path.join(top, "contrib", "quickstart.sh"), "env"])
+    state = os.path.join(top, "state")
+    chk.ok(code == 0 and ("DATABASE_URL=sqlite:%s/chat.db" % state) in text
+           and ("CONTROL_SOCKET=%s/control.sock" % state) in text, "quickstart.sh env", text)
+    env_path = os.path.join(top, ".env")
+    with open(env_path, encoding="utf-8") as f:
+        created = f.read()
+    chk.ok(re.search(r"^DATABASE_URL=sqlite:%s/chat\.db$" % re.escape(state), created, re.M)
+           and re.search(r"^CONTROL_SOCKET=%s/control\.sock$" % re.escape(state), created, re.M)
+           and re.search(r"^ADMIN_API_KEY=your_secret_api_key$", created, re.M),
+           "the created .env sets ADMIN_API_KEY, DATABASE_URL and CONTROL_SOCKET", created[-400:])
+    chk.eq(os.stat(env_path).st_mode & 0o777, 0o600, "the created .env is owner-only")
+    chatctl = os.path.join(os.path.dirname(os.path.dirname(stack.CHAT_API)), "ctl", "chatctl")
+    p = subprocess.run([chatctl, "status"], cwd=top, env=stack.clean_env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    chk.ok(p.returncode == 3 and os.path.join(state, "control.sock").encode() in p.stderr,
+           "chatctl run from the checkout asks the quick start's control socket", repr(p.stderr))
+    p = subprocess.run([chatctl, "ban", "r", "u"], cwd=top, env=stack.clean_env(), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    chk.ok(p.returncode == 1 and os.path.join(state, "chat.db").encode() in p.stderr
+           and not os.path.exists(os.path.join(state, "chat.db")),
+           "chatctl looks for the quick start's database and creates none", repr(p.stderr))
+    # A second run keeps the operator's .env as it is.
+    with open(env_path, "a", encoding="utf-8") as f:
+        f.write("LOG_LEVEL=debug\n")
+    code, text = run(["/bin/bash", os.path.join(top, "contrib", "quickstart.sh"), "env"])
+    with open(env_path, encoding="utf-8") as f:
+        chk.ok(code == 0 and f.read() == created + "LOG_LEVEL=debug\n", "an existing .env is left alone")
 
 
 def t_bad_settings(chk, tmp):

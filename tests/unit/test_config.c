@@ -255,6 +255,36 @@ print_to_string(void (*print)(FILE *))
 	return buf;
 }
 
+static void
+print_help_all(FILE *f)
+{
+	config_print_help(f, ~0u);
+}
+
+static void
+print_help_api(FILE *f)
+{
+	config_print_help(f, CONFIG_API);
+}
+
+static void
+print_help_chatd(FILE *f)
+{
+	config_print_help(f, CONFIG_CHATD);
+}
+
+static void
+print_help_sync(FILE *f)
+{
+	config_print_help(f, CONFIG_SYNC);
+}
+
+static void
+print_help_ctl(FILE *f)
+{
+	config_print_help(f, CONFIG_CTL);
+}
+
 /* Every key the table must hold: the seed's, then chatd's own. */
 static const char *const all_keys[] = {
 	"DATABASE_URL",
@@ -1102,7 +1132,7 @@ START_TEST(test_load_never_prints_secret)
 	free(err);
 
 	/* --help and the README table show defaults only, whatever is loaded. */
-	help = print_to_string(config_print_help);
+	help = print_to_string(print_help_all);
 	md = print_to_string(config_print_markdown);
 	ck_assert_ptr_null(strstr(help, "s3cret"));
 	ck_assert_ptr_null(strstr(md, "s3cret"));
@@ -1153,12 +1183,123 @@ START_TEST(test_print_help_every_key_once)
 	char *help;
 	size_t i;
 
-	help = print_to_string(config_print_help);
+	help = print_to_string(print_help_all);
 	for (i = 0; i < NKEYS; i++) {
 		ck_assert_msg(count_rows(help, "  ", all_keys[i], " ") == 1,
 		    "%s: not exactly one line", all_keys[i]);
 	}
 	free(help);
+}
+END_TEST
+
+/* Each program's --help lists what it reads, and nothing it never reads. */
+START_TEST(test_print_help_per_program)
+{
+	static const struct {
+		void (*print)(FILE *);
+		const char *has[4], *lacks[4];
+	} cases[] = {
+		{ print_help_api,
+		    { "ADMIN_API_KEY", "API_THREADS", "DATABASE_URL", "TOKEN_SECRET" },
+		    { "QUEUE_LOW_FRAMES", "CHATD_LISTEN", "CALLBACK_TIMEOUT_SECONDS",
+			"BIND_ADDRESS" } },
+		{ print_help_chatd,
+		    { "CHATD_LISTEN", "QUEUE_HIGH_FRAMES", "CONTROL_SOCKET", "LOG_LEVEL" },
+		    { "ADMIN_API_KEY", "API_THREADS", "SYNC_INTERVAL_SECONDS",
+			"CONTROL_TIMEOUT_MS" } },
+		{ print_help_sync,
+		    { "CALLBACK_TIMEOUT_SECONDS", "ROOM_EVENT_CALLBACK_URL", "DATABASE_URL",
+			"CALLBACK_SIGNING_SECRET" },
+		    { "CHATD_LISTEN", "ADMIN_API_KEY", "MAX_FRAME_BYTES", "BIND_ADDRESS" } },
+		{ print_help_ctl, { "CONTROL_SOCKET", "CONTROL_TIMEOUT_MS", "DATABASE_URL", NULL },
+		    { "ADMIN_API_KEY", "CHATD_LISTEN", "LOG_LEVEL", "API_THREADS" } },
+	};
+
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		char *help = print_to_string(cases[c].print);
+		for (size_t i = 0; i < 4; i++) {
+			if (cases[c].has[i] != NULL)
+				ck_assert_msg(count_rows(help, "  ", cases[c].has[i], " ") == 1,
+				    "case %zu: %s missing", c, cases[c].has[i]);
+			ck_assert_msg(count_rows(help, "  ", cases[c].lacks[i], " ") == 0,
+			    "case %zu: %s listed", c, cases[c].lacks[i]);
+		}
+		free(help);
+	}
+}
+END_TEST
+
+START_TEST(test_table_names_programs)
+{
+	char *cause = NULL;
+
+	ck_assert_msg(config_check_table(&cause) == 0, "%s", cause ? cause : "");
+}
+END_TEST
+
+START_TEST(test_suggest)
+{
+	ck_assert_str_eq(config_suggest("DATABSE_URL"), "DATABASE_URL");
+	ck_assert_str_eq(config_suggest("database_url"), "DATABASE_URL");
+	ck_assert_str_eq(config_suggest("DatabaseUrl"), "DATABASE_URL");
+	ck_assert_str_eq(config_suggest("LOG-LEVEL"), "LOG_LEVEL");
+	ck_assert_str_eq(config_suggest("CONTROL_SOCKETS"), "CONTROL_SOCKET");
+	ck_assert_str_eq(config_suggest("MAX_CONECTIONS"), "MAX_CONNECTIONS");
+	ck_assert_str_eq(config_suggest("ADMIN_APIKEY"), "ADMIN_API_KEY");
+	ck_assert_str_eq(config_suggest("TOKEN_SECERT"), "TOKEN_SECRET"); /* two edits */
+	ck_assert_ptr_null(config_suggest("NOT_A_SETTING"));
+	ck_assert_ptr_null(config_suggest("TOKEN_SAUCE"));
+	ck_assert_ptr_null(config_suggest(""));
+}
+END_TEST
+
+START_TEST(test_load_unknown_key_suggests)
+{
+	struct load_args la;
+	char *err;
+
+	memset(&la, 0, sizeof la);
+	fakeenv_set(
+	    &la.env, "CHAT_ENV_FILE", tmp_file("test.env", "ADMN_API_KEY=x\nNOT_A_SETTING=1\n"));
+	err = capture_stderr(load_captured, &la);
+	ck_assert_int_eq(la.rc, 0);
+	assert_contains(err, "unknown setting ADMN_API_KEY ignored (did you mean ADMIN_API_KEY?)");
+	assert_contains(err, "unknown setting NOT_A_SETTING ignored\n");
+	ck_assert_ptr_null(la.cfg.admin_api_key);
+	config_clear(&la.cfg);
+	free(err);
+}
+END_TEST
+
+/* The chatd.env(5) list: every key once, lines roff accepts. */
+START_TEST(test_print_man)
+{
+	char *man = print_to_string(config_print_man), *row;
+	const char *line;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		row = xasprintf(".It Ev %s\n", all_keys[i]);
+		ck_assert_msg(strstr(man, row) != NULL && strstr(strstr(man, row) + 1, row) == NULL,
+		    "%s: not exactly one entry", all_keys[i]);
+		free(row);
+	}
+	ck_assert_int_eq(strncmp(man, ".Bl -tag -width Ds\n", 19), 0);
+	assert_contains(man, ".Ql sqlite::memory:\\&");
+	assert_contains(man,
+	    "Read by\n.Xr chatd 8 ,\n.Xr chat-api 8 ,\n.Xr chat-sync 8\nand\n.Xr chatctl 1 .\n");
+	assert_contains(man, "Default:\n.Ql 127.0.0.1:3001\\& .\n");
+	ck_assert_ptr_null(strchr(man, '`'));
+	for (line = man; *line != '\0';) {
+		const char *eol = strchr(line, '\n');
+		ck_assert_ptr_nonnull(eol);
+		ck_assert_msg(
+		    eol - line <= 80, "line longer than 80 bytes: %.*s", (int)(eol - line), line);
+		ck_assert_msg(eol > line && *line != ' ' && *line != '\'', "bad line start: %.*s",
+		    (int)(eol - line), line);
+		line = eol + 1;
+	}
+	ck_assert_int_eq(strcmp(man + strlen(man) - 4, ".El\n"), 0);
+	free(man);
 }
 END_TEST
 
@@ -1202,12 +1343,17 @@ unit_suite(void)
 	tcase_add_test(tc, test_load_database_url);
 	tcase_add_test(tc, test_load_empty_admin_key_is_unset);
 	tcase_add_test(tc, test_load_unknown_key_warns);
+	tcase_add_test(tc, test_load_unknown_key_suggests);
 	tcase_add_test(tc, test_load_never_prints_secret);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("print");
 	tcase_add_test(tc, test_print_markdown_every_key_once);
 	tcase_add_test(tc, test_print_help_every_key_once);
+	tcase_add_test(tc, test_print_help_per_program);
+	tcase_add_test(tc, test_table_names_programs);
+	tcase_add_test(tc, test_print_man);
+	tcase_add_test(tc, test_suggest);
 	suite_add_tcase(s, tc);
 	return s;
 }
