@@ -288,6 +288,88 @@ START_TEST(test_dispatch_auth)
 }
 END_TEST
 
+/* A request with only an Authorization header; returns the status, fills *resp. */
+static int
+call_bearer(const char *uri, const char *authorization, struct api_response *resp)
+{
+	struct api_request req;
+	struct membody b = { "", 0, 0 };
+
+	memset(&req, 0, sizeof req);
+	req.method = "GET";
+	req.uri = uri;
+	req.authorization = authorization;
+	req.content_length = 0;
+	req.read_body = mem_read;
+	req.io = &b;
+	api_dispatch(&ctx, &req, resp);
+	return resp->status;
+}
+
+START_TEST(test_dispatch_bearer)
+{
+	static const struct {
+		const char *authorization;
+		int status;
+	} cases[] = {
+		{ "Bearer " KEY, 200 },
+		{ "bearer " KEY, 200 },
+		{ "BEARER \t " KEY, 200 },
+		{ "Bearer " KEY "x", 401 },
+		{ "Bearer wrong", 401 },
+		{ "Bearer ", 401 },
+		{ "Bearer" KEY, 401 },
+		{ "Basic " KEY, 401 },
+		{ KEY, 401 },
+		{ "", 401 },
+	};
+	struct api_response resp;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ck_assert_msg(call_bearer("/management/rooms", cases[i].authorization, &resp) ==
+			cases[i].status,
+		    "Authorization: %s", cases[i].authorization);
+		api_response_clear(&resp);
+	}
+}
+END_TEST
+
+START_TEST(test_dispatch_metrics)
+{
+	struct api_response resp;
+	cJSON *r;
+	char *head;
+
+	/* one request counted before the scrape, one refused for its key */
+	ck_assert_int_eq(call("GET", "/management/rooms", KEY, NULL, NULL, 0, &r, NULL), 200);
+	cJSON_Delete(r);
+	ck_assert_int_eq(call("GET", "/management/rooms", "wrong", NULL, NULL, 0, &r, NULL), 401);
+	cJSON_Delete(r);
+	ck_assert_int_eq(call_bearer("/management/metrics", "Bearer " KEY, &resp), 200);
+	head = api_response_head(&resp);
+	ck_assert_ptr_nonnull(strstr(head, "Content-Type: text/plain; version=0.0.4"));
+	free(head);
+	/* no chatd here: its part is left out and said so */
+	ck_assert_ptr_nonnull(strstr(resp.body, "\nchatd_up 0\n"));
+	ck_assert_ptr_null(strstr(resp.body, "chatd_connections"));
+	ck_assert_ptr_nonnull(strstr(resp.body,
+	    "chatd_api_requests_total{method=\"GET\",route=\"/management/rooms\",status=\"200\"} "
+	    "1\n"));
+	ck_assert_ptr_nonnull(strstr(
+	    resp.body, "chatd_api_requests_total{method=\"\",route=\"none\",status=\"401\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(resp.body,
+	    "chatd_api_request_duration_seconds_count{method=\"GET\",route=\"/management/"
+	    "rooms\"} 1\n"));
+	api_response_clear(&resp);
+	/* an error from the metrics route is JSON again */
+	ck_assert_int_eq(call_bearer("/management/metrics", "Bearer no", &resp), 401);
+	head = api_response_head(&resp);
+	ck_assert_ptr_nonnull(strstr(head, "Content-Type: application/json"));
+	free(head);
+	api_response_clear(&resp);
+}
+END_TEST
+
 START_TEST(test_dispatch_routing_errors)
 {
 	struct api_response resp;
@@ -792,6 +874,8 @@ unit_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, test_dispatch_auth);
+	tcase_add_test(tc, test_dispatch_bearer);
+	tcase_add_test(tc, test_dispatch_metrics);
 	tcase_add_test(tc, test_dispatch_routing_errors);
 	tcase_add_test(tc, test_dispatch_head);
 	tcase_add_test(tc, test_dispatch_busy);
