@@ -4,7 +4,7 @@ Metrics: the real stack (lighttpd, chat-api, chatd) scraped the way a
 stock Prometheus does (GET /management/metrics with Authorization: Bearer),
 every exposition validated by `promtool check metrics` (Debian's
 prometheus package), and the values checked to move with WebSocket and
-REST traffic; then chat-sync --once writing METRICS_TEXTFILE for
+REST traffic (the scrape itself through every web server); then chat-sync --once writing METRICS_TEXTFILE for
 node_exporter, validated and checked the same way.
 
 Python 3 standard library only; run with /usr/bin/python3.
@@ -223,6 +223,11 @@ def main():
             ("chat-sync textfile", t_sync_textfile),
             ("chatd down", t_chatd_down),
         ], settings(RCV))
+        # The bearer credential must reach chat-api through every web
+        # server's shipped config (Apache passes it only when told).
+        for front in ("apache", "nginx"):
+            if not code and stack.which(stack.FRONTS[front][2]):
+                code = chatd_stack.run_suite(front, chk, [("scrape", t_scrape)], settings(RCV))
     finally:
         RCV.stop()
         if os.environ.get("KEEP_TMP") != "1":
