@@ -157,7 +157,7 @@ metrics_line(struct metrics_buf *b, const char *name, const char *const *labels,
 void
 metrics_sample(struct metrics_buf *b, const char *name, const char *const *labels, double v)
 {
-	metrics_line(b, name, labels, NULL, NULL, v);
+	metrics_line(b, name, labels, NULL, "", v);
 }
 
 void
@@ -210,9 +210,9 @@ metrics_hist_write(struct metrics_buf *b, const char *name, const char *const *l
 	metrics_line(b, sub, labels, "le", "+Inf", (double)h->count);
 	free(sub);
 	sub = xasprintf("%s_sum", name);
-	metrics_line(b, sub, labels, NULL, NULL, h->sum);
+	metrics_line(b, sub, labels, NULL, "", h->sum);
 	free(sub);
 	sub = xasprintf("%s_count", name);
-	metrics_line(b, sub, labels, NULL, NULL, (double)h->count);
+	metrics_line(b, sub, labels, NULL, "", (double)h->count);
 	free(sub);
 }
