@@ -20,15 +20,17 @@ struct api_request {
 	const char *uri; /* REQUEST_URI: raw path and query, the same on every server */
 	const char *content_type; /* CONTENT_TYPE or NULL */
 	const char *api_key; /* HTTP_X_API_KEY or NULL */
+	const char *authorization; /* HTTP_AUTHORIZATION or NULL ("Bearer <key>" works too) */
 	long long content_length; /* CONTENT_LENGTH, -1 if absent */
 	/* Reads up to len body bytes: >0 read, 0 end, -1 error. */
 	long (*read_body)(void *io, char *buf, size_t len);
 	void *io;
 };
 
-/* A response: status, an optional Allow header, and a JSON body (owned). */
+/* A response: status, an optional Allow header, and a body (owned), JSON unless said otherwise. */
 struct api_response {
 	int status;
+	const char *content_type; /* static; NULL: application/json */
 	char allow[48]; /* Allow header value for 405, else empty */
 	int retry_after; /* seconds for a Retry-After header, 0: none */
 	int head_only; /* a HEAD request: the head as for GET, no body */

@@ -11,11 +11,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "dispatch.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "reqmetrics.h"
 #include "routes.h"
 #include "xmalloc.h"
 
@@ -59,16 +61,17 @@ char *
 api_response_head(const struct api_response *resp)
 {
 	return xasprintf("Status: %d %s\r\n"
-			 "Content-Type: application/json; charset=utf-8\r\n"
+			 "Content-Type: %s\r\n"
 			 "Content-Length: %zu\r\n"
 			 "Cache-Control: no-store\r\n"
 			 "%s%s%s"
 			 "%s%.0d%s"
 			 "\r\n",
-	    resp->status, dispatch_reason(resp->status), strlen(resp->body),
-	    resp->allow[0] ? "Allow: " : "", resp->allow, resp->allow[0] ? "\r\n" : "",
-	    resp->retry_after > 0 ? "Retry-After: " : "", resp->retry_after,
-	    resp->retry_after > 0 ? "\r\n" : "");
+	    resp->status, dispatch_reason(resp->status),
+	    resp->content_type != NULL ? resp->content_type : "application/json; charset=utf-8",
+	    strlen(resp->body), resp->allow[0] ? "Allow: " : "", resp->allow,
+	    resp->allow[0] ? "\r\n" : "", resp->retry_after > 0 ? "Retry-After: " : "",
+	    resp->retry_after, resp->retry_after > 0 ? "\r\n" : "");
 }
 
 const char *
@@ -89,6 +92,7 @@ api_reply(struct api_call *call, int status, struct jsonw *w)
 {
 	free(call->resp->body);
 	call->resp->status = status;
+	call->resp->content_type = NULL;
 	call->resp->body = jsonw_take(w);
 }
 
@@ -135,6 +139,27 @@ api_key_equal(const char *a, const char *b)
 	for (size_t i = 0; i < lb; i++)
 		diff |= (unsigned char)(b[i] ^ (i < la ? a[i] : 0));
 	return diff == 0;
+}
+
+/*
+ * 1 if the request carries the key: X-Api-Key, or "Authorization: Bearer
+ * <key>" (what a stock Prometheus scrape sends). The scheme is
+ * case-insensitive (RFC 9110 section 11.1); the key is compared in
+ * constant time either way.
+ */
+int
+api_key_present(const struct api_request *req, const char *key)
+{
+	const char *a = req->authorization;
+
+	if (req->api_key != NULL && api_key_equal(req->api_key, key))
+		return 1;
+	if (a == NULL || strncasecmp(a, "Bearer", 6) != 0 || (a[6] != ' ' && a[6] != '\t'))
+		return 0;
+	a += 6;
+	while (*a == ' ' || *a == '\t')
+		a++;
+	return api_key_equal(a, key);
 }
 
 /*
@@ -251,8 +276,9 @@ dispatch_check(struct api_call *call, struct uri *u, char **body_text, long long
 			    "disabled");
 			return NULL;
 		}
-		if (req->api_key == NULL || !api_key_equal(req->api_key, cfg->admin_api_key)) {
-			api_error(call, 401, "unauthorized", "missing or wrong X-Api-Key header");
+		if (!api_key_present(req, cfg->admin_api_key)) {
+			api_error(call, 401, "unauthorized",
+			    "missing or wrong X-Api-Key header (or Authorization: Bearer)");
 			return NULL;
 		}
 	}
@@ -302,7 +328,9 @@ api_dispatch(struct api_ctx *ctx, const struct api_request *req, struct api_resp
 	struct uri u;
 	char *body_text = NULL, *cause = NULL;
 	long long body_len = 0;
+	struct timespec t0, t1;
 
+	clock_now(CLOCK_MONOTONIC, &t0);
 	memset(&call, 0, sizeof call);
 	memset(resp, 0, sizeof *resp);
 	memset(&u, 0, sizeof u);
@@ -339,4 +367,7 @@ done:
 	cJSON_Delete(call.body);
 	free(body_text);
 	uri_clear(&u);
+	clock_now(CLOCK_MONOTONIC, &t1);
+	reqmetrics_note(route, resp->status,
+	    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 }

@@ -41,5 +41,6 @@ void api_internal_error(struct api_call *call, const char *what, char *cause);
 
 /* 1 if a and b are equal, in time independent of where they differ. */
 int api_key_equal(const char *a, const char *b);
+int api_key_present(const struct api_request *req, const char *key);
 
 #endif

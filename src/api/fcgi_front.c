@@ -83,6 +83,7 @@ fcgi_serve(struct api_ctx *ctx, FCGX_Request *freq)
 	req.uri = uri;
 	req.content_type = FCGX_GetParam("CONTENT_TYPE", freq->envp);
 	req.api_key = FCGX_GetParam("HTTP_X_API_KEY", freq->envp);
+	req.authorization = FCGX_GetParam("HTTP_AUTHORIZATION", freq->envp);
 	cl = FCGX_GetParam("CONTENT_LENGTH", freq->envp);
 	req.content_length = cl != NULL && *cl != '\0' ? strtoll(cl, NULL, 10) : -1;
 	req.read_body = fcgi_read_body;

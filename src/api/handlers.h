@@ -6,6 +6,7 @@
 #define CHAT_HANDLERS_H
 
 #include "admin.h"
+#include "db.h"
 #include "dispatch.h"
 
 /* handlers_rooms.c */
@@ -45,6 +46,20 @@ void handlers_misc_rooms_reply(
     struct api_call *call, int include_closed, int with_live, int with_timestamp);
 /* 1 if name is one of chat-sync's targets (room_events, chat_history, ...). */
 int handlers_misc_target_known(const char *name);
+/* One enabled chat-sync target as the database shows it (health, metrics). */
+struct misc_target {
+	const char *name; /* "room_events", ... */
+	const char *url;
+	int failed; /* the queries failed (logged); the rest is zero */
+	struct db_cursor cursor;
+	struct db_backlog backlog;
+	int64_t dead, replay; /* dead letters, and those of them waiting for a replay */
+};
+/* Calls fn for every enabled target, in a fixed order; returns how many. */
+int handlers_misc_each_target(
+    struct api_call *call, void (*fn)(const struct misc_target *t, void *arg), void *arg);
+/* handlers_metrics.c */
+void handlers_metrics(struct api_call *call);
 /* Where chatd listens and how long to wait for it (the configuration's). */
 struct admin_chatd handlers_misc_chatd(const struct api_call *call);
 

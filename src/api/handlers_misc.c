@@ -115,62 +115,81 @@ handlers_misc_target_known(const char *name)
 	return 0;
 }
 
+int
+handlers_misc_each_target(
+    struct api_call *call, void (*fn)(const struct misc_target *t, void *arg), void *arg)
+{
+	const struct config *cfg = call->ctx->cfg;
+	struct misc_target t;
+	char *cause = NULL;
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < sizeof misc_callbacks / sizeof misc_callbacks[0]; i++) {
+		memset(&t, 0, sizeof t);
+		t.url = *(char *const *)((const char *)cfg + misc_callbacks[i].url);
+		if (t.url == NULL || *t.url == '\0')
+			continue;
+		t.name = misc_callbacks[i].name;
+		n++;
+		if (db_cursor_get(call->ctx->db, t.name, &t.cursor, &cause) != DB_OK ||
+		    db_backlog(call->ctx->db, misc_callbacks[i].feed, t.cursor.last_id, 0,
+			&t.backlog, &cause) != DB_OK ||
+		    db_dead_letter_counts(call->ctx->db, t.name, &t.dead, &t.replay, &cause) !=
+			DB_OK) {
+			log_error("callbacks %s: %s", t.name, cause);
+			free(cause);
+			cause = NULL;
+			t.failed = 1;
+		}
+		fn(&t, arg);
+		db_cursor_clear(&t.cursor);
+	}
+	return n;
+}
+
+static void
+misc_health_target(const struct misc_target *t, void *arg)
+{
+	struct jsonw *w = arg;
+	long long now = clock_wall_ms();
+
+	jsonw_key(w, t->name);
+	jsonw_object_begin(w);
+	if (t->failed) {
+		jsonw_kv_string(w, "error", "database query failed; see the chat-api log");
+		jsonw_object_end(w);
+		return;
+	}
+	jsonw_kv_int(w, "pending", t->backlog.count);
+	if (t->backlog.count > 0)
+		jsonw_kv_int(w, "oldest_pending_age_s",
+		    now > t->backlog.oldest_at ? (now - t->backlog.oldest_at) / 1000 : 0);
+	else
+		jsonw_kv_null(w, "oldest_pending_age_s");
+	jsonw_kv_int(w, "last_id", t->cursor.last_id);
+	jsonw_kv_int(w, "attempts", t->cursor.attempts);
+	if (t->cursor.failing_since != 0)
+		jsonw_kv_int(w, "failing_since", t->cursor.failing_since / 1000);
+	else
+		jsonw_kv_null(w, "failing_since");
+	jsonw_kv_string(w, "last_error", t->cursor.last_error);
+	if (t->cursor.last_success_at != 0)
+		jsonw_kv_int(w, "last_success_at", t->cursor.last_success_at / 1000);
+	else
+		jsonw_kv_null(w, "last_success_at");
+	jsonw_kv_int(w, "dead_letters", t->dead);
+	jsonw_kv_int(w, "dead_letters_replay_pending", t->replay);
+	jsonw_object_end(w);
+}
+
 /* Per enabled target: backlog, its age, the failure state and the dead letters. */
 static void
 misc_health_callbacks(struct api_call *call, struct jsonw *w)
 {
-	const struct config *cfg = call->ctx->cfg;
-	struct db_cursor c;
-	struct db_backlog b;
-	const char *url;
-	char *cause = NULL;
-	long long now = clock_wall_ms();
-	int64_t dead = 0, replay = 0;
-	size_t i;
-
 	jsonw_key(w, "callbacks");
 	jsonw_object_begin(w);
-	for (i = 0; i < sizeof misc_callbacks / sizeof misc_callbacks[0]; i++) {
-		url = *(char *const *)((const char *)cfg + misc_callbacks[i].url);
-		if (url == NULL || *url == '\0')
-			continue;
-		jsonw_key(w, misc_callbacks[i].name);
-		jsonw_object_begin(w);
-		if (db_cursor_get(call->ctx->db, misc_callbacks[i].name, &c, &cause) != DB_OK ||
-		    db_backlog(call->ctx->db, misc_callbacks[i].feed, c.last_id, 0, &b, &cause) !=
-			DB_OK ||
-		    db_dead_letter_counts(
-			call->ctx->db, misc_callbacks[i].name, &dead, &replay, &cause) != DB_OK) {
-			log_error("health: callbacks: %s", cause);
-			free(cause);
-			cause = NULL;
-			jsonw_kv_string(w, "error", "database query failed; see the chat-api log");
-			jsonw_object_end(w);
-			db_cursor_clear(&c);
-			continue;
-		}
-		jsonw_kv_int(w, "pending", b.count);
-		if (b.count > 0)
-			jsonw_kv_int(w, "oldest_pending_age_s",
-			    now > b.oldest_at ? (now - b.oldest_at) / 1000 : 0);
-		else
-			jsonw_kv_null(w, "oldest_pending_age_s");
-		jsonw_kv_int(w, "last_id", c.last_id);
-		jsonw_kv_int(w, "attempts", c.attempts);
-		if (c.failing_since != 0)
-			jsonw_kv_int(w, "failing_since", c.failing_since / 1000);
-		else
-			jsonw_kv_null(w, "failing_since");
-		jsonw_kv_string(w, "last_error", c.last_error);
-		if (c.last_success_at != 0)
-			jsonw_kv_int(w, "last_success_at", c.last_success_at / 1000);
-		else
-			jsonw_kv_null(w, "last_success_at");
-		jsonw_kv_int(w, "dead_letters", dead);
-		jsonw_kv_int(w, "dead_letters_replay_pending", replay);
-		jsonw_object_end(w);
-		db_cursor_clear(&c);
-	}
+	handlers_misc_each_target(call, misc_health_target, w);
 	jsonw_object_end(w);
 }
 

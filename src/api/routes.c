@@ -21,6 +21,7 @@ const struct api_route routes_table[] = {
 	{ "POST", "/management/rooms/{room_id}/tokens", handlers_tokens_create, ROUTE_BODY },
 	{ "GET", "/management/health", handlers_misc_health, 0 },
 	{ "GET", "/management/health/live", handlers_misc_live, ROUTE_PUBLIC },
+	{ "GET", "/management/metrics", handlers_metrics, 0 },
 	{ "GET", "/management/sync", handlers_sync_get, 0 },
 	{ "POST", "/management/sync", handlers_sync_request, ROUTE_BODY | ROUTE_BODY_OPTIONAL },
 	{ "GET", "/management/sync/rooms", handlers_sync_rooms, 0 },

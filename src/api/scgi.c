@@ -86,6 +86,7 @@ scgi_request_fill(const char *hdr, size_t hdr_len, struct api_request *req)
 		req->uri = "/";
 	req->content_type = scgi_param(hdr, hdr_len, "CONTENT_TYPE");
 	req->api_key = scgi_param(hdr, hdr_len, "HTTP_X_API_KEY");
+	req->authorization = scgi_param(hdr, hdr_len, "HTTP_AUTHORIZATION");
 	cl = scgi_param(hdr, hdr_len, "CONTENT_LENGTH");
 	req->content_length = cl != NULL && *cl != '\0' ? strtoll(cl, NULL, 10) : 0;
 }

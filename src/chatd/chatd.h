@@ -20,6 +20,7 @@
 #include "config.h"
 #include "netaddr.h"
 #include "ctl.h"
+#include "metrics.h"
 #include "outq.h"
 #include "ratelimit.h"
 #include "strmap.h"
@@ -170,6 +171,30 @@ struct ctlconn {
 };
 TAILQ_HEAD(ctlconn_list, ctlconn);
 
+/* Handshake refusals told apart by status and error code (metrics). */
+#define CHATD_REFUSAL_KINDS 24
+struct chatd_refusal {
+	const char *code; /* static string; NULL: free slot */
+	int status;
+	uint64_t n;
+};
+
+/*
+ * What chatd counts for its metrics (control request "metrics"), since
+ * start. Plain integers: the service thread alone touches them; the
+ * writer keeps its own (writer_metrics).
+ */
+struct chatd_counters {
+	uint64_t connections; /* WebSocket connections established */
+	uint64_t messages_chat, messages_custom; /* client messages handed to the writer */
+	uint64_t overloaded; /* client messages refused: the writer's queue was full */
+	uint64_t rate_limited; /* chat messages refused by the per-user rate limit */
+	uint64_t slow_closes; /* connections closed for a full high-priority queue */
+	struct chatd_refusal refusals[CHATD_REFUSAL_KINDS];
+	uint64_t refusals_other; /* kinds past the table */
+	struct metrics_hist frames_per_write;
+};
+
 /*
  * The daemon. One instance, created by server_run() on the service thread,
  * which alone touches it (the signal handler only sets server_signalled
@@ -215,6 +240,7 @@ struct chatd {
 	/* Frames written to clients and the writes that carried them: their
 	 * ratio shows how well queued frames are batched (control health). */
 	uint64_t frames_sent, frame_writes;
+	struct chatd_counters counters;
 
 	unsigned char *sendbuf; /* shared by every WRITEABLE; LWS_PRE first */
 	size_t sendbuf_cap;

@@ -40,6 +40,7 @@ client_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 	if (hs.status != 0) {
 		/* Only if the state changed since CONFIRM_UPGRADE. */
 		log_info("refused %s after upgrade: %d %s", hs.address, hs.status, hs.reason);
+		handshake_counted(cd, &hs);
 		conn_refuse(c, wsi, cd, hs.status, hs.reason);
 		return 0;
 	}
@@ -55,6 +56,7 @@ client_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 	    cd->cfg->token_secret != NULL ? hs.is_admin : room_is_admin(hs.room, hs.user_id);
 	outq_init(&c->q, (uint32_t)cfg->queue_high_frames, (uint32_t)cfg->queue_low_frames);
 	c->counted = 1;
+	cd->counters.connections++;
 	handshake_count(cd, c->address, 1);
 	log_info("join %s: user %s%s room %s", c->address, c->user_id,
 	    c->is_admin ? " (admin)" : "", hs.room->id);
@@ -105,8 +107,13 @@ client_submit_message(struct conn *c, int kind, char **text, char **event_type)
 	}
 	op->ts_ms = clock_wall_ms();
 	op->origin = c->serial;
-	if (writer_submit(c->cd->writer, op) != 0)
+	if (writer_submit(c->cd->writer, op) != 0) {
+		c->cd->counters.overloaded++;
 		conn_error(c, "overloaded", "the server is overloaded; try again", 1000);
+	} else if (kind == DB_MESSAGE_CHAT)
+		c->cd->counters.messages_chat++;
+	else
+		c->cd->counters.messages_custom++;
 }
 
 static void
@@ -124,6 +131,7 @@ client_request(struct chatd *cd, struct conn *c, struct wsproto_request *req)
 	case WSPROTO_MESSAGE:
 		if (!c->is_admin &&
 		    (wait = ratelimit_check(&r->rl, c->user_id, clock_mono_ms())) > 0) {
+			cd->counters.rate_limited++;
 			conn_error(c, "rate_limited", "one message per interval: wait", wait);
 			return;
 		}

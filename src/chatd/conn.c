@@ -48,6 +48,8 @@ conn_close(struct conn *c, enum conn_close_code code, const char *reason)
 	c->close_code = (int)code;
 	c->close_reason = xstrdup(reason);
 	c->leave_reason = conn_leave_reason(code, &user_left);
+	if (code == CONN_CLOSE_TOO_SLOW)
+		c->cd->counters.slow_closes++;
 	/* Nothing queued matters any more; the client learns why instead. */
 	outq_clear(&c->q);
 	outq_init(&c->q, (uint32_t)cfg->queue_high_frames, (uint32_t)cfg->queue_low_frames);
@@ -250,8 +252,11 @@ conn_writeable(struct chatd *cd, struct lws *wsi, struct conn *c)
 	queued = c->q.high.len + c->q.low.len;
 	n = outq_fill(&c->q, cd->sendbuf + LWS_PRE, CONN_SEND_BATCH);
 	cd->frames_sent += queued - (c->q.high.len + c->q.low.len);
-	if (n > 0)
+	if (n > 0) {
 		cd->frame_writes++;
+		metrics_hist_observe(&cd->counters.frames_per_write,
+		    (double)(queued - (c->q.high.len + c->q.low.len)));
+	}
 	if (n > 0 && lws_write(wsi, cd->sendbuf + LWS_PRE, n, LWS_WRITE_RAW) < 0)
 		return -1;
 	if (!outq_empty(&c->q) || c->close_code != 0)

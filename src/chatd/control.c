@@ -20,6 +20,7 @@
 #include "dbfile.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "metrics_text.h"
 #include "model.h"
 #include "room.h"
 #include "writer.h"
@@ -225,6 +226,17 @@ control_health(struct ctlconn *cc, unsigned long id)
 	control_ok(cc, id, o);
 }
 
+static cJSON *
+control_metrics(struct chatd *cd)
+{
+	cJSON *o = json_object();
+	char *text = metrics_text(cd);
+
+	json_add_string(o, "text", text);
+	free(text);
+	return o;
+}
+
 static void
 control_reload(struct ctlconn *cc, unsigned long id, const cJSON *args)
 {
@@ -364,6 +376,9 @@ control_line(struct ctlconn *cc, char *line)
 		break;
 	case CTL_ROOMS:
 		control_ok(cc, id, control_rooms(cd));
+		break;
+	case CTL_METRICS:
+		control_ok(cc, id, control_metrics(cd));
 		break;
 	case CTL_ROOM_OPENED:
 	case CTL_ROOM_RELOAD:

@@ -94,6 +94,26 @@ handshake_refuse(struct handshake *hs, int status, const char *code, const char 
 	return -1;
 }
 
+void
+handshake_counted(struct chatd *cd, const struct handshake *hs)
+{
+	struct chatd_counters *k = &cd->counters;
+
+	for (size_t i = 0; i < CHATD_REFUSAL_KINDS; i++) {
+		struct chatd_refusal *r = &k->refusals[i];
+
+		if (r->code == NULL) {
+			r->code = hs->code;
+			r->status = hs->status;
+		}
+		if (r->status == hs->status && strcmp(r->code, hs->code) == 0) {
+			r->n++;
+			return;
+		}
+	}
+	k->refusals_other++;
+}
+
 /* Capacity, path, user_id and nickname. buf holds query arguments. */
 static int
 handshake_request(struct chatd *cd, struct lws *wsi, struct handshake *hs, char *buf, size_t buflen)
@@ -314,6 +334,7 @@ handshake_confirm(struct chatd *cd, struct lws *wsi, const char *upgrade)
 	if (hs.status == 0)
 		return 0;
 	log_info("refused %s: %d %s (%s)", hs.address, hs.status, hs.reason, hs.uri);
+	handshake_counted(cd, &hs);
 	/* An answer before the upgrade: a real HTTP status. */
 	if (handshake_answer(wsi, hs.status, hs.code, hs.reason) != 0)
 		return -1;

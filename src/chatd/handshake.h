@@ -56,5 +56,7 @@ int handshake_answer(struct lws *wsi, int status, const char *code, const char *
  * (delta -1): the totals the capacity checks read.
  */
 void handshake_count(struct chatd *cd, const char *address, int delta);
+/* Counts a refused handshake (hs->status != 0) by status and code, for the metrics. */
+void handshake_counted(struct chatd *cd, const struct handshake *hs);
 
 #endif

@@ -352,6 +352,8 @@ server_run(const struct config *cfg)
 	cd = xcalloc(1, sizeof *cd);
 	cd->cfg = cfg;
 	cd->started_ms = clock_wall_ms();
+	metrics_hist_init(
+	    &cd->counters.frames_per_write, metrics_size_bounds, metrics_size_nbounds);
 	strmap_init(&cd->rooms);
 	strmap_init(&cd->addresses);
 	TAILQ_INIT(&cd->room_list);

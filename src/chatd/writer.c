@@ -67,6 +67,8 @@ struct writer {
 	unsigned in_len, in_messages, inflight;
 	int stop;
 	struct writer_health health; /* retry_sessions: retry_len after each batch */
+	struct metrics_hist commit_seconds; /* applying a batch: its statements, commit and fsync */
+	struct metrics_hist batch_ops; /* operations per batch */
 };
 
 struct writer_op *
@@ -540,6 +542,7 @@ writer_main(void *arg)
 	struct writer *w = arg;
 	struct writer_op_list batch, back;
 	struct writer_op *op;
+	struct timespec t0, t1;
 	unsigned n, messages;
 
 	for (;;) {
@@ -571,7 +574,9 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&w->lock);
 
 		/* One transaction, one fsync for the whole batch. */
+		clock_now(CLOCK_MONOTONIC, &t0);
 		writer_apply_batch(w, &batch);
+		clock_now(CLOCK_MONOTONIC, &t1);
 		STAILQ_INIT(&back);
 		writer_batch_end(w, &batch, &back);
 
@@ -579,6 +584,12 @@ writer_main(void *arg)
 			abort();
 		STAILQ_CONCAT(&w->done, &back);
 		w->inflight = 0;
+		if (n > 0) {
+			metrics_hist_observe(&w->commit_seconds,
+			    (double)(t1.tv_sec - t0.tv_sec) +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+			metrics_hist_observe(&w->batch_ops, n);
+		}
 		/* Under the lock, so writer_detach() cannot return while a
 		 * wake-up to a context about to be destroyed is in flight.
 		 * lws_cancel_service() only writes to the loop's pipe. */
@@ -611,6 +622,8 @@ writer_create(const char *db_path, struct lws_context *ctx, struct writer **out,
 	if (checkpointer_create(db_path, &w->cp, cause) != 0)
 		goto fail_db;
 	db_wal_hook(w->db, writer_wal_grown, w);
+	metrics_hist_init(&w->commit_seconds, metrics_seconds_bounds, metrics_seconds_nbounds);
+	metrics_hist_init(&w->batch_ops, metrics_size_bounds, metrics_size_nbounds);
 	if ((error = pthread_mutex_init(&w->lock, NULL)) != 0) {
 		*cause = xasprintf("pthread_mutex_init: %s", strerror(error));
 		goto fail_db;
@@ -721,6 +734,17 @@ writer_health(struct writer *w, struct writer_health *out)
 	if (pthread_mutex_lock(&w->lock) != 0)
 		abort();
 	*out = w->health;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void
+writer_metrics(
+    struct writer *w, struct metrics_hist *commit_seconds, struct metrics_hist *batch_ops)
+{
+	if (pthread_mutex_lock(&w->lock) != 0)
+		abort();
+	*commit_seconds = w->commit_seconds;
+	*batch_ops = w->batch_ops;
 	pthread_mutex_unlock(&w->lock);
 }
 

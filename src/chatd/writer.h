@@ -25,6 +25,8 @@
 
 #include <stdint.h>
 
+#include "metrics.h"
+
 struct lws_context;
 struct writer;
 
@@ -132,6 +134,9 @@ unsigned writer_backlog(struct writer *w);
 
 /* Fills *out. Any thread. */
 void writer_health(struct writer *w, struct writer_health *out);
+/* Copies of the batch histograms: time to apply and commit, operations per batch. Any thread. */
+void writer_metrics(
+    struct writer *w, struct metrics_hist *commit_seconds, struct metrics_hist *batch_ops);
 /* 1 while the WAL, held back by a reader, is at its bound (CHECKPOINT_BOUND_PAGES). Any thread. */
 int writer_wal_at_bound(struct writer *w);
 /* Tests: the writer's checkpointer (checkpointer_set_bound). */

@@ -134,6 +134,12 @@ static const struct config_option config_table[] = {
 	    "raw "
 	    "bytes, or base64-decoded after a `whsec_` prefix. Unset: callbacks are not signed.",
 	    CONFIG_SYNC },
+	{ "METRICS_TEXTFILE", CONFIG_STRING, NULL, 0, 0, OFF(metrics_textfile), 0,
+	    "chat-sync writes its metrics (Prometheus text format) to this file after each "
+	    "--once run and every 15 seconds in --daemon, replacing it atomically, for "
+	    "node_exporter's textfile collector (a path ending in .prom in its directory). "
+	    "Unset: no file.",
+	    CONFIG_SYNC },
 	{ "USER_MESSAGE_INTERVAL_SECS", CONFIG_MILLIS, "3", 0, DAY * 1000,
 	    OFF(user_message_interval_ms), CONFIG_SEED,
 	    "Minimum seconds between two messages of a non-admin user in one room (fractions such "

@@ -33,6 +33,7 @@ struct config {
 	long long callback_timeout_seconds;
 	long long sync_interval_seconds;
 	char *callback_signing_secret; /* secret: never logged; NULL when unset */
+	char *metrics_textfile; /* chat-sync's metrics file; NULL or "": none */
 	long long callback_dead_letter_attempts; /* 0: never */
 	long long callback_dead_letter_age_seconds; /* 0: never */
 	long long user_message_interval_ms; /* USER_MESSAGE_INTERVAL_SECS, fractions allowed */

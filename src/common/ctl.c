@@ -56,6 +56,7 @@ static const char *const ctl_type_names[] = {
 	[CTL_PUBLISH] = "publish",
 	[CTL_ROOM_RELOAD] = "room_reload",
 	[CTL_ROOMS] = "rooms",
+	[CTL_METRICS] = "metrics",
 };
 _Static_assert(sizeof ctl_type_names / sizeof ctl_type_names[0] == CTL_TYPE_MAX,
     "ctl_type_names must name every enum ctl_type value");

@@ -33,6 +33,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,12 @@
 #include "deliver.h"
 #include "jsonw.h"
 #include "log.h"
+#include "metrics.h"
 #include "sdnotify.h"
 #include "sign.h"
 #include "sync.h"
 #include "targets.h"
+#include "textfile.h"
 #include "xmalloc.h"
 
 enum sync_state {
@@ -84,6 +87,9 @@ struct sync_target {
 	size_t ahead_len;
 	int64_t ahead_to_id;
 	int64_t ahead_count;
+	/* metrics: attempts since start (batches and replays), dead letters set aside */
+	unsigned long long n_ok, n_failed, n_dead;
+	struct metrics_hist seconds; /* one attempt, request to answer */
 };
 
 struct sync {
@@ -98,6 +104,8 @@ struct sync {
 	int64_t settle_at; /* monotonic ms of the next sync request clean-up */
 	int64_t watchdog_ms; /* WATCHDOG=1 this often (--daemon under systemd), else 0 */
 	int64_t ping_at; /* monotonic ms of the next WATCHDOG=1 */
+	int64_t metrics_at; /* monotonic ms of the next METRICS_TEXTFILE write (daemon) */
+	int64_t started_ms; /* wall */
 };
 
 /* Pings systemd's watchdog when due: before every step, since one step
@@ -646,6 +654,7 @@ sync_send(struct sync *s, struct sync_target *t)
 	long long ts = clock_wall_ms() / 1000;
 	int64_t delay;
 	long status = 0;
+	struct timespec t0, t1;
 	int rc;
 
 	if (s->key != NULL) {
@@ -653,6 +662,7 @@ sync_send(struct sync *s, struct sync_target *t)
 		if (sig == NULL)
 			fatal("%s: HMAC-SHA256 failed in libcrypto", t->def->name);
 	}
+	clock_now(CLOCK_MONOTONIC, &t0);
 	rc = deliver_start(t->d, t->body, t->len, t->delivery_id, ts, sig, &cause);
 	free(sig);
 	if (rc == 0) {
@@ -660,6 +670,13 @@ sync_send(struct sync *s, struct sync_target *t)
 		sync_build_ahead(s, t);
 		rc = deliver_finish(t->d, &status, &cause);
 	}
+	clock_now(CLOCK_MONOTONIC, &t1);
+	metrics_hist_observe(
+	    &t->seconds, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	if (rc == 0)
+		t->n_ok++;
+	else
+		t->n_failed++;
 	if (rc == 0) {
 		if (t->dead_id != 0)
 			sync_replayed(s, t, status);
@@ -683,8 +700,10 @@ sync_send(struct sync *s, struct sync_target *t)
 	}
 	rc = sync_dead_letter(s, t, status, cause);
 	free(cause);
-	if (rc)
+	if (rc) {
+		t->n_dead++;
 		return;
+	}
 	if (t->attempts > s->cfg->callback_max_retries && s->mode == SYNC_ONCE) {
 		log_error("%s: giving up on batch %s after %ld attempts; it stays pending",
 		    t->def->name, t->delivery_id, t->attempts);
@@ -781,6 +800,7 @@ sync_setup(struct sync *s, char **cause)
 		t->url = url;
 		t->lock_fd = -1;
 		t->state = SYNC_ST_CHECK;
+		metrics_hist_init(&t->seconds, metrics_seconds_bounds, metrics_seconds_nbounds);
 		t->lock_path = xasprintf("%s.sync-%s.lock", s->cfg->database_path, t->def->name);
 		if (deliver_create(
 			url, (long)s->cfg->callback_timeout_seconds, s->stop, &t->d, cause) != 0)
@@ -790,6 +810,119 @@ sync_setup(struct sync *s, char **cause)
 	if (s->n == 0)
 		log_info("no callback URL is set: nothing to deliver");
 	return 0;
+}
+
+/* The target's backlog as the database shows it; -1 when it cannot be read (logged). */
+static int
+sync_metrics_backlog(
+    struct sync *s, const struct sync_target *t, struct db_backlog *b, int64_t *dead)
+{
+	struct db_cursor c;
+	char *cause = NULL;
+	int64_t replay;
+	int rc = 0;
+
+	memset(b, 0, sizeof *b);
+	*dead = 0;
+	if (db_cursor_get(s->db, t->def->name, &c, &cause) != DB_OK)
+		rc = -1;
+	else {
+		if (db_backlog(s->db, t->def->feed, c.last_id, 0, b, &cause) != DB_OK ||
+		    db_dead_letter_counts(s->db, t->def->name, dead, &replay, &cause) != DB_OK)
+			rc = -1;
+		db_cursor_clear(&c);
+	}
+	if (rc != 0) {
+		log_warn("%s: metrics: %s", t->def->name, cause);
+		free(cause);
+	}
+	return rc;
+}
+
+/* One gauge family over every target; NaN where the database could not be read. */
+static void
+sync_metrics_gauge(struct metrics_buf *b, const struct sync *s, const char *name, const char *help,
+    const double *v)
+{
+	metrics_family(b, name, "gauge", help);
+	for (size_t i = 0; i < s->n; i++)
+		metrics_sample(
+		    b, name, (const char *[]){ "target", s->t[i].def->name, NULL }, v[i]);
+}
+
+/*
+ * Writes METRICS_TEXTFILE, if set: the attempts this process made (a
+ * --once run's, or the daemon's since start) and each target's backlog,
+ * oldest pending age and dead letters as the database shows them now.
+ */
+static void
+sync_metrics_write(struct sync *s)
+{
+	const char *path = s->cfg->metrics_textfile;
+	struct metrics_buf b;
+	struct db_backlog bl;
+	double *pending, *age, *dead;
+	int64_t ndead, now = clock_wall_ms();
+	char *text, *cause = NULL;
+
+	if (path == NULL || *path == '\0')
+		return;
+	metrics_init(&b);
+	metrics_gauge(&b, "chatd_sync_last_run_timestamp_seconds",
+	    "When chat-sync wrote these metrics, in Unix seconds (a stale file: chat-sync is not "
+	    "running).",
+	    (double)(clock_wall_ms() / 1000));
+	metrics_gauge(&b, "chatd_sync_start_time_seconds",
+	    "When this chat-sync process started, in Unix seconds.",
+	    (double)(s->started_ms / 1000));
+	metrics_family(&b, "chatd_sync_attempts_total", "counter",
+	    "Callback deliveries attempted by this chat-sync process, by target and result.");
+	for (size_t i = 0; i < s->n; i++) {
+		metrics_sample(&b, "chatd_sync_attempts_total",
+		    (const char *[]){ "target", s->t[i].def->name, "result", "success", NULL },
+		    (double)s->t[i].n_ok);
+		metrics_sample(&b, "chatd_sync_attempts_total",
+		    (const char *[]){ "target", s->t[i].def->name, "result", "failure", NULL },
+		    (double)s->t[i].n_failed);
+	}
+	metrics_family(&b, "chatd_sync_dead_letters_created_total", "counter",
+	    "Batches this chat-sync process set aside as dead letters, by target.");
+	for (size_t i = 0; i < s->n; i++)
+		metrics_sample(&b, "chatd_sync_dead_letters_created_total",
+		    (const char *[]){ "target", s->t[i].def->name, NULL }, (double)s->t[i].n_dead);
+	metrics_family(&b, "chatd_sync_attempt_duration_seconds", "histogram",
+	    "Time one callback delivery attempt took, by target.");
+	for (size_t i = 0; i < s->n; i++)
+		metrics_hist_write(&b, "chatd_sync_attempt_duration_seconds",
+		    (const char *[]){ "target", s->t[i].def->name, NULL }, &s->t[i].seconds);
+	pending = xcalloc(s->n + 1, sizeof *pending);
+	age = xcalloc(s->n + 1, sizeof *age);
+	dead = xcalloc(s->n + 1, sizeof *dead);
+	for (size_t i = 0; i < s->n; i++) {
+		if (sync_metrics_backlog(s, &s->t[i], &bl, &ndead) != 0) {
+			pending[i] = age[i] = dead[i] = NAN;
+			continue;
+		}
+		pending[i] = (double)bl.count;
+		age[i] =
+		    bl.count > 0 && now > bl.oldest_at ? (double)(now - bl.oldest_at) / 1000.0 : 0;
+		dead[i] = (double)ndead;
+	}
+	sync_metrics_gauge(&b, s, "chatd_sync_backlog",
+	    "Rows waiting for delivery to this callback target.", pending);
+	sync_metrics_gauge(&b, s, "chatd_sync_oldest_pending_age_seconds",
+	    "Age of the oldest row waiting for this callback target (0: none waits).", age);
+	sync_metrics_gauge(&b, s, "chatd_sync_dead_letters",
+	    "Batches set aside as dead letters for this target, replayed or not.", dead);
+	free(pending);
+	free(age);
+	free(dead);
+	text = metrics_take(&b);
+	if (textfile_write(path, text, &cause) != 0) {
+		log_warn("METRICS_TEXTFILE: %s", cause);
+		free(cause);
+	}
+	free(text);
 }
 
 int
@@ -807,6 +940,7 @@ sync_run(
 	s.db = db;
 	s.mode = mode;
 	s.stop = stop;
+	s.started_ms = clock_wall_ms();
 	if (sync_setup(&s, cause) != 0) {
 		sync_free(&s);
 		return -1;
@@ -837,6 +971,10 @@ sync_run(
 			sync_settle_requests(&s);
 			s.settle_at = now + 1000;
 		}
+		if (mode == SYNC_DAEMON && now >= s.metrics_at) {
+			sync_metrics_write(&s);
+			s.metrics_at = now + SYNC_METRICS_MS;
+		}
 		pending = 0;
 		wake = now + SYNC_POLL_MS;
 		for (i = 0; i < s.n; i++) {
@@ -864,6 +1002,7 @@ sync_run(
 	}
 	if (*stop && mode == SYNC_DAEMON)
 		sdnotify_notify("STOPPING=1");
+	sync_metrics_write(&s);
 	for (i = 0; i < s.n; i++) {
 		if (s.t[i].state == SYNC_ST_FAILED || s.t[i].state == SYNC_ST_WAIT ||
 		    s.t[i].replay_failed)

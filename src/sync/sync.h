@@ -14,6 +14,8 @@
 
 /* How often the daemon looks for new rows and sync requests. */
 #define SYNC_POLL_MS 200
+/* How often the daemon rewrites METRICS_TEXTFILE. */
+#define SYNC_METRICS_MS 15000
 /* Retry delays double from CALLBACK_RETRY_DELAY_SECONDS up to this. */
 #define SYNC_BACKOFF_MAX_MS (300 * 1000)
 

@@ -288,6 +288,120 @@ START_TEST(test_dispatch_auth)
 }
 END_TEST
 
+/* A request with only an Authorization header; returns the status, fills *resp. */
+static int
+call_bearer(const char *uri, const char *authorization, struct api_response *resp)
+{
+	struct api_request req;
+	struct membody b = { "", 0, 0 };
+
+	memset(&req, 0, sizeof req);
+	req.method = "GET";
+	req.uri = uri;
+	req.authorization = authorization;
+	req.content_length = 0;
+	req.read_body = mem_read;
+	req.io = &b;
+	api_dispatch(&ctx, &req, resp);
+	return resp->status;
+}
+
+START_TEST(test_dispatch_bearer)
+{
+	static const struct {
+		const char *authorization;
+		int status;
+	} cases[] = {
+		{ "Bearer " KEY, 200 },
+		{ "bearer " KEY, 200 },
+		{ "BEARER \t " KEY, 200 },
+		{ "Bearer " KEY "x", 401 },
+		{ "Bearer wrong", 401 },
+		{ "Bearer ", 401 },
+		{ "Bearer" KEY, 401 },
+		{ "Basic " KEY, 401 },
+		{ KEY, 401 },
+		{ "", 401 },
+	};
+	struct api_response resp;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ck_assert_msg(call_bearer("/management/rooms", cases[i].authorization, &resp) ==
+			cases[i].status,
+		    "Authorization: %s", cases[i].authorization);
+		api_response_clear(&resp);
+	}
+}
+END_TEST
+
+/* The value of the sample line that starts with series ("name{labels}"), 0 when absent. */
+static double
+sample_value(const char *body, const char *series)
+{
+	size_t n = strlen(series);
+	const char *p = body;
+
+	while ((p = strstr(p, series)) != NULL) {
+		if ((p == body || p[-1] == '\n') && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+		p += n;
+	}
+	return 0;
+}
+
+/* Scrapes with the bearer credential; returns the body (caller frees). */
+static char *
+scrape(void)
+{
+	struct api_response resp;
+	char *head, *body;
+
+	ck_assert_int_eq(call_bearer("/management/metrics", "Bearer " KEY, &resp), 200);
+	head = api_response_head(&resp);
+	ck_assert_ptr_nonnull(strstr(head, "Content-Type: text/plain; version=0.0.4"));
+	free(head);
+	body = resp.body;
+	resp.body = NULL;
+	api_response_clear(&resp);
+	return body;
+}
+
+#define ROOMS_200 \
+	"chatd_api_requests_total{method=\"GET\",route=\"/management/rooms\",status=\"200\"}"
+#define NONE_401 "chatd_api_requests_total{method=\"\",route=\"none\",status=\"401\"}"
+#define ROOMS_COUNT \
+	"chatd_api_request_duration_seconds_count{method=\"GET\",route=\"/management/rooms\"}"
+
+START_TEST(test_dispatch_metrics)
+{
+	struct api_response resp;
+	char *before, *after, *head;
+	cJSON *r;
+
+	/* Counters are per process (the tests may share one): compare before and after. */
+	before = scrape();
+	ck_assert_int_eq(call("GET", "/management/rooms", KEY, NULL, NULL, 0, &r, NULL), 200);
+	cJSON_Delete(r);
+	ck_assert_int_eq(call("GET", "/management/rooms", "wrong", NULL, NULL, 0, &r, NULL), 401);
+	cJSON_Delete(r);
+	after = scrape();
+	/* no chatd here: its part is left out and said so */
+	ck_assert_ptr_nonnull(strstr(after, "\nchatd_up 0\n"));
+	ck_assert_ptr_null(strstr(after, "chatd_connections"));
+	ck_assert(sample_value(after, ROOMS_200) == sample_value(before, ROOMS_200) + 1);
+	ck_assert(sample_value(after, NONE_401) == sample_value(before, NONE_401) + 1);
+	ck_assert(sample_value(after, ROOMS_COUNT) == sample_value(before, ROOMS_COUNT) + 1);
+	free(before);
+	free(after);
+	/* an error from the metrics route is JSON again */
+	ck_assert_int_eq(call_bearer("/management/metrics", "Bearer no", &resp), 401);
+	head = api_response_head(&resp);
+	ck_assert_ptr_nonnull(strstr(head, "Content-Type: application/json"));
+	free(head);
+	api_response_clear(&resp);
+}
+END_TEST
+
 START_TEST(test_dispatch_routing_errors)
 {
 	struct api_response resp;
@@ -792,6 +906,8 @@ unit_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, test_dispatch_auth);
+	tcase_add_test(tc, test_dispatch_bearer);
+	tcase_add_test(tc, test_dispatch_metrics);
 	tcase_add_test(tc, test_dispatch_routing_errors);
 	tcase_add_test(tc, test_dispatch_head);
 	tcase_add_test(tc, test_dispatch_busy);

@@ -85,6 +85,7 @@ static const struct {
 	{ CTL_PUBLISH, 8, "publish" },
 	{ CTL_ROOM_RELOAD, 9, "room_reload" },
 	{ CTL_ROOMS, 10, "rooms" },
+	{ CTL_METRICS, 11, "metrics" },
 };
 
 START_TEST(test_type_table_round_trip)
