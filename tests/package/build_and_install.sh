@@ -14,7 +14,8 @@
 #      CHAT_ENV_FILE=/etc/chatd/chatd.env (plus an ADMIN_API_KEY, a throw-away
 #      database in /var/lib/chatd and a listener in /run/chatd), answering
 #      `chatctl status` over the control socket of the installed settings,
-#      run as user chatd without CHAT_ENV_FILE (so from /etc/chatd/chatd.env);
+#      run as user chatd without CHAT_ENV_FILE (so from /etc/chatd/chatd.env,
+#      which group chatd may read);
 #      chatd is stopped by its PID;
 #   5. purges the package and checks that the files, the state folder and
 #      the statoverride are gone.
@@ -177,7 +178,8 @@ r=1
 for _ in $(seq 1 100); do
 	kill -0 "$chatd_pid" 2>/dev/null || break
 	if [ -S /run/chatd/control.sock ]; then
-		status_out=$(env -i PATH=/usr/bin:/bin LANG=C.UTF-8 runuser -u chatd -- /usr/bin/chatctl status 2>&1) && {
+		status_out=$(env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+			setpriv --reuid=chatd --regid=chatd --init-groups /usr/bin/chatctl status 2>&1) && {
 			r=0
 			break
 		}
@@ -198,9 +200,11 @@ wait "$chatd_pid"
 st=$?
 chatd_pid=
 ok "$st" "chatd stops on SIGTERM with status 0" "$(cat "$log")"
-grep -qiE 'warning|error' "$log"
+# The shipped settings leave TOKEN_SECRET unset (the operator's choice), and
+# chatd says what that means; anything else is a fault of the package.
+grep -E ': (warning|error):' "$log" | grep -vq 'warning: TOKEN_SECRET is not set'
 [ $? -ne 0 ]
-ok $? "chatd logged no warning or error with the installed settings" "$(cat "$log")"
+ok $? "chatd logged no error and no warning but TOKEN_SECRET's with the installed settings" "$(cat "$log")"
 rm -f "$db" "$db-wal" "$db-shm"
 
 # ---- 5. purge
