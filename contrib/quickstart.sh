@@ -76,12 +76,14 @@ BUILD_PACKAGES=(
 RUN_PACKAGES=(nginx curl sqlite3)
 # The tests: every web server and tool they drive, the memory checker, the
 # formatter and linter of `make format-check` and `make lint`, the man page
-# linter, systemd-analyze (unit checks), setpriv (util-linux) and promtool
-# (prometheus: the metrics test validates every exposition with it).
+# linter, systemd-analyze (unit checks), setpriv (util-linux), promtool
+# (prometheus: the metrics test validates every exposition with it), and
+# what building and checking the Debian package needs (tests/package).
 TEST_PACKAGES=(
 	lighttpd apache2 nginx spawn-fcgi
 	curl python3 sqlite3 socat valgrind clang-format cppcheck mandoc systemd util-linux
 	clang libclang-rt-dev prometheus
+	debhelper dpkg-dev fakeroot lintian
 )
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

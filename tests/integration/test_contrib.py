@@ -11,7 +11,9 @@
 - contrib/env.example names every setting of `chat-api --config-table`,
   its commented defaults match the table, and chat-api starts with it
   without warnings;
-- the systemd units pass `systemd-analyze verify` (when available);
+- the systemd units pass `systemd-analyze verify` and `systemd-analyze
+  security --offline=yes` rates every service "OK" or better (when
+  available);
 - chatd on a Unix socket (CHATD_ADDR=unix:PATH) renders into each server's
   spelling and passes its check; bad socket paths are refused;
 - lighttpd's JSON error documents exist where the config points;
@@ -349,6 +351,25 @@ def t_systemd(chk, tmp):
                "%s is Type=notify with WatchdogSec=%ds" % (n, watchdog))
     code, text = run([exe, "verify"] + [os.path.join(d, n) for n in names], timeout=60)
     chk.ok(code == 0 and text.strip() == "", "systemd-analyze verify %s" % " ".join(names), text)
+    # Every service is sandboxed to an exposure below 5.0 ("OK", "SAFE" or
+    # "PERFECT"), and chatd keeps what it needs: netlink for libwebsockets'
+    # getifaddrs(3), chown for CHATD_SOCKET_GROUP, its open-file limit.
+    for n in names:
+        if not n.endswith(".service"):
+            continue
+        code, text = run([exe, "security", "--offline=yes", "--no-pager", os.path.join(d, n)], timeout=60)
+        m = re.search(r"Overall exposure level for %s: ([0-9.]+) (\w+)" % re.escape(n), text)
+        if not chk.ok(m is not None, "systemd-analyze security --offline=yes rates %s" % n, text[-500:]):
+            continue
+        chk.ok(float(m.group(1)) < 5.0 and m.group(2) in ("OK", "SAFE", "PERFECT"),
+               "%s: exposure %s %s is OK or better" % (n, m.group(1), m.group(2)), text[-1500:])
+    with open(os.path.join(d, "chatd.service"), encoding="utf-8") as f:
+        unit = f.read()
+    families = re.findall(r"^RestrictAddressFamilies=(.*)$", unit, re.M)
+    chk.ok(families and "AF_NETLINK" in families[-1].split(), "chatd.service allows AF_NETLINK", repr(families))
+    allowed = " ".join(re.findall(r"^SystemCallFilter=([^~].*)$", unit, re.M)[1:]).split()
+    for call in ("@chown", "setrlimit", "setpriority"):
+        chk.ok(call in allowed, "chatd.service allows %s after ~@privileged @resources" % call, repr(allowed))
 
 
 def t_quickstart(chk, tmp):
@@ -368,7 +389,7 @@ def t_quickstart(chk, tmp):
              "libwebsockets-evlib-uv", "libuv1-dev", "libsqlite3-dev", "libcurl4-openssl-dev", "libcjson-dev",
              "check", "libssl-dev"]
     only_tests = ["apache2", "lighttpd", "valgrind", "clang-format", "cppcheck", "mandoc", "spawn-fcgi", "socat",
-                  "clang", "libclang-rt-dev"]
+                  "clang", "libclang-rt-dev", "debhelper", "dpkg-dev", "fakeroot", "lintian"]
     code, run_set = packages("run")
     chk.eq(code, 0, "quickstart.sh packages")
     chk.eq([p for p in build + ["nginx", "curl", "sqlite3"] if p not in run_set], [],
