@@ -6,6 +6,7 @@
 #include "autoconf.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,4 +371,26 @@ done:
 	clock_now(CLOCK_MONOTONIC, &t1);
 	reqmetrics_note(route, resp->status,
 	    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+}
+
+int
+api_query_int(struct api_call *call, const char *key, long long min, long long max, long long *out)
+{
+	const char *v = uri_query_get(call->uri, key);
+	char *end;
+	long long n;
+
+	if (v == NULL)
+		return 0;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	/* Digits only: no sign, no space, nothing after the number. */
+	if (errno != 0 || end == v || *end != '\0' || v[0] < '0' || v[0] > '9' || n < min ||
+	    n > max) {
+		api_error(call, 400, "invalid_query", "%s must be a whole number from %lld to %lld",
+		    key, min, max);
+		return -1;
+	}
+	*out = n;
+	return 1;
 }

@@ -39,6 +39,14 @@ void api_error(struct api_call *call, int status, const char *code, const char *
 /* Answers 500 and logs cause (freed) without exposing it to the client. */
 void api_internal_error(struct api_call *call, const char *what, char *cause);
 
+/*
+ * An optional query parameter that must be a whole number in [min, max]:
+ * 1 with *out set, 0 when absent (*out untouched), -1 after answering 400
+ * invalid_query.
+ */
+int api_query_int(
+    struct api_call *call, const char *key, long long min, long long max, long long *out);
+
 /* 1 if a and b are equal, in time independent of where they differ. */
 int api_key_equal(const char *a, const char *b);
 int api_key_present(const struct api_request *req, const char *key);

@@ -34,29 +34,6 @@ callbacks_target(struct api_call *call, const char **target)
 	return 0;
 }
 
-/* A whole number query parameter in [min, max], else def; -1 after a 400. */
-static int
-callbacks_query_int(
-    struct api_call *call, const char *key, long long min, long long max, long long *out)
-{
-	const char *v = uri_query_get(call->uri, key);
-	char *end;
-	long long n;
-
-	if (v == NULL)
-		return 0;
-	errno = 0;
-	n = strtoll(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || v[0] < '0' || v[0] > '9' || n < min ||
-	    n > max) {
-		api_error(call, 400, "invalid_query", "%s must be a whole number from %lld to %lld",
-		    key, min, max);
-		return -1;
-	}
-	*out = n;
-	return 0;
-}
-
 /* A replay takes no fields: an empty object body is allowed, as POST /management/sync does. */
 static int
 callbacks_no_fields(struct api_call *call)
@@ -119,8 +96,8 @@ handlers_callbacks_dead_letters(struct api_call *call)
 	char *cause = NULL;
 
 	if (callbacks_target(call, &target) != 0 ||
-	    callbacks_query_int(call, "after", 0, INT64_MAX, &after) != 0 ||
-	    callbacks_query_int(call, "limit", 1, DEAD_LIMIT_MAX, &limit) != 0)
+	    api_query_int(call, "after", 0, INT64_MAX, &after) < 0 ||
+	    api_query_int(call, "limit", 1, DEAD_LIMIT_MAX, &limit) < 0)
 		return;
 	jsonw_init(&rows);
 	jsonw_array_begin(&rows);

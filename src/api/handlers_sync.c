@@ -60,38 +60,16 @@ handlers_sync_request(struct api_call *call)
 	api_reply(call, 202, &w);
 }
 
-/* Reads an optional integer query parameter in [min, max]. */
-static int
-sync_query_int(struct api_call *call, const char *key, long long min, long long max, long long *out)
-{
-	const char *v = uri_query_get(call->uri, key);
-	char *end;
-	long long n;
-
-	if (v == NULL)
-		return 0;
-	errno = 0;
-	n = strtoll(v, &end, 10);
-	if (errno != 0 || *end != '\0' || end == v || v[0] == ' ' || v[0] == '+' || n < min ||
-	    n > max) {
-		api_error(call, 400, "invalid_query", "%s must be a whole number from %lld to %lld",
-		    key, min, max);
-		return -1;
-	}
-	*out = n;
-	return 1;
-}
-
 /* Parses page/limit/from/to; answers 400 itself and returns -1 on bad input. */
 static int
 sync_page_query(struct api_call *call, struct db_page_query *q)
 {
 	long long page = 1, limit = HISTORY_LIMIT_DEFAULT, from = -1, to = -1;
 
-	if (sync_query_int(call, "page", 1, HISTORY_PAGE_MAX, &page) < 0 ||
-	    sync_query_int(call, "limit", 1, HISTORY_PAGE_MAX, &limit) < 0 ||
-	    sync_query_int(call, "from", 0, HISTORY_TIME_MAX, &from) < 0 ||
-	    sync_query_int(call, "to", 0, HISTORY_TIME_MAX, &to) < 0)
+	if (api_query_int(call, "page", 1, HISTORY_PAGE_MAX, &page) < 0 ||
+	    api_query_int(call, "limit", 1, HISTORY_PAGE_MAX, &limit) < 0 ||
+	    api_query_int(call, "from", 0, HISTORY_TIME_MAX, &from) < 0 ||
+	    api_query_int(call, "to", 0, HISTORY_TIME_MAX, &to) < 0)
 		return -1;
 	if (from >= 0 && to >= 0 && from > to) {
 		api_error(call, 400, "invalid_query", "from (%lld) is after to (%lld)", from, to);
