@@ -10,6 +10,7 @@ node_exporter, validated and checked the same way.
 Python 3 standard library only; run with /usr/bin/python3.
 """
 
+import json
 import os
 import re
 import shutil
@@ -190,6 +191,21 @@ def t_sync_textfile(st, chk):
     chk.eq(val(r, "chatd_sync_dead_letters", target="room_events"), 0.0, "chat-api: dead letters per target")
 
 
+def t_grafana(st, chk):
+    """Every series the shipped dashboard queries is one this stack exports
+    (chat-api's scrape, chatd's part of it, or chat-sync's textfile)."""
+    with open(os.path.join(stack.CONTRIB, "grafana", "chatd.json"), encoding="utf-8") as f:
+        dash = json.load(f)
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    chk.ok(len(exprs) >= 10, "the dashboard has its queries", repr(len(exprs)))
+    names = {n for _, n in [(k, k[0]) for k in parse(scrape(st).body.decode("utf-8"))]}
+    if os.path.exists(TEXTFILE):
+        with open(TEXTFILE, encoding="utf-8") as f:
+            names |= {k[0] for k in parse(f.read())}
+    wanted = sorted({n for e in exprs for n in re.findall(r"\bchatd_[a-z_]+\b", e)})
+    chk.eq([n for n in wanted if n not in names], [], "every metric the dashboard queries is exported")
+
+
 def t_chatd_down(st, chk):
     st.stop_chatd()
     r = scrape(st)
@@ -221,6 +237,7 @@ def main():
             ("scrape", t_scrape),
             ("values move", t_values_move),
             ("chat-sync textfile", t_sync_textfile),
+            ("grafana dashboard", t_grafana),
             ("chatd down", t_chatd_down),
         ], settings(RCV))
         # The bearer credential must reach chat-api through every web
