@@ -108,6 +108,9 @@ api_error(struct api_call *call, int status, const char *code, const char *fmt, 
 	if (vasprintf(&msg, fmt, ap) < 0)
 		abort();
 	va_end(ap);
+	/* Messages quote what the client sent, cut to a length ("%.64s"): keep
+	 * the answer valid UTF-8 even when the cut splits a character. */
+	utf8_scrub(msg);
 	jsonw_init(&w);
 	jsonw_object_begin(&w);
 	jsonw_key(&w, "error");

@@ -54,6 +54,26 @@ utf8_valid(const char *str, size_t len)
 	return 1;
 }
 
+void
+utf8_scrub(char *s)
+{
+	size_t len = strlen(s), i = 0, n;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 1;
+		if (n > 1 && i + n <= len && utf8_valid(s + i, n))
+			i += n;
+		else
+			s[i++] = '?'; /* a stray byte; what follows is looked at afresh */
+	}
+}
+
 int
 text_check(const char *s, size_t min, size_t max, int flags, const char **why)
 {
@@ -199,6 +219,7 @@ json_check_keys(const cJSON *obj, const char *const *allowed, char **cause)
 		}
 		if (*a == NULL) {
 			*cause = xasprintf("unknown field \"%.64s\"", item->string);
+			utf8_scrub(*cause); /* the cut may split a character */
 			return -1;
 		}
 	}

@@ -14,6 +14,13 @@
 
 /* 1 if s[0..len) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int utf8_valid(const char *s, size_t len);
+/*
+ * Makes the NUL-terminated s valid UTF-8 in place: each byte that does not
+ * belong to a well-formed sequence becomes '?'. For text we compose from
+ * pieces a client sent ("%.64s" may cut a character in half), so whatever
+ * we answer is valid JSON text.
+ */
+void utf8_scrub(char *s);
 
 #define TEXT_NO_CONTROL 0x1 /* reject C0 controls and DEL (tab, CR, LF too) */
 /*

@@ -440,6 +440,23 @@ START_TEST(test_dispatch_routing_errors)
 }
 END_TEST
 
+/* An error quoting a client's id cut to 64 bytes stays valid UTF-8. */
+START_TEST(test_dispatch_error_utf8)
+{
+	char uri[256];
+	cJSON *r;
+
+	/* 63 ASCII bytes, then a two-byte character the "%.64s" cut splits */
+	snprintf(uri, sizeof uri, "/management/rooms/%063d%%C6%%8Fx", 0);
+	ck_assert_int_eq(call("GET", uri, KEY, NULL, NULL, 0, &r, NULL), 404);
+	ck_assert_str_eq(err_code(r), "room_not_found");
+	ck_assert(utf8_valid(
+	    cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "message")->valuestring,
+	    strlen(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "error"), "message")->valuestring)));
+	cJSON_Delete(r);
+}
+END_TEST
+
 START_TEST(test_dispatch_head)
 {
 	struct api_response get, head;
@@ -911,6 +928,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_dispatch_routing_errors);
 	tcase_add_test(tc, test_dispatch_head);
 	tcase_add_test(tc, test_dispatch_busy);
+	tcase_add_test(tc, test_dispatch_error_utf8);
 	tcase_add_test(tc, test_uri_parse_bool);
 	tcase_add_test(tc, test_dispatch_body_errors);
 	tcase_add_test(tc, test_dispatch_room_fields);

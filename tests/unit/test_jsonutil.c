@@ -93,6 +93,25 @@ nested(int depth)
 	return s;
 }
 
+START_TEST(test_utf8_scrub)
+{
+	char cut[] = "room \xe6\xb5\x8b\xe8\xaf"; /* "测" and half of "试" */
+	char stray[] = "a\x80"
+		       "b\xff\xc0\xaf"
+		       "c\xed\xa0\x80"
+		       "d";
+	char fine[] = "plain 测试 ascii";
+
+	utf8_scrub(cut);
+	ck_assert_str_eq(cut, "room \xe6\xb5\x8b??");
+	utf8_scrub(stray);
+	ck_assert_str_eq(stray, "a?b???c???d"); /* overlong and surrogate forms too */
+	ck_assert(utf8_valid(stray, strlen(stray)));
+	utf8_scrub(fine);
+	ck_assert_str_eq(fine, "plain 测试 ascii");
+}
+END_TEST
+
 START_TEST(test_depth)
 {
 	char *cause = NULL, *text;
@@ -243,6 +262,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_text_check);
 	tcase_add_test(tc, test_parse_object);
 	tcase_add_test(tc, test_depth);
+	tcase_add_test(tc, test_utf8_scrub);
 	tcase_add_test(tc, test_fields);
 	tcase_add_test(tc, test_writer);
 	tcase_add_test(tc, test_json_ok_passes_results);
