@@ -121,6 +121,19 @@ dead_list(struct chatctl *c, struct db *db)
 	return CHATCTL_EXIT_OK;
 }
 
+/* A replay or discard the database refused: says why (cause is freed). */
+static int
+dead_failed(struct chatctl *c, int rc, int64_t id, char *cause)
+{
+	if (rc == DB_NOTFOUND)
+		fprintf(c->err, "chatctl: dead_letter_not_found: no dead letter with id %lld\n",
+		    (long long)id);
+	else
+		fprintf(c->err, "chatctl: database: %s\n", cause);
+	free(cause);
+	return CHATCTL_EXIT_FAILED;
+}
+
 static int
 dead_replay(struct chatctl *c, struct db *db, int64_t id)
 {
@@ -129,16 +142,8 @@ dead_replay(struct chatctl *c, struct db *db, int64_t id)
 	int rc;
 
 	rc = db_dead_letter_replay(db, id, c->target, clock_wall_ms(), &marked, &cause);
-	if (rc == DB_NOTFOUND) {
-		fprintf(c->err, "chatctl: dead_letter_not_found: no dead letter with id %lld\n",
-		    (long long)id);
-		return CHATCTL_EXIT_FAILED;
-	}
-	if (rc != DB_OK) {
-		fprintf(c->err, "chatctl: database: %s\n", cause);
-		free(cause);
-		return CHATCTL_EXIT_FAILED;
-	}
+	if (rc != DB_OK)
+		return dead_failed(c, rc, id, cause);
 	if (c->json) {
 		if (id > 0)
 			fprintf(c->out, "{\"status\":\"accepted\",\"id\":%lld}\n", (long long)id);
@@ -161,16 +166,8 @@ dead_discard(struct chatctl *c, struct db *db, int64_t id)
 	int rc;
 
 	rc = db_dead_letter_discard(db, id, &cause);
-	if (rc == DB_NOTFOUND) {
-		fprintf(c->err, "chatctl: dead_letter_not_found: no dead letter with id %lld\n",
-		    (long long)id);
-		return CHATCTL_EXIT_FAILED;
-	}
-	if (rc != DB_OK) {
-		fprintf(c->err, "chatctl: database: %s\n", cause);
-		free(cause);
-		return CHATCTL_EXIT_FAILED;
-	}
+	if (rc != DB_OK)
+		return dead_failed(c, rc, id, cause);
 	if (c->json)
 		fprintf(c->out, "{\"status\":\"discarded\",\"id\":%lld}\n", (long long)id);
 	else

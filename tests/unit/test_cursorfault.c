@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "check_main.h"
+#include "testdir.h"
 #include "db.h"
 #include "faultvfs.h"
 #include "xmalloc.h"
@@ -60,24 +61,10 @@ setup(void)
 static void
 teardown(void)
 {
-	struct dirent *de;
-	DIR *d;
-	char *p;
-
 	faultvfs_disarm();
 	db_close(db);
 	db_close(reader);
-	if ((d = opendir(test_dir)) != NULL) {
-		while ((de = readdir(d)) != NULL) {
-			if (de->d_name[0] == '.')
-				continue;
-			p = xasprintf("%s/%s", test_dir, de->d_name);
-			unlink(p);
-			free(p);
-		}
-		closedir(d);
-	}
-	rmdir(test_dir);
+	testdir_remove(test_dir);
 	free(dbpath);
 }
 

@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "check_main.h"
+#include "testdir.h"
 #include "db.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -52,21 +53,7 @@ dir_create(void)
 static void
 dir_remove(void)
 {
-	struct dirent *de;
-	DIR *d;
-	char *p;
-
-	if ((d = opendir(test_dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		p = xasprintf("%s/%s", test_dir, de->d_name);
-		unlink(p);
-		free(p);
-	}
-	closedir(d);
-	rmdir(test_dir);
+	testdir_remove(test_dir);
 }
 
 static void

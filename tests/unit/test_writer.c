@@ -26,6 +26,7 @@
 #include <valgrind/valgrind.h>
 
 #include "check_main.h"
+#include "testdir.h"
 #include "clock.h"
 #include "db.h"
 #include "faultvfs.h"
@@ -84,24 +85,10 @@ setup(void)
 static void
 teardown(void)
 {
-	struct dirent *de;
-	DIR *d;
-	char *p;
-
 	faultvfs_disarm();
 	writer_destroy(w);
 	w = NULL;
-	if ((d = opendir(test_dir)) != NULL) {
-		while ((de = readdir(d)) != NULL) {
-			if (de->d_name[0] == '.')
-				continue;
-			p = xasprintf("%s/%s", test_dir, de->d_name);
-			unlink(p);
-			free(p);
-		}
-		closedir(d);
-	}
-	rmdir(test_dir);
+	testdir_remove(test_dir);
 	free(dbpath);
 }
 
