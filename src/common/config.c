@@ -41,6 +41,8 @@ enum config_type {
 	CONFIG_PATH,
 	CONFIG_LISTEN, /* HOST:PORT or unix:PATH */
 	CONFIG_NETLIST, /* addresses and CIDR ranges, netaddr.h */
+	CONFIG_NATSURLS, /* nats:// URLs, comma-separated */
+	CONFIG_TOKEN, /* a subject token: [A-Za-z0-9._-], at most max characters */
 };
 
 struct config_option {
@@ -208,6 +210,34 @@ static const struct config_option config_table[] = {
 	{ "API_MAX_BODY_BYTES", CONFIG_INT, "65536", 1024, 16 * 1024 * 1024,
 	    OFF(api_max_body_bytes), 0, "Largest management request body; larger gets 413.",
 	    CONFIG_API },
+	{ "CLUSTER_NATS_URL", CONFIG_NATSURLS, NULL, 0, 0, OFF(cluster_nats_url), 0,
+	    "The NATS server(s) joining several chatd nodes into one chat service: "
+	    "comma-separated `nats://HOST:PORT` URLs (`nats://user:password@HOST:PORT` with "
+	    "credentials; `tls://` for TLS). Unset: chatd is a single node, with no bus "
+	    "(docs/cluster.md).",
+	    CONFIG_CHATD | CONFIG_WEB },
+	{ "NODE_ID", CONFIG_TOKEN, NULL, 1, CONFIG_NODE_ID_MAX, OFF(node_id), 0,
+	    "This node's name in the cluster: unique per node and the same across its restarts "
+	    "(its sessions are found by it), at most 64 letters, digits, `.`, `_` or `-`. "
+	    "Unset: the host name; set it when one host runs several nodes.",
+	    CONFIG_CHATD },
+	{ "CLUSTER_NAME", CONFIG_TOKEN, "chatd", 1, 32, OFF(cluster_name), 0,
+	    "Prefix of the cluster's NATS subjects, so that several clusters can share one "
+	    "NATS: at most 32 letters, digits, `.`, `_` or `-`.",
+	    CONFIG_CHATD },
+	{ "CLUSTER_HEARTBEAT_SECS", CONFIG_MILLIS, "1", 100, 60 * 1000, OFF(cluster_heartbeat_ms),
+	    0, "How often a node tells the others (on the bus) and the database that it is alive.",
+	    CONFIG_CHATD },
+	{ "CLUSTER_NODE_TIMEOUT_SECS", CONFIG_MILLIS, "5", 500, 3600 * 1000,
+	    OFF(cluster_node_timeout_ms), 0,
+	    "A node silent this long counts as gone: its users leave the counts, and once the "
+	    "database has not heard from it either, its sessions are closed (`node_lost`). At "
+	    "least twice `CLUSTER_HEARTBEAT_SECS`.",
+	    CONFIG_CHATD },
+	{ "CLUSTER_GAP_WAIT_SECS", CONFIG_MILLIS, "0.2", 1, 10 * 1000, OFF(cluster_gap_wait_ms), 0,
+	    "How long a node holds a room's message that arrived ahead of a missing one before "
+	    "it reads the missing ones from the database.",
+	    CONFIG_CHATD },
 	{ "LOG_LEVEL", CONFIG_LOGLEVEL, "info", 0, 0, OFF(log_level), 0,
 	    "`debug`, `info`, `warning` or `error`.", CONFIG_API | CONFIG_CHATD | CONFIG_SYNC },
 };
@@ -457,6 +487,103 @@ config_parse_millis(const char *s, long long *out)
 	return 0;
 }
 
+int
+config_check_token(const char *s, size_t max)
+{
+	size_t n = 0;
+
+	for (; *s != '\0'; s++, n++) {
+		if (!isalnum((unsigned char)*s) && *s != '.' && *s != '_' && *s != '-')
+			return -1;
+	}
+	return n == 0 || n > max ? -1 : 0;
+}
+
+/* One URL: nats:// or tls://, optional user[:password]@, a host, optional :port. */
+static int
+config_check_nats_url(const char *u, size_t len)
+{
+	const char *end = u + len, *at, *host, *colon;
+	long port = 0;
+
+	if (len > 7 && strncmp(u, "nats://", 7) == 0)
+		u += 7;
+	else if (len > 6 && strncmp(u, "tls://", 6) == 0)
+		u += 6;
+	else
+		return -1;
+	for (at = end; at > u && at[-1] != '@'; at--)
+		;
+	host = at > u ? at : u;
+	if (host == end || memchr(host, '/', (size_t)(end - host)) != NULL)
+		return -1;
+	if (*host == '[') {
+		const char *close = memchr(host, ']', (size_t)(end - host));
+		if (close == NULL || close == host + 1)
+			return -1;
+		colon = close + 1 < end ? close + 1 : NULL;
+		if (colon != NULL && *colon != ':')
+			return -1;
+	} else {
+		colon = memchr(host, ':', (size_t)(end - host));
+		if (colon == host)
+			return -1;
+	}
+	if (colon == NULL)
+		return 0;
+	if (colon + 1 == end)
+		return -1;
+	for (const char *p = colon + 1; p < end; p++) {
+		if (!isdigit((unsigned char)*p) || port > 65535)
+			return -1;
+		port = port * 10 + (*p - '0');
+	}
+	return port >= 1 && port <= 65535 ? 0 : -1;
+}
+
+int
+config_check_nats_urls(const char *list)
+{
+	const char *p = list;
+
+	if (*p == '\0')
+		return 0; /* empty: no cluster */
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+
+		while (len > 0 && isspace((unsigned char)*p)) {
+			p++;
+			len--;
+		}
+		while (len > 0 && isspace((unsigned char)p[len - 1]))
+			len--;
+		if (config_check_nats_url(p, len) != 0)
+			return -1;
+		if (comma == NULL)
+			return 0;
+		p = comma + 1;
+	}
+}
+
+char *
+config_default_node_id(void)
+{
+	char host[256];
+	size_t i;
+
+	if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
+		return xstrdup("chatd");
+	host[sizeof host - 1] = '\0';
+	host[CONFIG_NODE_ID_MAX] = '\0';
+	for (i = 0; host[i] != '\0'; i++) {
+		if (!isalnum((unsigned char)host[i]) && host[i] != '.' && host[i] != '_' &&
+		    host[i] != '-')
+			host[i] = '-';
+	}
+	return xstrdup(host);
+}
+
 /* Checks and stores one value; the message names key and value. */
 static int
 config_set(struct config *cfg, const struct config_option *opt, const char *value, char **cause)
@@ -545,6 +672,22 @@ config_set(struct config *cfg, const struct config_option *opt, const char *valu
 	case CONFIG_PATH:
 		if (*value == '\0') {
 			*cause = xasprintf("%s is empty: a path is required", opt->key);
+			return -1;
+		}
+		break;
+	case CONFIG_NATSURLS:
+		if (config_check_nats_urls(value) != 0) {
+			/* The URLs may carry a password: not echoed. */
+			*cause = xasprintf(
+			    "%s: expected comma-separated nats://HOST:PORT URLs", opt->key);
+			return -1;
+		}
+		break;
+	case CONFIG_TOKEN:
+		if (config_check_token(value, (size_t)opt->max) != 0) {
+			*cause = xasprintf("%s=%s: expected 1 to %lld letters, digits, '.', '_' or "
+					   "'-'",
+			    opt->key, shown, opt->max);
 			return -1;
 		}
 		break;
@@ -819,8 +962,12 @@ config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **ca
 			v = config_pairs_get(&pairs, opt->key);
 		if (v == NULL)
 			v = opt->def;
+		/* An empty name is as good as none: the default, or unset. */
+		if (v != NULL && *v == '\0' && opt->type == CONFIG_TOKEN)
+			v = opt->def;
 		/* An empty secret is as good as none: never open access. */
-		if (v == NULL || (opt->type == CONFIG_STRING && *v == '\0'))
+		if (v == NULL ||
+		    ((opt->type == CONFIG_STRING || opt->type == CONFIG_NATSURLS) && *v == '\0'))
 			continue;
 		if (config_set(cfg, opt, v, cause) != 0)
 			goto fail;
@@ -828,6 +975,16 @@ config_load(struct config *cfg, config_getenv_fn getenv_fn, void *arg, char **ca
 	if (cfg->database_path == NULL) {
 		cfg->database_path = dbfile_memory_path();
 		cfg->database_is_memory = 1;
+	}
+	if (cfg->node_id == NULL)
+		cfg->node_id = config_default_node_id();
+	/* One missed heartbeat must not make a node count as gone. */
+	if (cfg->cluster_node_timeout_ms < 2 * cfg->cluster_heartbeat_ms) {
+		*cause = xasprintf("CLUSTER_NODE_TIMEOUT_SECS=%lld.%03lld: must be at least twice "
+				   "CLUSTER_HEARTBEAT_SECS (%lld.%03lld)",
+		    cfg->cluster_node_timeout_ms / 1000, cfg->cluster_node_timeout_ms % 1000,
+		    cfg->cluster_heartbeat_ms / 1000, cfg->cluster_heartbeat_ms % 1000);
+		goto fail;
 	}
 	config_pairs_clear(&pairs);
 	return 0;

@@ -56,6 +56,13 @@ struct config {
 	long long api_threads;
 	long long api_max_body_bytes;
 	char *log_level;
+	/* the cluster (docs/cluster.md) */
+	char *cluster_nats_url; /* NULL: a single node, no bus */
+	char *node_id; /* NODE_ID, else the host name made fit (config_default_node_id) */
+	char *cluster_name;
+	long long cluster_heartbeat_ms;
+	long long cluster_node_timeout_ms;
+	long long cluster_gap_wait_ms;
 
 	/* derived at load */
 	char *database_path; /* file path from DATABASE_URL */
@@ -106,6 +113,14 @@ int config_check_address(const char *addr);
 /* Validates CHATD_LISTEN: HOST:PORT, or unix:PATH with an absolute PATH
  * short enough for a socket address; 0 ok, -1 bad. */
 int config_check_listen(const char *spec);
+
+/* NODE_ID and CLUSTER_NAME: letters, digits, '.', '_' and '-' (a NATS subject token). */
+#define CONFIG_NODE_ID_MAX 64
+int config_check_token(const char *s, size_t max);
+/* CLUSTER_NATS_URL: comma-separated nats:// (or tls://) URLs; 0 ok, -1 bad. */
+int config_check_nats_urls(const char *list);
+/* NODE_ID's default: the host name, cut and with other characters made '-'. Heap. */
+char *config_default_node_id(void);
 
 /* Who reads a setting: the settings table's programs field. */
 #define CONFIG_API 0x1 /* chat-api */

@@ -326,6 +326,12 @@ static const char *const all_keys[] = {
 	"CONTROL_IDLE_TIMEOUT_SECONDS",
 	"API_THREADS",
 	"API_MAX_BODY_BYTES",
+	"CLUSTER_NATS_URL",
+	"NODE_ID",
+	"CLUSTER_NAME",
+	"CLUSTER_HEARTBEAT_SECS",
+	"CLUSTER_NODE_TIMEOUT_SECS",
+	"CLUSTER_GAP_WAIT_SECS",
 	"LOG_LEVEL",
 };
 #define NSEED_KEYS 18
@@ -585,6 +591,14 @@ START_TEST(test_load_defaults)
 	ck_assert_int_eq(cfg.api_threads, 8);
 	ck_assert_int_eq(cfg.api_max_body_bytes, 65536);
 	ck_assert_str_eq(cfg.log_level, "info");
+	/* A single node: no bus. */
+	ck_assert_ptr_null(cfg.cluster_nats_url);
+	ck_assert_ptr_nonnull(cfg.node_id);
+	ck_assert_int_eq(config_check_token(cfg.node_id, CONFIG_NODE_ID_MAX), 0);
+	ck_assert_str_eq(cfg.cluster_name, "chatd");
+	ck_assert_int_eq(cfg.cluster_heartbeat_ms, 1000);
+	ck_assert_int_eq(cfg.cluster_node_timeout_ms, 5000);
+	ck_assert_int_eq(cfg.cluster_gap_wait_ms, 200);
 	path = tmpfiles[0];
 	ck_assert_str_eq(cfg.source_file, path);
 	config_clear(&cfg);
@@ -811,6 +825,17 @@ static const struct {
 	{ "DATABASE_URL", "sqlite://" },
 	{ "DATABASE_URL", "sqlite:?mode=rwc" },
 	{ "DATABASE_URL", "mysql:x" },
+	{ "NODE_ID", "node 1" },
+	{ "NODE_ID", "node*" },
+	{ "NODE_ID", "a>" },
+	{ "NODE_ID", "n12345678901234567890123456789012345678901234567890123456789012345" },
+	{ "CLUSTER_NAME", "chat.*" },
+	{ "CLUSTER_NAME", "c123456789012345678901234567890123" },
+	{ "CLUSTER_HEARTBEAT_SECS", "0.05" },
+	{ "CLUSTER_HEARTBEAT_SECS", "61" },
+	{ "CLUSTER_NODE_TIMEOUT_SECS", "0.2" },
+	{ "CLUSTER_GAP_WAIT_SECS", "0" },
+	{ "CLUSTER_GAP_WAIT_SECS", "11" },
 };
 
 START_TEST(test_load_bad_values)
@@ -864,6 +889,85 @@ START_TEST(test_load_bad_values_from_env)
 	cause = load_bad("", &env);
 	assert_contains(cause, "CONTROL_SOCKET");
 	free(cause);
+}
+END_TEST
+
+START_TEST(test_cluster_settings)
+{
+	static const char *const good[] = {
+		"nats://127.0.0.1:4222",
+		"nats://127.0.0.1",
+		"nats://u:p@nats.example:4222",
+		"tls://nats.example:4443",
+		"nats://[::1]:4222",
+		"nats://a:4222, nats://b:4222,nats://c",
+	};
+	static const char *const bad[] = {
+		"127.0.0.1:4222",
+		"http://127.0.0.1:4222",
+		"nats://",
+		"nats://:4222",
+		"nats://h:0",
+		"nats://h:65536",
+		"nats://h:42a",
+		"nats://h:4222/path",
+		"nats://a:4222,,nats://b",
+		"nats://[::1",
+		"nats://u:secret@h:99999",
+	};
+	struct config cfg;
+	const char *text;
+	char *cause;
+	size_t i;
+
+	for (i = 0; i < sizeof good / sizeof good[0]; i++)
+		ck_assert_msg(config_check_nats_urls(good[i]) == 0, "refused %s", good[i]);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(config_check_nats_urls(bad[i]) != 0, "took %s", bad[i]);
+
+	/* A refused URL is named by key, never echoed: it may carry a password. */
+	cause = load_bad("CLUSTER_NATS_URL=nats://u:secret@h:99999\n", NULL);
+	assert_contains(cause, "CLUSTER_NATS_URL");
+	ck_assert_ptr_null(strstr(cause, "secret"));
+	free(cause);
+
+	load_ok(&cfg,
+	    "CLUSTER_NATS_URL=nats://127.0.0.1:4222\nNODE_ID=web-1.a_b\nCLUSTER_NAME=prod\n"
+	    "CLUSTER_HEARTBEAT_SECS=0.5\nCLUSTER_NODE_TIMEOUT_SECS=1\nCLUSTER_GAP_WAIT_SECS=0.05\n",
+	    NULL);
+	ck_assert_str_eq(cfg.cluster_nats_url, "nats://127.0.0.1:4222");
+	ck_assert_str_eq(cfg.node_id, "web-1.a_b");
+	ck_assert_str_eq(cfg.cluster_name, "prod");
+	ck_assert_int_eq(cfg.cluster_heartbeat_ms, 500);
+	ck_assert_int_eq(cfg.cluster_node_timeout_ms, 1000);
+	ck_assert_int_eq(cfg.cluster_gap_wait_ms, 50);
+	config_clear(&cfg);
+
+	/* Empty: a single node, the host name, the default prefix. */
+	load_ok(&cfg, "CLUSTER_NATS_URL=\nNODE_ID=\nCLUSTER_NAME=\n", NULL);
+	ck_assert_ptr_null(cfg.cluster_nats_url);
+	ck_assert_ptr_nonnull(cfg.node_id);
+	ck_assert_str_eq(cfg.cluster_name, "chatd");
+	config_clear(&cfg);
+
+	/* A timeout that one late heartbeat would trip. */
+	text = "CLUSTER_HEARTBEAT_SECS=2\nCLUSTER_NODE_TIMEOUT_SECS=3\n";
+	cause = load_bad(text, NULL);
+	assert_contains(cause, "CLUSTER_NODE_TIMEOUT_SECS=3.000: must be at least twice");
+	free(cause);
+}
+END_TEST
+
+START_TEST(test_default_node_id_fits)
+{
+	char *id = config_default_node_id();
+
+	ck_assert_int_eq(config_check_token(id, CONFIG_NODE_ID_MAX), 0);
+	free(id);
+	ck_assert_int_eq(config_check_token("", 8), -1);
+	ck_assert_int_eq(config_check_token("12345678", 8), 0);
+	ck_assert_int_eq(config_check_token("123456789", 8), -1);
+	ck_assert_int_eq(config_check_token("a b", 8), -1);
 }
 END_TEST
 
@@ -1355,6 +1459,8 @@ unit_suite(void)
 	tcase_add_test(tc, test_table_names_programs);
 	tcase_add_test(tc, test_print_man);
 	tcase_add_test(tc, test_suggest);
+	tcase_add_test(tc, test_cluster_settings);
+	tcase_add_test(tc, test_default_node_id_fits);
 	suite_add_tcase(s, tc);
 	return s;
 }
