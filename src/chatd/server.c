@@ -491,7 +491,7 @@ server_run(const struct config *cfg)
 		goto fail;
 	}
 
-	if (writer_create(cfg->database_path, cd->ctx, &cd->writer, &cause) != 0)
+	if (writer_create(cfg->database_path, "", cd->ctx, &cd->writer, &cause) != 0)
 		goto fail;
 	(void)uv_timer_start(&cd->tick_timer, server_tick, SERVER_TICK_MS, SERVER_TICK_MS);
 

@@ -44,6 +44,7 @@ struct writer {
 	pthread_t thread;
 	int started;
 	struct lws_context *ctx;
+	char *node_id; /* the sessions' node ("": a chatd on its own) */
 	struct db *db; /* writer thread only */
 	struct strmap sessions; /* writer thread only: key -> struct writer_session */
 	struct checkpointer *cp; /* checkpoints the WAL the writer's commits grow */
@@ -186,8 +187,8 @@ writer_apply_session(struct writer *w, struct writer_op *op)
 	int rc;
 
 	if (op->type == WRITER_SESSION_OPEN) {
-		rc = db_session_open(w->db, op->room_id, op->user_id, op->nickname, op->is_admin,
-		    op->address, op->ts_ms, &id, &cause);
+		rc = db_session_open(w->db, w->node_id, op->room_id, op->user_id, op->nickname,
+		    op->is_admin, op->address, op->ts_ms, &id, &cause);
 		if (rc == DB_OK) {
 			op->id = id;
 			writer_session_put(w, op->key, id);
@@ -606,13 +607,15 @@ writer_main(void *arg)
 }
 
 int
-writer_create(const char *db_path, struct lws_context *ctx, struct writer **out, char **cause)
+writer_create(const char *db_path, const char *node_id, struct lws_context *ctx,
+    struct writer **out, char **cause)
 {
 	struct writer *w = xcalloc(1, sizeof *w);
 	pthread_condattr_t attr;
 	int error;
 
 	w->ctx = ctx;
+	w->node_id = xstrdup(node_id != NULL ? node_id : "");
 	strmap_init(&w->sessions);
 	STAILQ_INIT(&w->in);
 	STAILQ_INIT(&w->done);
@@ -656,6 +659,7 @@ fail_db:
 	db_close(w->db);
 	checkpointer_destroy(w->cp);
 fail:
+	free(w->node_id);
 	free(w);
 	return -1;
 }
@@ -810,5 +814,6 @@ writer_destroy(struct writer *w)
 	checkpointer_destroy(w->cp);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
+	free(w->node_id);
 	free(w);
 }

@@ -110,9 +110,12 @@ void writer_op_free(struct writer_op *op);
 
 /*
  * Opens the writer's database connection and starts its thread. ctx is
- * woken with lws_cancel_service() when results are ready. Service thread.
+ * woken with lws_cancel_service() when results are ready. The sessions it
+ * opens belong to node node_id (copied; NULL or "": a chatd on its own).
+ * Service thread.
  */
-int writer_create(const char *db_path, struct lws_context *ctx, struct writer **out, char **cause);
+int writer_create(const char *db_path, const char *node_id, struct lws_context *ctx,
+    struct writer **out, char **cause);
 /*
  * Hands op to the writer (it takes ownership). Returns 0, or -1 when too
  * many message operations wait (op is freed; tell the client to retry);

@@ -158,6 +158,24 @@ static const char *const db_migrations[] = {
 	"CREATE INDEX dead_letters_target ON dead_letters (target, id);"
 	"CREATE INDEX dead_letters_replay ON dead_letters (target, id)"
 	" WHERE replay_requested_at IS NOT NULL;",
+	/*
+	 * 3: several chatd processes (nodes) on one file. A session names the
+	 * node holding its connection ('' for a lone chatd), so a node's open
+	 * sessions can be closed without touching the others'; nodes holds
+	 * each node's liveness as the database sees it, which is what lets a
+	 * survivor tell a lost node from a live one and reap it only once.
+	 */
+	"ALTER TABLE sessions ADD COLUMN node_id TEXT NOT NULL DEFAULT '';"
+	"CREATE INDEX sessions_node_open ON sessions (node_id) WHERE left_at IS NULL;"
+	"CREATE TABLE nodes ("
+	" id TEXT PRIMARY KEY,"
+	" incarnation TEXT NOT NULL,"
+	" started_at INTEGER NOT NULL,"
+	" seen_at INTEGER NOT NULL,"
+	" stopped_at INTEGER,"
+	" connections INTEGER NOT NULL DEFAULT 0,"
+	" reaped_at INTEGER"
+	") STRICT;",
 };
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSION,
     "DB_SCHEMA_VERSION must equal the number of migration steps");
@@ -199,6 +217,7 @@ enum db_stmt {
 	DB_STMT_SESSION_INSERT,
 	DB_STMT_SESSION_CLOSE,
 	DB_STMT_SESSION_OPEN_IDS,
+	DB_STMT_SESSION_NODE_OPEN_IDS,
 	DB_STMT_SESSION_OPEN_COUNT,
 	DB_STMT_SESSION_OCCUPANTS,
 	DB_STMT_SESSION_FIRST,
@@ -228,6 +247,11 @@ enum db_stmt {
 	DB_STMT_DEAD_DELETE,
 	DB_STMT_DEAD_REPLAY_FAIL,
 	DB_STMT_DEAD_COUNTS,
+	DB_STMT_NODE_BEAT,
+	DB_STMT_NODE_STOP,
+	DB_STMT_NODE_LIST,
+	DB_STMT_NODE_GET,
+	DB_STMT_NODE_REAP,
 	DB_STMT_COUNT
 };
 
@@ -244,6 +268,9 @@ enum db_stmt {
 #define DB_SESSION_COLUMNS_S \
 	"s.id, s.room_id, s.seq, s.user_id, s.nickname, s.is_admin, s.address, s.joined_at," \
 	" s.left_at, s.leave_reason"
+
+/* Node columns in the order db_row_node() reads them. */
+#define DB_NODE_COLUMNS "id, incarnation, started_at, seen_at, stopped_at, connections, reaped_at"
 
 /* Dead-letter columns in the order db_row_dead_letter() reads them (the body follows). */
 #define DB_DEAD_COLUMNS \
@@ -319,10 +346,13 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	    " WHERE id = ?1 AND left_at IS NULL",
 	[DB_STMT_SESSION_INSERT] =
 	    "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin,"
-	    " address, joined_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	    " address, joined_at, node_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[DB_STMT_SESSION_CLOSE] = "UPDATE sessions SET left_at = ?2, leave_reason = ?3"
 				  " WHERE id = ?1",
 	[DB_STMT_SESSION_OPEN_IDS] = "SELECT id FROM sessions WHERE left_at IS NULL ORDER BY id",
+	/* The partial index sessions_node_open: proportional to the node's open sessions. */
+	[DB_STMT_SESSION_NODE_OPEN_IDS] = "SELECT id FROM sessions"
+					  " WHERE node_id = ?1 AND left_at IS NULL ORDER BY id",
 	/* The partial index sessions_open makes this proportional to the occupants. */
 	[DB_STMT_SESSION_OCCUPANTS] =
 	    "SELECT id, user_id, nickname, is_admin, joined_at FROM sessions"
@@ -429,6 +459,27 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	    " WHERE id = ?1",
 	[DB_STMT_DEAD_COUNTS] = "SELECT count(*), count(replay_requested_at) FROM dead_letters"
 				" WHERE ?1 IS NULL OR target = ?1",
+
+	/* Nodes. A beat is a new life as far as stopping and reaping go. */
+	[DB_STMT_NODE_BEAT] =
+	    "INSERT INTO nodes (id, incarnation, started_at, seen_at, connections)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET"
+	    " incarnation = excluded.incarnation,"
+	    " started_at = excluded.started_at, seen_at = excluded.seen_at,"
+	    " stopped_at = NULL, connections = excluded.connections,"
+	    " reaped_at = NULL",
+	/* Only this incarnation: a restarted node's row is not the old process's to stop. */
+	[DB_STMT_NODE_STOP] = "UPDATE nodes SET stopped_at = ?3 WHERE id = ?1 AND incarnation = ?2",
+	[DB_STMT_NODE_LIST] = "SELECT " DB_NODE_COLUMNS " FROM nodes ORDER BY id",
+	[DB_STMT_NODE_GET] = "SELECT " DB_NODE_COLUMNS " FROM nodes WHERE id = ?1",
+	/*
+	 * The test and the mark in one statement under the write lock: of
+	 * several survivors reaping at once, the first changes the row and the
+	 * others find it reaped.
+	 */
+	[DB_STMT_NODE_REAP] = "UPDATE nodes SET reaped_at = ?3"
+			      " WHERE id = ?1 AND seen_at < ?2 AND stopped_at IS NULL"
+			      " AND (reaped_at IS NULL OR reaped_at < seen_at)",
 };
 
 /* One connection; used by one thread at a time (SQLITE_OPEN_NOMUTEX). */
@@ -1582,6 +1633,29 @@ db_messages_page(struct db *db, const struct db_page_query *q,
 	return db_page_walk(db, &db_message_pager, q, db_message_emit, &e, info, cause);
 }
 
+int
+db_messages_range(struct db *db, const char *room_id, int64_t from_seq, int64_t to_seq,
+    int (*each)(const struct db_message *m, void *arg), void *arg, char **cause)
+{
+	struct db_message m;
+	sqlite3_stmt *st;
+	int rc;
+
+	st = db_prepare(db, DB_STMT_MESSAGE_RANGE, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_INT(from_seq), DB_INT(to_seq)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		db_row_message(st, 0, &m);
+		if (each(&m, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
 struct db_session_emit {
 	int (*each)(const struct db_session *s, void *arg);
 	void *arg;
@@ -1672,8 +1746,9 @@ db_session_data(int64_t session_id, int64_t seq, int is_admin)
 }
 
 int
-db_session_open(struct db *db, const char *room_id, const char *user_id, const char *nickname,
-    int is_admin, const char *address, int64_t joined_at, int64_t *id, char **cause)
+db_session_open(struct db *db, const char *node_id, const char *room_id, const char *user_id,
+    const char *nickname, int is_admin, const char *address, int64_t joined_at, int64_t *id,
+    char **cause)
 {
 	int64_t seq, sid;
 	char *data = NULL;
@@ -1686,7 +1761,8 @@ db_session_open(struct db *db, const char *room_id, const char *user_id, const c
 		goto fail;
 	rc = db_exec(db, DB_STMT_SESSION_INSERT, cause,
 	    DB_ARGS(DB_TEXT(room_id), DB_INT(seq), DB_TEXT(user_id), DB_TEXT(nickname),
-		DB_INT(is_admin != 0), DB_TEXT(address), DB_INT(joined_at)));
+		DB_INT(is_admin != 0), DB_TEXT(address), DB_INT(joined_at),
+		DB_TEXT(node_id != NULL ? node_id : "")));
 	if (rc != DB_OK)
 		goto fail;
 	sid = sqlite3_last_insert_rowid(db->sq);
@@ -1764,44 +1840,75 @@ fail:
 	return rc;
 }
 
-int
-db_sessions_close_all(
-    struct db *db, const char *reason, int64_t left_at, int64_t *closed, char **cause)
+/*
+ * Closes every session the statement which lists (ids of open sessions),
+ * each with its user_left event; the caller holds the transaction.
+ */
+static int
+db_sessions_close_listed(struct db *db, enum db_stmt which, const struct db_arg *args, size_t nargs,
+    const char *reason, int64_t left_at, int64_t *closed, char **cause)
 {
 	sqlite3_stmt *st;
 	int64_t *ids = NULL;
 	size_t n = 0, i;
 	int rc;
 
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
 	/* Collect first: closing a session changes the index being walked. */
-	if ((st = db_prepare(db, DB_STMT_SESSION_OPEN_IDS, cause, DB_NOARGS)) == NULL) {
-		rc = DB_ERROR;
-		goto fail;
-	}
+	if ((st = db_prepare(db, which, cause, args, nargs)) == NULL)
+		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
 		ids = xreallocarray(ids, n + 1, sizeof *ids);
 		ids[n++] = sqlite3_column_int64(st, 0);
 	}
 	db_done(st);
-	if (rc != DB_DONE)
+	if (rc == DB_DONE)
+		rc = DB_OK;
+	for (i = 0; rc == DB_OK && i < n; i++)
+		rc = db_session_close_one(db, ids[i], reason, left_at, cause);
+	free(ids);
+	if (rc == DB_OK && closed != NULL)
+		*closed = (int64_t)n;
+	return rc;
+}
+
+/* db_sessions_close_listed() in a transaction of its own. */
+static int
+db_sessions_close_op(struct db *db, enum db_stmt which, const struct db_arg *args, size_t nargs,
+    const char *reason, int64_t left_at, int64_t *closed, char **cause)
+{
+	int64_t n;
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_sessions_close_listed(db, which, args, nargs, reason, left_at, &n, cause);
+	if (rc != DB_OK)
 		goto fail;
-	for (i = 0; i < n; i++) {
-		if ((rc = db_session_close_one(db, ids[i], reason, left_at, cause)) != DB_OK)
-			goto fail;
-	}
 	if ((rc = db_op_commit(db, cause)) != DB_OK)
 		goto fail;
-	free(ids);
 	if (closed != NULL)
-		*closed = (int64_t)n;
+		*closed = n;
 	return DB_OK;
 
 fail:
 	db_op_rollback(db);
-	free(ids);
 	return rc;
+}
+
+int
+db_sessions_close_all(
+    struct db *db, const char *reason, int64_t left_at, int64_t *closed, char **cause)
+{
+	return db_sessions_close_op(
+	    db, DB_STMT_SESSION_OPEN_IDS, DB_NOARGS, reason, left_at, closed, cause);
+}
+
+int
+db_sessions_close_node(struct db *db, const char *node_id, const char *reason, int64_t left_at,
+    int64_t *closed, char **cause)
+{
+	return db_sessions_close_op(db, DB_STMT_SESSION_NODE_OPEN_IDS,
+	    DB_ARGS(DB_TEXT(node_id != NULL ? node_id : "")), reason, left_at, closed, cause);
 }
 
 /* ---- counts ---- */
@@ -2331,4 +2438,146 @@ db_dead_letter_counts(
 	}
 	db_done(st);
 	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
+}
+
+/* ---- nodes ---- */
+
+/* Fills *n from DB_NODE_COLUMNS; strings valid until the next step. */
+static void
+db_row_node(sqlite3_stmt *st, struct db_node *n)
+{
+	n->id = db_col_text(st, 0);
+	n->incarnation = db_col_text(st, 1);
+	n->started_at = sqlite3_column_int64(st, 2);
+	n->seen_at = sqlite3_column_int64(st, 3);
+	n->stopped_at = sqlite3_column_int64(st, 4);
+	n->connections = sqlite3_column_int64(st, 5);
+	n->reaped_at = sqlite3_column_int64(st, 6);
+}
+
+void
+db_node_clear(struct db_node *n)
+{
+	/* db_node_get() filled the const fields with heap copies. */
+	free((char *)n->id);
+	free((char *)n->incarnation);
+	memset(n, 0, sizeof *n);
+}
+
+int
+db_node_beat(struct db *db, const char *id, const char *incarnation, int64_t started_at,
+    int64_t now, int64_t connections, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(db, DB_STMT_NODE_BEAT, cause,
+	    DB_ARGS(DB_TEXT(id), DB_TEXT(incarnation), DB_INT(started_at), DB_INT(now),
+		DB_INT(connections)));
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+int
+db_node_stop(struct db *db, const char *id, const char *incarnation, int64_t now, char **cause)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(
+	    db, DB_STMT_NODE_STOP, cause, DB_ARGS(DB_TEXT(id), DB_TEXT(incarnation), DB_INT(now)));
+	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+		rc = DB_NOTFOUND;
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+int
+db_node_list(
+    struct db *db, int (*each)(const struct db_node *n, void *arg), void *arg, char **cause)
+{
+	struct db_node n;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((st = db_prepare(db, DB_STMT_NODE_LIST, cause, DB_NOARGS)) == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		db_row_node(st, &n);
+		if (each(&n, arg) != 0) {
+			rc = DB_DONE;
+			break;
+		}
+	}
+	db_done(st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+int
+db_node_get(struct db *db, const char *id, struct db_node *out, char **cause)
+{
+	struct db_node n;
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if ((st = db_prepare(db, DB_STMT_NODE_GET, cause, DB_ARGS(DB_TEXT(id)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		db_row_node(st, &n);
+		*out = n;
+		out->id = xstrdup(n.id);
+		out->incarnation = xstrdup(n.incarnation);
+	}
+	db_done(st);
+	if (rc != DB_ROW)
+		return rc == DB_DONE ? DB_NOTFOUND : rc;
+	return DB_OK;
+}
+
+int
+db_node_reap(struct db *db, const char *id, int64_t stale_before, const char *reason, int64_t now,
+    int64_t *closed, char **cause)
+{
+	int64_t n;
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	rc = db_exec(
+	    db, DB_STMT_NODE_REAP, cause, DB_ARGS(DB_TEXT(id), DB_INT(stale_before), DB_INT(now)));
+	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+		rc = DB_NOTFOUND; /* fresh, stopped, reaped already or unknown */
+	if (rc != DB_OK)
+		goto fail;
+	rc = db_sessions_close_listed(
+	    db, DB_STMT_SESSION_NODE_OPEN_IDS, DB_ARGS(DB_TEXT(id)), reason, now, &n, cause);
+	if (rc != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	if (closed != NULL)
+		*closed = n;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
 }

@@ -31,7 +31,7 @@
 #define DB_CONFLICT 2
 
 /* Bump with every migration added in db.c. */
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 
 struct db;
 
@@ -243,6 +243,16 @@ int db_sessions_page(struct db *db, const struct db_page_query *q,
     char **cause);
 
 /*
+ * Calls each() for the room's messages with from_seq <= seq <= to_seq in
+ * seq order, chat and custom alike (a node reading what it missed on the
+ * bus). A room that does not exist has no messages (DB_OK, no call). Rows
+ * are valid only during each(); each() returning non-zero stops the walk
+ * (still DB_OK).
+ */
+int db_messages_range(struct db *db, const char *room_id, int64_t from_seq, int64_t to_seq,
+    int (*each)(const struct db_message *m, void *arg), void *arg, char **cause);
+
+/*
  * Appends one message with the room's next seq (also used by tests and the
  * benchmark to load history). chatd batches many into one transaction
  * through the writer API added with it.
@@ -253,10 +263,14 @@ int db_message_append(struct db *db, const char *room_id, int kind, const char *
 
 /* ---- sessions (one row per WebSocket join) ---- */
 
-/* Opens a session with the room's next session seq and records a
- * user_joined outbox event, in one transaction. */
-int db_session_open(struct db *db, const char *room_id, const char *user_id, const char *nickname,
-    int is_admin, const char *address, int64_t joined_at, int64_t *id, char **cause);
+/*
+ * Opens a session with the room's next session seq and records a
+ * user_joined outbox event, in one transaction. node_id names the chatd
+ * node holding the connection (NULL or "": a chatd on its own).
+ */
+int db_session_open(struct db *db, const char *node_id, const char *room_id, const char *user_id,
+    const char *nickname, int is_admin, const char *address, int64_t joined_at, int64_t *id,
+    char **cause);
 /* Closes an open session with a reason and records user_left.
  * DB_NOTFOUND if no open session has that id. */
 int db_session_close(struct db *db, int64_t id, const char *reason, int64_t left_at, char **cause);
@@ -267,6 +281,13 @@ int db_session_close(struct db *db, int64_t id, const char *reason, int64_t left
  */
 int db_sessions_close_all(
     struct db *db, const char *reason, int64_t left_at, int64_t *closed, char **cause);
+/*
+ * db_sessions_close_all() for the open sessions of one node only (NULL:
+ * ""): a node starting again closes what its previous run left open
+ * while the other nodes' sessions stay.
+ */
+int db_sessions_close_node(struct db *db, const char *node_id, const char *reason, int64_t left_at,
+    int64_t *closed, char **cause);
 
 /* Per-room counts for consistency checks and the health route. */
 struct db_room_counts {
@@ -454,5 +475,57 @@ int db_dead_letter_replay_fail(struct db *db, int64_t id, int64_t status, const 
 /* Letters of target (NULL: all), and how many of them are marked for replay. */
 int db_dead_letter_counts(
     struct db *db, const char *target, int64_t *total, int64_t *replay, char **cause);
+
+/* ---- nodes (chatd processes sharing the database) ---- */
+
+/*
+ * One row per node id: its liveness as the database sees it. Each node
+ * refreshes seen_at every heartbeat; the incarnation tells one run of a
+ * node from the next under the same id. Ids are not NULL.
+ */
+struct db_node {
+	const char *id;
+	const char *incarnation;
+	int64_t started_at, seen_at; /* Unix ms */
+	int64_t stopped_at; /* 0: not stopped cleanly */
+	int64_t connections;
+	int64_t reaped_at; /* 0: not reaped */
+};
+/*
+ * Upserts the node's row: incarnation, started_at, seen_at = now,
+ * connections; clears stopped_at and reaped_at (a beat after a reap
+ * makes the node reapable again once it goes quiet).
+ */
+int db_node_beat(struct db *db, const char *id, const char *incarnation, int64_t started_at,
+    int64_t now, int64_t connections, char **cause);
+/* A clean stop: stopped_at = now, only if the row's incarnation is still
+ * this one (DB_NOTFOUND otherwise: the node has started again since). */
+int db_node_stop(struct db *db, const char *id, const char *incarnation, int64_t now, char **cause);
+/*
+ * Calls each() for every node row ordered by id; each() returning
+ * non-zero stops the walk (DB_OK still). Strings are valid during the
+ * call only.
+ */
+int db_node_list(
+    struct db *db, int (*each)(const struct db_node *n, void *arg), void *arg, char **cause);
+/*
+ * One node's row into *out, its strings heap copies that db_node_clear()
+ * frees (the caller clears). DB_NOTFOUND, *out zeroed, if none.
+ */
+int db_node_get(struct db *db, const char *id, struct db_node *out, char **cause);
+/* Frees db_node_get()'s strings; not for db_node_list()'s rows. */
+void db_node_clear(struct db_node *n);
+/*
+ * Reaps a lost node, atomically in one transaction: only if its row's
+ * seen_at < stale_before and stopped_at is NULL and (reaped_at is NULL
+ * or reaped_at < seen_at), closes its open sessions (as
+ * db_sessions_close_node(), with reason, left_at now) and sets
+ * reaped_at = now. Returns DB_OK with *closed (may be NULL) = sessions
+ * closed, or DB_NOTFOUND when the node is fresh, stopped, already reaped
+ * or unknown (nothing changed). Several survivors may call it at once:
+ * exactly one reaps.
+ */
+int db_node_reap(struct db *db, const char *id, int64_t stale_before, const char *reason,
+    int64_t now, int64_t *closed, char **cause);
 
 #endif

@@ -84,8 +84,8 @@ fuzz_api_open_db(void)
 	fuzz_must(db_message_append(fuzz_ctx.db, FUZZ_ROOM, DB_MESSAGE_CUSTOM, "admin1", NULL, 1,
 		      "{\"a\":1}", "poll", now, &id, &seq, &cause),
 	    cause);
-	fuzz_must(
-	    db_session_open(fuzz_ctx.db, FUZZ_ROOM, "u1", "nick", 0, "127.0.0.1", now, &id, &cause),
+	fuzz_must(db_session_open(
+		      fuzz_ctx.db, "", FUZZ_ROOM, "u1", "nick", 0, "127.0.0.1", now, &id, &cause),
 	    cause);
 	fuzz_must(db_ban_add(fuzz_ctx.db, FUZZ_ROOM, "u2", "spam", 0, now, &cause), cause);
 }

@@ -203,15 +203,23 @@ message_add(
 	return id;
 }
 
+/* A session of node ("": a chatd on its own). */
 static int64_t
-session_add(const char *room, const char *user, int64_t joined_at)
+session_add_node(const char *node, const char *room, const char *user, int64_t joined_at)
 {
 	char *cause = NULL;
 	int64_t id = 0;
 
-	if (db_session_open(db, room, user, user, 0, "192.0.2.1", joined_at, &id, &cause) != DB_OK)
+	if (db_session_open(db, node, room, user, user, 0, "192.0.2.1", joined_at, &id, &cause) !=
+	    DB_OK)
 		ck_abort_msg("db_session_open: %s", cause ? cause : "not DB_OK");
 	return id;
+}
+
+static int64_t
+session_add(const char *room, const char *user, int64_t joined_at)
+{
+	return session_add_node("", room, user, joined_at);
 }
 
 /* ---- collecting callback rows ---- */
@@ -345,10 +353,10 @@ assert_seqs(const struct got *g, const struct db_page_info *info, int64_t first,
 START_TEST(test_open_fresh_schema)
 {
 	static const char *const tables[] = { "rooms", "room_admins", "bans", "messages",
-		"sessions", "outbox", "sync_requests", "cursors", "dead_letters" };
+		"sessions", "outbox", "sync_requests", "cursors", "dead_letters", "nodes" };
 	static const char *const indexes[] = { "bans_active", "messages_time", "sessions_time",
 		"sessions_open", "sync_requests_pending", "dead_letters_target",
-		"dead_letters_replay" };
+		"dead_letters_replay", "sessions_node_open" };
 	/* The columns later programs are written against. */
 	static const char *const columns[] = {
 		"SELECT id, name, created_at, closed_at, close_reason, peak_users, last_seq,"
@@ -358,7 +366,7 @@ START_TEST(test_open_fresh_schema)
 		"SELECT id, room_id, seq, kind, user_id, nickname, is_admin, content, event_type,"
 		" created_at FROM messages",
 		"SELECT id, room_id, seq, user_id, nickname, is_admin, address, joined_at, left_at,"
-		" leave_reason FROM sessions",
+		" leave_reason, node_id FROM sessions",
 		"SELECT id, kind, room_id, user_id, nickname, reason, session_id, data, created_at"
 		" FROM outbox",
 		"SELECT id, reason, room_id, created_at, handled_at FROM sync_requests",
@@ -367,6 +375,8 @@ START_TEST(test_open_fresh_schema)
 		"SELECT id, target, delivery_id, after_id, last_id, row_count, body, attempts,"
 		" last_status, last_error, first_attempt_at, last_attempt_at, created_at,"
 		" replay_requested_at FROM dead_letters",
+		"SELECT id, incarnation, started_at, seen_at, stopped_at, connections, reaped_at"
+		" FROM nodes",
 	};
 	char *mode;
 	size_t i;
@@ -467,6 +477,69 @@ START_TEST(test_open_newer_version_refused)
 	/* Nothing was touched. */
 	ck_assert_int_eq(raw_int("PRAGMA user_version", NULL), 1000);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM rooms", NULL), 0);
+}
+END_TEST
+
+/*
+ * A version-2 file (the schema before nodes: step 3 taken back out, then
+ * rows written the way version 2 wrote them) opens as version 3 with its
+ * rows, its sessions belonging to the lone chatd ("").
+ */
+START_TEST(test_migrate_from_v2)
+{
+	struct db_node node;
+	char *cause = NULL, *text;
+	int64_t n = -1, sid;
+
+	db_close(db);
+	db = NULL;
+	raw_exec("DROP INDEX sessions_node_open;"
+		 "DROP TABLE nodes;"
+		 "ALTER TABLE sessions DROP COLUMN node_id;"
+		 "PRAGMA user_version = 2;");
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('sessions')"
+				 " WHERE name = 'node_id'",
+			     NULL),
+	    0);
+	raw_exec("INSERT INTO rooms (id, name, created_at, last_session_seq)"
+		 " VALUES ('r1', 'old', 1, 2);"
+		 "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin, address,"
+		 " joined_at, left_at, leave_reason)"
+		 " VALUES ('r1', 1, 'u1', 'Ann', 0, '192.0.2.1', 10, 20, 'left');"
+		 "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin, address,"
+		 " joined_at) VALUES ('r1', 2, 'u2', 'Bob', 1, NULL, 11);");
+	raw_close();
+
+	reopen();
+	ck_assert_int_eq(db_schema_version(db), 3);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE node_id = ''", NULL), 2);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE room_id = 'r1' AND seq = 1"
+				 " AND user_id = 'u1' AND nickname = 'Ann' AND is_admin = 0"
+				 " AND address = '192.0.2.1' AND joined_at = 10 AND left_at = 20"
+				 " AND leave_reason = 'left'",
+			     NULL),
+	    1);
+	text = raw_text("SELECT name FROM rooms WHERE id = 'r1'", NULL);
+	ck_assert_str_eq(text, "old");
+	free(text);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+				 " AND name = 'sessions_node_open'",
+			     NULL),
+	    1);
+	ck_assert_int_eq(db_node_get(db, "n1", &node, &cause), DB_NOTFOUND);
+
+	/* The old open session is the lone chatd's; new rows carry on the seqs. */
+	ck_assert_int_eq(db_sessions_close_node(db, "n1", "x", 30, &n, &cause), DB_OK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(db_sessions_close_node(db, "", "restart", 30, &n, &cause), DB_OK);
+	ck_assert_int_eq(n, 1);
+	sid = session_add_node("n1", "r1", "u3", 40);
+	ck_assert_int_eq(raw_int("SELECT max(id) FROM sessions WHERE seq = 3 AND node_id = 'n1'"
+				 " AND left_at IS NULL",
+			     NULL),
+	    sid);
+	ck_assert_int_eq(db_node_beat(db, "n1", "i1", 1, 2, 0, &cause), DB_OK);
+	ck_assert_ptr_null(cause);
 }
 END_TEST
 
@@ -990,7 +1063,7 @@ START_TEST(test_verbatim_strings)
 	got_clear(&g);
 
 	ck_assert_int_eq(
-	    db_session_open(db, id, "u'", nick, 0, "2001:db8::1", 30, &sid, &cause), DB_OK);
+	    db_session_open(db, "", id, "u'", nick, 0, "2001:db8::1", 30, &sid, &cause), DB_OK);
 	ck_assert_int_eq(db_session_close(db, sid, "bye 👋 '); --", 40, &cause), DB_OK);
 	ck_assert_int_eq(page_sessions(id, -1, -1, 1, 10, &g, &info), DB_OK);
 	ck_assert_uint_eq(g.n, 1);
@@ -1099,6 +1172,101 @@ START_TEST(test_message_append)
 	ck_assert_int_eq(db_room_close(db, "r2", "end", 200, &cause), DB_OK);
 	message_add("r2", "u1", "late", 201, &seq);
 	ck_assert_int_eq(seq, 2);
+}
+END_TEST
+
+static int
+range_messages(const char *room, int64_t from_seq, int64_t to_seq, struct got *g)
+{
+	char *cause = NULL;
+	int rc;
+
+	got_clear(g);
+	rc = db_messages_range(db, room, from_seq, to_seq, got_message, g, &cause);
+	if (rc == DB_ERROR)
+		ck_abort_msg("db_messages_range: %s", cause);
+	return rc;
+}
+
+START_TEST(test_messages_range)
+{
+	struct db_page_info info;
+	struct got all = { 0 }, g = { 0 };
+	char *cause = NULL, text[32];
+	int64_t i;
+
+	room_create("r1", "one", NULL, 0, 1);
+	room_create("r2", "two", NULL, 0, 1);
+	/* Every third message an event, interleaved with another room's. */
+	for (i = 1; i <= 10; i++) {
+		snprintf(
+		    text, sizeof text, i % 3 == 0 ? "{\"n\":%lld}" : "line %lld", (long long)i);
+		if (i % 3 == 0)
+			ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CUSTOM, "adm",
+					     "Boss", 1, text, "poll", 100 + i, NULL, NULL, &cause),
+			    DB_OK);
+		else
+			message_add("r1", "u1", text, 100 + i, NULL);
+		message_add("r2", "u2", "other", 100 + i, NULL);
+	}
+	ck_assert_int_eq(page_messages("r1", -1, -1, 1, 100, &all, &info), DB_OK);
+	ck_assert_uint_eq(all.n, 10);
+
+	/* The window asked for, in seq order, each row as paging reads it. */
+	ck_assert_int_eq(range_messages("r1", 3, 7, &g), DB_OK);
+	ck_assert_uint_eq(g.n, 5);
+	for (i = 0; i < 5; i++) {
+		const struct got_row *a = &g.r[i], *b = &all.r[i + 2];
+
+		ck_assert_int_eq(a->seq, 3 + i);
+		ck_assert_int_eq(a->id, b->id);
+		ck_assert_int_eq(a->t1, b->t1);
+		ck_assert_int_eq(a->kind, b->kind);
+		ck_assert_int_eq(a->is_admin, b->is_admin);
+		ck_assert_str_eq(a->room_id, "r1");
+		ck_assert_str_eq(a->user_id, b->user_id);
+		ck_assert_str_eq(a->nickname, b->nickname);
+		ck_assert_str_eq(a->text, b->text);
+		if (b->extra == NULL)
+			ck_assert_ptr_null(a->extra);
+		else
+			ck_assert_str_eq(a->extra, b->extra);
+	}
+	ck_assert_int_eq(g.r[0].kind, DB_MESSAGE_CUSTOM);
+	ck_assert_str_eq(g.r[0].extra, "poll");
+	ck_assert_str_eq(g.r[0].text, "{\"n\":3}");
+	ck_assert_int_eq(g.r[1].kind, DB_MESSAGE_CHAT);
+	ck_assert_ptr_null(g.r[1].extra);
+	ck_assert_str_eq(g.r[1].text, "line 4");
+	ck_assert_int_eq(g.r[3].kind, DB_MESSAGE_CUSTOM);
+
+	/* Bounds past either end, a single seq, an empty window. */
+	ck_assert_int_eq(range_messages("r1", 8, 20, &g), DB_OK);
+	ck_assert_uint_eq(g.n, 3);
+	ck_assert_int_eq(g.r[0].seq, 8);
+	ck_assert_int_eq(g.r[2].seq, 10);
+	ck_assert_int_eq(range_messages("r1", 0, 2, &g), DB_OK);
+	ck_assert_uint_eq(g.n, 2);
+	ck_assert_int_eq(g.r[1].seq, 2);
+	ck_assert_int_eq(range_messages("r1", 6, 6, &g), DB_OK);
+	ck_assert_uint_eq(g.n, 1);
+	ck_assert_int_eq(g.r[0].seq, 6);
+	ck_assert_int_eq(range_messages("r1", 5, 4, &g), DB_OK);
+	ck_assert_uint_eq(g.n, 0);
+	ck_assert_int_eq(range_messages("r1", 11, 20, &g), DB_OK);
+	ck_assert_uint_eq(g.n, 0);
+	ck_assert_int_eq(range_messages("nope", 1, 10, &g), DB_OK);
+	ck_assert_uint_eq(g.n, 0);
+
+	/* each() stops the walk. */
+	got_clear(&g);
+	g.stop_after = 2;
+	ck_assert_int_eq(db_messages_range(db, "r1", 1, 10, got_message, &g, &cause), DB_OK);
+	ck_assert_uint_eq(g.n, 2);
+	ck_assert_int_eq(g.r[1].seq, 2);
+	got_clear(&g);
+	got_clear(&all);
+	ck_assert_ptr_null(cause);
 }
 END_TEST
 
@@ -1517,12 +1685,15 @@ START_TEST(test_session_open_close)
 
 	room_create("r1", "x", NULL, 0, 1);
 	ck_assert_int_eq(
-	    db_session_open(db, "r1", "u1", "Ann", 0, "192.0.2.1", 1000, &s1, &cause), DB_OK);
-	ck_assert_int_eq(db_session_open(db, "r1", "u2", "Bob", 1, NULL, 2000, &s2, &cause), DB_OK);
+	    db_session_open(db, "", "r1", "u1", "Ann", 0, "192.0.2.1", 1000, &s1, &cause), DB_OK);
+	ck_assert_int_eq(
+	    db_session_open(db, NULL, "r1", "u2", "Bob", 1, NULL, 2000, &s2, &cause), DB_OK);
 	ck_assert_int_gt(s2, s1);
 	ck_assert_int_eq(
-	    db_session_open(db, "nope", "u3", "C", 0, NULL, 3000, &id, &cause), DB_NOTFOUND);
+	    db_session_open(db, "n1", "nope", "u3", "C", 0, NULL, 3000, &id, &cause), DB_NOTFOUND);
 	ck_assert_int_eq(id, -7);
+	/* "" and NULL both mean the lone chatd. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE node_id = ''", NULL), 2);
 
 	ck_assert_int_eq(
 	    raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_joined'", NULL), 2);
@@ -1613,6 +1784,75 @@ START_TEST(test_sessions_close_all)
 	ck_assert_int_eq(c.session_count, 2);
 	ck_assert_int_eq(db_sessions_close_all(db, "restart", 40, NULL, &cause), DB_OK);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_left'", NULL), 4);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
+/* The user_left events of reason: "session_id user_id nickname room created_at seq", by id. */
+static char *
+user_left_rows(const char *reason)
+{
+	return raw_text("SELECT group_concat(r, ';') FROM (SELECT o.session_id || ' ' ||"
+			" o.user_id || ' ' || o.nickname || ' ' || o.room_id || ' ' ||"
+			" o.created_at || ' ' || json_extract(o.data, '$.seq') || ' ' ||"
+			" json_extract(o.data, '$.session_id') AS r FROM outbox o"
+			" WHERE o.kind = 'user_left' AND o.reason = ?1 ORDER BY o.id)",
+	    reason);
+}
+
+START_TEST(test_sessions_close_node)
+{
+	char *cause = NULL, *text, *want;
+	int64_t n = -1, a1, a2, a3, b1, l1;
+
+	room_create("rA", "x", NULL, 0, 1);
+	room_create("rB", "x", NULL, 0, 1);
+	a1 = session_add_node("na", "rA", "u1", 10);
+	b1 = session_add_node("nb", "rA", "u2", 11);
+	a2 = session_add_node("na", "rB", "u3", 12);
+	l1 = session_add_node("", "rB", "u4", 13);
+	a3 = session_add_node("na", "rA", "u5", 14);
+	ck_assert_int_eq(db_session_close(db, a2, "bye", 20, &cause), DB_OK);
+
+	ck_assert_int_eq(db_sessions_close_node(db, "na", "node_lost", 30, &n, &cause), DB_OK);
+	ck_assert_int_eq(n, 2);
+	/* Each closed with its own user_left event, as one close would write it. */
+	text = user_left_rows("node_lost");
+	want = xasprintf("%lld u1 u1 rA 30 1 %lld;%lld u5 u5 rA 30 3 %lld", (long long)a1,
+	    (long long)a1, (long long)a3, (long long)a3);
+	ck_assert_str_eq(text, want);
+	free(text);
+	free(want);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE node_id = 'na'"
+				 " AND left_at = 30 AND leave_reason = 'node_lost'",
+			     NULL),
+	    2);
+	/* The one closed before keeps its close; other nodes' sessions stay open. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at = 20"
+				 " AND leave_reason = 'bye'",
+			     NULL),
+	    1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at IS NULL", NULL), 2);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at IS NULL"
+				 " AND node_id IN ('nb', '')",
+			     NULL),
+	    2);
+
+	ck_assert_int_eq(db_sessions_close_node(db, "na", "again", 40, &n, &cause), DB_OK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(db_sessions_close_node(db, "nz", "none", 40, NULL, &cause), DB_OK);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_left'", NULL), 3);
+
+	/* NULL is the lone chatd (""). */
+	ck_assert_int_eq(db_sessions_close_node(db, NULL, "restart", 50, &n, &cause), DB_OK);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_left'"
+				 " AND reason = 'restart' AND created_at = 50",
+			     NULL),
+	    1);
+	ck_assert_int_eq(
+	    raw_int("SELECT id FROM sessions WHERE leave_reason = 'restart'", NULL), l1);
+	ck_assert_int_eq(raw_int("SELECT id FROM sessions WHERE left_at IS NULL", NULL), b1);
 	ck_assert_ptr_null(cause);
 }
 END_TEST
@@ -2116,6 +2356,203 @@ START_TEST(test_cursor_done_next)
 }
 END_TEST
 
+/* ---- nodes ---- */
+
+static void
+node_beat(
+    const char *id, const char *incarnation, int64_t started_at, int64_t now, int64_t connections)
+{
+	char *cause = NULL;
+
+	if (db_node_beat(db, id, incarnation, started_at, now, connections, &cause) != DB_OK)
+		ck_abort_msg("db_node_beat %s: %s", id, cause ? cause : "not DB_OK");
+}
+
+/* A node's row, which must exist (caller clears). */
+static void
+node_get(const char *id, struct db_node *n)
+{
+	char *cause = NULL;
+
+	if (db_node_get(db, id, n, &cause) != DB_OK)
+		ck_abort_msg("db_node_get %s: %s", id, cause ? cause : "not DB_OK");
+}
+
+struct got_nodes {
+	size_t n, stop_after;
+	char text[256]; /* "id incarnation started seen stopped connections reaped;" each */
+};
+
+static int
+got_node(const struct db_node *n, void *arg)
+{
+	struct got_nodes *g = arg;
+	size_t len = strlen(g->text);
+
+	snprintf(g->text + len, sizeof g->text - len, "%s %s %lld %lld %lld %lld %lld;", n->id,
+	    n->incarnation, (long long)n->started_at, (long long)n->seen_at,
+	    (long long)n->stopped_at, (long long)n->connections, (long long)n->reaped_at);
+	g->n++;
+	return g->stop_after != 0 && g->n >= g->stop_after;
+}
+
+START_TEST(test_node_beat_get_list_stop)
+{
+	struct got_nodes g = { 0 };
+	struct db_node n;
+	char *cause = NULL;
+
+	memset(&n, 0x55, sizeof n);
+	ck_assert_int_eq(db_node_get(db, "n2", &n, &cause), DB_NOTFOUND);
+	ck_assert_ptr_null(n.id);
+	ck_assert_int_eq(n.seen_at, 0);
+	ck_assert_int_eq(db_node_list(db, got_node, &g, &cause), DB_OK);
+	ck_assert_uint_eq(g.n, 0);
+
+	node_beat("n2", "inc1", 100, 150, 3);
+	node_beat("n1", "incA", 90, 160, 0);
+	node_get("n2", &n);
+	ck_assert_str_eq(n.id, "n2");
+	ck_assert_str_eq(n.incarnation, "inc1");
+	ck_assert_int_eq(n.started_at, 100);
+	ck_assert_int_eq(n.seen_at, 150);
+	ck_assert_int_eq(n.stopped_at, 0);
+	ck_assert_int_eq(n.connections, 3);
+	ck_assert_int_eq(n.reaped_at, 0);
+	db_node_clear(&n);
+	ck_assert_ptr_null(n.id);
+	db_node_clear(&n); /* a cleared row clears again */
+
+	/* Ordered by id; each() stops the walk. */
+	ck_assert_int_eq(db_node_list(db, got_node, &g, &cause), DB_OK);
+	ck_assert_str_eq(g.text, "n1 incA 90 160 0 0 0;n2 inc1 100 150 0 3 0;");
+	memset(&g, 0, sizeof g);
+	g.stop_after = 1;
+	ck_assert_int_eq(db_node_list(db, got_node, &g, &cause), DB_OK);
+	ck_assert_str_eq(g.text, "n1 incA 90 160 0 0 0;");
+
+	/* The next beat of the same run. */
+	node_beat("n2", "inc1", 100, 170, 4);
+	node_get("n2", &n);
+	ck_assert_int_eq(n.seen_at, 170);
+	ck_assert_int_eq(n.connections, 4);
+	db_node_clear(&n);
+
+	/* Only the run that owns the row stops it. */
+	ck_assert_int_eq(db_node_stop(db, "n2", "inc0", 200, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_node_stop(db, "n9", "inc1", 200, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(
+	    raw_int("SELECT count(*) FROM nodes WHERE stopped_at IS NOT NULL", NULL), 0);
+	ck_assert_int_eq(db_node_stop(db, "n2", "inc1", 200, &cause), DB_OK);
+	node_get("n2", &n);
+	ck_assert_int_eq(n.stopped_at, 200);
+	ck_assert_int_eq(n.seen_at, 170);
+	db_node_clear(&n);
+
+	/* A new run: its beat replaces the row and clears the stop. */
+	node_beat("n2", "inc2", 300, 310, 5);
+	node_get("n2", &n);
+	ck_assert_str_eq(n.incarnation, "inc2");
+	ck_assert_int_eq(n.started_at, 300);
+	ck_assert_int_eq(n.seen_at, 310);
+	ck_assert_int_eq(n.stopped_at, 0);
+	ck_assert_int_eq(n.connections, 5);
+	db_node_clear(&n);
+	ck_assert_int_eq(db_node_stop(db, "n2", "inc1", 400, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM nodes", NULL), 2);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
+START_TEST(test_node_reap)
+{
+	struct db_node n;
+	char *cause = NULL, *text;
+	int64_t closed = -1, s3;
+
+	room_create("rA", "x", NULL, 0, 1);
+	node_beat("n1", "i1", 0, 1000, 2);
+	session_add_node("n1", "rA", "u1", 900);
+	session_add_node("n1", "rA", "u2", 901);
+	session_add_node("n2", "rA", "u3", 902);
+	session_add("rA", "u4", 903);
+
+	/* Fresh: seen at 1000 is not before 1000. */
+	ck_assert_int_eq(
+	    db_node_reap(db, "n1", 1000, "node_lost", 5000, &closed, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(closed, -1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at IS NULL", NULL), 4);
+	node_get("n1", &n);
+	ck_assert_int_eq(n.reaped_at, 0);
+	db_node_clear(&n);
+
+	/* Stale: reaped once, its sessions closed, the others' left alone. */
+	ck_assert_int_eq(db_node_reap(db, "n1", 1001, "node_lost", 5000, &closed, &cause), DB_OK);
+	ck_assert_int_eq(closed, 2);
+	node_get("n1", &n);
+	ck_assert_int_eq(n.reaped_at, 5000);
+	ck_assert_int_eq(n.seen_at, 1000);
+	db_node_clear(&n);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE node_id = 'n1'"
+				 " AND left_at = 5000 AND leave_reason = 'node_lost'",
+			     NULL),
+	    2);
+	text = raw_text("SELECT group_concat(user_id, ',') FROM (SELECT user_id FROM outbox"
+			" WHERE kind = 'user_left' AND reason = 'node_lost' AND created_at = 5000"
+			" ORDER BY id)",
+	    NULL);
+	ck_assert_str_eq(text, "u1,u2");
+	free(text);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at IS NULL", NULL), 2);
+
+	/* Once only; an unknown node is not reaped either. */
+	closed = -1;
+	ck_assert_int_eq(
+	    db_node_reap(db, "n1", 9000, "node_lost", 9500, &closed, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(closed, -1);
+	ck_assert_int_eq(
+	    db_node_reap(db, "n9", 9000, "node_lost", 9500, NULL, &cause), DB_NOTFOUND);
+	node_get("n1", &n);
+	ck_assert_int_eq(n.reaped_at, 5000);
+	db_node_clear(&n);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_left'", NULL), 2);
+
+	/* A node that stopped cleanly is not lost. */
+	node_beat("n3", "i3", 0, 1000, 1);
+	session_add_node("n3", "rA", "u5", 950);
+	ck_assert_int_eq(db_node_stop(db, "n3", "i3", 1100, &cause), DB_OK);
+	ck_assert_int_eq(
+	    db_node_reap(db, "n3", 9000, "node_lost", 9500, NULL, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE node_id = 'n3'"
+				 " AND left_at IS NULL",
+			     NULL),
+	    1);
+
+	/* Back after a reap: fresh again, then reapable once it goes quiet. */
+	node_beat("n1", "i2", 6000, 6000, 1);
+	node_get("n1", &n);
+	ck_assert_int_eq(n.reaped_at, 0);
+	db_node_clear(&n);
+	s3 = session_add_node("n1", "rA", "u6", 6001);
+	ck_assert_int_eq(
+	    db_node_reap(db, "n1", 6000, "node_lost", 6500, NULL, &cause), DB_NOTFOUND);
+	ck_assert_int_eq(db_node_reap(db, "n1", 7000, "lost_again", 8000, &closed, &cause), DB_OK);
+	ck_assert_int_eq(closed, 1);
+	ck_assert_int_eq(raw_int("SELECT session_id FROM outbox WHERE kind = 'user_left'"
+				 " AND reason = 'lost_again' AND created_at = 8000",
+			     NULL),
+	    s3);
+
+	/* A reap older than the last time seen does not count. */
+	raw_exec("UPDATE nodes SET reaped_at = seen_at WHERE id = 'n1'");
+	ck_assert_int_eq(db_node_reap(db, "n1", 9000, "x", 9500, NULL, &cause), DB_NOTFOUND);
+	raw_exec("UPDATE nodes SET reaped_at = seen_at - 1 WHERE id = 'n1'");
+	ck_assert_int_eq(db_node_reap(db, "n1", 9000, "x", 9500, &closed, &cause), DB_OK);
+	ck_assert_int_eq(closed, 0);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
 /* ---- concurrency and lock errors ---- */
 
 #define WRITER_ROUNDS 500
@@ -2149,8 +2586,8 @@ writer_main(void *arg)
 		    db_ban_add(d, "r1", w->user, "flood", i + 1000, i, &w->cause) != DB_OK)
 			w->failures++; /* reads, then writes: needs BEGIN IMMEDIATE */
 		else if (i % 10 == 0 &&
-		    (db_session_open(d, "r1", w->user, w->user, 0, NULL, i, &sid, &w->cause) !=
-			    DB_OK ||
+		    (db_session_open(d, w->user, "r1", w->user, w->user, 0, NULL, i, &sid,
+			 &w->cause) != DB_OK ||
 			db_session_close(d, sid, "bye", i, &w->cause) != DB_OK))
 			w->failures++;
 		else if (i % 25 == 0) {
@@ -2191,6 +2628,82 @@ START_TEST(test_concurrent_writers)
 	ck_assert_int_eq(
 	    raw_int("SELECT count(DISTINCT seq) FROM sessions", NULL), 2 * WRITER_ROUNDS / 10);
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM bans WHERE lifted_at IS NULL", NULL), 2);
+}
+END_TEST
+
+#define REAP_ROUNDS 20
+#define REAP_SESSIONS 3
+
+struct reaper {
+	struct db *d;
+	pthread_barrier_t *gate;
+	const char *node;
+	int rc;
+	int64_t closed;
+	char *cause;
+};
+
+static void *
+reaper_main(void *arg)
+{
+	struct reaper *r = arg;
+
+	pthread_barrier_wait(r->gate);
+	r->rc = db_node_reap(r->d, r->node, 2000, "node_lost", 3000, &r->closed, &r->cause);
+	return NULL;
+}
+
+/* Survivors on their own connections reap the same lost node at once: one does. */
+START_TEST(test_node_reap_race)
+{
+	struct reaper r[2];
+	pthread_barrier_t gate;
+	pthread_t t[2];
+	char *cause = NULL, node[16], user[16];
+	int round, i, ok;
+
+	room_create("r1", "x", NULL, 0, 1);
+	memset(r, 0, sizeof r);
+	for (i = 0; i < 2; i++)
+		if (db_open(dbpath, &r[i].d, &cause) != DB_OK)
+			ck_abort_msg("db_open: %s", cause);
+	for (round = 0; round < REAP_ROUNDS; round++) {
+		snprintf(node, sizeof node, "lost%d", round);
+		node_beat(node, "i", 0, 1000, REAP_SESSIONS);
+		for (i = 0; i < REAP_SESSIONS; i++) {
+			snprintf(user, sizeof user, "u%d.%d", round, i);
+			session_add_node(node, "r1", user, 1000 + i);
+		}
+		ck_assert_int_eq(pthread_barrier_init(&gate, NULL, 2), 0);
+		for (i = 0; i < 2; i++) {
+			r[i].gate = &gate;
+			r[i].node = node;
+			r[i].closed = -1;
+			ck_assert_int_eq(pthread_create(&t[i], NULL, reaper_main, &r[i]), 0);
+		}
+		for (i = 0; i < 2; i++)
+			ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+		pthread_barrier_destroy(&gate);
+		for (i = 0, ok = 0; i < 2; i++) {
+			ck_assert_msg(r[i].rc == DB_OK || r[i].rc == DB_NOTFOUND,
+			    "round %d: reaper %d: %d %s", round, i, r[i].rc,
+			    r[i].cause ? r[i].cause : "");
+			if (r[i].rc == DB_OK) {
+				ok++;
+				ck_assert_int_eq(r[i].closed, REAP_SESSIONS);
+			} else
+				ck_assert_int_eq(r[i].closed, -1);
+		}
+		ck_assert_msg(ok == 1, "round %d: %d reapers reaped", round, ok);
+		ck_assert_int_eq(raw_int("SELECT count(*) FROM outbox o JOIN sessions s"
+					 " ON s.id = o.session_id WHERE o.kind = 'user_left'"
+					 " AND s.node_id = ?1",
+				     node),
+		    REAP_SESSIONS);
+	}
+	for (i = 0; i < 2; i++)
+		db_close(r[i].d);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at IS NULL", NULL), 0);
 }
 END_TEST
 
@@ -2242,6 +2755,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_open_foreign_keys_on);
 	tcase_add_test(tc, test_open_reopen_keeps_data_without_migration);
 	tcase_add_test(tc, test_open_newer_version_refused);
+	tcase_add_test(tc, test_migrate_from_v2);
 	tcase_add_test(tc, test_open_errors);
 	tcase_add_test(tc, test_open_concurrent_processes);
 	suite_add_tcase(s, tc);
@@ -2278,6 +2792,7 @@ unit_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_message_append);
 	tcase_add_test(tc, test_tx_batch);
+	tcase_add_test(tc, test_messages_range);
 	tcase_add_test(tc, test_messages_page_no_window);
 	tcase_add_test(tc, test_messages_page_window);
 	tcase_add_test(tc, test_messages_page_same_millisecond);
@@ -2286,6 +2801,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_messages_page_deep);
 	tcase_add_test(tc, test_session_open_close);
 	tcase_add_test(tc, test_sessions_close_all);
+	tcase_add_test(tc, test_sessions_close_node);
 	tcase_add_test(tc, test_sessions_page);
 	suite_add_tcase(s, tc);
 
@@ -2300,12 +2816,20 @@ unit_suite(void)
 	tcase_add_test(tc, test_dead_letter_replay_discard);
 	suite_add_tcase(s, tc);
 
+	tc = tcase_create("nodes");
+	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_node_beat_get_list_stop);
+	tcase_add_test(tc, test_node_reap);
+	suite_add_tcase(s, tc);
+
 	tc = tcase_create("concurrency");
 	tcase_add_unchecked_fixture(tc, dir_create, dir_remove);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_concurrent_writers);
 	tcase_add_test(tc, test_busy_lock_held);
+	tcase_add_test(tc, test_node_reap_race);
 	suite_add_tcase(s, tc);
 
 	return s;

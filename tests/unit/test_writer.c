@@ -78,7 +78,7 @@ setup(void)
 	memset(res, 0, sizeof res);
 	nmsgs = ndone = 0;
 	acks = NULL;
-	if (writer_create(dbpath, NULL, &w, &cause) != 0)
+	if (writer_create(dbpath, "node-t", NULL, &w, &cause) != 0)
 		ck_abort_msg("writer_create: %s", cause);
 }
 
@@ -255,6 +255,9 @@ check_db(int sessions)
 		    query_int(sq, "SELECT count(DISTINCT user_id) FROM sessions"), sessions);
 		ck_assert_int_eq(
 		    query_int(sq, "SELECT count(*) FROM sessions WHERE left_at IS NULL"), 0);
+		ck_assert_int_eq(
+		    query_int(sq, "SELECT count(*) FROM sessions WHERE node_id = 'node-t'"),
+		    sessions);
 		ck_assert_int_eq(
 		    query_int(sq, "SELECT count(*) FROM sessions WHERE leave_reason = 'left'"),
 		    sessions);
@@ -597,7 +600,7 @@ START_TEST(test_alloc_fails)
 
 		if ((acks = fopen(ackpath, "w")) == NULL)
 			_exit(2);
-		if (writer_create(dbpath, NULL, &w, &cause) != 0)
+		if (writer_create(dbpath, "node-t", NULL, &w, &cause) != 0)
 			_exit(3);
 		faultvfs_arm(FAULT_ALLOC, 1 + ALLOC_STEP * _i, 0, SQLITE_NOMEM);
 		workload();
