@@ -28,6 +28,8 @@
 struct db;
 struct writer;
 struct room;
+struct sequence_held;
+struct cluster;
 
 /* glibc's sys/queue.h lacks the _SAFE walks (BSD has them). */
 #ifndef TAILQ_FOREACH_SAFE
@@ -90,9 +92,14 @@ struct room_ban {
 	int64_t expires_at; /* Unix ms; 0: permanent */
 };
 
-/* A user present in a room with one or more connections. */
+/*
+ * A user present in a room: with connections here, or on other nodes of
+ * the cluster (as they told on the bus), or both. A user counts once in
+ * the room's head count however many connections and nodes hold them.
+ */
 struct room_user {
-	unsigned nconns;
+	unsigned nconns; /* connections on this node */
+	unsigned nodes; /* other nodes with connections of this user */
 };
 
 /* A low-priority frame waiting for its sliced fan-out. */
@@ -124,6 +131,10 @@ struct room {
 	struct ratelimit rl;
 	struct coalesce co;
 	uv_timer_t stats_timer; /* trailing RoomStats push */
+	/* Messages that arrived ahead of a missing one (sequence.c). */
+	struct sequence_held *held;
+	unsigned nheld;
+	uv_timer_t gap_timer;
 
 	/* Sliced low-priority fan-out. A pass takes the fan_pass frames at
 	 * the head and walks the members from fan_cursor on, giving each
@@ -193,6 +204,10 @@ struct chatd_counters {
 	struct chatd_refusal refusals[CHATD_REFUSAL_KINDS];
 	uint64_t refusals_other; /* kinds past the table */
 	struct metrics_hist frames_per_write;
+	/* Messages missing from the bus, read from the database (sequence.c). */
+	uint64_t gap_reads; /* reads */
+	uint64_t gap_filled; /* messages read */
+	uint64_t gap_skipped; /* messages past a member's queue: counted as missed */
 };
 
 /*
@@ -217,7 +232,8 @@ struct chatd {
 	struct lws_context *ctx;
 	struct lws_vhost *ws_vhost, *ctl_vhost;
 	struct writer *writer;
-	struct db *db; /* the service thread's own connection: room loads */
+	struct db *db; /* the service thread's own connection: room loads, gap reads */
+	struct cluster *cluster; /* NULL: a single node (no CLUSTER_NATS_URL) */
 
 	struct strmap rooms; /* id -> struct room */
 	struct room_list room_list;

@@ -15,6 +15,7 @@
 
 #include "client.h"
 #include "clock.h"
+#include "cluster.h"
 #include "conn.h"
 #include "control.h"
 #include "db.h"
@@ -152,6 +153,7 @@ client_request(struct chatd *cd, struct conn *c, struct wsproto_request *req)
 		op->expires_at = expires;
 		op->ts_ms = clock_wall_ms();
 		writer_submit(cd->writer, op);
+		cluster_admin(cd, CLUSTER_BAN, r->id, req->user_id, req->reason, expires);
 		log_info("room %s: %s banned %s", r->id, c->user_id, req->user_id);
 		break;
 	case WSPROTO_UNBAN:
@@ -161,10 +163,12 @@ client_request(struct chatd *cd, struct conn *c, struct wsproto_request *req)
 		op->user_id = xstrdup(req->user_id);
 		op->ts_ms = clock_wall_ms();
 		writer_submit(cd->writer, op);
+		cluster_admin(cd, CLUSTER_UNBAN, r->id, req->user_id, NULL, 0);
 		log_info("room %s: %s unbanned %s", r->id, c->user_id, req->user_id);
 		break;
 	case WSPROTO_KICK:
 		room_kick(r, req->user_id, req->reason);
+		cluster_admin(cd, CLUSTER_KICK, r->id, req->user_id, req->reason, 0);
 		log_info("room %s: %s kicked %s", r->id, c->user_id, req->user_id);
 		break;
 	}

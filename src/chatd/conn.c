@@ -104,11 +104,11 @@ conn_error(struct conn *c, const char *code, const char *message, int64_t retry_
 }
 
 void
-conn_missed(struct conn *c)
+conn_missed(struct conn *c, uint64_t n)
 {
 	if (c->close_code != 0)
 		return;
-	c->q.dropped++;
+	c->q.dropped += n;
 	lws_callback_on_writable(c->wsi);
 }
 

@@ -53,10 +53,11 @@ void conn_push(struct conn *c, struct frame *f, int high);
 /* Queues an Error frame for c (high lane). retry_after_ms < 0: none. */
 void conn_error(struct conn *c, const char *code, const char *message, int64_t retry_after_ms);
 /*
- * Counts one low-priority message c will never get (shed from its room's
- * backlog); c hears of it at its next write, as of its own queue's drops.
+ * Counts n low-priority messages c will never get (shed from its room's
+ * backlog, or past its queue in a gap read from the database); c hears of
+ * them at its next write, as of its own queue's drops.
  */
-void conn_missed(struct conn *c);
+void conn_missed(struct conn *c, uint64_t n);
 /*
  * Closes c with code and reason (a copy is kept), dropping whatever is
  * queued; the code's leave reason goes to the session row, after a

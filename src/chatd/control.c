@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "control.h"
 #include "db.h"
 #include "dbfile.h"
@@ -123,9 +124,10 @@ control_rooms(struct chatd *cd)
 	cJSON *o = json_object(), *a = json_array();
 	struct room *r;
 
+	/* Live: members here or on another node of the cluster. */
 	TAILQ_FOREACH(r, &cd->room_list, entry)
 	{
-		if (r->nconns > 0)
+		if (r->nconns > 0 || r->current_users > 0)
 			json_append(a, control_room_stats(r));
 	}
 	json_add(o, "rooms", a);
@@ -193,7 +195,7 @@ control_health(struct ctlconn *cc, unsigned long id)
 
 	TAILQ_FOREACH(r, &cd->room_list, entry)
 	{
-		if (r->nconns > 0)
+		if (r->nconns > 0 || r->current_users > 0)
 			live++;
 	}
 	json_add_string(o, "status", cd->shutting_down ? "shutting_down" : "ok");
@@ -223,6 +225,7 @@ control_health(struct ctlconn *cc, unsigned long id)
 	json_add_int(o, "dropped_low", (long long)cd->dropped_low);
 	json_add_int(o, "frames_sent", (long long)cd->frames_sent);
 	json_add_int(o, "frame_writes", (long long)cd->frame_writes);
+	cluster_health(cd, o);
 	control_ok(cc, id, o);
 }
 
@@ -256,8 +259,10 @@ control_reload(struct ctlconn *cc, unsigned long id, const cJSON *args)
 		log_error("reloading room %s: %s", room_id, cause);
 		free(cause);
 		control_error(cc, id, "internal_error", "could not load room %s", room_id);
-	} else
+	} else {
+		cluster_admin(cc->cd, CLUSTER_RELOAD, room_id, NULL, NULL, 0);
 		control_ok(cc, id, NULL);
+	}
 }
 
 static void
@@ -393,6 +398,7 @@ control_line(struct ctlconn *cc, char *line)
 		if ((r = control_room_arg(cc, id, args)) == NULL)
 			break;
 		n = room_close(r, reason);
+		cluster_admin(cd, CLUSTER_CLOSE, r->id, NULL, reason, 0);
 		log_info("room %s closed: %u connections closed", r->id, n);
 		control_ok(cc, id, control_disconnected(n));
 		break;
@@ -407,6 +413,7 @@ control_line(struct ctlconn *cc, char *line)
 		if ((r = control_room_arg(cc, id, args)) == NULL)
 			break;
 		n = room_ban(r, user_id, reason, expires_at);
+		cluster_admin(cd, CLUSTER_BAN, r->id, user_id, reason, expires_at);
 		log_info("room %s: %s banned (control), %u connections closed", r->id, user_id, n);
 		control_ok(cc, id, control_disconnected(n));
 		break;
@@ -416,6 +423,7 @@ control_line(struct ctlconn *cc, char *line)
 		if ((r = control_room_arg(cc, id, args)) == NULL)
 			break;
 		room_ban_remove(r, user_id);
+		cluster_admin(cd, CLUSTER_UNBAN, r->id, user_id, NULL, 0);
 		log_info("room %s: %s unbanned (control)", r->id, user_id);
 		control_ok(cc, id, NULL);
 		break;
@@ -425,6 +433,7 @@ control_line(struct ctlconn *cc, char *line)
 		if ((r = control_room_arg(cc, id, args)) == NULL)
 			break;
 		n = room_kick(r, user_id, reason);
+		cluster_admin(cd, CLUSTER_KICK, r->id, user_id, reason, 0);
 		log_info("room %s: %s kicked (control), %u connections closed", r->id, user_id, n);
 		control_ok(cc, id, control_disconnected(n));
 		break;

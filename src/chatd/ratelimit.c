@@ -60,6 +60,23 @@ ratelimit_check(struct ratelimit *rl, const char *user_id, int64_t now_ms)
 	return 0;
 }
 
+void
+ratelimit_note(struct ratelimit *rl, const char *user_id, int64_t now_ms)
+{
+	struct ratelimit_entry *e;
+
+	if (rl->interval_ms <= 0)
+		return;
+	if ((e = strmap_get(&rl->users, user_id)) != NULL) {
+		if (now_ms > e->last_ms)
+			e->last_ms = now_ms;
+		return;
+	}
+	e = xmalloc(sizeof *e);
+	e->last_ms = now_ms;
+	(void)strmap_set(&rl->users, user_id, e);
+}
+
 struct ratelimit_expiry {
 	int64_t now_ms, interval_ms;
 };

@@ -28,6 +28,12 @@ void ratelimit_clear(struct ratelimit *rl);
  */
 int64_t ratelimit_check(struct ratelimit *rl, const char *user_id, int64_t now_ms);
 /*
+ * Records a post user_id made elsewhere (on another node of the cluster)
+ * as if accepted here at now_ms, so that the user's next post here waits
+ * its interval too. Never shortens a wait.
+ */
+void ratelimit_note(struct ratelimit *rl, const char *user_id, int64_t now_ms);
+/*
  * Forgets users whose last post is at least interval_ms old (no answer
  * changes) and frees the table once it is empty. O(table): call it from a
  * periodic timer, not per message.

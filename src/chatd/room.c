@@ -11,10 +11,12 @@
 #include <string.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "conn.h"
 #include "db.h"
 #include "log.h"
 #include "room.h"
+#include "sequence.h"
 #include "writer.h"
 #include "wsproto.h"
 #include "xmalloc.h"
@@ -63,11 +65,14 @@ room_create(struct chatd *cd, const char *id)
 	STAILQ_INIT(&r->fanout);
 	/* Cannot fail for an initialised loop; closed by room_close_timers(). */
 	(void)uv_timer_init(&cd->loop, &r->stats_timer);
-	r->stats_timer.data = r;
+	(void)uv_timer_init(&cd->loop, &r->gap_timer);
+	r->stats_timer.data = r->gap_timer.data = r;
 	ratelimit_init(&r->rl, cd->cfg->user_message_interval_ms);
 	coalesce_init(&r->co);
 	strmap_set(&cd->rooms, r->id, r);
 	TAILQ_INSERT_TAIL(&cd->room_list, r, entry);
+	/* Other nodes may hold users in it already. */
+	cluster_room_loaded(cd, r);
 	return r;
 }
 
@@ -220,7 +225,10 @@ room_close_timers(struct chatd *cd)
 	struct room *r;
 
 	TAILQ_FOREACH(r, &cd->room_list, entry)
-	uv_close((uv_handle_t *)&r->stats_timer, NULL);
+	{
+		uv_close((uv_handle_t *)&r->stats_timer, NULL);
+		uv_close((uv_handle_t *)&r->gap_timer, NULL);
+	}
 }
 
 void
@@ -233,6 +241,7 @@ room_free_all(struct chatd *cd)
 		if (r->busy)
 			TAILQ_REMOVE(&cd->busy, r, busy_entry);
 		room_fanout_drop(r);
+		sequence_clear(r);
 		strmap_clear(&r->bans, room_free_ban);
 		strmap_clear(&r->users, room_free_user);
 		ratelimit_clear(&r->rl);
@@ -326,6 +335,55 @@ room_stats_timer(uv_timer_t *t)
 	room_stats_maybe(r);
 }
 
+/* The user counts in r now (on some node): head count, peak, RoomStats. */
+static struct room_user *
+room_user_arrive(struct room *r, const char *user_id, const char *nickname)
+{
+	struct room_user *u = xcalloc(1, sizeof *u);
+	struct writer_op *op;
+
+	strmap_set(&r->users, user_id, u);
+	r->current_users++;
+	coalesce_note(&r->co, 1, user_id, nickname);
+	if (r->current_users > r->peak_users) {
+		r->peak_users = r->current_users;
+		op = writer_op_create(WRITER_PEAK);
+		op->room_id = xstrdup(r->id);
+		op->peak = r->peak_users;
+		room_submit(r, op);
+	}
+	return u;
+}
+
+/* u no longer counts if no connection of theirs is left on any node. */
+static void
+room_user_settle(struct room *r, struct room_user *u, const char *user_id, const char *nickname)
+{
+	if (u->nconns > 0 || u->nodes > 0)
+		return;
+	room_free_user(strmap_remove(&r->users, user_id));
+	r->current_users--;
+	coalesce_note(&r->co, 0, user_id, nickname);
+}
+
+void
+room_remote_user(struct room *r, const char *user_id, const char *nickname, int present)
+{
+	struct room_user *u = strmap_get(&r->users, user_id);
+
+	if (present) {
+		if (u == NULL)
+			u = room_user_arrive(r, user_id, nickname);
+		u->nodes++;
+	} else {
+		if (u == NULL || u->nodes == 0)
+			return;
+		u->nodes--;
+		room_user_settle(r, u, user_id, nickname);
+	}
+	room_stats_maybe(r);
+}
+
 void
 room_join(struct room *r, struct conn *c)
 {
@@ -334,23 +392,17 @@ room_join(struct room *r, struct conn *c)
 	struct frame *f;
 	char *json;
 
+	/* While nobody was here, the room's messages were not followed closely. */
+	if (r->nconns == 0 && r->cd->cluster != NULL)
+		(void)sequence_refresh(r);
 	TAILQ_INSERT_TAIL(&r->members, c, entry);
 	r->nconns++;
 	c->room = r;
-	if ((u = strmap_get(&r->users, c->user_id)) == NULL) {
-		u = xcalloc(1, sizeof *u);
-		strmap_set(&r->users, c->user_id, u);
-		r->current_users++;
-		coalesce_note(&r->co, 1, c->user_id, c->nickname);
-		if (r->current_users > r->peak_users) {
-			r->peak_users = r->current_users;
-			op = writer_op_create(WRITER_PEAK);
-			op->room_id = xstrdup(r->id);
-			op->peak = r->peak_users;
-			room_submit(r, op);
-		}
-	}
-	u->nconns++;
+	if ((u = strmap_get(&r->users, c->user_id)) == NULL)
+		u = room_user_arrive(r, c->user_id, c->nickname);
+	/* The first connection of this user on this node: the others hear of it. */
+	if (u->nconns++ == 0)
+		cluster_presence(r->cd, r, c->user_id, c->nickname, 1);
 
 	op = writer_op_create(WRITER_SESSION_OPEN);
 	op->room_id = xstrdup(r->id);
@@ -383,10 +435,11 @@ room_leave(struct room *r, struct conn *c)
 	TAILQ_REMOVE(&r->members, c, entry);
 	r->nconns--;
 	c->room = NULL;
+	if (r->nconns == 0)
+		sequence_clear(r);
 	if ((u = strmap_get(&r->users, c->user_id)) != NULL && --u->nconns == 0) {
-		room_free_user(strmap_remove(&r->users, c->user_id));
-		r->current_users--;
-		coalesce_note(&r->co, 0, c->user_id, c->nickname);
+		cluster_presence(r->cd, r, c->user_id, c->nickname, 0);
+		room_user_settle(r, u, c->user_id, c->nickname);
 	}
 
 	op = writer_op_create(WRITER_SESSION_CLOSE);
@@ -425,7 +478,7 @@ room_fanout_shed(struct room *r)
 	r->fanout_len--;
 	r->fanout_shed++;
 	TAILQ_FOREACH(c, &r->members, entry)
-	conn_missed(c);
+	conn_missed(c, 1);
 }
 
 /*
@@ -539,20 +592,18 @@ room_broadcast(struct room *r, const char *json, int high)
 unsigned
 room_deliver(struct room *r, const struct writer_op *op)
 {
-	unsigned recipients;
+	unsigned recipients = r->closed || r->cd->shutting_down ? 0 : r->nconns;
 	char *json;
 
-	if (op->seq > r->last_seq)
-		r->last_seq = op->seq;
-	if (r->closed || r->cd->shutting_down)
-		return 0;
 	if (op->kind == DB_MESSAGE_CHAT)
 		json = wsproto_encode_message(op->id, op->seq, r->id, op->user_id, op->nickname,
 		    op->is_admin, op->text, op->ts_ms);
 	else
 		json = wsproto_encode_custom_event(op->id, op->seq, r->id, op->user_id,
 		    op->nickname, op->is_admin, op->event_type, op->text, op->ts_ms);
-	recipients = room_broadcast(r, json, op->kind != DB_MESSAGE_CHAT);
+	/* Committed: the other nodes' members get it from the bus. */
+	cluster_message(r->cd, r, op->seq, op->kind, op->user_id, json);
+	sequence_offer(r, op->seq, op->kind, op->user_id, json, 0);
 	free(json);
 	return recipients;
 }
@@ -601,6 +652,7 @@ room_close(struct room *r, const char *reason)
 
 	r->closed = 1;
 	room_fanout_drop(r);
+	sequence_clear(r);
 	why = xasprintf("room closed: %s", reason != NULL ? reason : "closed");
 	TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
 	{

@@ -68,6 +68,11 @@ unsigned room_kick(struct room *r, const char *user_id, const char *reason);
 void room_join(struct room *r, struct conn *c);
 /* Removes a connection (CLOSED): counts, session row, RoomStats. */
 void room_leave(struct room *r, struct conn *c);
+/*
+ * Another node gained (present=1) or lost (0) its last connection of
+ * user_id in r: the cluster-wide head count and RoomStats follow.
+ */
+void room_remote_user(struct room *r, const char *user_id, const char *nickname, int present);
 
 /*
  * Sends one JSON text to every member: framed once, shared by reference.
@@ -77,9 +82,10 @@ void room_leave(struct room *r, struct conn *c);
  */
 unsigned room_broadcast(struct room *r, const char *json, int high);
 /*
- * A message the writer stored (a chat message on the low lane, a
- * CustomEvent on the high one) to every member, unless r closed or chatd
- * is shutting down; r's last seq follows op's. Returns the recipients.
+ * A message this node's writer stored (a chat message on the low lane, a
+ * CustomEvent on the high one): published to the other nodes, and to
+ * every member here in seq order (sequence.h), unless r closed or chatd
+ * is shutting down. Returns the members here it is for.
  */
 unsigned room_deliver(struct room *r, const struct writer_op *op);
 

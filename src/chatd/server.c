@@ -27,6 +27,7 @@
 
 #include "client.h"
 #include "clock.h"
+#include "cluster.h"
 #include "conn.h"
 #include "control.h"
 #include "db.h"
@@ -324,6 +325,7 @@ server_loop_finish(struct chatd *cd)
 	cd->shutting_down = 1; /* no new lingering closes either */
 	for (i = 0; cd->handles_ready && i < sizeof mine / sizeof mine[0]; i++)
 		uv_close(mine[i], NULL);
+	cluster_stop(cd);
 	linger_close_all(cd);
 	room_close_timers(cd);
 	if (cd->ctx != NULL)
@@ -345,7 +347,7 @@ server_run(const struct config *cfg)
 	struct chatd *cd;
 	char host[256], *cause = NULL, *why = NULL;
 	const char *ws_path = NULL; /* CHATD_LISTEN's Unix socket, if it is one */
-	int64_t closed = 0, watchdog_ms;
+	int64_t watchdog_ms;
 	int port = 0, status = 1;
 	gid_t ws_gid = (gid_t)-1;
 
@@ -389,12 +391,9 @@ server_run(const struct config *cfg)
 		server_prefix_cause(&cause, "DATABASE_URL: ");
 		goto fail;
 	}
-	/* No connection survives a restart: close what a crash left open. */
-	if (db_sessions_close_all(cd->db, "server_restart", clock_wall_ms(), &closed, &cause) !=
-	    DB_OK)
+	/* No connection survives a restart: close what the last run left open. */
+	if (cluster_claim(cd, &cause) != 0)
 		goto fail;
-	if (closed > 0)
-		log_info("closed %" PRId64 " sessions left open (server_restart)", closed);
 	if (uv_loop_init(&cd->loop) != 0) {
 		cause = xstrdup("uv_loop_init failed");
 		goto fail;
@@ -491,7 +490,11 @@ server_run(const struct config *cfg)
 		goto fail;
 	}
 
-	if (writer_create(cfg->database_path, "", cd->ctx, &cd->writer, &cause) != 0)
+	/* Sessions carry the node that holds them (none: a single node). */
+	if (writer_create(cfg->database_path, cfg->cluster_nats_url != NULL ? cfg->node_id : "",
+		cd->ctx, &cd->writer, &cause) != 0)
+		goto fail;
+	if (cluster_start(cd, &cause) != 0)
 		goto fail;
 	(void)uv_timer_start(&cd->tick_timer, server_tick, SERVER_TICK_MS, SERVER_TICK_MS);
 
@@ -531,6 +534,7 @@ out:
 	}
 	if (cd->loop_ready && uv_loop_close(&cd->loop) != 0)
 		log_warn("the event loop still had handles at exit");
+	cluster_free(cd);
 	room_free_all(cd);
 	strmap_clear(&cd->addresses, free);
 	netaddr_list_clear(&cd->trusted);

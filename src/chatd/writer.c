@@ -97,6 +97,12 @@ writer_op_name(enum writer_op_type type)
 		return "ban";
 	case WRITER_UNBAN:
 		return "unban";
+	case WRITER_NODE_BEAT:
+		return "node_beat";
+	case WRITER_NODE_REAP:
+		return "node_reap";
+	case WRITER_NODE_STOP:
+		return "node_stop";
 	}
 	return "unknown";
 }
@@ -113,6 +119,7 @@ writer_op_free(struct writer_op *op)
 	free(op->event_type);
 	free(op->reason);
 	free(op->address);
+	free(op->incarnation);
 	free(op);
 }
 
@@ -227,6 +234,59 @@ writer_apply_session(struct writer *w, struct writer_op *op)
 	free(cause);
 }
 
+/* Nodes other than this one that fell silent before stale_before. */
+struct writer_stale {
+	const char *self;
+	int64_t stale_before;
+	char **ids;
+	size_t n;
+};
+
+static int
+writer_stale_node(const struct db_node *n, void *arg)
+{
+	struct writer_stale *ws = arg;
+
+	if (strcmp(n->id, ws->self) == 0 || n->stopped_at != 0 || n->seen_at >= ws->stale_before ||
+	    (n->reaped_at != 0 && n->reaped_at >= n->seen_at))
+		return 0;
+	ws->ids = xreallocarray(ws->ids, ws->n + 1, sizeof *ws->ids);
+	ws->ids[ws->n++] = xstrdup(n->id);
+	return 0;
+}
+
+/*
+ * Closes the sessions of every node the database has not heard from since
+ * stale_before (node_lost). Each reap re-checks inside its transaction, so
+ * of several nodes doing this at once exactly one closes a lost node's
+ * sessions. Writer thread.
+ */
+static int
+writer_reap(struct writer *w, struct writer_op *op, char **cause)
+{
+	struct writer_stale ws = { w->node_id, op->stale_before, NULL, 0 };
+	int64_t closed;
+	size_t i;
+	int rc;
+
+	rc = db_node_list(w->db, writer_stale_node, &ws, cause);
+	for (i = 0; rc == DB_OK && i < ws.n; i++) {
+		closed = 0;
+		rc = db_node_reap(
+		    w->db, ws.ids[i], op->stale_before, "node_lost", op->ts_ms, &closed, cause);
+		if (rc == DB_OK)
+			log_info("writer: node %s fell silent: closed its %" PRId64
+				 " sessions (node_lost)",
+			    ws.ids[i], closed);
+		if (rc == DB_NOTFOUND)
+			rc = DB_OK; /* it beat again, or another node got there first */
+	}
+	for (i = 0; i < ws.n; i++)
+		free(ws.ids[i]);
+	free(ws.ids);
+	return rc;
+}
+
 /* Runs one operation inside the batch's transaction; sets op->outcome. Writer thread. */
 static void
 writer_apply(struct writer *w, struct writer_op *op)
@@ -260,6 +320,18 @@ writer_apply(struct writer *w, struct writer_op *op)
 		rc = db_ban_lift(w->db, op->room_id, op->user_id, op->ts_ms, &cause);
 		if (rc == DB_NOTFOUND)
 			rc = DB_OK; /* nothing in force: the wanted state */
+		break;
+	case WRITER_NODE_BEAT:
+		rc = db_node_beat(w->db, w->node_id, op->incarnation, op->started_at, op->ts_ms,
+		    op->connections, &cause);
+		break;
+	case WRITER_NODE_REAP:
+		rc = writer_reap(w, op, &cause);
+		break;
+	case WRITER_NODE_STOP:
+		rc = db_node_stop(w->db, w->node_id, op->incarnation, op->ts_ms, &cause);
+		if (rc == DB_NOTFOUND)
+			rc = DB_OK; /* a later run of this node took the row */
 		break;
 	}
 	if (rc == DB_ERROR)
@@ -402,6 +474,12 @@ writer_apply_batch(struct writer *w, struct writer_op_list *batch)
 static void
 writer_retry_keep(struct writer *w, struct writer_op *op)
 {
+	/* The next heartbeat does it again: no point keeping this one. */
+	if (op->type == WRITER_NODE_BEAT || op->type == WRITER_NODE_REAP ||
+	    op->type == WRITER_NODE_STOP) {
+		writer_op_free(op);
+		return;
+	}
 	if (op->type != WRITER_SESSION_OPEN && op->type != WRITER_SESSION_CLOSE) {
 		if (w->retry_others >= WRITER_RETRY_OTHERS_MAX) {
 			log_error("writer: %s in room %s dropped: %d other records already wait "

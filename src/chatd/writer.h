@@ -38,6 +38,9 @@ enum writer_op_type {
 	WRITER_PEAK, /* db_room_peak_update */
 	WRITER_BAN, /* db_ban_add */
 	WRITER_UNBAN, /* db_ban_lift */
+	WRITER_NODE_BEAT, /* db_node_beat: this node is alive (cluster) */
+	WRITER_NODE_REAP, /* db_node_reap of every other node silent since stale_before */
+	WRITER_NODE_STOP, /* db_node_stop: a clean stop */
 };
 
 /* Most operations committed in one transaction. */
@@ -81,6 +84,10 @@ struct writer_op {
 	int64_t expires_at; /* BAN */
 	int64_t peak; /* PEAK */
 	uint64_t key; /* SESSION_*: the connection's serial */
+	char *incarnation; /* NODE_BEAT, NODE_STOP: this run of the node */
+	int64_t started_at; /* NODE_BEAT */
+	int64_t connections; /* NODE_BEAT */
+	int64_t stale_before; /* NODE_REAP: wall ms */
 
 	/* who asked, for the reply after commit (service thread's business) */
 	uint64_t origin; /* connection or control connection serial */

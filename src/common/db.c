@@ -1914,6 +1914,25 @@ db_sessions_close_node(struct db *db, const char *node_id, const char *reason, i
 /* ---- counts ---- */
 
 int
+db_room_last_seq(struct db *db, const char *room_id, int64_t *last_seq, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*last_seq = 0;
+	if ((st = db_prepare(db, DB_STMT_MESSAGE_LAST_SEQ, cause, DB_ARGS(DB_TEXT(room_id)))) ==
+	    NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW)
+		*last_seq = sqlite3_column_int64(st, 0);
+	db_done(st);
+	if (rc != DB_ROW)
+		return rc == DB_DONE ? DB_NOTFOUND : rc;
+	return DB_OK;
+}
+
+int
 db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause)
 {
 	sqlite3_stmt *st;

@@ -298,6 +298,12 @@ struct db_room_counts {
 	int64_t open_sessions;
 };
 int db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause);
+/*
+ * The room's highest message seq (0 if none): one indexed read, for a
+ * chatd node catching up on what other nodes committed. DB_NOTFOUND if no
+ * such room.
+ */
+int db_room_last_seq(struct db *db, const char *room_id, int64_t *last_seq, char **cause);
 
 /* One open session: who is in a room now, as the database knows it. */
 struct db_occupant {

@@ -144,6 +144,33 @@ START_TEST(test_expire)
 }
 END_TEST
 
+/* A post on another node counts here: the user waits its interval from when we heard of it. */
+START_TEST(test_note)
+{
+	struct ratelimit rl;
+
+	ratelimit_init(&rl, 1000);
+	ratelimit_note(&rl, "u", 5000);
+	ck_assert_int_eq(ratelimit_check(&rl, "u", 5400), 600);
+	/* An older note never shortens the wait. */
+	ratelimit_note(&rl, "u", 4000);
+	ck_assert_int_eq(ratelimit_check(&rl, "u", 5400), 600);
+	ck_assert_int_eq(ratelimit_check(&rl, "u", 6000), 0);
+	/* A local post, then a note a little later: the later one counts. */
+	ratelimit_note(&rl, "u", 6100);
+	ck_assert_int_eq(ratelimit_check(&rl, "u", 7000), 100);
+	ck_assert_int_eq(ratelimit_check(&rl, "other", 6100), 0);
+	ratelimit_clear(&rl);
+
+	/* No limit: nothing recorded. */
+	ratelimit_init(&rl, 0);
+	ratelimit_note(&rl, "u", 5000);
+	ck_assert_uint_eq(rl.users.count, 0);
+	ck_assert_int_eq(ratelimit_check(&rl, "u", 5000), 0);
+	ratelimit_clear(&rl);
+}
+END_TEST
+
 START_TEST(test_long_ids)
 {
 	struct ratelimit rl;
@@ -173,6 +200,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_growth);
 	tcase_add_test(tc, test_expire);
 	tcase_add_test(tc, test_long_ids);
+	tcase_add_test(tc, test_note);
 	suite_add_tcase(s, tc);
 	return s;
 }

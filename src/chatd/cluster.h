@@ -1,0 +1,73 @@
+/*
+ * chatd as one node of a cluster (docs/cluster.md): what this node tells
+ * the others on the bus (bus.h) and what it does with what they tell it.
+ *
+ *   msg    a message this node committed, once, with its frame: every
+ *          node with members in the room delivers it in seq order
+ *          (sequence.h);
+ *   pres   a user's first connection to a room on this node, or its
+ *          last one gone (numbered, so a receiver sees what it missed);
+ *   snap   everyone this node holds in every room, in parts: sent when
+ *          the bus comes (back) up and when a node asks for it (want);
+ *   hb     the heartbeat: alive, how many connections, the last pres
+ *          number; a node silent CLUSTER_NODE_TIMEOUT_SECS is gone;
+ *   admin  a ban, unban, kick, room close or room reload, applied to the
+ *          live state of every node (the origin wrote the record);
+ *   bye    a clean stop.
+ *
+ * The database is the record and the judge of life: each node writes a
+ * heartbeat row through its writer, and a node whose row went stale too
+ * has its sessions closed (node_lost) by whichever node gets there first.
+ * With no CLUSTER_NATS_URL none of this exists (cd->cluster is NULL) and
+ * every function here does nothing. Service thread only.
+ */
+#ifndef CHATD_CLUSTER_H
+#define CHATD_CLUSTER_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+struct chatd;
+struct room;
+
+enum cluster_admin {
+	CLUSTER_BAN,
+	CLUSTER_UNBAN,
+	CLUSTER_KICK,
+	CLUSTER_CLOSE,
+	CLUSTER_RELOAD,
+};
+
+/*
+ * Start-up, before the listeners open: waits for an earlier incarnation
+ * of this NODE_ID to fall silent in the database (refusing to start
+ * beside a live one), then closes the sessions it left (node_lost). With
+ * no cluster, closes every open session (server_restart), as a single
+ * node always did. -1 with *cause.
+ */
+int cluster_claim(struct chatd *cd, char **cause);
+/* Joins the bus (the writer exists, the rooms are loaded). -1 with *cause. */
+int cluster_start(struct chatd *cd, char **cause);
+/* Says goodbye and closes the bus and its handles (before the loop's last run). */
+void cluster_stop(struct chatd *cd);
+/* Frees what is left (after the loop's last run). */
+void cluster_free(struct chatd *cd);
+
+/* This node got its first connection of user_id in r (present=1), or lost its last. */
+void cluster_presence(
+    struct chatd *cd, struct room *r, const char *user_id, const char *nickname, int present);
+/* A message this node committed in r: json is the frame every member gets. */
+void cluster_message(
+    struct chatd *cd, struct room *r, int64_t seq, int kind, const char *user_id, const char *json);
+/* An admin action this node applied: every other node applies it too. */
+void cluster_admin(struct chatd *cd, enum cluster_admin what, const char *room_id,
+    const char *user_id, const char *reason, int64_t expires_at);
+/* A room came into memory: counts the users other nodes hold in it. */
+void cluster_room_loaded(struct chatd *cd, struct room *r);
+/* Adds "cluster" (this node, the others, the bus) to a health object. */
+void cluster_health(struct chatd *cd, cJSON *o);
+/* Connections on every node, as last heard (this node's own count included). */
+unsigned long cluster_connections(struct chatd *cd);
+
+#endif

@@ -1,0 +1,192 @@
+"""
+The cluster's integration harness: a real nats-server on a free port,
+chat-api and a web server (chatd_stack.ChatdStack), and N real chatd
+nodes sharing one SQLite file, each with its own NODE_ID, listener and
+control socket. Clients talk to a node of their choice directly, so a
+test knows which node each one is on. Every process is started here and
+stopped by PID.
+
+Python 3 standard library only; run with /usr/bin/python3.
+"""
+
+import json
+import os
+import signal
+import socket
+import time
+
+import stack
+from chatd_stack import CHATD, ChatdStack
+from stack import Proc, StackError
+from wsclient import WSClient
+
+NATS = stack.which("nats-server") or "/usr/bin/nats-server"
+
+# Fast failure detection, so the failure tests take seconds, not minutes.
+FAST = {
+    "CLUSTER_HEARTBEAT_SECS": "0.2",
+    "CLUSTER_NODE_TIMEOUT_SECS": "1.5",
+    "CLUSTER_GAP_WAIT_SECS": "0.1",
+}
+
+
+def require_nats():
+    if not os.access(NATS, os.X_OK):
+        raise StackError("nats-server not found (apt-get install nats-server)")
+
+
+class Node:
+    """One chatd node: its settings on top of the shared env file."""
+
+    def __init__(self, st, index):
+        self.st = st
+        self.index = index
+        self.node_id = "node-%d" % index
+        self.port = st.chatd_port if index == 1 else stack.free_port()
+        self.control = st.path("run", "control.sock" if index == 1 else "control-%d.sock" % index)
+        self.proc = None
+        self.runs = 0
+
+    def env(self):
+        return stack.clean_env(
+            {
+                "CHAT_ENV_FILE": self.st.env_file,
+                "NODE_ID": self.node_id,
+                "CHATD_LISTEN": "127.0.0.1:%d" % self.port,
+                "CONTROL_SOCKET": self.control,
+            }
+        )
+
+    def start(self, wait=True):
+        self.runs += 1
+        name = "chatd-%s" % self.node_id if self.runs == 1 else "chatd-%s-run%d" % (self.node_id, self.runs)
+        self.proc = Proc(name, [CHATD], self.env(), self.st.tmp)
+        self.st.procs.append(self.proc)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, seconds=30):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self.proc.running():
+                raise StackError("%s exited (%s) at start:\n%s" % (self.node_id, self.proc.p.returncode, self.proc.tail()))
+            try:
+                if self.ctl("health").get("ok"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise StackError("%s did not start within %d s:\n%s" % (self.node_id, seconds, self.proc.tail()))
+
+    def kill(self, sig=signal.SIGKILL):
+        """Signals the node and waits for it to end."""
+        p = self.proc
+        os.kill(p.pid, sig)
+        try:
+            p.p.wait(15)
+        finally:
+            try:
+                p.logf.close()
+            except OSError:
+                pass
+            self.st.procs.remove(p)
+        return p.p.returncode
+
+    def ctl(self, type_, args=None, timeout=5):
+        req = {"v": 1, "id": 1, "type": type_}
+        if args is not None:
+            req["args"] = args
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        try:
+            s.connect(self.control)
+            s.sendall((json.dumps(req) + "\n").encode("utf-8"))
+            data = b""
+            while b"\n" not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
+        finally:
+            s.close()
+
+    def health(self):
+        return self.ctl("health")["result"]
+
+    def ws(self, room_id, user_id, nickname=None, welcome=True, **kw):
+        ws = WSClient.connect("127.0.0.1", self.port, self.st.ws_path(room_id, user_id, nickname, kw or None))
+        ws.node = self.node_id
+        if welcome:
+            m = ws.recv_json(5)
+            if m.get("type") != "UserJoined":
+                raise AssertionError("first frame from %s is not UserJoined: %r" % (self.node_id, m))
+            ws.welcome = m
+        return ws
+
+
+class ClusterStack(ChatdStack):
+    """A web server, chat-api, a nats-server and `nodes` chatd nodes. The
+    first node is ChatdStack's own chatd (chat-api and chatctl talk to
+    its control socket)."""
+
+    def __init__(self, front="nginx", nodes=2, settings=None):
+        s = dict(FAST)
+        s.update(settings or {})
+        self.nats_port = stack.free_port()
+        s["CLUSTER_NATS_URL"] = "nats://127.0.0.1:%d" % self.nats_port
+        super().__init__(front, s, chatd_tcp=True)
+        self.nnodes = nodes
+        self.nodes = []
+        self.nats = None
+
+    def start(self):
+        require_nats()
+        # The stack's files go in its temp folder: nats-server needs it first.
+        stack.Stack.start(self)
+        self.start_nats()
+        self.nodes = [Node(self, i + 1) for i in range(self.nnodes)]
+        for n in self.nodes:
+            n.start()
+        self.chatd = self.nodes[0].proc
+        self.wait_mesh()
+
+    def start_nats(self):
+        self.nats = Proc("nats-server", [NATS, "-a", "127.0.0.1", "-p", str(self.nats_port)], stack.clean_env(), self.tmp)
+        self.procs.append(self.nats)
+        self._wait_tcp(self.nats_port, self.nats)
+
+    def kill_nats(self):
+        p = self.nats
+        os.kill(p.pid, signal.SIGKILL)
+        p.p.wait(10)
+        p.logf.close()
+        self.procs.remove(p)
+        self.nats = None
+
+    def wait_mesh(self, nodes=None):
+        """Until every running node hears every other and is in sync with it."""
+        nodes = nodes or self.nodes
+        want = sorted(n.node_id for n in nodes)
+
+        def fetch():
+            out = []
+            for n in nodes:
+                c = n.health().get("cluster", {})
+                out.append(
+                    (
+                        sorted(x["node_id"] for x in c.get("nodes", [])),
+                        all(x["synced"] for x in c.get("nodes", [])),
+                        c.get("bus", {}).get("connected"),
+                    )
+                )
+            return out
+
+        def done(v):
+            return all(ids == want and synced and up for ids, synced, up in v)
+
+        got = stack.wait_until(fetch, "every node hears %s" % want, done, timeout=stack.WAIT * 2)
+        if not done(got):
+            raise StackError("the nodes did not find each other: %r" % got)
+        return got

@@ -1,0 +1,323 @@
+#!/usr/bin/python3
+"""
+The cluster: several real chatd nodes, one SQLite file, one real
+nats-server (cluster_stack.py). Clients connect to the node the test
+picks, so every check knows which node each member is on.
+
+- messages cross nodes: one order, no gap, no duplicate, also with
+  posters on every node at once (three nodes);
+- head counts, RoomStats and the user counted once across nodes;
+- the rate limit per user across nodes;
+- ban, kick, room close and CustomEvent from each node and from the
+  control socket reach the members on the other nodes;
+- kill -9 of a node: its users leave the counts, its sessions are closed
+  (node_lost), it restarts with the same NODE_ID and rejoins;
+- nats-server killed under traffic and restarted: every member has every
+  message, in order, none twice;
+- the health of every node lists the nodes and the bus.
+
+Prints "N passed, M failed"; exits non-zero on any failure.
+"""
+
+import os
+import signal
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True
+
+import stack  # noqa: E402
+from chatd_stack import require_chatd  # noqa: E402
+from cluster_stack import ClusterStack  # noqa: E402
+from stack import Checker, StackError, Watchdog, log, reap_orphans  # noqa: E402
+from wsclient import Closed, Timeout  # noqa: E402
+
+
+def msg(text):
+    return {"type": "Message", "payload": {"content": text}}
+
+
+def collect(ws, n, timeout=stack.WAIT):
+    """The next n Message/CustomEvent payloads ws gets (fewer on timeout)."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        m = ws.wait_for(lambda m: m["type"] in ("Message", "CustomEvent"), max(0.01, deadline - time.monotonic()))
+        if m is None:
+            break
+        got.append(m["payload"])
+    return got
+
+
+def current_users(node, rid):
+    r = node.ctl("stats", {"room_id": rid})
+    return r.get("result", {}).get("current_users")
+
+
+def t_cross_node(st, chk):
+    n1, n2 = st.nodes[0], st.nodes[1]
+    rid = st.create_room("cross")
+    a = n1.ws(rid, "alice", "Alice")
+    b = n2.ws(rid, "bob", "Bob")
+    a.send_json(msg("from node 1"))
+    got_b = collect(b, 1)
+    got_a = collect(a, 1)
+    chk.ok(got_b and got_b[0]["content"] == "from node 1" and got_b[0]["from"] == "alice",
+           "a message posted on node 1 reaches a member on node 2", repr(got_b))
+    chk.eq(got_b[:1], got_a[:1], "the same frame on both nodes")
+    b.send_json(msg("from node 2"))
+    got_a = collect(a, 1)
+    chk.ok(got_a and got_a[0]["content"] == "from node 2" and got_a[0]["seq"] == 2,
+           "and back: node 2's message reaches node 1 with the next seq", repr(got_a))
+    collect(b, 1)
+    # The head count is the cluster's, on both nodes.
+    counts = stack.wait_until(lambda: (current_users(n1, rid), current_users(n2, rid)), "both count 2",
+                              lambda v: v == (2, 2))
+    chk.eq(counts, (2, 2), "current_users counts the members of both nodes, on both")
+    # A user with connections on both nodes counts once.
+    a2 = n2.ws(rid, "alice", "Alice")
+    chk.eq(a2.welcome["payload"]["current_users"], 2, "alice's second connection (other node) is not a new user")
+    a.close()
+    counts = stack.wait_until(lambda: (current_users(n1, rid), current_users(n2, rid)), "still 2", lambda v: v == (2, 2),
+                              timeout=1.0)
+    chk.eq(counts, (2, 2), "alice left node 1 but is still on node 2: still 2 users")
+    a2.close()
+    counts = stack.wait_until(lambda: (current_users(n1, rid), current_users(n2, rid)), "1 user", lambda v: v == (1, 1))
+    chk.eq(counts, (1, 1), "alice gone from both nodes: 1 user")
+    m = b.wait_for(lambda m: m["type"] == "RoomStats" and m["payload"]["current_users"] == 1, stack.WAIT)
+    chk.ok(m is not None, "bob (node 2) gets a RoomStats with the cluster's count", repr(b.seen[-3:]))
+    b.close()
+
+
+def t_concurrent_order(st, chk):
+    """Posters on all three nodes at once (room admins: no rate limit);
+    every member's sequence is the same and gapless."""
+    rid = st.create_room("order", ["%s-u%d" % (n.node_id, i) for n in st.nodes for i in range(2)])
+    per_node = 2
+    posts = 30
+    members = []
+    for n in st.nodes:
+        for i in range(per_node):
+            members.append(n.ws(rid, "%s-u%d" % (n.node_id, i)))
+    stack.wait_until(lambda: current_users(st.nodes[0], rid), "everyone counted", lambda v: v == len(members))
+    for ws in members:
+        ws.drain(0.3)
+    total = posts * len(members)
+
+    def post(ws):
+        for k in range(posts):
+            ws.send_json(msg("%s %d" % (ws.node, k)))
+
+    threads = [threading.Thread(target=post, args=(ws,)) for ws in members]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seqs = {}
+    for i, ws in enumerate(members):
+        got = collect(ws, total, timeout=stack.WAIT * 3)
+        seqs[i] = [p["seq"] for p in got]
+    first = seqs[0]
+    chk.eq(len(first), total, "member 0 got every message (%d)" % total)
+    chk.eq(first, list(range(first[0], first[0] + len(first))) if first else [], "gapless and in order")
+    chk.ok(all(s == first for s in seqs.values()), "every member on every node saw the same sequence",
+           repr({k: (len(v), v[:3]) for k, v in seqs.items() if v != first}))
+    for ws in members:
+        ws.close()
+
+
+def t_rate_limit(st, chk):
+    n1, n2 = st.nodes[0], st.nodes[1]
+    rid = st.create_room("rate")
+    u1 = n1.ws(rid, "chatty")
+    u2 = n2.ws(rid, "chatty")
+    u1.send_json(msg("one"))
+    got = collect(u2, 1)
+    chk.ok(got and got[0]["content"] == "one", "the post on node 1 reached node 2", repr(got))
+    u2.send_json(msg("two"))
+    m = u2.wait_for(lambda m: m["type"] == "Error", 5)
+    chk.ok(m is not None and m["payload"].get("code") == "rate_limited",
+           "the same user on node 2 within the interval: rate_limited", repr(m))
+    for ws in (u1, u2):
+        ws.close()
+
+
+def t_admin_relay(st, chk):
+    n1, n2 = st.nodes[0], st.nodes[1]
+    rid = st.create_room("admin", ["boss"])
+    boss = n1.ws(rid, "boss")
+    v1 = n2.ws(rid, "victim")
+    k1 = n2.ws(rid, "kicked")
+    # A ban from the control socket of node 1 closes the connection on node 2.
+    r = n1.ctl("ban", {"room_id": rid, "user_id": "victim", "reason": "spam"})
+    chk.ok(r.get("ok"), "ban through node 1's control socket", repr(r))
+    try:
+        v1.wait_for(lambda m: False, stack.WAIT)
+    except Closed:
+        pass
+    chk.eq((v1.close_code, v1.close_reason), (4403, "banned: spam"),
+           "the banned user's connection on node 2 closes with 4403 and the reason")
+    # The ban holds on node 2 for a new connection.
+    try:
+        n2.ws(rid, "victim")
+        refused = False
+    except Exception:  # noqa: BLE001 - a refused handshake, whatever its form
+        refused = True
+    chk.ok(refused, "the banned user cannot join through node 2 either")
+    # A kick by the room's admin over the WebSocket on node 1.
+    boss.send_json({"type": "Kick", "payload": {"user_id": "kicked", "reason": "off topic"}})
+    try:
+        k1.wait_for(lambda m: False, stack.WAIT)
+    except Closed:
+        pass
+    chk.eq((k1.close_code, k1.close_reason), (4409, "kicked: off topic"), "a WebSocket kick on node 1 closes the member on node 2")
+    # An operator's CustomEvent through node 2 reaches node 1.
+    w2 = n2.ws(rid, "watcher2")
+    r = n2.ctl("publish", {"room_id": rid, "event_type": "poll.opened", "payload": {"q": "lunch?"}})
+    chk.ok(r.get("ok"), "publish through node 2's control socket", repr(r))
+    m = boss.wait_for(lambda m: m["type"] == "CustomEvent", stack.WAIT)
+    chk.ok(m is not None and m["payload"].get("event_type") == "poll.opened", "node 1's member gets the CustomEvent", repr(m))
+    # The room closed through chat-api (node 1's control socket) closes node 2's members.
+    r = st.client.delete("/management/rooms/%s" % rid)
+    chk.ok(r.status in (200, 204), "room closed through chat-api", "%s %s" % (r.status, r.snippet()))
+    try:
+        w2.wait_for(lambda m: False, stack.WAIT)
+    except Closed:
+        pass
+    chk.eq(w2.close_code, 4404, "the member on node 2 is closed with 4404")
+    try:
+        boss.wait_for(lambda m: False, 2)
+    except Closed:
+        pass
+
+
+def sessions(st, rid):
+    r = st.client.get("/management/sync/session-history/%s?limit=100" % rid)
+    return (r.json or {}).get("sessions", [])
+
+
+def t_node_killed(st, chk):
+    n1, n2 = st.nodes[0], st.nodes[1]
+    rid = st.create_room("killed")
+    a = n1.ws(rid, "alice")
+    b = n2.ws(rid, "bob")
+    stack.wait_until(lambda: current_users(n1, rid), "2 users", lambda v: v == 2)
+    m = a.wait_for(lambda m: m["type"] == "RoomStats" and m["payload"]["current_users"] == 2, stack.WAIT)
+    chk.ok(m is not None, "alice (node 1) sees bob (node 2) arrive", repr(a.seen[-3:]))
+    n2.kill(signal.SIGKILL)
+    m = a.wait_for(lambda m: m["type"] == "RoomStats" and m["payload"]["current_users"] == 1, stack.WAIT)
+    chk.ok(m is not None, "node 2 killed: alice (node 1) sees bob leave within seconds", repr(a.seen[-3:]))
+    chk.eq(current_users(n1, rid), 1, "node 1 counts 1 user")
+    rows = stack.wait_until(lambda: [s for s in sessions(st, rid) if s.get("user_id") == "bob"], "bob's session closed",
+                            lambda v: v and v[0].get("left_at") is not None)
+    chk.ok(rows and rows[0].get("reason") == "node_lost",
+           "bob's session is closed by the survivor with reason node_lost", repr(rows))
+    h = n1.health()["cluster"]
+    chk.eq([x["node_id"] for x in h["nodes"]], ["node-1"], "node 1's health lists itself only")
+    # Restarted with the same NODE_ID: it rejoins, and takes members again.
+    n2.start()
+    st.wait_mesh()
+    b2 = n2.ws(rid, "bob")
+    chk.eq(b2.welcome["payload"]["current_users"], 2, "node 2 restarted: bob's new connection sees 2 users")
+    a.send_json(msg("welcome back"))
+    got = collect(b2, 1)
+    chk.ok(got and got[0]["content"] == "welcome back", "messages flow to the restarted node", repr(got))
+    for ws in (a, b2):
+        ws.close()
+    try:
+        b.close()
+    except OSError:
+        pass
+
+
+def t_bus_restart(st, chk):
+    """nats-server killed under traffic and restarted: every member ends with every message."""
+    n1, n2 = st.nodes[0], st.nodes[1]
+    rid = st.create_room("busdown", ["alice", "bob"])  # admins: no rate limit
+    a = n1.ws(rid, "alice")
+    b = n2.ws(rid, "bob")
+    stack.wait_until(lambda: current_users(n1, rid), "2 users", lambda v: v == 2)
+    for ws in (a, b):
+        ws.drain(0.3)
+    stop = threading.Event()
+    sent = {"a": 0, "b": 0}
+
+    def post(ws, key):
+        while not stop.is_set() and sent[key] < 200:
+            ws.send_json(msg("%s %d" % (key, sent[key])))
+            sent[key] += 1
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=post, args=(a, "a")), threading.Thread(target=post, args=(b, "b"))]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)  # traffic under way before the bus goes: the behaviour under test
+    st.kill_nats()
+    time.sleep(1.0)  # the bus stays down while both nodes keep committing
+    st.start_nats()
+    for t in threads:
+        t.join()
+    total = sent["a"] + sent["b"]
+    got_a = [p["seq"] for p in collect(a, total, timeout=stack.WAIT * 3)]
+    got_b = [p["seq"] for p in collect(b, total, timeout=stack.WAIT * 3)]
+    chk.eq(len(got_a), total, "alice (node 1) got all %d messages" % total)
+    chk.eq(len(got_b), total, "bob (node 2) got all %d messages" % total)
+    chk.eq(got_a, list(range(1, total + 1)), "alice: in order, none twice")
+    chk.eq(got_b, got_a, "bob: the same sequence")
+    st.wait_mesh()
+    h = n2.health()["cluster"]
+    chk.ok(h["bus"]["connected"] and h["bus"]["reconnects"] >= 1, "node 2 reconnected to the bus", repr(h["bus"]))
+    for ws in (a, b):
+        ws.close()
+
+
+def t_health(st, chk):
+    h = st.nodes[0].health()
+    c = h.get("cluster", {})
+    chk.eq(c.get("node_id"), "node-1", "health names this node")
+    chk.eq(sorted(x["node_id"] for x in c.get("nodes", [])), sorted(n.node_id for n in st.nodes), "health lists every node")
+    chk.ok(c.get("bus", {}).get("connected") is True and c["bus"].get("url", "").startswith("nats://"),
+           "health shows the bus", repr(c.get("bus")))
+    r = st.client.get("/management/health")
+    chk.ok(isinstance((r.json or {}).get("cluster"), dict) or "cluster" in repr(r.json),
+           "GET /management/health shows the cluster", r.snippet(400))
+
+
+def main():
+    stack.setup_process()
+    require_chatd("nginx")
+    chk = Checker("the cluster: chatd nodes over NATS")
+    code = None
+    signal.alarm(int(os.environ.get("TEST_TIMEOUT", "600")))
+    try:
+        for nodes, tests in ((3, [t_concurrent_order]),
+                             (2, [t_cross_node, t_rate_limit, t_admin_relay, t_health, t_node_killed, t_bus_restart])):
+            # Two nodes: a rate limit to test across them (admins post freely).
+            settings = {"USER_MESSAGE_INTERVAL_SECS": "0" if nodes == 3 else "2"}
+            st = ClusterStack("nginx", nodes=nodes, settings=settings)
+            before = len(chk.failures)
+            try:
+                with st:
+                    for fn in tests:
+                        chk.run("%d nodes: %s" % (nodes, fn.__name__[2:]), fn, st, chk)
+                    if len(chk.failures) > before:
+                        st.dump_logs(60)
+            except StackError as exc:
+                chk.ok(False, "cluster stack start", str(exc))
+            finally:
+                complaints = st.stop()
+                chk.section("%d nodes: shutdown" % nodes)
+                chk.ok(not complaints, "every process stopped on SIGTERM", "; ".join(complaints))
+                reap_orphans()
+    except (KeyboardInterrupt, Watchdog) as exc:
+        chk.ok(False, "interrupted", repr(exc))
+        code = 1
+    result = chk.finish()
+    return code if code else result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
