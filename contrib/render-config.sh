@@ -113,7 +113,7 @@ BIND_PORT=${BIND_PORT:-$(addr_port "$BIND_ADDRESS")}
 # a_apache (a ProxyPass or BalancerMember URL) and a_lighttpd (the inside
 # of one proxy.server host). $1 names the variable, for messages.
 chatd_spellings() {
-	a_path= a_host= a_port=
+	a_path='' a_host='' a_port=''
 	case $2 in
 	unix:*)
 		# One spelling per server for chatd's Unix socket. The path cannot
@@ -198,7 +198,13 @@ else
 		i=$((i + 1))
 		chatd_spellings "CHATD_ADDRS (node $i)" "$a"
 		up="$up${nl}    server $a_nginx_server;"
-		bal="$bal${nl}    BalancerMember \"$a_apache\" $APACHE_WS_WORKER"
+		# Apache tells BalancerMembers apart by their http:// part, not by
+		# their Unix socket: with http://localhost on each, every
+		# WebSocket went to the first node. A host name per node (sent
+		# to chatd as the Host header, which it ignores) keeps them apart.
+		member=$a_apache
+		[ -z "$a_path" ] || member="unix:$a_path|http://chatd-node-$i"
+		bal="$bal${nl}    BalancerMember \"$member\" $APACHE_WS_WORKER"
 		CHATD_LIGHTTPD_BACKENDS="$CHATD_LIGHTTPD_BACKENDS${CHATD_LIGHTTPD_BACKENDS:+, }($a_lighttpd)"
 	done
 	set +f
