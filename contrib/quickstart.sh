@@ -74,7 +74,8 @@
 #                        chat-api, chat-sync and chatctl talk to it; node-K
 #                        gets <state>/control-K.sock), all with
 #                        CLUSTER_NATS_URL; the web server balances /ws/ over
-#                        them. run installs nats-server too.
+#                        them (sized for N x MAX_CONNECTIONS). run installs
+#                        nats-server too.
 set -euo pipefail
 
 # What this project needs on Debian 12, in one place.
@@ -450,6 +451,11 @@ serve() {
 	# The web server is sized for chatd's MAX_CONNECTIONS (render-config.sh
 	# warns when the open-file limit does not allow it).
 	max_conns=$(conf_get MAX_CONNECTIONS) || max_conns=100000
+	# MAX_CONNECTIONS is each node's: the web server holds them all.
+	case $max_conns in
+	'' | *[!0-9]*) ;;
+	*) [ "$nodes" -eq 1 ] || max_conns=$((10#$max_conns * nodes)) ;;
+	esac
 	key=$(conf_get ADMIN_API_KEY) || key=
 	host=${bind%:*}
 	port=${bind##*:}
