@@ -62,6 +62,20 @@
 #   QUICKSTART_STATE_DIR runtime folder (default <checkout>/state)
 #   QUICKSTART_BUILDDIR  build tree holding src/api/chat-api (default: the
 #                        checkout)
+#   QUICKSTART_NODES     chatd nodes to run (default 1: one chatd, as above,
+#                        nothing else). N > 1 runs a cluster on this machine
+#                        (docs/deployment-cluster.md): nats-server on
+#                        127.0.0.1 on a free port (unless CLUSTER_NATS_URL is
+#                        set: then the nodes join that one), and N chatd
+#                        sharing the database, each with its own
+#                        NODE_ID=node-K, CHATD_LISTEN (unix:<state>/chatd-K.sock,
+#                        or consecutive ports from a TCP CHATD_LISTEN) and
+#                        control socket (node-1 keeps CONTROL_SOCKET, so that
+#                        chat-api, chat-sync and chatctl talk to it; node-K
+#                        gets <state>/control-K.sock), all with
+#                        CLUSTER_NATS_URL; the web server balances /ws/ over
+#                        them (sized for N x MAX_CONNECTIONS). run installs
+#                        nats-server too.
 set -euo pipefail
 
 # What this project needs on Debian 12, in one place.
@@ -69,18 +83,20 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake pkg-config
 	libfcgi-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libcurl4-openssl-dev libcjson-dev check libssl-dev
+	libnats-dev
 )
 # Running the stack: the web server in front (nginx by default; lighttpd is
 # added when it is the front), curl for the readiness probe, sqlite3 to look
-# into the database.
+# into the database; nats-server is added for QUICKSTART_NODES > 1.
 RUN_PACKAGES=(nginx curl sqlite3)
 # The tests: every web server and tool they drive, the memory checker, the
 # formatter and linter of `make format-check` and `make lint`, the man page
 # linter, systemd-analyze (unit checks), setpriv (util-linux), promtool
-# (prometheus: the metrics test validates every exposition with it), and
-# what building and checking the Debian package needs (tests/package).
+# (prometheus: the metrics test validates every exposition with it),
+# nats-server (the cluster tests), and what building and checking the
+# Debian package needs (tests/package).
 TEST_PACKAGES=(
-	lighttpd apache2 nginx spawn-fcgi
+	lighttpd apache2 nginx spawn-fcgi nats-server
 	curl python3 sqlite3 socat valgrind clang-format cppcheck mandoc systemd util-linux
 	clang libclang-rt-dev prometheus
 	debhelper dpkg-dev fakeroot lintian
@@ -90,9 +106,15 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 builddir=${QUICKSTART_BUILDDIR:-$top}
 state=${QUICKSTART_STATE_DIR:-$top/state}
 front=${QUICKSTART_FRONT:-nginx}
+nodes=${QUICKSTART_NODES:-1}
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+
+case $nodes in
+'' | *[!0-9]* | 0*) die "QUICKSTART_NODES=$nodes: expected a number of chatd nodes, 1-64" ;;
+esac
+[ "$nodes" -le 64 ] || die "QUICKSTART_NODES=$nodes: expected a number of chatd nodes, 1-64"
 
 # ------------------------------------------------------------ packages
 
@@ -120,7 +142,10 @@ packages() {
 	local set=${1:-run} p seen=" "
 	local list=("${BUILD_PACKAGES[@]}" "${RUN_PACKAGES[@]}")
 	case $set in
-	run) [ "$front" != lighttpd ] || list+=(lighttpd) ;;
+	run)
+		[ "$front" != lighttpd ] || list+=(lighttpd)
+		[ "$nodes" -eq 1 ] || list+=(nats-server)
+		;;
 	test) list+=("${TEST_PACKAGES[@]}") ;;
 	*) die "unknown package set $set (expected run or test)" ;;
 	esac
@@ -346,10 +371,65 @@ setup_env() {
 	fi
 }
 
+# ------------------------------------------------------------ cluster
+
+# Where node K of several listens, beside the single node's CHATD_LISTEN ($1):
+# unix:DIR/NAME.sock gives unix:DIR/NAME-K.sock, HOST:PORT gives
+# HOST:PORT+K-1.
+node_listen() {
+	local listen=$1 k=$2 path port
+	case $listen in
+	unix:*)
+		path=${listen#unix:}
+		case $path in
+		*.sock) printf 'unix:%s-%s.sock' "${path%.sock}" "$k" ;;
+		*) printf 'unix:%s-%s' "$path" "$k" ;;
+		esac
+		;;
+	*)
+		port=${listen##*:}
+		case $port in '' | *[!0-9]*) die "CHATD_LISTEN=$listen: expected HOST:PORT or unix:PATH" ;; esac
+		[ $((port + k - 1)) -le 65535 ] || die "CHATD_LISTEN=$listen: no port left for node-$k"
+		printf '%s:%s' "${listen%:*}" "$((port + k - 1))"
+		;;
+	esac
+}
+
+# Node K's control socket: node-1 keeps CONTROL_SOCKET ($1), which chat-api,
+# chat-sync and chatctl (from the settings file) use; the others have their
+# own in the state folder.
+node_control() {
+	if [ "$2" -eq 1 ]; then
+		printf '%s' "$1"
+	else
+		printf '%s/control-%s.sock' "$state" "$2"
+	fi
+}
+
+# Starts nats-server on 127.0.0.1 on a port the kernel picks (-p -1), which
+# it writes to a ports file named after its PID; sets nats_url.
+start_nats() {
+	local bin pid ports i
+	bin=$(command -v nats-server 2>/dev/null) || bin=/usr/sbin/nats-server
+	[ -x "$bin" ] || die "nats-server is not installed (QUICKSTART_NODES=$nodes needs it: contrib/quickstart.sh deps)"
+	start_bg nats-server "$bin" -a 127.0.0.1 -p -1 --ports_file_dir "$state"
+	pid=${pids[-1]}
+	ports=$state/$(basename "$bin")_$pid.ports
+	nats_url=
+	for ((i = 0; i < 100; i++)); do
+		nats_url=$(sed -n 's/.*"nats":\["\([^"]*\)".*/\1/p' "$ports" 2>/dev/null) || true
+		[ -z "$nats_url" ] || return 0
+		alive "$pid" || die "nats-server exited during start-up"
+		sleep 0.1
+	done
+	die "nats-server did not write its port to $ports within 10 s"
+}
+
 serve() {
 	local chat_api=$builddir/src/api/chat-api chatd=$builddir/src/chatd/chatd
 	local sync=$builddir/src/sync/chat-sync bind chatd_listen host port probe
 	local api_sock key template conf code i url_host front_bin pid max_conns
+	local nats_url='' ctl k addr node_addrs='' web_addrs='' node_lines=''
 
 	[ -x "$chat_api" ] || die "$chat_api is missing: run contrib/quickstart.sh (or build) first"
 	case $front in
@@ -371,6 +451,11 @@ serve() {
 	# The web server is sized for chatd's MAX_CONNECTIONS (render-config.sh
 	# warns when the open-file limit does not allow it).
 	max_conns=$(conf_get MAX_CONNECTIONS) || max_conns=100000
+	# MAX_CONNECTIONS is each node's: the web server holds them all.
+	case $max_conns in
+	'' | *[!0-9]*) ;;
+	*) [ "$nodes" -eq 1 ] || max_conns=$((10#$max_conns * nodes)) ;;
+	esac
 	key=$(conf_get ADMIN_API_KEY) || key=
 	host=${bind%:*}
 	port=${bind##*:}
@@ -383,6 +468,18 @@ serve() {
 	port_free "$probe" "$port" || die "BIND_ADDRESS $bind is already in use"
 	[ -n "$key" ] || say "warning: ADMIN_API_KEY is not set: every /management route will answer 503"
 
+	# A cluster: its NATS first, so that every program started below sees
+	# the same CLUSTER_NATS_URL.
+	if [ "$nodes" -gt 1 ]; then
+		[ -x "$chatd" ] || die "QUICKSTART_NODES=$nodes runs chatd nodes, but $chatd is not built"
+		if nats_url=$(conf_get CLUSTER_NATS_URL) && [ -n "$nats_url" ]; then
+			say "the chatd nodes join CLUSTER_NATS_URL=$nats_url"
+		else
+			start_nats
+		fi
+		export CLUSTER_NATS_URL="$nats_url"
+	fi
+
 	api_sock=$state/api.sock
 	rm -f "$api_sock"
 	start_bg chat-api "$chat_api" --socket "$api_sock"
@@ -393,7 +490,18 @@ serve() {
 	done
 	[ -S "$api_sock" ] || die "chat-api did not create $api_sock within 10 s"
 
-	if [ -x "$chatd" ]; then
+	if [ "$nodes" -gt 1 ]; then
+		ctl=$(conf_get CONTROL_SOCKET)
+		for ((k = 1; k <= nodes; k++)); do
+			addr=$(node_listen "$chatd_listen" "$k")
+			start_bg "chatd node-$k" env NODE_ID="node-$k" CHATD_LISTEN="$addr" \
+				CONTROL_SOCKET="$(node_control "$ctl" "$k")" "$chatd"
+			node_addrs="$node_addrs${node_addrs:+,}$addr"
+			node_lines="$node_lines
+    node-$k  $addr  control socket $(node_control "$ctl" "$k")"
+		done
+		web_addrs=$node_addrs
+	elif [ -x "$chatd" ]; then
 		start_bg chatd "$chatd"
 	else
 		say "chatd is not built yet: /ws/ will answer 502 until it is"
@@ -407,7 +515,7 @@ serve() {
 		conf=$state/lighttpd.conf
 		# No privilege switch: lighttpd runs as the invoking user.
 		BIND_ADDRESS=$bind STATE_DIR=$state API_SOCKET=$api_sock CHATD_ADDR=$chatd_listen \
-			MAX_CONNECTIONS=$max_conns WEB_USER='' WEB_GROUP='' \
+			CHATD_ADDRS=$web_addrs MAX_CONNECTIONS=$max_conns WEB_USER='' WEB_GROUP='' \
 			"$top/contrib/render-config.sh" -o "$conf" "$template"
 		start_bg lighttpd "$front_bin" -D -f "$conf"
 	else
@@ -415,7 +523,7 @@ serve() {
 		conf=$state/nginx.conf
 		# Workers run as the invoking user (nginx ignores "user" unless root).
 		BIND_ADDRESS=$bind STATE_DIR=$state API_SOCKET=$api_sock CHATD_ADDR=$chatd_listen \
-			MAX_CONNECTIONS=$max_conns WEB_USER="$(id -un)" WEB_GROUP="$(id -gn)" \
+			CHATD_ADDRS=$web_addrs MAX_CONNECTIONS=$max_conns WEB_USER="$(id -un)" WEB_GROUP="$(id -gn)" \
 			"$top/contrib/render-config.sh" -o "$conf" "$template"
 		start_bg nginx "$front_bin" -e stderr -p "$state" -c "$conf" -g 'daemon off;'
 	fi
@@ -440,7 +548,9 @@ chatd quick start is running; Ctrl-C stops it.
   WebSocket       ws://$url_host:$port/ws/rooms/{room_id}?user_id={user_id}&nickname={nickname}
   settings        $CHAT_ENV_FILE
   database        ${DATABASE_URL:-$(conf_get DATABASE_URL || true)}
-  runtime files   $state
+  runtime files   $state${node_lines:+
+  chatd nodes     $nodes, joined by NATS at $nats_url; the web server balances /ws/
+                  over them; chat-api, chat-sync and chatctl talk to node-1$node_lines}
 
 Try:
   curl -X POST http://$url_host:$port/management/rooms \\

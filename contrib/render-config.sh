@@ -23,7 +23,32 @@
 #   @CHATD_LIGHTTPD_BACKEND@   the same for lighttpd's proxy.server:
 #                              "host" => "HOST", "port" => PORT or
 #                              "socket" => "PATH"
+#   @CHATD_APACHE_WS_OPTIONS@  the options of that ProxyPass: the WebSocket
+#                              upgrade, idle timeout and retry=0 for one
+#                              chatd; the balancing method for several
+#   @CHATD_LIGHTTPD_BACKENDS@  proxy.server's list of hosts: one
+#                              (@CHATD_LIGHTTPD_BACKEND@) per chatd node
 #   @CHATD_HOST@ @CHATD_PORT@  host and port of a TCP CHATD_ADDR
+#
+# Several chatd nodes (a cluster sharing one database, joined by NATS):
+#   CHATD_ADDRS                their WebSocket listeners, each HOST:PORT or
+#                              unix:PATH, separated by commas or blanks. One
+#                              address renders exactly as CHATD_ADDR does;
+#                              two or more render a balancer named
+#                              chatd_nodes: @CHATD_NGINX_UPSTREAM@ and
+#                              @CHATD_APACHE_URL@ name it, and the single
+#                              node's @CHATD_ADDR@, @CHATD_HOST@,
+#                              @CHATD_PORT@ and @CHATD_LIGHTTPD_BACKEND@ are
+#                              unset (a template that needs them is refused)
+#   Lines only several nodes need are block placeholders, each alone on
+#   its line, which renders as zero or more lines indented like it (for
+#   one node: no line at all):
+#   @CHATD_NGINX_UPSTREAM_BLOCK@   nginx's upstream chatd_nodes (least_conn)
+#   @CHATD_APACHE_MODULES_BLOCK@   LoadModule lines of mod_proxy_balancer,
+#                                  mod_slotmem_shm, mod_lbmethod_bybusyness
+#   @CHATD_APACHE_BALANCER_BLOCK@  <Proxy "balancer://chatd_nodes"> with one
+#                                  BalancerMember per node
+#   @CHATD_LIGHTTPD_BALANCE_BLOCK@ proxy.balance = "fair"
 #   @STATE_DIR@                directory for the web server's pid file and
 #                              temporary files (STATE_DIR, absolute)
 #   @LIGHTTPD_ERROR_DIR@       lighttpd's JSON error documents (LIGHTTPD_ERROR_DIR,
@@ -82,31 +107,113 @@ addr_port() { printf '%s' "${1##*:}"; }
 BIND_ADDRESS=${BIND_ADDRESS:-127.0.0.1:3000}
 BIND_HOST=${BIND_HOST:-$(addr_host "$BIND_ADDRESS")}
 BIND_PORT=${BIND_PORT:-$(addr_port "$BIND_ADDRESS")}
+# One chatd listener (HOST:PORT or unix:PATH) in each server's spelling:
+# sets a_path (the socket path, or empty), a_host, a_port, a_nginx (after
+# proxy_pass http://), a_nginx_server (an upstream's server line),
+# a_apache (a ProxyPass or BalancerMember URL) and a_lighttpd (the inside
+# of one proxy.server host). $1 names the variable, for messages.
+chatd_spellings() {
+	a_path='' a_host='' a_port=''
+	case $2 in
+	unix:*)
+		# One spelling per server for chatd's Unix socket. The path cannot
+		# hold what those spellings use as separators.
+		a_path=${2#unix:}
+		case $a_path in
+		/*) ;;
+		*) echo "render-config.sh: $1=$2: unix: needs an absolute path" >&2; exit 2 ;;
+		esac
+		case $a_path in
+		*[\"\|:\ \	]*) echo "render-config.sh: $1=$2: a socket path with a quote, |, : or blank is refused" >&2; exit 2 ;;
+		esac
+		a_nginx="unix:$a_path:"
+		a_nginx_server="unix:$a_path"
+		a_apache="unix:$a_path|http://localhost"
+		a_lighttpd="\"socket\" => \"$a_path\""
+		;;
+	*)
+		a_host=$(addr_host "$2")
+		a_port=$(addr_port "$2")
+		a_nginx=$2
+		a_nginx_server=$2
+		a_apache="http://$2"
+		a_lighttpd="\"host\" => \"$a_host\", \"port\" => $a_port"
+		;;
+	esac
+}
+
+# The chatd nodes: CHATD_ADDRS when it names any (one node renders exactly
+# as CHATD_ADDR would), else the single CHATD_ADDR.
+set -f
+nodes=0
+for a in $(printf '%s' "${CHATD_ADDRS:-}" | tr ',' ' '); do
+	nodes=$((nodes + 1))
+	case $a in
+	unix:*) ;;
+	*:*) case ${a##*:} in '' | *[!0-9]*) nodes=-1 ;; esac ;;
+	*) nodes=-1 ;;
+	esac
+	[ "$nodes" -gt 0 ] || { echo "render-config.sh: CHATD_ADDRS: $a is neither HOST:PORT nor unix:PATH" >&2; exit 2; }
+	[ "$nodes" -ne 1 ] || CHATD_ADDR=$a
+done
+set +f
 CHATD_ADDR=${CHATD_ADDR:-${CHATD_LISTEN:-127.0.0.1:3001}}
-case $CHATD_ADDR in
-unix:*)
-	# One spelling per server for chatd's Unix socket. The path cannot
-	# hold what those spellings use as separators.
-	CHATD_SOCKET=${CHATD_ADDR#unix:}
-	case $CHATD_SOCKET in
-	/*) ;;
-	*) echo "render-config.sh: CHATD_ADDR=$CHATD_ADDR: unix: needs an absolute path" >&2; exit 2 ;;
-	esac
-	case $CHATD_SOCKET in
-	*[\"\|:\ \	]*) echo "render-config.sh: CHATD_ADDR=$CHATD_ADDR: a socket path with a quote, |, : or blank is refused" >&2; exit 2 ;;
-	esac
-	CHATD_NGINX_UPSTREAM="unix:$CHATD_SOCKET:"
-	CHATD_APACHE_URL="unix:$CHATD_SOCKET|http://localhost"
-	CHATD_LIGHTTPD_BACKEND="\"socket\" => \"$CHATD_SOCKET\""
-	;;
-*)
-	CHATD_HOST=${CHATD_HOST:-$(addr_host "$CHATD_ADDR")}
-	CHATD_PORT=${CHATD_PORT:-$(addr_port "$CHATD_ADDR")}
-	CHATD_NGINX_UPSTREAM=$CHATD_ADDR
-	CHATD_APACHE_URL="http://$CHATD_ADDR"
-	CHATD_LIGHTTPD_BACKEND="\"host\" => \"$CHATD_HOST\", \"port\" => $CHATD_PORT"
-	;;
-esac
+# Lines only several nodes need (the *_BLOCK placeholders): none for one.
+CHATD_NGINX_UPSTREAM_BLOCK=
+CHATD_APACHE_MODULES_BLOCK=
+CHATD_APACHE_BALANCER_BLOCK=
+CHATD_LIGHTTPD_BALANCE_BLOCK=
+# What each WebSocket connection to chatd is proxied with in Apache: the
+# WebSocket upgrade (mod_proxy_http), how long it may stay idle (chatd's
+# keepalive pings come more often), and retry=0 (Apache would otherwise
+# refuse a chatd for 60 s after one failed connection).
+APACHE_WS_WORKER="upgrade=websocket timeout=600 retry=0"
+if [ "$nodes" -le 1 ]; then
+	chatd_spellings CHATD_ADDR "$CHATD_ADDR"
+	if [ -z "$a_path" ]; then
+		CHATD_HOST=${CHATD_HOST:-$a_host}
+		CHATD_PORT=${CHATD_PORT:-$a_port}
+	fi
+	CHATD_NGINX_UPSTREAM=$a_nginx
+	CHATD_APACHE_URL=$a_apache
+	CHATD_APACHE_WS_OPTIONS=$APACHE_WS_WORKER
+	CHATD_LIGHTTPD_BACKEND=$a_lighttpd
+	CHATD_LIGHTTPD_BACKENDS="($a_lighttpd)"
+else
+	# Several nodes: one balancer per server, named chatd_nodes. The
+	# single-node spellings stay unset, so a template written for one
+	# chatd is refused rather than rendered with one of them.
+	unset CHATD_ADDR CHATD_HOST CHATD_PORT CHATD_LIGHTTPD_BACKEND
+	nl='
+'
+	CHATD_NGINX_UPSTREAM=chatd_nodes
+	CHATD_APACHE_URL=balancer://chatd_nodes
+	CHATD_APACHE_WS_OPTIONS="lbmethod=bybusyness"
+	CHATD_LIGHTTPD_BACKENDS=
+	up="upstream chatd_nodes {${nl}    least_conn;${nl}    zone chatd_nodes 64k;"
+	bal="<Proxy \"balancer://chatd_nodes\">"
+	i=0
+	set -f
+	for a in $(printf '%s' "$CHATD_ADDRS" | tr ',' ' '); do
+		i=$((i + 1))
+		chatd_spellings "CHATD_ADDRS (node $i)" "$a"
+		up="$up${nl}    server $a_nginx_server;"
+		# Apache tells BalancerMembers apart by their http:// part, not by
+		# their Unix socket: with http://localhost on each, every
+		# WebSocket went to the first node. A host name per node (sent
+		# to chatd as the Host header, which it ignores) keeps them apart.
+		member=$a_apache
+		[ -z "$a_path" ] || member="unix:$a_path|http://chatd-node-$i"
+		bal="$bal${nl}    BalancerMember \"$member\" $APACHE_WS_WORKER"
+		CHATD_LIGHTTPD_BACKENDS="$CHATD_LIGHTTPD_BACKENDS${CHATD_LIGHTTPD_BACKENDS:+, }($a_lighttpd)"
+	done
+	set +f
+	# (the blank line that follows it is part of the block)
+	CHATD_NGINX_UPSTREAM_BLOCK="$up$nl}$nl"
+	CHATD_APACHE_BALANCER_BLOCK="$bal$nl</Proxy>"
+	CHATD_APACHE_MODULES_BLOCK="LoadModule slotmem_shm_module /usr/lib/apache2/modules/mod_slotmem_shm.so${nl}LoadModule proxy_balancer_module /usr/lib/apache2/modules/mod_proxy_balancer.so${nl}LoadModule lbmethod_bybusyness_module /usr/lib/apache2/modules/mod_lbmethod_bybusyness.so"
+	CHATD_LIGHTTPD_BALANCE_BLOCK='proxy.balance = "fair"'
+fi
 if [ -n "${API_ADDR:-}" ]; then
 	API_HOST=${API_HOST:-$(addr_host "$API_ADDR")}
 	API_PORT=${API_PORT:-$(addr_port "$API_ADDR")}
@@ -269,7 +376,8 @@ sed_escape() {
 script=
 missing=
 for name in BIND_HOST BIND_PORT API_SOCKET API_HOST API_PORT CHATD_ADDR CHATD_HOST \
-    CHATD_PORT CHATD_NGINX_UPSTREAM CHATD_APACHE_URL CHATD_LIGHTTPD_BACKEND LIGHTTPD_ERROR_DIR STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
+    CHATD_PORT CHATD_NGINX_UPSTREAM CHATD_APACHE_URL CHATD_APACHE_WS_OPTIONS CHATD_LIGHTTPD_BACKEND \
+    CHATD_LIGHTTPD_BACKENDS LIGHTTPD_ERROR_DIR STATE_DIR CHAT_API ENV_FILE WEB_USER WEB_GROUP \
     NGINX_WORKER_CONNECTIONS NGINX_WORKER_RLIMIT_NOFILE NGINX_WS_LIMIT NGINX_WS_LIMIT_KEY \
     LIGHTTPD_MAX_FDS LIGHTTPD_MAX_CONNECTIONS \
     APACHE_SERVER_LIMIT APACHE_THREADS_PER_CHILD APACHE_MAX_REQUEST_WORKERS; do
@@ -290,7 +398,27 @@ if [ -n "$missing" ]; then
 	exit 2
 fi
 
-rendered=$(sed "$script" "$template")
+# The *_BLOCK placeholders first: each stands alone on its line, which
+# becomes the value's lines, indented as the placeholder was (no line for
+# an empty value). awk reads the values from its environment, verbatim.
+rendered=$(RENDER_CHATD_NGINX_UPSTREAM_BLOCK=$CHATD_NGINX_UPSTREAM_BLOCK \
+	RENDER_CHATD_APACHE_MODULES_BLOCK=$CHATD_APACHE_MODULES_BLOCK \
+	RENDER_CHATD_APACHE_BALANCER_BLOCK=$CHATD_APACHE_BALANCER_BLOCK \
+	RENDER_CHATD_LIGHTTPD_BALANCE_BLOCK=$CHATD_LIGHTTPD_BALANCE_BLOCK \
+	awk '
+	/^[ \t]*@[A-Z_]+_BLOCK@[ \t]*$/ {
+		indent = $0
+		sub(/[^ \t].*$/, "", indent)
+		name = $0
+		gsub(/[ \t@]/, "", name)
+		if (("RENDER_" name) in ENVIRON) {
+			n = split(ENVIRON["RENDER_" name], lines, "\n")
+			for (i = 1; i <= n; i++)
+				print (lines[i] == "" ? "" : indent lines[i])
+			next
+		}
+	}
+	{ print }' "$template" | sed "$script")
 left=$(printf '%s\n' "$rendered" | grep -v '^[[:space:]]*#' | grep -o '@[A-Z_][A-Z_]*@' | sort -u | tr '\n' ' ' || true)
 if [ -n "$left" ]; then
 	echo "render-config.sh: $template: unknown placeholders left: $left" >&2

@@ -940,3 +940,66 @@ def main_for_front(front, title, extra=None):
         reap_orphans()
     result = chk.finish()
     return code if code else result
+
+
+# ---------------------------------------------------------------- cluster
+
+
+def start_nats(logdir, name="nats-server", seconds=15):
+    """Starts a real nats-server on 127.0.0.1 on a port the kernel picks
+    (-p -1; nats-server writes it to a ports file named after its PID).
+    Returns (Proc, "nats://127.0.0.1:PORT"). Stop it by PID like any Proc
+    (stop_process_tree). A missing nats-server raises StackError: a test
+    that needs it fails."""
+    exe = which("nats-server")
+    if exe is None:
+        raise StackError("nats-server is not installed (apt-get install nats-server)")
+    ports_dir = tempfile.mkdtemp(prefix="nats-ports-", dir=logdir)
+    proc = Proc(name, [exe, "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", ports_dir], clean_env(), logdir)
+    ports = os.path.join(ports_dir, "%s_%d.ports" % (os.path.basename(exe), proc.pid))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not proc.running():
+            raise StackError("nats-server exited (%s) at start:\n%s" % (proc.p.returncode, proc.tail()))
+        try:
+            with open(ports, encoding="utf-8") as f:
+                urls = json.load(f).get("nats") or []
+            if urls:
+                return proc, urls[0]
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    stop_process_tree(proc)
+    raise StackError("nats-server did not write %s within %d s:\n%s" % (ports, seconds, proc.tail()))
+
+
+def control_request(path, type_, args=None, timeout=5):
+    """One request on a chatd control socket (one JSON line each way);
+    returns the reply object."""
+    req = {"v": 1, "id": 1, "type": type_}
+    if args is not None:
+        req["args"] = args
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall((json.dumps(req) + "\n").encode("utf-8"))
+        data = b""
+        while b"\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
+    finally:
+        s.close()
+
+
+def node_connections(control_socket):
+    """Open WebSocket connections of one chatd (its health reply), or None
+    when it does not answer."""
+    try:
+        r = control_request(control_socket, "health")
+    except (OSError, ValueError):
+        return None
+    return (r.get("result") or {}).get("connections") if r.get("ok") else None
