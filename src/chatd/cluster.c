@@ -933,6 +933,40 @@ cluster_room_loaded(struct chatd *cd, struct room *r)
 	}
 }
 
+void
+cluster_stats(struct chatd *cd, struct cluster_stats *out)
+{
+	struct cluster *cl = cd->cluster;
+	struct bus_stats bs;
+
+	memset(out, 0, sizeof *out);
+	out->gap_reads = cd->counters.gap_reads;
+	out->gap_filled = cd->counters.gap_filled;
+	out->gap_skipped = cd->counters.gap_skipped;
+	if (cl == NULL)
+		return;
+	out->enabled = 1;
+	bus_stats(cl->bus, &bs);
+	out->bus_up = bs.up;
+	out->bus_in_msgs = bs.in_msgs;
+	out->bus_in_bytes = bs.in_bytes;
+	out->bus_out_msgs = bs.out_msgs;
+	out->bus_out_bytes = bs.out_bytes;
+	out->bus_reconnects = bs.reconnects;
+	out->bus_dropped_in = bs.dropped_in;
+	out->bus_dropped_out = bs.dropped_out;
+	for (size_t b = 0; b < cl->peers.nbuckets; b++) {
+		for (struct strmap_entry *e = cl->peers.buckets[b]; e != NULL; e = e->next) {
+			out->peers++;
+			out->peers_unsynced += !((struct peer *)e->value)->synced;
+		}
+	}
+	out->peers_lost = cl->peers_lost;
+	out->msgs_published = cl->msgs_published;
+	out->msgs_received = cl->msgs_received;
+	out->snapshots_sent = cl->snapshots_sent;
+}
+
 unsigned long
 cluster_connections(struct chatd *cd)
 {

@@ -65,6 +65,20 @@ void cluster_admin(struct chatd *cd, enum cluster_admin what, const char *room_i
     const char *user_id, const char *reason, int64_t expires_at);
 /* A room came into memory: counts the users other nodes hold in it. */
 void cluster_room_loaded(struct chatd *cd, struct room *r);
+/* The cluster's counts since start, for metrics. */
+struct cluster_stats {
+	int enabled; /* 0: a single node; the rest is zero */
+	int bus_up;
+	uint64_t bus_in_msgs, bus_in_bytes, bus_out_msgs, bus_out_bytes;
+	uint64_t bus_reconnects, bus_dropped_in, bus_dropped_out;
+	unsigned peers; /* other nodes heard within the timeout */
+	unsigned peers_unsynced; /* of those, waiting for their snapshot */
+	uint64_t peers_lost; /* nodes that fell silent */
+	uint64_t msgs_published, msgs_received; /* chat messages and events on the bus */
+	uint64_t snapshots_sent;
+	uint64_t gap_reads, gap_filled, gap_skipped; /* from the database (sequence.c) */
+};
+void cluster_stats(struct chatd *cd, struct cluster_stats *out);
 /* Adds "cluster" (this node, the others, the bus) to a health object. */
 void cluster_health(struct chatd *cd, cJSON *o);
 /* Connections on every node, as last heard (this node's own count included). */
