@@ -26,6 +26,12 @@
 
 /* Users named in one snapshot part: a part stays far below NATS's 1 MB payload limit. */
 #define CLUSTER_SNAP_PART_USERS 256
+/*
+ * Rooms with members here checked against the database per heartbeat, in
+ * turn: a message whose publish was lost, with none after it to show the
+ * gap, reaches the members within (rooms / this) heartbeats.
+ */
+#define CLUSTER_SWEEP_ROOMS 64
 /* How often a node that missed presence may ask a peer for its snapshot. */
 #define CLUSTER_WANT_EVERY_MS 1000
 /* A message larger than this on the bus is refused (it cannot be chatd's). */
@@ -60,6 +66,7 @@ struct cluster {
 	struct strmap peers; /* id -> struct peer */
 	uv_timer_t hb_timer;
 	int timer_ready;
+	struct room *sweep; /* the next room the sweep checks; rooms are never freed */
 	uint64_t peers_lost, snapshots_sent, msgs_published, msgs_received;
 };
 
@@ -362,6 +369,19 @@ cluster_heartbeat_publish(struct cluster *cl)
 	cluster_publish(cl, "hb", o, NULL);
 }
 
+/* Delivers what the database has past each room's last seq, for rooms with members here. */
+static void
+cluster_catch_up_all(struct cluster *cl)
+{
+	struct room *r;
+
+	TAILQ_FOREACH(r, &cl->cd->room_list, entry)
+	{
+		if (r->nconns > 0)
+			(void)sequence_catch_up(r);
+	}
+}
+
 /* ---------------------------------------------------------------- receiving */
 
 /* The peer a message comes from, created or renewed as its incarnation says; NULL: ours. */
@@ -396,6 +416,8 @@ cluster_peer(struct cluster *cl, const cJSON *o)
 		strmap_init(&p->rooms);
 		strmap_set(&cl->peers, id, p);
 		log_info("cluster: node %s joined", id);
+		/* Back from a partition, it may have committed what we never heard. */
+		cluster_catch_up_all(cl);
 	}
 	p->seen_ms = clock_mono_ms();
 	return p;
@@ -657,16 +679,11 @@ static void
 cluster_bus_state(void *arg, int up)
 {
 	struct cluster *cl = arg;
-	struct room *r;
 
 	if (!up)
 		return;
 	/* What we missed while away: others' messages, and who is where. */
-	TAILQ_FOREACH(r, &cl->cd->room_list, entry)
-	{
-		if (r->nconns > 0)
-			(void)sequence_catch_up(r);
-	}
+	cluster_catch_up_all(cl);
 	cluster_snapshot(cl);
 	cluster_want(cl, "*");
 	cluster_heartbeat_publish(cl);
@@ -686,6 +703,25 @@ cluster_db_submit(struct cluster *cl, enum writer_op_type type)
 	(void)writer_submit(cl->cd->writer, op);
 }
 
+/* A slice of the rooms with members here, caught up from the database. */
+static void
+cluster_sweep(struct cluster *cl)
+{
+	struct room *r = cl->sweep;
+	unsigned n;
+
+	for (n = 0; n < CLUSTER_SWEEP_ROOMS; n++) {
+		if (r == NULL && (r = TAILQ_FIRST(&cl->cd->room_list)) == NULL)
+			break;
+		if (r->nconns > 0 && r->held == NULL)
+			(void)sequence_catch_up(r);
+		r = TAILQ_NEXT(r, entry);
+		if (r == NULL)
+			break; /* the next tick starts over */
+	}
+	cl->sweep = r;
+}
+
 static void
 cluster_tick(uv_timer_t *t)
 {
@@ -694,6 +730,9 @@ cluster_tick(uv_timer_t *t)
 	struct peer **lost = NULL;
 	size_t nlost = 0, i;
 
+	/* Without the bus a node serves its own members, as a single node would. */
+	if (bus_up(cl->bus))
+		cluster_sweep(cl);
 	cluster_db_submit(cl, WRITER_NODE_BEAT);
 	cluster_db_submit(cl, WRITER_NODE_REAP);
 	if (bus_up(cl->bus))

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 
 import stack
@@ -35,12 +36,87 @@ def require_nats():
         raise StackError("nats-server not found (apt-get install nats-server)")
 
 
+class Relay:
+    """A TCP relay between one node and nats-server, which a test can cut
+    (every connection dropped, new ones refused) and restore: one node
+    loses the bus while the others keep it."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.port = stack.free_port()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.listener = None
+        self.restore()
+
+    def restore(self):
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(16)
+        self.listener = ls
+        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+
+    def _accept(self, ls):
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        # A close alone leaves a thread blocked in accept() accepting:
+        # shutdown wakes it (EINVAL) and the port refuses from then on.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.cut()
+
+
 class Node:
     """One chatd node: its settings on top of the shared env file."""
 
     def __init__(self, st, index):
         self.st = st
         self.index = index
+        self.bus_url = None  # None: the cluster's; else through a relay
         self.node_id = "node-%d" % index
         self.port = st.chatd_port if index == 1 else stack.free_port()
         self.control = st.path("run", "control.sock" if index == 1 else "control-%d.sock" % index)
@@ -48,14 +124,15 @@ class Node:
         self.runs = 0
 
     def env(self):
-        return stack.clean_env(
-            {
-                "CHAT_ENV_FILE": self.st.env_file,
-                "NODE_ID": self.node_id,
-                "CHATD_LISTEN": "127.0.0.1:%d" % self.port,
-                "CONTROL_SOCKET": self.control,
-            }
-        )
+        env = {
+            "CHAT_ENV_FILE": self.st.env_file,
+            "NODE_ID": self.node_id,
+            "CHATD_LISTEN": "127.0.0.1:%d" % self.port,
+            "CONTROL_SOCKET": self.control,
+        }
+        if self.bus_url:
+            env["CLUSTER_NATS_URL"] = self.bus_url
+        return stack.clean_env(env)
 
     def start(self, wait=True):
         self.runs += 1
@@ -131,7 +208,8 @@ class ClusterStack(ChatdStack):
     first node is ChatdStack's own chatd (chat-api and chatctl talk to
     its control socket)."""
 
-    def __init__(self, front="nginx", nodes=2, settings=None):
+    def __init__(self, front="nginx", nodes=2, settings=None, relayed=()):
+        """relayed: indexes (1-based) of nodes that reach the bus through a Relay."""
         s = dict(FAST)
         s.update(settings or {})
         self.nats_port = stack.free_port()
@@ -140,6 +218,8 @@ class ClusterStack(ChatdStack):
         self.nnodes = nodes
         self.nodes = []
         self.nats = None
+        self.relayed = relayed
+        self.relays = {}
 
     def start(self):
         require_nats()
@@ -147,10 +227,18 @@ class ClusterStack(ChatdStack):
         stack.Stack.start(self)
         self.start_nats()
         self.nodes = [Node(self, i + 1) for i in range(self.nnodes)]
+        for i in self.relayed:
+            self.relays[i] = Relay(self.nats_port)
+            self.nodes[i - 1].bus_url = "nats://127.0.0.1:%d" % self.relays[i].port
         for n in self.nodes:
             n.start()
         self.chatd = self.nodes[0].proc
         self.wait_mesh()
+
+    def stop(self):
+        for r in self.relays.values():
+            r.close()
+        return super().stop()
 
     def start_nats(self):
         self.nats = Proc("nats-server", [NATS, "-a", "127.0.0.1", "-p", str(self.nats_port)], stack.clean_env(), self.tmp)

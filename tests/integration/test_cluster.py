@@ -274,6 +274,76 @@ def t_bus_restart(st, chk):
         ws.close()
 
 
+def t_partition(st, chk):
+    """Node 2 alone loses the bus and keeps its clients; when it is back the counts heal."""
+    n1, n2 = st.nodes[0], st.nodes[1]
+    relay = st.relays[2]
+    rid = st.create_room("partition", ["alice", "bob"])
+    a = n1.ws(rid, "alice")
+    b = n2.ws(rid, "bob")
+    both = lambda: (current_users(n1, rid), current_users(n2, rid))  # noqa: E731
+    chk.eq(stack.wait_until(both, "2 users on both", lambda v: v == (2, 2)), (2, 2), "2 users on both nodes")
+    for ws in (a, b):
+        ws.drain(0.3)
+    relay.cut()
+    chk.eq(stack.wait_until(both, "each side counts its own", lambda v: v == (1, 1)), (1, 1),
+           "cut off: each node counts only its own user once the other falls silent")
+    b.send_json(msg("during the partition"))
+    got = collect(b, 1)
+    chk.ok(got and got[0]["content"] == "during the partition", "node 2 keeps serving its member", repr(got))
+    # Alive in the database: nobody closes node 2's sessions (checked for twice the timeout).
+    rows = stack.wait_until(lambda: [s for s in sessions(st, rid) if s.get("user_id") == "bob"],
+                            "bob's session closed (it must not be)", lambda v: v and v[0].get("left_at") is not None,
+                            timeout=3.0)
+    chk.ok(rows and rows[0].get("left_at") is None, "a node cut from the bus keeps its sessions open", repr(rows))
+    relay.restore()
+    chk.eq(stack.wait_until(both, "counts heal", lambda v: v == (2, 2)), (2, 2), "bus back: the counts heal on both nodes")
+    got = collect(a, 1)
+    chk.ok(got and got[0]["content"] == "during the partition", "alice gets what bob posted while cut off", repr(got))
+    for ws in (a, b):
+        ws.close()
+
+
+def t_big_gap(st, chk):
+    """A gap larger than a member's queue (QUEUE_LOW_FRAMES=20): the oldest part is
+    counted as dropped, the rest delivered in order."""
+    n1, n2 = st.nodes[0], st.nodes[1]
+    relay = st.relays[2]
+    rid = st.create_room("biggap", ["alice"])
+    a = n1.ws(rid, "alice")
+    b = n2.ws(rid, "bob")
+    stack.wait_until(lambda: current_users(n2, rid), "2 users", lambda v: v == 2)
+    for ws in (a, b):
+        ws.drain(0.3)
+    relay.cut()
+    up = stack.wait_until(lambda: n2.health()["cluster"]["bus"]["connected"], "node 2 off the bus", lambda v: v is False)
+    chk.eq(up, False, "node 2 lost the bus")
+    for i in range(60):
+        a.send_json(msg("burst %d" % i))
+    # Her own queue holds 20 too: the room's last seq says what was committed.
+    last = stack.wait_until(lambda: n1.ctl("stats", {"room_id": rid})["result"]["last_seq"], "60 committed",
+                            lambda v: v == 60)
+    chk.eq(last, 60, "alice's 60 messages committed")
+    relay.restore()
+    seqs, dropped = [], 0
+    deadline = time.monotonic() + stack.WAIT * 2
+    while len(seqs) < 20 and time.monotonic() < deadline:
+        m = b.wait_for(lambda m: m["type"] in ("Message", "Error"), max(0.01, deadline - time.monotonic()))
+        if m is None:
+            break
+        if m["type"] == "Error" and m["payload"].get("code") == "messages_dropped":
+            dropped += m["payload"].get("dropped", 0)
+        elif m["type"] == "Message":
+            seqs.append(m["payload"]["seq"])
+    m = b.wait_for(lambda m: m["type"] == "Error" and m["payload"].get("code") == "messages_dropped", 1.0) if not dropped else None
+    if m:
+        dropped += m["payload"].get("dropped", 0)
+    chk.eq(seqs, list(range(41, 61)), "bob gets the newest 20 (his queue) in order")
+    chk.eq(dropped, 40, "and is told the 40 before them were dropped")
+    for ws in (a, b):
+        ws.close()
+
+
 def t_health(st, chk):
     h = st.nodes[0].health()
     c = h.get("cluster", {})
@@ -293,11 +363,19 @@ def main():
     code = None
     signal.alarm(int(os.environ.get("TEST_TIMEOUT", "600")))
     try:
-        for nodes, tests in ((3, [t_concurrent_order]),
-                             (2, [t_cross_node, t_rate_limit, t_admin_relay, t_health, t_node_killed, t_bus_restart])):
-            # Two nodes: a rate limit to test across them (admins post freely).
-            settings = {"USER_MESSAGE_INTERVAL_SECS": "0" if nodes == 3 else "2"}
-            st = ClusterStack("nginx", nodes=nodes, settings=settings)
+        # Two nodes: a rate limit to test across them (admins post freely).
+        runs = (
+            (3, {"USER_MESSAGE_INTERVAL_SECS": "0"}, (), [t_concurrent_order]),
+            (2, {"USER_MESSAGE_INTERVAL_SECS": "2"}, (),
+             [t_cross_node, t_rate_limit, t_admin_relay, t_health, t_node_killed, t_bus_restart]),
+            (2, {"USER_MESSAGE_INTERVAL_SECS": "0", "QUEUE_LOW_FRAMES": "20"}, (2,), [t_partition, t_big_gap]),
+        )
+        only = [t for t in os.environ.get("CLUSTER_TESTS", "").split(",") if t]
+        for nodes, settings, relayed, tests in runs:
+            tests = [t for t in tests if not only or t.__name__[2:] in only]
+            if not tests:
+                continue
+            st = ClusterStack("nginx", nodes=nodes, settings=settings, relayed=relayed)
             before = len(chk.failures)
             try:
                 with st:
