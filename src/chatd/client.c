@@ -108,6 +108,9 @@ client_submit_message(struct conn *c, int kind, char **text, char **event_type)
 	}
 	op->ts_ms = clock_wall_ms();
 	op->origin = c->serial;
+	/* In a cluster the user may post through other nodes too: the database decides. */
+	if (c->cd->cluster != NULL && kind == DB_MESSAGE_CHAT && !c->is_admin)
+		op->rate_interval_ms = r->rl.interval_ms;
 	if (writer_submit(c->cd->writer, op) != 0) {
 		c->cd->counters.overloaded++;
 		conn_error(c, "overloaded", "the server is overloaded; try again", 1000);
@@ -380,7 +383,11 @@ client_writer_done(struct writer_op *op, void *arg)
 
 	if (op->failed) {
 		c = op->from_ctl ? NULL : client_find(r, op->origin);
-		if (c != NULL && op->failed == WRITER_MSG_LATER)
+		if (c != NULL && op->failed == WRITER_MSG_RATE_LIMITED) {
+			cd->counters.rate_limited++;
+			conn_error(c, "rate_limited", "one message per interval: wait",
+			    op->retry_after_ms);
+		} else if (c != NULL && op->failed == WRITER_MSG_LATER)
 			/* Nothing wrong with the message: storage is full or held up. */
 			conn_error(c, "overloaded",
 			    "the message could not be stored now (the server's health says why); "

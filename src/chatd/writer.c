@@ -48,6 +48,7 @@ struct writer {
 	struct db *db; /* writer thread only */
 	struct strmap sessions; /* writer thread only: key -> struct writer_session */
 	struct checkpointer *cp; /* checkpoints the WAL the writer's commits grow */
+	int64_t rate_pruned_ms; /* writer thread only: wall ms of the last db_rate_prune */
 
 	/* writer thread only: session records, bans and peaks to write again, in order */
 	struct writer_op_list retry;
@@ -284,6 +285,12 @@ writer_reap(struct writer *w, struct writer_op *op, char **cause)
 	for (i = 0; i < ws.n; i++)
 		free(ws.ids[i]);
 	free(ws.ids);
+	/* Rate-limit marks no interval can reach any more. */
+	if (rc == DB_OK && op->ts_ms - w->rate_pruned_ms >= WRITER_RATE_PRUNE_EVERY_MS) {
+		rc = db_rate_prune(w->db, op->ts_ms - WRITER_RATE_MARK_KEEP_MS, cause);
+		if (rc == DB_OK)
+			w->rate_pruned_ms = op->ts_ms;
+	}
 	return rc;
 }
 
@@ -301,6 +308,24 @@ writer_apply(struct writer *w, struct writer_op *op)
 			op->outcome = WRITER_REFUSED; /* nothing written; nothing to undo */
 			op->failed = WRITER_MSG_LATER;
 			return;
+		}
+		/* Nodes' writers take turns: this check is exact across the cluster. */
+		if (op->rate_interval_ms > 0) {
+			int64_t wait = 0;
+
+			rc = db_rate_check(w->db, op->room_id, op->user_id, op->ts_ms,
+			    op->rate_interval_ms, &wait, &cause);
+			if (rc == DB_OK && wait > 0) {
+				op->outcome = WRITER_REFUSED; /* nothing written */
+				op->failed = WRITER_MSG_RATE_LIMITED;
+				op->retry_after_ms = wait;
+				return;
+			}
+			if (rc == DB_OK)
+				rc = db_rate_mark(
+				    w->db, op->room_id, op->user_id, op->ts_ms, &cause);
+			if (rc != DB_OK)
+				break;
 		}
 		rc = db_message_append(w->db, op->room_id, op->kind, op->user_id, op->nickname,
 		    op->is_admin, op->text, op->event_type, op->ts_ms, &op->id, &op->seq, &cause);

@@ -88,6 +88,9 @@ struct writer_op {
 	int64_t started_at; /* NODE_BEAT */
 	int64_t connections; /* NODE_BEAT */
 	int64_t stale_before; /* NODE_REAP: wall ms */
+	/* MESSAGE in a cluster: the sender's rate limit, checked in the database (0: none) */
+	int64_t rate_interval_ms;
+	int64_t retry_after_ms; /* filled: WRITER_MSG_RATE_LIMITED */
 
 	/* who asked, for the reply after commit (service thread's business) */
 	uint64_t origin; /* connection or control connection serial */
@@ -141,6 +144,13 @@ unsigned writer_backlog(struct writer *w);
 #define WRITER_MSG_REFUSED 1 /* the database refused it; it would again (logged) */
 #define WRITER_MSG_LATER \
 	2 /* not now: writes fail for a while (full disk, I/O, lock), or the WAL is at its bound */
+#define WRITER_MSG_RATE_LIMITED 3 /* the sender posted through another node within the interval */
+/*
+ * Rate-limit marks older than this are deleted (every
+ * WRITER_RATE_PRUNE_EVERY_MS, with a node reap): no interval is longer.
+ */
+#define WRITER_RATE_MARK_KEEP_MS ((24LL * 3600 + 60) * 1000)
+#define WRITER_RATE_PRUNE_EVERY_MS (10LL * 60 * 1000)
 
 /* Fills *out. Any thread. */
 void writer_health(struct writer *w, struct writer_health *out);

@@ -164,6 +164,9 @@ static const char *const db_migrations[] = {
 	 * sessions can be closed without touching the others'; nodes holds
 	 * each node's liveness as the database sees it, which is what lets a
 	 * survivor tell a lost node from a live one and reap it only once.
+	 * rate_marks holds each user's last accepted chat message per room,
+	 * so that the per-user rate limit holds across nodes exactly: the
+	 * writers' transactions take turns, whichever node a post came to.
 	 */
 	"ALTER TABLE sessions ADD COLUMN node_id TEXT NOT NULL DEFAULT '';"
 	"CREATE INDEX sessions_node_open ON sessions (node_id) WHERE left_at IS NULL;"
@@ -175,7 +178,13 @@ static const char *const db_migrations[] = {
 	" stopped_at INTEGER,"
 	" connections INTEGER NOT NULL DEFAULT 0,"
 	" reaped_at INTEGER"
-	") STRICT;",
+	") STRICT;"
+	"CREATE TABLE rate_marks ("
+	" room_id TEXT NOT NULL,"
+	" user_id TEXT NOT NULL,"
+	" at INTEGER NOT NULL,"
+	" PRIMARY KEY (room_id, user_id)"
+	") STRICT, WITHOUT ROWID;",
 };
 _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSION,
     "DB_SCHEMA_VERSION must equal the number of migration steps");
@@ -252,6 +261,9 @@ enum db_stmt {
 	DB_STMT_NODE_LIST,
 	DB_STMT_NODE_GET,
 	DB_STMT_NODE_REAP,
+	DB_STMT_RATE_GET,
+	DB_STMT_RATE_SET,
+	DB_STMT_RATE_PRUNE,
 	DB_STMT_COUNT
 };
 
@@ -480,6 +492,11 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_NODE_REAP] = "UPDATE nodes SET reaped_at = ?3"
 			      " WHERE id = ?1 AND seen_at < ?2 AND stopped_at IS NULL"
 			      " AND (reaped_at IS NULL OR reaped_at < seen_at)",
+	[DB_STMT_RATE_GET] = "SELECT at FROM rate_marks WHERE room_id = ?1 AND user_id = ?2",
+	[DB_STMT_RATE_SET] = "INSERT INTO rate_marks (room_id, user_id, at) VALUES (?1, ?2, ?3)"
+			     " ON CONFLICT (room_id, user_id) DO UPDATE SET at = excluded.at"
+			     " WHERE excluded.at > rate_marks.at",
+	[DB_STMT_RATE_PRUNE] = "DELETE FROM rate_marks WHERE at < ?1",
 };
 
 /* One connection; used by one thread at a time (SQLITE_OPEN_NOMUTEX). */
@@ -1909,6 +1926,43 @@ db_sessions_close_node(struct db *db, const char *node_id, const char *reason, i
 {
 	return db_sessions_close_op(db, DB_STMT_SESSION_NODE_OPEN_IDS,
 	    DB_ARGS(DB_TEXT(node_id != NULL ? node_id : "")), reason, left_at, closed, cause);
+}
+
+/* ---- the rate limit across nodes ---- */
+
+int
+db_rate_check(struct db *db, const char *room_id, const char *user_id, int64_t at,
+    int64_t interval_ms, int64_t *wait_ms, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*wait_ms = 0;
+	if ((st = db_prepare(
+		 db, DB_STMT_RATE_GET, cause, DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		int64_t last = sqlite3_column_int64(st, 0);
+
+		if (last + interval_ms > at)
+			*wait_ms = last + interval_ms - at;
+	}
+	db_done(st);
+	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
+}
+
+int
+db_rate_mark(struct db *db, const char *room_id, const char *user_id, int64_t at, char **cause)
+{
+	return db_exec(
+	    db, DB_STMT_RATE_SET, cause, DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(at)));
+}
+
+int
+db_rate_prune(struct db *db, int64_t before, char **cause)
+{
+	return db_exec(db, DB_STMT_RATE_PRUNE, cause, DB_ARGS(DB_INT(before)));
 }
 
 /* ---- counts ---- */

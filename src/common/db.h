@@ -299,6 +299,19 @@ struct db_room_counts {
 };
 int db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause);
 /*
+ * The per-user rate limit across chatd nodes, inside a writer's
+ * transaction (so the nodes' checks take turns): db_rate_check gives how
+ * long until user_id may post in room_id at `at` (0: now) given their
+ * last recorded post; db_rate_mark records a post at `at` (never moving
+ * the mark back). db_rate_prune forgets marks older than before, which
+ * no check can hit any more. Times are Unix ms.
+ */
+int db_rate_check(struct db *db, const char *room_id, const char *user_id, int64_t at,
+    int64_t interval_ms, int64_t *wait_ms, char **cause);
+int db_rate_mark(struct db *db, const char *room_id, const char *user_id, int64_t at, char **cause);
+int db_rate_prune(struct db *db, int64_t before, char **cause);
+
+/*
  * The room's highest message seq (0 if none): one indexed read, for a
  * chatd node catching up on what other nodes committed. DB_NOTFOUND if no
  * such room.

@@ -118,7 +118,7 @@ class Node:
         self.index = index
         self.bus_url = None  # None: the cluster's; else through a relay
         self.node_id = "node-%d" % index
-        self.port = st.chatd_port if index == 1 else stack.free_port()
+        self.port = st.node_ports[index - 1]
         self.control = st.path("run", "control.sock" if index == 1 else "control-%d.sock" % index)
         self.proc = None
         self.runs = 0
@@ -208,13 +208,18 @@ class ClusterStack(ChatdStack):
     first node is ChatdStack's own chatd (chat-api and chatctl talk to
     its control socket)."""
 
-    def __init__(self, front="nginx", nodes=2, settings=None, relayed=()):
-        """relayed: indexes (1-based) of nodes that reach the bus through a Relay."""
+    def __init__(self, front="nginx", nodes=2, settings=None, relayed=(), balanced=False):
+        """relayed: indexes (1-based) of nodes that reach the bus through a
+        Relay. balanced: the web server spreads /ws/ over every node (else
+        it proxies to node 1, and tests pick nodes directly)."""
         s = dict(FAST)
         s.update(settings or {})
         self.nats_port = stack.free_port()
         s["CLUSTER_NATS_URL"] = "nats://127.0.0.1:%d" % self.nats_port
-        super().__init__(front, s, chatd_tcp=True)
+        self.node_ports = [stack.free_port() for _ in range(nodes)]
+        ports = self.node_ports if balanced else self.node_ports[:1]
+        render_env = {"CHATD_ADDRS": ",".join("127.0.0.1:%d" % p for p in ports)}
+        super().__init__(front, s, render_env=render_env, chatd_tcp=True)
         self.nnodes = nodes
         self.nodes = []
         self.nats = None
@@ -225,6 +230,8 @@ class ClusterStack(ChatdStack):
         require_nats()
         # The stack's files go in its temp folder: nats-server needs it first.
         stack.Stack.start(self)
+        # Node 1 listens where the web server (unbalanced) and direct clients look.
+        self.chatd_port = self.node_ports[0]
         self.start_nats()
         self.nodes = [Node(self, i + 1) for i in range(self.nnodes)]
         for i in self.relayed:

@@ -495,6 +495,7 @@ START_TEST(test_migrate_from_v2)
 	db = NULL;
 	raw_exec("DROP INDEX sessions_node_open;"
 		 "DROP TABLE nodes;"
+		 "DROP TABLE rate_marks;"
 		 "ALTER TABLE sessions DROP COLUMN node_id;"
 		 "PRAGMA user_version = 2;");
 	ck_assert_int_eq(raw_int("SELECT count(*) FROM pragma_table_info('sessions')"
@@ -1187,6 +1188,42 @@ range_messages(const char *room, int64_t from_seq, int64_t to_seq, struct got *g
 		ck_abort_msg("db_messages_range: %s", cause);
 	return rc;
 }
+
+/* The rate limit across nodes: a check, a mark, and marks no interval reaches pruned. */
+START_TEST(test_rate_marks)
+{
+	char *cause = NULL;
+	int64_t wait = -1, n = -1;
+
+	room_create("r1", "one", NULL, 0, 1);
+	/* Nobody posted yet: free to post. */
+	ck_assert_int_eq(db_rate_check(db, "r1", "u", 10000, 3000, &wait, &cause), DB_OK);
+	ck_assert_int_eq(wait, 0);
+	ck_assert_int_eq(db_rate_mark(db, "r1", "u", 10000, &cause), DB_OK);
+	ck_assert_int_eq(db_rate_check(db, "r1", "u", 11000, 3000, &wait, &cause), DB_OK);
+	ck_assert_int_eq(wait, 2000);
+	ck_assert_int_eq(db_rate_check(db, "r1", "u", 13000, 3000, &wait, &cause), DB_OK);
+	ck_assert_int_eq(wait, 0);
+	/* Other users and rooms have their own marks. */
+	ck_assert_int_eq(db_rate_check(db, "r1", "v", 11000, 3000, &wait, &cause), DB_OK);
+	ck_assert_int_eq(wait, 0);
+	ck_assert_int_eq(db_rate_check(db, "r2", "u", 11000, 3000, &wait, &cause), DB_OK);
+	ck_assert_int_eq(wait, 0);
+	/* A mark never moves back (a node with a slower clock). */
+	ck_assert_int_eq(db_rate_mark(db, "r1", "u", 9000, &cause), DB_OK);
+	ck_assert_int_eq(db_rate_check(db, "r1", "u", 11000, 3000, &wait, &cause), DB_OK);
+	ck_assert_int_eq(wait, 2000);
+	ck_assert_int_eq(db_rate_mark(db, "r1", "u", 20000, &cause), DB_OK);
+	ck_assert_int_eq(db_rate_check(db, "r1", "u", 21000, 3000, &wait, &cause), DB_OK);
+	ck_assert_int_eq(wait, 2000);
+	/* Pruning forgets marks before the bound only. */
+	ck_assert_int_eq(db_rate_mark(db, "r1", "old", 5000, &cause), DB_OK);
+	ck_assert_int_eq(db_rate_prune(db, 15000, &cause), DB_OK);
+	n = raw_int("SELECT count(*) FROM rate_marks WHERE user_id = 'old'", NULL);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(raw_int("SELECT at FROM rate_marks WHERE user_id = ?1", "u"), 20000);
+}
+END_TEST
 
 START_TEST(test_messages_range)
 {
@@ -2793,6 +2830,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_message_append);
 	tcase_add_test(tc, test_tx_batch);
 	tcase_add_test(tc, test_messages_range);
+	tcase_add_test(tc, test_rate_marks);
 	tcase_add_test(tc, test_messages_page_no_window);
 	tcase_add_test(tc, test_messages_page_window);
 	tcase_add_test(tc, test_messages_page_same_millisecond);
