@@ -16,7 +16,8 @@
 
 /* Messages handled per check before the loop looks at its sockets again. */
 #define BUS_DRAIN_MAX 2048
-/* First-connection attempts, and the timeout of each (it blocks the loop: short). */
+/* First-connection rounds over the servers, and the timeout of nats.c's
+ * connect once a server accepted (it blocks the loop: short). */
 #define BUS_CONNECT_RETRY_MS 1000
 #define BUS_CONNECT_TIMEOUT_MS 500
 /*
@@ -42,6 +43,18 @@ struct bus {
 	natsStatistics *stats;
 
 	uv_timer_t connect_timer; /* until the first connection */
+	/* The first connection's probe: a TCP connect to each server in turn
+	 * on the loop, so that nats.c's blocking connect only runs against a
+	 * server that answered (a host that drops packets would stall the
+	 * loop for the whole connect timeout, every retry). */
+	char **hosts, **ports;
+	size_t nurls, probe_i;
+	uv_getaddrinfo_t gai;
+	uv_connect_t creq;
+	uv_tcp_t probe;
+	int probing; /* a resolve or connect under way */
+	int probe_open; /* probe is an initialised handle not yet closed */
+	int probe_status;
 	uv_check_t drain_check; /* after each round of socket events */
 	uv_idle_t drain_idle; /* while a drain stopped at BUS_DRAIN_MAX */
 	uv_async_t wake; /* nats.c's threads: the connection changed */
@@ -161,29 +174,168 @@ bus_subscribe(struct bus *b)
 	return 0;
 }
 
+static void bus_connect_timer(uv_timer_t *t);
+static void bus_probe_next(struct bus *b);
+
 static void
-bus_connect_timer(uv_timer_t *t)
+bus_retry_later(struct bus *b)
 {
-	struct bus *b = t->data;
+	b->probe_i = 0;
+	(void)uv_timer_start(&b->connect_timer, bus_connect_timer, BUS_CONNECT_RETRY_MS, 0);
+}
+
+/* A server accepted a TCP connection: nats.c's connect (and handshake) now. */
+static void
+bus_connect_now(struct bus *b)
+{
 	natsStatus s;
 
 	s = natsConnection_Connect(&b->nc, b->opts);
 	if (s != NATS_OK) {
 		b->nc = NULL;
 		log_debug("bus: not reachable yet: %s", natsStatus_GetText(s));
-		return; /* the repeating timer tries again */
+		bus_retry_later(b);
+		return;
 	}
-	(void)uv_timer_stop(&b->connect_timer);
 	if (bus_subscribe(b) != 0) {
 		/* Without its subscription the node would be deaf: start over. */
 		natsConnection_Close(b->nc);
 		natsConnection_Destroy(b->nc);
 		b->nc = NULL;
-		(void)uv_timer_start(&b->connect_timer, bus_connect_timer, BUS_CONNECT_RETRY_MS,
-		    BUS_CONNECT_RETRY_MS);
+		bus_retry_later(b);
 		return;
 	}
 	bus_check_state(b);
+}
+
+static void
+bus_probe_closed(uv_handle_t *h)
+{
+	struct bus *b = h->data;
+
+	b->probe_open = 0;
+	b->probing = 0;
+	if (b->closing)
+		return;
+	if (b->probe_status == 0)
+		bus_connect_now(b);
+	else {
+		b->probe_i++;
+		bus_probe_next(b);
+	}
+}
+
+static void
+bus_probe_connected(uv_connect_t *req, int status)
+{
+	struct bus *b = req->data;
+
+	b->probe_status = status;
+	uv_close((uv_handle_t *)&b->probe, bus_probe_closed);
+}
+
+static void
+bus_probe_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct bus *b = req->data;
+
+	if (b->closing || status != 0 || res == NULL) {
+		if (res != NULL)
+			uv_freeaddrinfo(res);
+		b->probing = 0;
+		if (!b->closing) {
+			b->probe_i++;
+			bus_probe_next(b);
+		}
+		return;
+	}
+	/* Cannot fail on an initialised loop. */
+	(void)uv_tcp_init(b->loop, &b->probe);
+	b->probe.data = b->creq.data = b;
+	b->probe_open = 1;
+	if (uv_tcp_connect(&b->creq, &b->probe, res->ai_addr, bus_probe_connected) != 0) {
+		b->probe_status = -1;
+		uv_close((uv_handle_t *)&b->probe, bus_probe_closed);
+	}
+	uv_freeaddrinfo(res);
+}
+
+/* Probes server probe_i, or waits and starts over after the last. */
+static void
+bus_probe_next(struct bus *b)
+{
+	struct addrinfo hints;
+
+	if (b->probe_i >= b->nurls) {
+		bus_retry_later(b);
+		return;
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	b->gai.data = b;
+	b->probing = 1;
+	if (uv_getaddrinfo(b->loop, &b->gai, bus_probe_resolved, b->hosts[b->probe_i],
+		b->ports[b->probe_i], &hints) != 0) {
+		b->probing = 0;
+		b->probe_i++;
+		bus_probe_next(b);
+	}
+}
+
+static void
+bus_connect_timer(uv_timer_t *t)
+{
+	struct bus *b = t->data;
+
+	if (!b->probing && b->nc == NULL)
+		bus_probe_next(b);
+}
+
+/*
+ * Host and port of each URL of CLUSTER_NATS_URL (checked at load:
+ * nats:// or tls://, optional user[:password]@, host or [v6], optional
+ * :port, 4222 by default).
+ */
+static void
+bus_split_urls(struct bus *b)
+{
+	const char *p = b->urls;
+
+	while (*p != '\0') {
+		const char *end = strchr(p, ','), *host, *at, *colon = NULL;
+		size_t len;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		len = (size_t)(end - p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		host = strstr(p, "://");
+		host = host != NULL && host < p + len ? host + 3 : p;
+		for (at = p + len; at > host && at[-1] != '@'; at--)
+			;
+		host = at > host ? at : host;
+		b->hosts = xreallocarray(b->hosts, b->nurls + 1, sizeof *b->hosts);
+		b->ports = xreallocarray(b->ports, b->nurls + 1, sizeof *b->ports);
+		if (*host == '[') {
+			const char *close = memchr(host, ']', (size_t)(p + len - host));
+
+			b->hosts[b->nurls] = xstrndup(host + 1, (size_t)(close - host - 1));
+			colon = close + 1 < p + len ? close + 1 : NULL;
+		} else {
+			colon = memchr(host, ':', (size_t)(p + len - host));
+			b->hosts[b->nurls] =
+			    xstrndup(host, (size_t)((colon != NULL ? colon : p + len) - host));
+		}
+		b->ports[b->nurls] = colon != NULL
+		    ? xstrndup(colon + 1, (size_t)(p + len - colon - 1))
+		    : xstrdup("4222");
+		b->nurls++;
+		p = *end == ',' ? end + 1 : end;
+	}
 }
 
 static int
@@ -269,7 +421,8 @@ bus_open(uv_loop_t *loop, const char *urls, const char *prefix, const char *name
 	b->handles = 1;
 	(void)uv_check_start(&b->drain_check, bus_drain_check);
 	/* The first try at once, from the loop (the adapter needs its thread). */
-	(void)uv_timer_start(&b->connect_timer, bus_connect_timer, 0, BUS_CONNECT_RETRY_MS);
+	bus_split_urls(b);
+	(void)uv_timer_start(&b->connect_timer, bus_connect_timer, 0, 0);
 	*out = b;
 	return 0;
 }
@@ -359,6 +512,8 @@ bus_close(struct bus *b)
 	if (b->nc != NULL)
 		/* On the loop's thread the adapter closes its handles directly. */
 		natsConnection_Close(b->nc);
+	if (b->probe_open && !uv_is_closing((uv_handle_t *)&b->probe))
+		uv_close((uv_handle_t *)&b->probe, bus_probe_closed);
 	if (b->handles) {
 		uv_close((uv_handle_t *)&b->connect_timer, NULL);
 		uv_close((uv_handle_t *)&b->drain_check, NULL);
@@ -376,6 +531,12 @@ bus_free(struct bus *b)
 		natsConnection_Destroy(b->nc);
 	natsStatistics_Destroy(b->stats);
 	natsOptions_Destroy(b->opts);
+	for (size_t i = 0; i < b->nurls; i++) {
+		free(b->hosts[i]);
+		free(b->ports[i]);
+	}
+	free(b->hosts);
+	free(b->ports);
 	free(b->urls);
 	free(b->prefix);
 	free(b->name);

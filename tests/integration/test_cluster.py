@@ -378,6 +378,31 @@ def t_partition(st, chk):
         ws.close()
 
 
+def t_bus_late(st, chk):
+    """A node started while its bus is unreachable serves its members, and joins when the bus comes."""
+    n1, n2 = st.nodes[0], st.nodes[1]
+    relay = st.relays[2]
+    relay.cut()
+    n2.kill(signal.SIGTERM)
+    n2.start()
+    h = n2.health()["cluster"]
+    chk.eq(h["bus"]["connected"], False, "node 2 started without its bus")
+    rid = st.create_room("late")
+    b = n2.ws(rid, "bob")
+    b.send_json(msg("alone"))
+    got = collect(b, 1)
+    chk.ok(got and got[0]["content"] == "alone", "and serves its member meanwhile", repr(got))
+    relay.restore()
+    st.wait_mesh()
+    a = n1.ws(rid, "alice")
+    chk.eq(a.welcome["payload"]["current_users"], 2, "once the bus is reachable, node 1 counts node 2's user")
+    b.send_json(msg("together"))
+    got = collect(a, 1)
+    chk.ok(got and got[0]["content"] == "together", "and messages cross", repr(got))
+    for ws in (a, b):
+        ws.close()
+
+
 def t_big_gap(st, chk):
     """A gap larger than a member's queue (QUEUE_LOW_FRAMES=20): the oldest part is
     counted as dropped, the rest delivered in order."""
@@ -444,7 +469,7 @@ def main():
             (2, {"USER_MESSAGE_INTERVAL_SECS": "2"}, (),
              [t_cross_node, t_rate_limit, t_admin_relay, t_health, t_node_id_in_use, t_clean_restart,
               t_node_killed, t_bus_restart]),
-            (2, {"USER_MESSAGE_INTERVAL_SECS": "0", "QUEUE_LOW_FRAMES": "20"}, (2,), [t_partition, t_big_gap]),
+            (2, {"USER_MESSAGE_INTERVAL_SECS": "0", "QUEUE_LOW_FRAMES": "20"}, (2,), [t_partition, t_bus_late, t_big_gap]),
         )
         only = [t for t in os.environ.get("CLUSTER_TESTS", "").split(",") if t]
         for nodes, settings, relayed, tests in runs:
