@@ -1,6 +1,6 @@
 /*
  * Renders chatd's counters (struct chatd_counters, the writer's
- * histograms) and a few gauges read on the spot. Names follow the
+ * histograms, the cluster's), and a few gauges read on the spot. Names follow the
  * Prometheus conventions: chatd_ prefix, base units, _total counters.
  * Service thread.
  */
@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "dbfile.h"
 #include "metrics_text.h"
 #include "room.h"
@@ -98,6 +99,74 @@ metrics_text_writer(struct chatd *cd, struct metrics_buf *b)
 	    writer_wal_at_bound(cd->writer));
 }
 
+/* A counter with an "in" and an "out" sample (bus traffic). */
+static void
+metrics_text_inout(
+    struct metrics_buf *b, const char *name, const char *help, uint64_t in, uint64_t out)
+{
+	metrics_family(b, name, "counter", help);
+	metrics_sample(b, name, (const char *[]){ "direction", "in", NULL }, (double)in);
+	metrics_sample(b, name, (const char *[]){ "direction", "out", NULL }, (double)out);
+}
+
+/*
+ * The bus and the other nodes exist only in a cluster: a single node
+ * leaves those families out rather than export zeros nobody can act on.
+ * The gap counters come from the room sequencing every node runs, so they
+ * are there on a single node too (where they stay at zero unless a
+ * committed seq goes missing), and one alert rule fits every deployment.
+ * No node label: each scrape reads one node, told apart by the scrape's
+ * own labels.
+ */
+static void
+metrics_text_cluster(struct chatd *cd, struct metrics_buf *b)
+{
+	struct cluster_stats cs;
+
+	cluster_stats(cd, &cs);
+	if (cs.enabled) {
+		metrics_gauge(b, "chatd_cluster_bus_up",
+		    "1 while this node is connected to the cluster's NATS server.", cs.bus_up != 0);
+		metrics_text_inout(b, "chatd_cluster_bus_messages_total",
+		    "NATS messages received and sent by this node (heartbeats included).",
+		    cs.bus_in_msgs, cs.bus_out_msgs);
+		metrics_text_inout(b, "chatd_cluster_bus_bytes_total",
+		    "Payload bytes of those NATS messages.", cs.bus_in_bytes, cs.bus_out_bytes);
+		metrics_counter(b, "chatd_cluster_bus_reconnects_total",
+		    "Times the connection to NATS came back after a loss.",
+		    (double)cs.bus_reconnects);
+		metrics_text_inout(b, "chatd_cluster_bus_dropped_total",
+		    "NATS messages dropped: in, because this node fell behind; out, publishes "
+		    "refused (no connection, buffer full).",
+		    cs.bus_dropped_in, cs.bus_dropped_out);
+		metrics_gauge(b, "chatd_cluster_nodes",
+		    "Other nodes heard on the bus within the node timeout.", cs.peers);
+		metrics_gauge(b, "chatd_cluster_nodes_unsynced",
+		    "Of those, nodes whose presence snapshot this node still waits for.",
+		    cs.peers_unsynced);
+		metrics_counter(b, "chatd_cluster_nodes_lost_total",
+		    "Nodes that fell silent past the node timeout.", (double)cs.peers_lost);
+		metrics_counter(b, "chatd_cluster_messages_published_total",
+		    "Chat messages and custom events this node committed and published.",
+		    (double)cs.msgs_published);
+		metrics_counter(b, "chatd_cluster_messages_received_total",
+		    "Chat messages and custom events received from the other nodes.",
+		    (double)cs.msgs_received);
+		metrics_counter(b, "chatd_cluster_snapshots_sent_total",
+		    "Presence snapshots this node sent (bus up again, or asked for).",
+		    (double)cs.snapshots_sent);
+	}
+	metrics_counter(b, "chatd_cluster_gap_reads_total",
+	    "Database reads of messages missing from a room's sequence.", (double)cs.gap_reads);
+	metrics_family(b, "chatd_cluster_gap_messages_total", "counter",
+	    "Messages missing from a room's sequence: read from the database, or skipped "
+	    "(the gap was wider than a client's queue; members were told).");
+	metrics_sample(b, "chatd_cluster_gap_messages_total",
+	    (const char *[]){ "how", "read", NULL }, (double)cs.gap_filled);
+	metrics_sample(b, "chatd_cluster_gap_messages_total",
+	    (const char *[]){ "how", "skipped", NULL }, (double)cs.gap_skipped);
+}
+
 char *
 metrics_text(struct chatd *cd)
 {
@@ -140,5 +209,6 @@ metrics_text(struct chatd *cd)
 	    (double)k->slow_closes);
 	metrics_text_refusals(cd, &b);
 	metrics_text_writer(cd, &b);
+	metrics_text_cluster(cd, &b);
 	return metrics_take(&b);
 }
