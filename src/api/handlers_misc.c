@@ -6,6 +6,7 @@
 #include "autoconf.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,10 +208,56 @@ handlers_misc_live(struct api_call *call)
 }
 
 /*
+ * The causes a cluster node adds (cluster: its health's "cluster" object,
+ * NULL on a single chatd): its bus is down, so it neither hears nor tells
+ * the other nodes, or it has not yet taken in a node's snapshot, so that
+ * node's users are missing from its presence and counts. Returns how many.
+ */
+static int
+misc_health_cluster_causes(struct jsonw *w, const cJSON *cluster)
+{
+	const cJSON *bus = cJSON_GetObjectItemCaseSensitive(cluster, "bus");
+	const cJSON *self = cJSON_GetObjectItemCaseSensitive(cluster, "node_id");
+	const cJSON *node, *id;
+	char *text;
+	int n = 0;
+
+	if (!cJSON_IsObject(cluster))
+		return 0;
+	if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(bus, "connected"))) {
+		text = xasprintf(
+		    "chatd's cluster bus is down: this node (%s) serves its own members only; "
+		    "messages posted on other nodes reach them when the bus is back (read from "
+		    "the database), and presence and head counts leave the other nodes' users "
+		    "out until then; check nats-server and CLUSTER_NATS_URL",
+		    cJSON_IsString(self) ? self->valuestring : "?");
+		jsonw_string(w, text);
+		free(text);
+		n++;
+	}
+	cJSON_ArrayForEach(node, cJSON_GetObjectItemCaseSensitive(cluster, "nodes"))
+	{
+		if (!cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(node, "synced")))
+			continue;
+		id = cJSON_GetObjectItemCaseSensitive(node, "node_id");
+		text = xasprintf("chatd (node %s) has not synced with cluster node %s: that "
+				 "node's users are missing from this node's presence and head "
+				 "counts until its snapshot arrives over the bus",
+		    cJSON_IsString(self) ? self->valuestring : "?",
+		    cJSON_IsString(id) ? id->valuestring : "?");
+		jsonw_string(w, text);
+		free(text);
+		n++;
+	}
+	return n;
+}
+
+/*
  * Why the status is "degraded", as a JSON array of sentences into w:
  * chat-api cannot read the database, chatd cannot be reached, or chatd's writes to the database fail (a full
  * disk), when it refuses messages and keeps session records until they
- * can be written. Returns how many.
+ * can be written; on a cluster node, the bus or a peer not synced.
+ * Returns how many.
  */
 static int
 misc_health_causes(
@@ -247,8 +294,73 @@ misc_health_causes(
 		    "open in one transaction: chat messages are refused until it ends");
 		n++;
 	}
+	if (chatd_ok)
+		n += misc_health_cluster_causes(
+		    w, cJSON_GetObjectItemCaseSensitive(chatd, "cluster"));
 	jsonw_array_end(w);
 	return n;
+}
+
+struct misc_nodes_arg {
+	struct jsonw *w;
+	int64_t now, timeout_ms;
+	long long count;
+};
+
+/* A Unix-ms time as key (seconds) and key_ms, or two nulls for 0. */
+static void
+misc_time_pair(struct jsonw *w, const char *key, int64_t ms)
+{
+	char key_ms[64];
+
+	snprintf(key_ms, sizeof key_ms, "%s_ms", key);
+	if (ms == 0) {
+		jsonw_kv_null(w, key);
+		jsonw_kv_null(w, key_ms);
+		return;
+	}
+	jsonw_kv_int(w, key, ms / 1000);
+	jsonw_kv_int(w, key_ms, ms);
+}
+
+/* One row of the nodes table; chatctl nodes --json writes the same members. */
+static int
+misc_nodes_each(const struct db_node *n, void *arg)
+{
+	struct misc_nodes_arg *na = arg;
+	struct jsonw *w = na->w;
+
+	jsonw_object_begin(w);
+	jsonw_kv_string(w, "node_id", n->id);
+	jsonw_kv_string(w, "incarnation", n->incarnation);
+	jsonw_kv_string(w, "state", db_node_state(n, na->now, na->timeout_ms));
+	jsonw_kv_int(w, "connections", n->connections);
+	misc_time_pair(w, "started_at", n->started_at);
+	misc_time_pair(w, "seen_at", n->seen_at);
+	jsonw_kv_int(w, "seen_age_s", na->now > n->seen_at ? (na->now - n->seen_at) / 1000 : 0);
+	misc_time_pair(w, "stopped_at", n->stopped_at);
+	misc_time_pair(w, "reaped_at", n->reaped_at);
+	jsonw_object_end(w);
+	na->count++;
+	return 0;
+}
+
+/*
+ * The database's nodes table as a JSON array into w (the cluster's nodes
+ * as their heartbeats left them; none for a single chatd). Returns how
+ * many rows, or -1 with *cause.
+ */
+static long long
+misc_health_nodes(struct api_call *call, struct jsonw *w, char **cause)
+{
+	struct misc_nodes_arg na = { w, clock_wall_ms(), call->ctx->cfg->cluster_node_timeout_ms,
+		0 };
+
+	jsonw_array_begin(w);
+	if (db_node_list(call->ctx->db, misc_nodes_each, &na, cause) != DB_OK)
+		return -1;
+	jsonw_array_end(w);
+	return na.count;
 }
 
 void
@@ -257,14 +369,18 @@ handlers_misc_health(struct api_call *call)
 	const struct config *cfg = call->ctx->cfg;
 	cJSON *result = NULL;
 	struct db_health h;
-	struct jsonw w, causes;
+	struct jsonw w, causes, nodes;
 	char *cause = NULL, *code = NULL, *text;
 	int64_t dead_total = 0, dead_replay = 0;
+	long long nnodes = 0;
 	int db_ok, chatd_ok, degraded;
 
 	/* Dead letters of every target, enabled or not: none may go unseen. */
+	jsonw_init(&nodes);
 	db_ok = db_health(call->ctx->db, &h, &cause) == DB_OK &&
-	    db_dead_letter_counts(call->ctx->db, NULL, &dead_total, &dead_replay, &cause) == DB_OK;
+	    db_dead_letter_counts(call->ctx->db, NULL, &dead_total, &dead_replay, &cause) ==
+		DB_OK &&
+	    (nnodes = misc_health_nodes(call, &nodes, &cause)) >= 0;
 	if (!db_ok)
 		log_error("health: database: %s", cause);
 	free(cause);
@@ -294,9 +410,14 @@ handlers_misc_health(struct api_call *call)
 		jsonw_kv_int(&w, "outbox_events", h.outbox_events);
 		jsonw_kv_int(&w, "dead_letters", dead_total);
 		jsonw_kv_int(&w, "wal_bytes", dbfile_wal_bytes(cfg->database_path));
+		if (nnodes > 0) {
+			jsonw_key(&w, "nodes");
+			jsonw_raw(&w, nodes.buf, nodes.len);
+		}
 	} else
 		jsonw_kv_string(&w, "error", "database query failed; see the chat-api log");
 	jsonw_object_end(&w);
+	jsonw_clear(&nodes);
 	if (db_ok)
 		misc_health_callbacks(call, &w);
 	jsonw_key(&w, "chatd");

@@ -2654,3 +2654,18 @@ fail:
 	db_op_rollback(db);
 	return rc;
 }
+
+const char *
+db_node_state(const struct db_node *n, int64_t now, int64_t timeout_ms)
+{
+	/* A beat clears both marks, and a reap needs stopped_at unset: with both
+	 * set, the clean stop came last. A reap before the node was last seen
+	 * does not count (as for DB_STMT_NODE_REAP). */
+	if (n->stopped_at != 0)
+		return "stopped";
+	if (n->reaped_at != 0 && n->reaped_at >= n->seen_at)
+		return "lost";
+	if (now - n->seen_at > timeout_ms)
+		return "silent";
+	return "alive";
+}

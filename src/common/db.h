@@ -546,5 +546,13 @@ void db_node_clear(struct db_node *n);
  */
 int db_node_reap(struct db *db, const char *id, int64_t stale_before, const char *reason,
     int64_t now, int64_t *closed, char **cause);
+/*
+ * What a node row says of the node at now (Unix ms), for people
+ * (chatctl nodes, GET /management/health): "stopped" (a clean stop),
+ * "lost" (reaped: silent too long, its sessions closed by a survivor),
+ * "silent" (no beat for timeout_ms, CLUSTER_NODE_TIMEOUT_SECS, but not
+ * reaped yet) or "alive". Reads nothing but n.
+ */
+const char *db_node_state(const struct db_node *n, int64_t now, int64_t timeout_ms);
 
 #endif

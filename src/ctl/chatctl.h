@@ -62,6 +62,13 @@ void commands_print_help(FILE *out, const struct commands_entry *cmd);
 /* Parses "90", "90s", "15m", "2h", "7d" into seconds in [1, max]; -1 if not. */
 long long commands_parse_duration(const char *s, long long max);
 
+/*
+ * Opens the existing database named by DATABASE_URL; -1 after saying why.
+ * no_db_hint: the command takes --no-db, so the message suggests it.
+ */
+struct db;
+int commands_db_open_existing(struct chatctl *c, struct db **db, int no_db_hint);
+
 /* deadletters.c: chatctl dead-letters [list | replay ID | replay --all | discard ID] */
 int commands_dead_letters(struct chatctl *c, char **argv, int argc);
 
@@ -77,5 +84,19 @@ void output_rooms_table(FILE *out, const cJSON *rooms);
 void output_value(FILE *out, const cJSON *v);
 /* Formats Unix milliseconds as "2025-11-28T22:00:00Z" into buf. */
 void output_time_ms(char *buf, size_t len, long long ms);
+/* Formats an age in milliseconds as "180 ms ago", "4.2 s ago", "3m05s ago",
+ * "2h10m ago" or "3d04h ago" into buf. */
+void output_age_ms(char *buf, size_t len, long long ms);
+/* s, or "?" if it holds control characters, or "-" if NULL. */
+const char *output_plain(const char *s);
+/* A scalar as one table cell (at most len - 1 bytes): "-" for null or
+ * missing, "?" for text with control characters or anything else. */
+void output_cell_value(char *buf, size_t len, const cJSON *v);
+/* Prints the "cluster" object of a health result as a block: the
+ * cluster and this node, the bus, the totals and a table of the nodes. */
+void output_cluster(FILE *out, const cJSON *cluster);
+
+/* cluster.c: chatctl nodes (the database's nodes table) */
+int commands_nodes(struct chatctl *c, char **argv, int argc);
 
 #endif

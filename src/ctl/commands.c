@@ -35,10 +35,26 @@ static int commands_close(struct chatctl *, char **, int);
 static int commands_publish(struct chatctl *, char **, int);
 
 const struct commands_entry commands_table[] = {
-	{ "status", "", "chatd's health: version, uptime, connections, rooms",
-	    "Asks chatd whether it is running (control request \"health\").\n"
+	{ "status", "", "chatd's health: version, uptime, connections, rooms, cluster",
+	    "Asks chatd whether it is running (control request \"health\") and prints its\n"
+	    "health fields. On a node of a cluster, a block follows: the cluster's name and\n"
+	    "this node, the bus (connected or not, NATS server, reconnects, messages dropped),\n"
+	    "the connections on every node, and a table of the nodes this one hears (SELF\n"
+	    "marks this one; LAST_HEARD; SYNCED: its users are counted here).\n"
 	    "Exit status 0 when it answers, 3 when it is not running or not answering.\n",
 	    0, 0, 0, commands_status },
+	{ "nodes", "", "the cluster's nodes as the database sees them (database)",
+	    "Lists the nodes table of the database (DATABASE_URL): every chatd node that has\n"
+	    "run on it, when it started, when it last wrote its heartbeat, its state and its\n"
+	    "connections at that heartbeat. chatd is not needed.\n"
+	    "\n"
+	    "  alive    heard within CLUSTER_NODE_TIMEOUT_SECS (default 5)\n"
+	    "  silent   not heard for longer, not yet reaped by another node\n"
+	    "  lost     reaped: another node found it silent and closed its sessions\n"
+	    "           (node_lost)\n"
+	    "  stopped  stopped cleanly\n"
+	    "A single chatd (no CLUSTER_NATS_URL) records no rows.\n",
+	    0, 0, 0, commands_nodes },
 	{ "rooms", "", "every live room with its stats",
 	    "Lists the rooms that have connections, with current and peak users, connections,\n"
 	    "queued and dropped messages (control request \"rooms\"). Rooms without\n"
@@ -257,18 +273,12 @@ commands_call(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result
 	return commands_answer(c, type, rc, res, code, cause, result, 0, NULL);
 }
 
-/*
- * Opens the database named by DATABASE_URL, or leaves *db NULL with
- * --no-db (admin.c then only tells chatd). -1 after saying why.
- */
-static int
-commands_db_open(struct chatctl *c, struct db **db)
+int
+commands_db_open_existing(struct chatctl *c, struct db **db, int no_db_hint)
 {
 	char *cause = NULL;
 
 	*db = NULL;
-	if (c->no_db)
-		return 0;
 	switch (db_open_existing(c->cfg.database_path, db, &cause)) {
 	case DB_OK:
 		return 0;
@@ -276,15 +286,28 @@ commands_db_open(struct chatctl *c, struct db **db)
 		fprintf(c->err,
 		    "chatctl: DATABASE_URL%s: no database at %s: chatctl opens an existing "
 		    "database only (chatd, chat-api and chat-sync create it); set DATABASE_URL "
-		    "to the one they use, or add --no-db\n",
+		    "to the one they use%s\n",
 		    c->cfg.database_is_memory ? " (unset or sqlite::memory:)" : "",
-		    c->cfg.database_path);
+		    c->cfg.database_path, no_db_hint ? ", or add --no-db" : "");
 		return -1;
 	default:
 		fprintf(c->err, "chatctl: DATABASE_URL: %s\n", cause);
 		free(cause);
 		return -1;
 	}
+}
+
+/*
+ * Opens the database named by DATABASE_URL, or leaves *db NULL with
+ * --no-db (admin.c then only tells chatd). -1 after saying why.
+ */
+static int
+commands_db_open(struct chatctl *c, struct db **db)
+{
+	*db = NULL;
+	if (c->no_db)
+		return 0;
+	return commands_db_open_existing(c, db, 1);
 }
 
 /* Reports a record that failed (rc, not DB_OK) with the words for
@@ -389,8 +412,18 @@ commands_status(struct chatctl *c, char **argv, int argc)
 	if (c->json)
 		output_json(c->out, result);
 	else {
+		/* A cluster node's "cluster" is a block of its own after the
+		 * fields, not one line of JSON among them (anything else under
+		 * that name is shown as any field is). */
+		cJSON *cluster = NULL;
+
+		if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(result, "cluster")))
+			cluster = cJSON_DetachItemFromObjectCaseSensitive(result, "cluster");
 		fprintf(c->out, "chatd is running (control socket %s)\n", c->socket_path);
 		output_fields(c->out, result);
+		if (cluster != NULL)
+			output_cluster(c->out, cluster);
+		cJSON_Delete(cluster);
 	}
 	cJSON_Delete(result);
 	return CHATCTL_EXIT_OK;

@@ -82,7 +82,7 @@ usage(FILE *out)
 	    "\n"
 	    "ban, unban and close are recorded in the database (DATABASE_URL) first, as the\n"
 	    "REST API does, then chatd is told; chatd reloads the database when it starts.\n"
-	    "dead-letters works on the database alone.\n"
+	    "dead-letters and nodes work on the database alone.\n"
 	    "The database must exist already (chat-api, chatd or chat-sync create it):\n"
 	    "chatctl never creates one.\n"
 	    "\n"

@@ -85,12 +85,15 @@ output_fields(FILE *out, const cJSON *obj)
 	}
 }
 
-/* One table cell as text (at most len - 1 bytes). */
-static void
-output_cell(char *buf, size_t len, const cJSON *room, const char *key)
+const char *
+output_plain(const char *s)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(room, key);
+	return s == NULL ? "-" : output_has_control(s) ? "?" : s;
+}
 
+void
+output_cell_value(char *buf, size_t len, const cJSON *v)
+{
 	if (cJSON_IsNumber(v) && isfinite(v->valuedouble))
 		snprintf(buf, len, "%.0f", v->valuedouble);
 	else if (cJSON_IsString(v) && !output_has_control(v->valuestring))
@@ -99,6 +102,13 @@ output_cell(char *buf, size_t len, const cJSON *room, const char *key)
 		snprintf(buf, len, "-");
 	else
 		snprintf(buf, len, "?");
+}
+
+/* One table cell as text (at most len - 1 bytes). */
+static void
+output_cell(char *buf, size_t len, const cJSON *room, const char *key)
+{
+	output_cell_value(buf, len, cJSON_GetObjectItemCaseSensitive(room, key));
 }
 
 void
@@ -149,4 +159,21 @@ output_time_ms(char *buf, size_t len, long long ms)
 
 	if (gmtime_r(&t, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
 		snprintf(buf, len, "%lld ms", ms);
+}
+
+void
+output_age_ms(char *buf, size_t len, long long ms)
+{
+	if (ms < 0)
+		ms = 0;
+	if (ms < 1000)
+		snprintf(buf, len, "%lld ms ago", ms);
+	else if (ms < 60 * 1000)
+		snprintf(buf, len, "%lld.%lld s ago", ms / 1000, ms % 1000 / 100);
+	else if (ms < 3600 * 1000)
+		snprintf(buf, len, "%lldm%02llds ago", ms / 60000, ms / 1000 % 60);
+	else if (ms < 86400LL * 1000)
+		snprintf(buf, len, "%lldh%02lldm ago", ms / 3600000, ms / 60000 % 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh ago", ms / 86400000, ms / 3600000 % 24);
 }

@@ -14,6 +14,7 @@ Prints "N passed, M failed"; exit 0 on success, 1 on failure.
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -141,7 +142,7 @@ def t_usage(e, chk):
     chk.ok(r.rc == 0 and "usage: chatctl" in r.out, "help exits 0", repr(r))
     r = e.run("--version")
     chk.ok(r.rc == 0 and r.out.startswith("chatctl "), "--version", repr(r))
-    for cmd in ("status", "rooms", "stats", "ban", "unban", "kick", "close", "publish"):
+    for cmd in ("status", "rooms", "stats", "ban", "unban", "kick", "close", "publish", "nodes"):
         r = e.run(cmd, "--help")
         chk.ok(r.rc == 0 and ("usage: chatctl [OPTIONS] " + cmd) in r.out, "%s --help" % cmd, repr(r))
         r = e.run("help", cmd)
@@ -156,6 +157,8 @@ def t_usage(e, chk):
         (["--bogus", "status"], "unknown option"),
         (["status", "--bogus"], "unknown command option"),
         (["status", "extra"], "too many arguments"),
+        (["nodes", "extra"], "nodes takes no arguments"),
+        (["nodes", "--no-db"], "nodes takes no --no-db"),
         (["stats"], "missing ROOM_ID"),
         (["ban", ROOM], "missing USER_ID"),
         (["publish", ROOM], "missing EVENT_TYPE"),
@@ -233,6 +236,10 @@ def t_fake_chatd(e, chk):
         r = e.run("status", "--json")
         chk.eq(r.json(), health, "status --json is chatd's result")
         chk.eq(r.out.count("\n"), 1, "--json is one line")
+        r = e.run("status")
+        chk.eq(r.out, "chatd is running (control socket %s)\nversion      0.1.0\nuptime_s     3605\n"
+               "connections  12\nrooms        3\n" % e.sock, "a single chatd's status: its fields, nothing more")
+        t_cluster_status(e, chk, fake)
 
         rooms = {"rooms": [{"room_id": ROOM, "current_users": 12, "peak_users": 40, "connections": 13,
                             "queued_low": 5, "queued_high": 0, "dropped_low": 7},
@@ -325,6 +332,70 @@ def t_fake_chatd(e, chk):
         chk.ok(time.monotonic() - t0 < 3, "--timeout bounds the wait")
     finally:
         fake.stop()
+
+
+def cluster_health(bus_up=True, synced=True, node2="node-2"):
+    """A cluster node's health result, shaped as chatd's control.c and cluster.c write it."""
+    return {
+        "status": "ok", "version": "0.1.0", "uptime_s": 60, "connections": 3, "rooms": 2,
+        "database": {"writable": True, "failing_since": None, "last_error": None,
+                     "retry_sessions": 0, "dropped_sessions": 0},
+        "cluster": {
+            "name": "chatd", "node_id": "node-1",
+            "bus": {"connected": bus_up, "url": "nats://127.0.0.1:4222" if bus_up else None,
+                    "in_msgs": 10, "in_bytes": 1000, "out_msgs": 20, "out_bytes": 2000,
+                    "reconnects": 2, "dropped_in": 0, "dropped_out": 7},
+            "nodes": [{"node_id": "node-1", "self": True, "connections": 3, "last_heard_ms": 0, "synced": True},
+                      {"node_id": node2, "self": False, "connections": 5, "last_heard_ms": 180,
+                       "synced": synced},
+                      {"node_id": "node-3", "self": False, "connections": 0, "last_heard_ms": 4200,
+                       "synced": True}],
+            "connections": 8, "nodes_lost": 1, "gap_reads": 4, "gap_filled": 3, "gap_skipped": 0,
+        },
+    }
+
+
+def rows_after(out, head):
+    """The whitespace-split rows of the table whose header line starts with head."""
+    lines = out.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(head):
+            return [x.split() for x in lines[i + 1:] if x.strip()]
+    return None
+
+
+def t_cluster_status(e, chk, fake):
+    h = cluster_health()
+    fake.reply = lambda req: ("ok", h)
+    r = e.run("status")
+    chk.eq(r.rc, 0, "status of a cluster node exits 0")
+    out = r.out
+    chk.ok("connections  3\n" in out and "rooms        2\n" in out, "the node's own fields come first", repr(r))
+    chk.ok('{"name"' not in out and '"nodes"' not in out and "cluster" not in out.split("\n\n")[0],
+           "the cluster object is not printed as a line of JSON among the fields", repr(r))
+    chk.ok("\ncluster       chatd, this node node-1\n" in out, "the block names the cluster and this node", repr(r))
+    bus = [x for x in out.split("\n") if x.startswith("bus ")]
+    chk.eq(bus, ["bus           connected to nats://127.0.0.1:4222; reconnects 2, dropped 0 in, 7 out"],
+           "the bus line: connected, url, reconnects, dropped")
+    chk.ok("\nconnections   8 on 3 nodes (cluster-wide)\n" in out, "the cluster-wide connection total", repr(r))
+    chk.ok("\nnodes lost    1\n" in out and "4 read from the database, 3 filled, 0 skipped" in out,
+           "nodes lost and gap reads", repr(r))
+    chk.eq(rows_after(out, "NODE    SELF  CONNECTIONS  LAST_HEARD"),
+           [["node-1", "*", "3", "-", "yes"], ["node-2", "5", "180", "ms", "ago", "yes"],
+            ["node-3", "0", "4.2", "s", "ago", "yes"]],
+           "the nodes table: node, self, connections, last heard, synced")
+    r = e.run("status", "--json")
+    chk.eq(r.json(), h, "status --json of a cluster node is chatd's result, cluster included")
+
+    h2 = cluster_health(bus_up=False, synced=False, node2="node-2\x1b[31m")
+    fake.reply = lambda req: ("ok", h2)
+    r = e.run("status")
+    chk.ok(r.rc == 0 and "\nbus           DISCONNECTED: this node serves its own members only; reconnects 2" in r.out,
+           "a bus that is down says so", repr(r))
+    rows = rows_after(r.out, "NODE ")
+    chk.ok(rows is not None and len(rows) == 3 and rows[1][0] == "?" and rows[1][-1] == "NO",
+           "an unsynced node says NO; a node id with control characters prints as ?", repr(r))
+    chk.ok("\x1b" not in r.out, "no control characters from chatd reach the terminal", repr(r))
 
 
 # ---------------------------------------------------------------- chat-api (SCGI) for the database
@@ -442,6 +513,159 @@ def t_database(e, chk):
         r = e.run("ban", rid, "u9", extra={"DATABASE_URL": "sqlite:" + os.path.join(e.db, "x.db")})
         chk.ok(r.rc == 1 and r.err.startswith("chatctl: DATABASE_URL: ") and r.err.count("Not a directory") == 1,
                "a path through a file names DATABASE_URL and the cause", repr(r))
+    finally:
+        if fake is not None:
+            fake.stop()
+        complaints = stack.stop_process_tree(api)
+        chk.ok(not complaints, "chat-api stopped cleanly", "; ".join(complaints))
+
+
+# ---------------------------------------------------------------- the cluster: nodes table and REST health
+
+
+def node_rows(path, now_ms):
+    """Writes four nodes as chatd's heartbeats, stops and reaps leave them."""
+    db = sqlite3.connect(path, timeout=10)
+    try:
+        db.executemany(
+            "INSERT INTO nodes (id, incarnation, started_at, seen_at, stopped_at, connections, reaped_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [("node-a", "inc-a", now_ms - 7200000, now_ms - 1000, None, 12, None),
+             ("node-b", "inc-b", now_ms - 7200000, now_ms - 600000, now_ms - 600000, 4, None),
+             ("node-c", "inc-c", now_ms - 3600000, now_ms - 1800000, None, 9, now_ms - 1790000),
+             ("node-d", "inc-d", now_ms - 3600000, now_ms - 1200000, None, 2, None)])
+        db.commit()
+    finally:
+        db.close()
+
+
+def hn_age(nodes, nid):
+    return next((x.get("seen_age_s", -1) for x in nodes or [] if x.get("node_id") == nid), -1)
+
+
+def t_cluster(e, chk):
+    if not os.access(stack.CHAT_API, os.X_OK):
+        chk.ok(False, "chat-api is built", stack.CHAT_API)
+        return
+    path = os.path.join(e.tmp, "cluster.db")
+    # Long enough that node-a (seen a second ago) is alive however slow the machine.
+    extra = {"DATABASE_URL": "sqlite:" + path, "CLUSTER_NODE_TIMEOUT_SECS": "600"}
+    env = dict(e.env)
+    env.update(extra)
+
+    def run(*args):
+        return e.run(*args, extra=extra)
+
+    r = run("nodes")
+    chk.ok(r.rc == 1 and "DATABASE_URL" in r.err and path in r.err and "--no-db" not in r.err,
+           "nodes without a database exits 1 and names the file", repr(r))
+    chk.ok(not os.path.exists(path), "nodes created no database file")
+
+    port = stack.free_port()
+    api = stack.Proc("chat-api", [stack.CHAT_API, "--scgi", "--socket", "127.0.0.1:%d" % port], env, e.tmp)
+    fake = None
+    try:
+        deadline = time.monotonic() + 10
+        while not stack.port_in_use(port) and time.monotonic() < deadline and api.running():
+            time.sleep(0.05)
+        if not chk.ok(stack.port_in_use(port), "chat-api listens", api.tail()):
+            return
+        # chatd down: the database alone answers
+        r = run("nodes")
+        chk.ok(r.rc == 0 and r.out == "no nodes in the database (a single chatd records none)\n",
+               "nodes with an empty table", repr(r))
+        r = run("--json", "nodes")
+        chk.eq((r.rc, r.json()), (0, []), "nodes --json with an empty table is []")
+        st, body = scgi(port, "GET", "/management/health")
+        chk.ok(st == 200 and "nodes" not in body.get("database", {}) and body.get("database", {}).get("ok"),
+               "health: no database.nodes while the table is empty", repr(body))
+
+        now_ms = int(time.time() * 1000)
+        node_rows(path, now_ms)
+        r = run("nodes")
+        rows = rows_after(r.out, "NODE ")
+        chk.ok(r.rc == 0 and r.out.split("\n")[0].split() == ["NODE", "STARTED", "LAST_SEEN", "STATE", "CONNECTIONS"],
+               "nodes prints a table with chatd down", repr(r))
+        got = {x[0]: x for x in rows or []}
+        chk.eq(sorted(got), ["node-a", "node-b", "node-c", "node-d"], "every node row, by id")
+        want = {"node-a": (["alive"], "12"), "node-b": (["stopped"], "-"), "node-c": (["lost", "(reaped)"], "-"),
+                "node-d": (["silent"], "2")}
+        for nid, (state, conns) in want.items():
+            row = got.get(nid, [])
+            chk.ok(row[-1 - len(state):-1] == state and row[-1] == conns,
+                   "%s: state %s, connections %s" % (nid, " ".join(state), conns), repr(row))
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((now_ms - 7200000) // 1000))
+        chk.ok(got.get("node-a", [None, None])[1] == started, "STARTED is the start time in UTC",
+               repr(got.get("node-a")))
+        b = got.get("node-b", [])
+        chk.ok(len(b) > 3 and b[2].startswith("10m") and b[2].endswith("s") and b[3] == "ago",
+               "LAST_SEEN is the heartbeat's age (10 minutes)", repr(b))
+        r = e.run("nodes", extra={"DATABASE_URL": "sqlite:" + path, "CLUSTER_NODE_TIMEOUT_SECS": "3600"})
+        got = {x[0]: x for x in rows_after(r.out, "NODE ") or []}
+        chk.ok(got.get("node-d", [""])[-2:] == ["alive", "2"],
+               "a node silent for 20 minutes is alive under CLUSTER_NODE_TIMEOUT_SECS=3600", repr(r))
+        r = run("--json", "nodes")
+        arr = r.json()
+        chk.ok(r.rc == 0 and isinstance(arr, list) and [x.get("node_id") for x in arr] ==
+               ["node-a", "node-b", "node-c", "node-d"], "nodes --json is an array of objects", repr(r))
+        a = {x["node_id"]: x for x in arr or []}
+        chk.eq([a.get(n, {}).get("state") for n in ("node-a", "node-b", "node-c", "node-d")],
+               ["alive", "stopped", "lost", "silent"], "nodes --json: states")
+        chk.eq({k: a.get("node-c", {}).get(k) for k in ("incarnation", "connections", "seen_at", "seen_at_ms",
+                                                        "reaped_at_ms", "stopped_at", "stopped_at_ms")},
+               {"incarnation": "inc-c", "connections": 9, "seen_at": (now_ms - 1800000) // 1000,
+                "seen_at_ms": now_ms - 1800000, "reaped_at_ms": now_ms - 1790000, "stopped_at": None,
+                "stopped_at_ms": None}, "nodes --json: times in Unix seconds and ms, null when not set")
+
+        # chat-api's health: the same rows under database.nodes
+        st, body = scgi(port, "GET", "/management/health")
+        nodes = body.get("database", {}).get("nodes")
+        chk.ok(st == 200 and isinstance(nodes, list), "health: database.nodes once the table has rows",
+               repr(body))
+        strip = lambda xs: [{k: v for k, v in x.items() if k != "seen_age_s"} for x in xs or []]  # noqa: E731
+        chk.eq(strip(nodes), strip(arr), "health's database.nodes has the members nodes --json prints")
+        chk.ok(all(isinstance(x.get("seen_age_s"), int) for x in (nodes or []) + (arr or []))
+               and 1195 <= hn_age(nodes, "node-d") <= 1200 + 600, "seen_age_s: seconds since the heartbeat",
+               repr(nodes))
+        hn = {x.get("node_id"): x for x in nodes or []}
+        chk.eq([hn.get(n, {}).get("state") for n in ("node-a", "node-b", "node-c", "node-d")],
+               ["alive", "stopped", "lost", "silent"], "health: node states")
+        chk.eq({k: hn.get("node-b", {}).get(k) for k in ("started_at", "started_at_ms", "stopped_at",
+                                                        "stopped_at_ms", "reaped_at", "connections")},
+               {"started_at": (now_ms - 7200000) // 1000, "started_at_ms": now_ms - 7200000,
+                "stopped_at": (now_ms - 600000) // 1000, "stopped_at_ms": now_ms - 600000, "reaped_at": None,
+                "connections": 4}, "health: a node's times in Unix seconds with _ms twins")
+        chk.ok(body.get("chatd", {}).get("reachable") is False, "health: chatd not running", repr(body))
+
+        # a healthy cluster node: passed through, nothing to complain of
+        fake = FakeControl(e.sock)
+        h = cluster_health()
+        fake.reply = lambda req: ("ok", h)
+        st, body = scgi(port, "GET", "/management/health")
+        chk.ok(st == 200 and body.get("status") == "ok" and body.get("causes") == [],
+               "health of a healthy cluster node: ok, no causes", repr(body))
+        chk.eq(body.get("chatd", {}).get("health"), h, "chatd.health carries the cluster object unchanged")
+
+        # its bus down and a node not synced: degraded, with both causes
+        h = cluster_health(bus_up=False, synced=False)
+        fake.reply = lambda req: ("ok", h)
+        st, body = scgi(port, "GET", "/management/health")
+        causes = body.get("causes") or []
+        chk.ok(st == 200 and body.get("status") == "degraded", "health: the bus down is degraded", repr(body))
+        chk.ok(len(causes) == 2 and causes[0].startswith(
+            "chatd's cluster bus is down: this node (node-1) serves its own members only; ")
+            and "CLUSTER_NATS_URL" in causes[0], "the cause names the bus and this node", repr(causes))
+        chk.ok(len(causes) == 2 and "node-2" in causes[1] and "not synced" in causes[1],
+               "the cause names the node not synced", repr(causes))
+        chk.eq(body.get("chatd", {}).get("health", {}).get("cluster"), h["cluster"],
+               "chatd.health.cluster passed through")
+        chk.eq(len(body.get("database", {}).get("nodes") or []), 4, "database.nodes still there")
+
+        h = cluster_health(synced=False)
+        fake.reply = lambda req: ("ok", h)
+        st, body = scgi(port, "GET", "/management/health")
+        chk.ok(body.get("status") == "degraded" and len(body.get("causes") or []) == 1
+               and "node-2" in body["causes"][0], "a node not synced alone is degraded", repr(body))
     finally:
         if fake is not None:
             fake.stop()
@@ -631,6 +855,7 @@ def main():
         chk.run("chatd not running", t_unreachable, e, chk)
         chk.run("stand-in chatd", t_fake_chatd, e, chk)
         chk.run("database", t_database, e, chk)
+        chk.run("cluster: nodes and health", t_cluster, e, chk)
         chk.run("real chatd", t_real_chatd, e, chk)
     except (KeyboardInterrupt, SystemExit, stack.Watchdog) as exc:
         chk.ok(False, "interrupted", repr(exc))

@@ -19,8 +19,10 @@ picks, so every check knows which node each member is on.
 Prints "N passed, M failed"; exits non-zero on any failure.
 """
 
+import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -50,6 +52,28 @@ def collect(ws, n, timeout=stack.WAIT):
             break
         got.append(m["payload"])
     return got
+
+
+CHATCTL = os.environ.get("CHATCTL_BIN") or os.path.join(stack.BUILDDIR, "src", "ctl", "chatctl")
+
+
+def chatctl(st, *args, node=None):
+    """chatctl with the stack's settings (on node's control socket); (exit status, stdout)."""
+    env = stack.clean_env({"CHAT_ENV_FILE": st.env_file})
+    if node is not None:
+        env["CONTROL_SOCKET"] = node.control
+    p = subprocess.run([CHATCTL] + list(args), env=env, cwd=st.tmp, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    return p.returncode, p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
+
+
+def db_states(st):
+    """node id -> state from chatctl nodes --json (the database's view)."""
+    rc, out = chatctl(st, "--json", "nodes")
+    try:
+        return {x["node_id"]: x["state"] for x in json.loads(out)} if rc == 0 else {"rc": rc}
+    except (ValueError, KeyError, TypeError):
+        return {"out": out}
 
 
 def current_users(node, rid):
@@ -243,9 +267,20 @@ def t_node_killed(st, chk):
            "bob's session is closed by the survivor with reason node_lost", repr(rows))
     h = n1.health()["cluster"]
     chk.eq([x["node_id"] for x in h["nodes"]], ["node-1"], "node 1's health lists itself only")
+    # The database's view: node 2 reaped by the survivor.
+    states = stack.wait_until(lambda: db_states(st), "node-2 lost in the database",
+                              lambda v: v.get("node-2") == "lost")
+    chk.eq(states, {"node-1": "alive", "node-2": "lost"}, "chatctl nodes: node 1 alive, node 2 lost")
+    rc, out = chatctl(st, "nodes")
+    chk.ok(rc == 0 and any(x.split()[:1] == ["node-2"] and "lost (reaped)" in x for x in out.split("\n")),
+           "chatctl nodes prints node 2 as lost (reaped)", out)
+    r = st.client.get("/management/health")
+    nodes = {x.get("node_id"): x.get("state") for x in (r.json or {}).get("database", {}).get("nodes", [])}
+    chk.eq(nodes, {"node-1": "alive", "node-2": "lost"}, "REST health: database.nodes")
     # Restarted with the same NODE_ID: it rejoins, and takes members again.
     n2.start()
     st.wait_mesh()
+    chk.eq(db_states(st), {"node-1": "alive", "node-2": "alive"}, "chatctl nodes: node 2 alive again")
     b2 = n2.ws(rid, "bob")
     chk.eq(b2.welcome["payload"]["current_users"], 2, "node 2 restarted: bob's new connection sees 2 users")
     a.send_json(msg("welcome back"))
@@ -454,6 +489,23 @@ def t_health(st, chk):
     api_nodes = ((((r.json or {}).get("chatd") or {}).get("health") or {}).get("cluster") or {}).get("nodes", [])
     chk.eq(sorted(x.get("node_id") for x in api_nodes), sorted(n.node_id for n in st.nodes),
            "GET /management/health lists every node (chatd.health.cluster.nodes)")
+    j = stack.wait_until(lambda: st.client.get("/management/health").json or {}, "REST health ok",
+                         lambda v: v.get("status") == "ok")
+    chk.eq(j.get("chatd", {}).get("health", {}).get("cluster", {}).get("node_id"), "node-1",
+           "REST health: chatd.health.cluster")
+    chk.ok(j.get("status") == "ok" and j.get("causes") == [], "REST health of a meshed cluster: ok, no causes",
+           r.snippet(600))
+    nodes = {x.get("node_id"): x.get("state") for x in j.get("database", {}).get("nodes", [])}
+    chk.eq(nodes, {n.node_id: "alive" for n in st.nodes}, "REST health: database.nodes, every node alive")
+    rc, out = chatctl(st, "status", node=st.nodes[1])
+    chk.ok(rc == 0 and "\ncluster       " in out and "this node node-2" in out and "connected to nats://" in out,
+           "chatctl status on node 2: the cluster block", out)
+    lines = out.split("\n")
+    head = next((i for i, x in enumerate(lines) if x.startswith("NODE ")), None)
+    rows = [x.split() for x in lines[head + 1:] if x.strip()] if head is not None else []
+    chk.eq(sorted((x[0], x[1] == "*") for x in rows), [("node-1", False), ("node-2", True)],
+           "chatctl status: the nodes table, node 2 marked as this node")
+    chk.ok(rows and all(x[-1] == "yes" for x in rows), "chatctl status: every node synced", out)
 
 
 def main():

@@ -2590,6 +2590,28 @@ START_TEST(test_node_reap)
 }
 END_TEST
 
+START_TEST(test_node_state)
+{
+	struct db_node n = { "n1", "i1", 100, 10000, 0, 2, 0 };
+
+	/* Heard within the timeout, to the millisecond. */
+	ck_assert_str_eq(db_node_state(&n, 15000, 5000), "alive");
+	ck_assert_str_eq(db_node_state(&n, 15001, 5000), "silent");
+	n.reaped_at = 16000;
+	ck_assert_str_eq(db_node_state(&n, 17000, 5000), "lost");
+	/* A reap older than the last beat is not the latest word. */
+	n.reaped_at = 9999;
+	ck_assert_str_eq(db_node_state(&n, 12000, 5000), "alive");
+	n.reaped_at = 10000;
+	ck_assert_str_eq(db_node_state(&n, 12000, 5000), "lost");
+	/* Stopped (after a reap, too): a clean stop, whatever the age. */
+	n.stopped_at = 18000;
+	ck_assert_str_eq(db_node_state(&n, 99000, 5000), "stopped");
+	n.reaped_at = 0;
+	ck_assert_str_eq(db_node_state(&n, 12000, 5000), "stopped");
+}
+END_TEST
+
 /* ---- concurrency and lock errors ---- */
 
 #define WRITER_ROUNDS 500
@@ -2859,6 +2881,7 @@ unit_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_node_beat_get_list_stop);
 	tcase_add_test(tc, test_node_reap);
+	tcase_add_test(tc, test_node_state);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("concurrency");
