@@ -232,8 +232,9 @@ static const struct config_option config_table[] = {
 	    OFF(cluster_node_timeout_ms), 0,
 	    "A node silent this long counts as gone: its users leave the counts, and once the "
 	    "database has not heard from it either, its sessions are closed (`node_lost`). At "
-	    "least twice `CLUSTER_HEARTBEAT_SECS`.",
-	    CONFIG_CHATD },
+	    "least twice `CLUSTER_HEARTBEAT_SECS`. chat-api and chatctl use it to tell a silent "
+	    "node from a live one.",
+	    CONFIG_CHATD | CONFIG_API | CONFIG_CTL },
 	{ "CLUSTER_GAP_WAIT_SECS", CONFIG_MILLIS, "0.2", 1, 10 * 1000, OFF(cluster_gap_wait_ms), 0,
 	    "How long a node holds a room's message that arrived ahead of a missing one before "
 	    "it reads the missing ones from the database.",
