@@ -273,30 +273,6 @@ commands_call(struct chatctl *c, enum ctl_type type, cJSON *args, cJSON **result
 	return commands_answer(c, type, rc, res, code, cause, result, 0, NULL);
 }
 
-int
-commands_db_open_existing(struct chatctl *c, struct db **db, int no_db_hint)
-{
-	char *cause = NULL;
-
-	*db = NULL;
-	switch (db_open_existing(c->cfg.database_path, db, &cause)) {
-	case DB_OK:
-		return 0;
-	case DB_NOTFOUND:
-		fprintf(c->err,
-		    "chatctl: DATABASE_URL%s: no database at %s: chatctl opens an existing "
-		    "database only (chatd, chat-api and chat-sync create it); set DATABASE_URL "
-		    "to the one they use%s\n",
-		    c->cfg.database_is_memory ? " (unset or sqlite::memory:)" : "",
-		    c->cfg.database_path, no_db_hint ? ", or add --no-db" : "");
-		return -1;
-	default:
-		fprintf(c->err, "chatctl: DATABASE_URL: %s\n", cause);
-		free(cause);
-		return -1;
-	}
-}
-
 /*
  * Opens the database named by DATABASE_URL, or leaves *db NULL with
  * --no-db (admin.c then only tells chatd). -1 after saying why.

@@ -181,7 +181,6 @@ commands_dead_letters(struct chatctl *c, char **argv, int argc)
 	const char *action = argc > 0 ? argv[0] : "list";
 	int64_t id = 0;
 	struct db *db = NULL;
-	char *cause = NULL;
 	int status, want_id;
 
 	if (c->target != NULL && !dead_target_known(c->target)) {
@@ -214,11 +213,9 @@ commands_dead_letters(struct chatctl *c, char **argv, int argc)
 		fprintf(c->err, "chatctl: --all goes with replay only\n");
 		return CHATCTL_EXIT_USAGE;
 	}
-	if (db_open(c->cfg.database_path, &db, &cause) != DB_OK) {
-		fprintf(c->err, "chatctl: database %s: %s\n", c->cfg.database_path, cause);
-		free(cause);
+	/* An operator's typo must not leave an empty database behind. */
+	if (commands_db_open_existing(c, &db, 0) != 0)
 		return CHATCTL_EXIT_FAILED;
-	}
 	if (strcmp(action, "list") == 0)
 		status = dead_list(c, db);
 	else if (strcmp(action, "replay") == 0)

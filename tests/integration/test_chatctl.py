@@ -502,7 +502,7 @@ def t_database(e, chk):
                and r.err.count("/nonexistent-dir/x/chat.db") == 1 and r.err.count("\n") == 1,
                "it names DATABASE_URL and the path, once, in one line", repr(r))
         # chatctl never creates a database: a missing file stays missing
-        for cmd in (["ban", rid, "u9"], ["unban", rid, "u9"], ["close", rid]):
+        for cmd in (["ban", rid, "u9"], ["unban", rid, "u9"], ["close", rid], ["dead-letters", "list"]):
             missing = os.path.join(e.tmp, "missing.db")
             r = e.run(*cmd, extra={"DATABASE_URL": "sqlite:" + missing})
             chk.ok(r.rc == 1 and "DATABASE_URL" in r.err and missing in r.err and "existing database" in r.err,
