@@ -22,6 +22,7 @@
 #include "ctl.h"
 #include "metrics.h"
 #include "outq.h"
+#include "peers.h"
 #include "ratelimit.h"
 #include "strmap.h"
 
@@ -234,6 +235,7 @@ struct chatd {
 	struct writer *writer;
 	struct db *db; /* the service thread's own connection: room loads, gap reads */
 	struct cluster *cluster; /* NULL: a single node (no CLUSTER_NATS_URL) */
+	struct peers peers; /* the other nodes and whom they hold (cluster.c keeps it) */
 
 	struct strmap rooms; /* id -> struct room */
 	struct room_list room_list;

@@ -1,8 +1,10 @@
 /*
  * WebSocket clients (see client.h). A chat message goes: RECEIVE, here
  * (reassembled, parsed, rate-limited), to the writer; back from it after
- * the commit, here again, to room_deliver(), which queues it for every
- * member through conn.c. Service thread only; no SQL (the writer stores,
+ * the commit, here again: published to the other nodes (cluster.c) and
+ * offered to sequence.c, which delivers the room's messages in seq order
+ * through room.c and conn.c. A client's first connection to a room on
+ * this node, and its last, are told to the other nodes from here too. Service thread only; no SQL (the writer stores,
  * room.c reads) and no socket writes (conn.c's).
  */
 #include "autoconf.h"
@@ -25,6 +27,7 @@
 #include "log.h"
 #include "room.h"
 #include "rxguard.h"
+#include "sequence.h"
 #include "writer.h"
 #include "wsproto.h"
 #include "xmalloc.h"
@@ -61,7 +64,12 @@ client_established(struct chatd *cd, struct lws *wsi, struct conn *c)
 	handshake_count(cd, c->address, 1);
 	log_info("join %s: user %s%s room %s", c->address, c->user_id,
 	    c->is_admin ? " (admin)" : "", hs.room->id);
-	room_join(hs.room, c);
+	/* While nobody was here, the room's messages were not followed
+	 * closely: the welcome's last_seq must be the room's. */
+	if (hs.room->nconns == 0 && cd->cluster != NULL)
+		(void)sequence_refresh(hs.room);
+	if (room_join(hs.room, c))
+		cluster_presence(cd, hs.room, c->user_id, c->nickname, 1);
 	c->valid_ms = clock_mono_ms();
 	rxguard_bind(lws_get_socket_fd(wsi), c);
 	if (hs.token_exp_ms > 0)
@@ -77,8 +85,10 @@ client_closed(struct chatd *cd, struct conn *c)
 	if (c->linger)
 		linger_start(cd, lws_get_socket_fd(c->wsi));
 	if (c->counted) {
-		if (c->room != NULL)
-			room_leave(c->room, c);
+		struct room *r = c->room;
+
+		if (r != NULL && room_leave(r, c))
+			cluster_presence(cd, r, c->user_id, c->nickname, 0);
 		log_info("left %s: user %s (%s)", c->address, c->user_id,
 		    c->leave_reason != NULL ? c->leave_reason : "left");
 		handshake_count(cd, c->address, -1);
@@ -372,6 +382,30 @@ client_find(struct room *r, uint64_t serial)
 	return NULL;
 }
 
+/*
+ * A message this node's writer stored (a chat message on the low lane, a
+ * CustomEvent on the high one): published to the other nodes, and to
+ * every member here in seq order, unless r closed or chatd is shutting
+ * down. Returns the members here it is for.
+ */
+static unsigned
+client_deliver(struct chatd *cd, struct room *r, const struct writer_op *op)
+{
+	unsigned recipients = r->closed || cd->shutting_down ? 0 : r->nconns;
+	char *json;
+
+	if (op->kind == DB_MESSAGE_CHAT)
+		json = wsproto_encode_message(op->id, op->seq, r->id, op->user_id, op->nickname,
+		    op->is_admin, op->text, op->ts_ms);
+	else
+		json = wsproto_encode_custom_event(op->id, op->seq, r->id, op->user_id,
+		    op->nickname, op->is_admin, op->event_type, op->text, op->ts_ms);
+	cluster_message(cd, r, op->seq, op->kind, op->user_id, json);
+	sequence_offer(r, op->seq, op->kind, op->user_id, json, 0);
+	free(json);
+	return recipients;
+}
+
 /* A message operation back from the writer, stored or failed. */
 static void
 client_writer_done(struct writer_op *op, void *arg)
@@ -396,7 +430,7 @@ client_writer_done(struct writer_op *op, void *arg)
 		else if (c != NULL)
 			conn_error(c, "internal_error", "the message could not be stored", -1);
 	} else if (r != NULL)
-		recipients = room_deliver(r, op);
+		recipients = client_deliver(cd, r, op);
 	if (op->from_ctl)
 		control_publish_done(cd, op, recipients);
 }

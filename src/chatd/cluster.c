@@ -37,33 +37,11 @@
 /* A message larger than this on the bus is refused (it cannot be chatd's). */
 #define CLUSTER_MSG_MAX (4 * 1024 * 1024)
 
-/* The users one peer holds in one room: user id -> nickname (heap string). */
-struct peer_room {
-	struct strmap users;
-};
-
-/* Another node, as heard on the bus. */
-struct peer {
-	char *id;
-	char *inc; /* its incarnation: a restart is a new peer */
-	uint64_t pseq; /* its last presence change applied */
-	int synced; /* a snapshot of this incarnation applied, no change missed since */
-	int64_t seen_ms; /* monotonic: when it last said anything */
-	int64_t want_ms; /* monotonic: when we last asked it for a snapshot */
-	long long conns, users;
-	int64_t started_at;
-	struct strmap rooms; /* room id -> struct peer_room */
-	struct strmap *snap; /* a snapshot being received: room id -> struct peer_room */
-	uint64_t snap_pseq;
-	long long snap_part;
-};
-
 struct cluster {
 	struct chatd *cd;
 	struct bus *bus;
 	char *inc;
 	uint64_t pseq; /* this node's presence changes published */
-	struct strmap peers; /* id -> struct peer */
 	uv_timer_t hb_timer;
 	int timer_ready;
 	struct room *sweep; /* the next room the sweep checks; rooms are never freed */
@@ -72,130 +50,34 @@ struct cluster {
 
 /* ---------------------------------------------------------------- peers */
 
-static struct peer_room *
-peer_room_new(void)
-{
-	struct peer_room *pr = xcalloc(1, sizeof *pr);
-
-	strmap_init(&pr->users);
-	return pr;
-}
-
-static void
-peer_room_free(void *v)
-{
-	struct peer_room *pr = v;
-
-	if (pr == NULL)
-		return;
-	strmap_clear(&pr->users, free);
-	free(pr);
-}
-
-static void
-peer_snap_free(struct peer *p)
-{
-	if (p->snap == NULL)
-		return;
-	strmap_clear(p->snap, peer_room_free);
-	free(p->snap);
-	p->snap = NULL;
-}
-
-/* Records that peer p holds (or no longer holds) user_id in room_id; the room counts it. */
+/*
+ * Records that peer p holds (or no longer holds) user_id in room_id, and
+ * the room counts it. The room is loaded first: a room coming into memory
+ * counts what peers hold already (room.c reads the registry).
+ */
 static void
 peer_set(struct cluster *cl, struct peer *p, const char *room_id, const char *user_id,
     const char *nickname, int present)
 {
-	struct peer_room *pr = strmap_get(&p->rooms, room_id);
 	struct room *r;
 	char *nick;
 	int status = 0;
 
 	if (present) {
-		if (pr != NULL && strmap_get(&pr->users, user_id) != NULL)
-			return;
-		/* Loaded first: a room coming into memory counts what peers hold already. */
-		r = room_lookup(cl->cd, room_id, &status);
-		if (pr == NULL) {
-			pr = peer_room_new();
-			strmap_set(&p->rooms, room_id, pr);
-		}
-		strmap_set(&pr->users, user_id, xstrdup(nickname != NULL ? nickname : user_id));
-		if (r != NULL)
+		if ((r = room_find(cl->cd, room_id)) == NULL)
+			r = room_lookup(cl->cd, room_id, &status);
+		if (peer_hold(p, room_id, user_id, nickname) && r != NULL)
 			room_remote_user(r, user_id, nickname, 1);
 		return;
 	}
-	if (pr == NULL || (nick = strmap_remove(&pr->users, user_id)) == NULL)
+	if ((nick = peer_release(p, room_id, user_id)) == NULL)
 		return;
 	if ((r = room_find(cl->cd, room_id)) != NULL)
 		room_remote_user(r, user_id, nick, 0);
 	free(nick);
-	if (pr->users.count == 0)
-		peer_room_free(strmap_remove(&p->rooms, room_id));
 }
 
-/* A (room, user) pair collected from a peer's holdings. */
-struct peer_pair {
-	char *room_id, *user_id, *nickname;
-};
-
-struct peer_pairs {
-	struct peer_pair *v;
-	size_t n;
-	const struct strmap *keep; /* pairs present here are not collected */
-	const char *room_id; /* the room being walked */
-	const struct peer_room *keep_room;
-};
-
-static int
-peer_collect_user(const char *user_id, void *value, void *arg)
-{
-	struct peer_pairs *pp = arg;
-
-	if (pp->keep_room != NULL && strmap_get(&pp->keep_room->users, user_id) != NULL)
-		return 0;
-	pp->v = xreallocarray(pp->v, pp->n + 1, sizeof *pp->v);
-	pp->v[pp->n].room_id = xstrdup(pp->room_id);
-	pp->v[pp->n].user_id = xstrdup(user_id);
-	pp->v[pp->n].nickname = xstrdup(value);
-	pp->n++;
-	return 0;
-}
-
-static int
-peer_collect_room(const char *room_id, void *value, void *arg)
-{
-	struct peer_pairs *pp = arg;
-	struct peer_room *pr = value;
-
-	pp->room_id = room_id;
-	pp->keep_room = pp->keep != NULL ? strmap_get(pp->keep, room_id) : NULL;
-	strmap_each(&pr->users, peer_collect_user, pp);
-	return 0;
-}
-
-/* Every pair of rooms not also in keep (NULL: all), copied: the walk may not change the map. */
-static void
-peer_pairs(const struct strmap *rooms, const struct strmap *keep, struct peer_pairs *out)
-{
-	memset(out, 0, sizeof *out);
-	out->keep = keep;
-	strmap_each((struct strmap *)rooms, peer_collect_room, out);
-}
-
-static void
-peer_pairs_free(struct peer_pairs *pp)
-{
-	for (size_t i = 0; i < pp->n; i++) {
-		free(pp->v[i].room_id);
-		free(pp->v[i].user_id);
-		free(pp->v[i].nickname);
-	}
-	free(pp->v);
-}
-
-/* p holds exactly what rooms says: the difference is applied, user by user. */
+/* p holds exactly what rooms says (NULL: nothing): the difference is applied, user by user. */
 static void
 peer_replace(struct cluster *cl, struct peer *p, struct strmap *rooms)
 {
@@ -214,24 +96,13 @@ peer_replace(struct cluster *cl, struct peer *p, struct strmap *rooms)
 	peer_pairs_free(&came);
 }
 
-static void
-peer_free(struct peer *p)
-{
-	peer_snap_free(p);
-	strmap_clear(&p->rooms, peer_room_free);
-	free(p->id);
-	free(p->inc);
-	free(p);
-}
-
 /* A peer gone (silent, said bye, or restarted): its users leave the counts. */
 static void
 peer_drop(struct cluster *cl, struct peer *p, const char *why)
 {
 	log_info("cluster: node %s %s: %zu rooms held users there", p->id, why, p->rooms.count);
 	peer_replace(cl, p, NULL);
-	strmap_remove(&cl->peers, p->id);
-	peer_free(p);
+	peers_remove(&cl->cd->peers, p);
 }
 
 /* ---------------------------------------------------------------- publishing */
@@ -369,15 +240,28 @@ cluster_heartbeat_publish(struct cluster *cl)
 	cluster_publish(cl, "hb", o, NULL);
 }
 
-/* Delivers what the database has past each room's last seq, for rooms with members here. */
+/*
+ * For rooms with members here, what was recorded while this node did not
+ * hear the others (a bus outage, a node just met): the room's state (a
+ * close, bans, admins: room_reload applies them to the members) and the
+ * messages past its last seq.
+ */
 static void
 cluster_catch_up_all(struct cluster *cl)
 {
 	struct room *r;
+	char *cause = NULL;
 
 	TAILQ_FOREACH(r, &cl->cd->room_list, entry)
 	{
-		if (r->nconns > 0)
+		if (r->nconns == 0)
+			continue;
+		if (room_reload(cl->cd, r->id, NULL, &cause) < 0) {
+			log_error("cluster: reloading room %s: %s", r->id, cause);
+			free(cause);
+			cause = NULL;
+		}
+		if (!r->closed)
 			(void)sequence_catch_up(r);
 	}
 }
@@ -404,17 +288,13 @@ cluster_peer(struct cluster *cl, const cJSON *o)
 			    "cluster: another node calls itself %s: NODE_ID must be unique", id);
 		return NULL;
 	}
-	p = strmap_get(&cl->peers, id);
+	p = peers_find(&cl->cd->peers, id);
 	if (p != NULL && strcmp(p->inc, inc) != 0) {
 		peer_drop(cl, p, "restarted");
 		p = NULL;
 	}
 	if (p == NULL) {
-		p = xcalloc(1, sizeof *p);
-		p->id = xstrdup(id);
-		p->inc = xstrdup(inc);
-		strmap_init(&p->rooms);
-		strmap_set(&cl->peers, id, p);
+		p = peers_add(&cl->cd->peers, id, inc);
 		log_info("cluster: node %s joined", id);
 		/* Back from a partition, it may have committed what we never heard. */
 		cluster_catch_up_all(cl);
@@ -496,14 +376,9 @@ cluster_snap_part(struct peer *p, const cJSON *rooms)
 	{
 		const cJSON *rid = cJSON_GetArrayItem(pair, 0),
 			    *users = cJSON_GetArrayItem(pair, 1);
-		struct peer_room *pr;
 
 		if (!cJSON_IsString(rid) || !cJSON_IsArray(users))
 			return -1;
-		if ((pr = strmap_get(p->snap, rid->valuestring)) == NULL) {
-			pr = peer_room_new();
-			strmap_set(p->snap, rid->valuestring, pr);
-		}
 		cJSON_ArrayForEach(user, users)
 		{
 			const cJSON *uid = cJSON_GetArrayItem(user, 0),
@@ -511,7 +386,7 @@ cluster_snap_part(struct peer *p, const cJSON *rooms)
 
 			if (!cJSON_IsString(uid) || !cJSON_IsString(nk))
 				return -1;
-			free(strmap_set(&pr->users, uid->valuestring, xstrdup(nk->valuestring)));
+			peer_snap_add(p, rid->valuestring, uid->valuestring, nk->valuestring);
 		}
 	}
 	return 0;
@@ -534,24 +409,20 @@ cluster_on_snapshot(struct cluster *cl, struct peer *p, const cJSON *o)
 		free(cause);
 		return;
 	}
-	if (part == 0) {
-		peer_snap_free(p);
-		p->snap = xcalloc(1, sizeof *p->snap);
-		strmap_init(p->snap);
-		p->snap_pseq = (uint64_t)pseq;
-		p->snap_part = 0;
-	} else if (p->snap == NULL || part != p->snap_part + 1 || (uint64_t)pseq != p->snap_pseq)
+	if (part == 0)
+		peer_snap_begin(p, (uint64_t)pseq);
+	else if (p->snap == NULL || part != p->snap_part + 1 || (uint64_t)pseq != p->snap_pseq)
 		return; /* a part of one we did not see begin: the next one will do */
 	p->snap_part = part;
 	if (cluster_snap_part(p, rooms) != 0) {
 		log_warn("cluster: a malformed snap from %s", p->id);
-		peer_snap_free(p);
+		peer_snap_drop(p);
 		return;
 	}
 	if (!cJSON_IsTrue(last))
 		return;
 	peer_replace(cl, p, p->snap);
-	peer_snap_free(p);
+	peer_snap_drop(p);
 	p->pseq = p->snap_pseq;
 	p->synced = 1;
 }
@@ -737,8 +608,9 @@ cluster_tick(uv_timer_t *t)
 	cluster_db_submit(cl, WRITER_NODE_REAP);
 	if (bus_up(cl->bus))
 		cluster_heartbeat_publish(cl);
-	for (size_t b = 0; b < cl->peers.nbuckets; b++) {
-		for (const struct strmap_entry *e = cl->peers.buckets[b]; e != NULL; e = e->next) {
+	for (size_t b = 0; b < cl->cd->peers.map.nbuckets; b++) {
+		for (const struct strmap_entry *e = cl->cd->peers.map.buckets[b]; e != NULL;
+		     e = e->next) {
 			struct peer *p = e->value;
 
 			if (now - p->seen_ms > timeout) {
@@ -833,7 +705,6 @@ cluster_start(struct chatd *cd, char **cause)
 	cl = xcalloc(1, sizeof *cl);
 	cl->cd = cd;
 	cl->inc = xasprintf("%" PRId64 "-%ld", clock_wall_ms(), (long)getpid());
-	strmap_init(&cl->peers);
 	cd->cluster = cl;
 	if (bus_open(&cd->loop, cfg->cluster_nats_url, cfg->cluster_name, cfg->node_id,
 		cluster_bus_msg, cluster_bus_state, cl, &cl->bus, cause) != 0)
@@ -873,11 +744,7 @@ cluster_free(struct chatd *cd)
 
 	if (cl == NULL)
 		return;
-	for (size_t b = 0; b < cl->peers.nbuckets; b++) {
-		for (struct strmap_entry *e = cl->peers.buckets[b]; e != NULL; e = e->next)
-			peer_free(e->value);
-	}
-	strmap_clear(&cl->peers, NULL);
+	peers_clear(&cd->peers);
 	bus_free(cl->bus);
 	free(cl->inc);
 	free(cl);
@@ -953,26 +820,6 @@ cluster_admin(struct chatd *cd, enum cluster_admin what, const char *room_id, co
 }
 
 void
-cluster_room_loaded(struct chatd *cd, struct room *r)
-{
-	struct cluster *cl = cd->cluster;
-
-	if (cl == NULL)
-		return;
-	for (size_t b = 0; b < cl->peers.nbuckets; b++) {
-		for (struct strmap_entry *e = cl->peers.buckets[b]; e != NULL; e = e->next) {
-			struct peer *p = e->value;
-			struct peer_room *pr = strmap_get(&p->rooms, r->id);
-
-			for (size_t ub = 0; pr != NULL && ub < pr->users.nbuckets; ub++)
-				for (struct strmap_entry *u = pr->users.buckets[ub]; u != NULL;
-				     u = u->next)
-					room_remote_user(r, u->key, u->value, 1);
-		}
-	}
-}
-
-void
 cluster_stats(struct chatd *cd, struct cluster_stats *out)
 {
 	struct cluster *cl = cd->cluster;
@@ -994,8 +841,9 @@ cluster_stats(struct chatd *cd, struct cluster_stats *out)
 	out->bus_reconnects = bs.reconnects;
 	out->bus_dropped_in = bs.dropped_in;
 	out->bus_dropped_out = bs.dropped_out;
-	for (size_t b = 0; b < cl->peers.nbuckets; b++) {
-		for (struct strmap_entry *e = cl->peers.buckets[b]; e != NULL; e = e->next) {
+	for (size_t b = 0; b < cl->cd->peers.map.nbuckets; b++) {
+		for (struct strmap_entry *e = cl->cd->peers.map.buckets[b]; e != NULL;
+		     e = e->next) {
 			out->peers++;
 			out->peers_unsynced += !((struct peer *)e->value)->synced;
 		}
@@ -1014,8 +862,8 @@ cluster_connections(struct chatd *cd)
 
 	if (cl == NULL)
 		return n;
-	for (size_t b = 0; b < cl->peers.nbuckets; b++)
-		for (struct strmap_entry *e = cl->peers.buckets[b]; e != NULL; e = e->next)
+	for (size_t b = 0; b < cl->cd->peers.map.nbuckets; b++)
+		for (struct strmap_entry *e = cl->cd->peers.map.buckets[b]; e != NULL; e = e->next)
 			n += (unsigned long)((struct peer *)e->value)->conns;
 	return n;
 }
@@ -1053,8 +901,9 @@ cluster_health(struct chatd *cd, cJSON *o)
 	json_add_int(n, "last_heard_ms", 0);
 	json_add_bool(n, "synced", 1);
 	json_append(nodes, n);
-	for (size_t b = 0; b < cl->peers.nbuckets; b++) {
-		for (struct strmap_entry *e = cl->peers.buckets[b]; e != NULL; e = e->next) {
+	for (size_t b = 0; b < cl->cd->peers.map.nbuckets; b++) {
+		for (struct strmap_entry *e = cl->cd->peers.map.buckets[b]; e != NULL;
+		     e = e->next) {
 			struct peer *p = e->value;
 
 			n = json_object();

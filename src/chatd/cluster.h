@@ -63,8 +63,6 @@ void cluster_message(
 /* An admin action this node applied: every other node applies it too. */
 void cluster_admin(struct chatd *cd, enum cluster_admin what, const char *room_id,
     const char *user_id, const char *reason, int64_t expires_at);
-/* A room came into memory: counts the users other nodes hold in it. */
-void cluster_room_loaded(struct chatd *cd, struct room *r);
 /* The cluster's counts since start, for metrics. */
 struct cluster_stats {
 	int enabled; /* 0: a single node; the rest is zero */

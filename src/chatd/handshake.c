@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "handshake.h"
 #include "jsonutil.h"
+#include "db.h"
 #include "log.h"
 #include "model.h"
 #include "room.h"
@@ -189,6 +190,34 @@ handshake_token(struct chatd *cd, struct lws *wsi, struct handshake *hs, char *b
 	return rc;
 }
 
+/*
+ * In a cluster, a room close or a ban taken through another node (or
+ * chat-api) reaches this node over the bus a moment after it is recorded:
+ * a join in that moment is checked against the record, so that once the
+ * close or the ban is acknowledged no node lets the user in. A database
+ * that cannot answer leaves the decision to what this node knows.
+ */
+static int
+handshake_record(struct chatd *cd, struct handshake *hs)
+{
+	char *cause = NULL;
+	int closed = 0, banned = 0;
+
+	if (cd->cluster == NULL)
+		return 0;
+	if (db_join_state(cd->db, hs->room->id, hs->user_id, clock_wall_ms(), &closed, &banned,
+		&cause) != DB_OK) {
+		log_debug("join check of room %s: %s", hs->room->id, cause);
+		free(cause);
+		return 0;
+	}
+	if (closed)
+		return handshake_refuse(hs, 404, "room_closed", "room closed");
+	if (banned)
+		return handshake_refuse(hs, 403, "banned", "banned from this room");
+	return 0;
+}
+
 /* The room: exists, open, user not banned. */
 static int
 handshake_room(struct chatd *cd, struct handshake *hs)
@@ -204,7 +233,7 @@ handshake_room(struct chatd *cd, struct handshake *hs)
 		return handshake_refuse(hs, 404, "room_closed", "room closed");
 	if (room_ban_find(hs->room, hs->user_id, clock_wall_ms()) != NULL)
 		return handshake_refuse(hs, 403, "banned", "banned from this room");
-	return 0;
+	return handshake_record(cd, hs);
 }
 
 /*

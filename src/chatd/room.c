@@ -11,17 +11,18 @@
 #include <string.h>
 
 #include "clock.h"
-#include "cluster.h"
 #include "conn.h"
 #include "db.h"
 #include "log.h"
 #include "room.h"
-#include "sequence.h"
 #include "writer.h"
 #include "wsproto.h"
 #include "xmalloc.h"
 
 static void room_stats_timer(uv_timer_t *t);
+static unsigned room_expel(struct room *r, const char *user_id, enum conn_close_code code,
+    const char *word, const char *reason);
+static void room_expel_banned(struct room *r);
 static void room_ban_set(
     struct room *r, const char *user_id, const char *reason, int64_t expires_at);
 
@@ -52,6 +53,12 @@ room_free_admins(struct room *r)
 	r->n_admins = 0;
 }
 
+static void
+room_count_peer_user(const char *user_id, const char *nickname, void *arg)
+{
+	room_remote_user(arg, user_id, nickname, 1);
+}
+
 static struct room *
 room_create(struct chatd *cd, const char *id)
 {
@@ -72,7 +79,7 @@ room_create(struct chatd *cd, const char *id)
 	strmap_set(&cd->rooms, r->id, r);
 	TAILQ_INSERT_TAIL(&cd->room_list, r, entry);
 	/* Other nodes may hold users in it already. */
-	cluster_room_loaded(cd, r);
+	peers_room_each(&cd->peers, r->id, room_count_peer_user, r);
 	return r;
 }
 
@@ -97,7 +104,9 @@ room_apply(struct room *r, const struct db_room *dr)
 	/* Peaks only grow: the database may lag behind our own count. */
 	if (dr->peak_users > r->peak_users)
 		r->peak_users = dr->peak_users;
-	if (dr->last_seq > r->last_seq)
+	/* With members here, last_seq is what they were given (sequence.c
+	 * delivers the rest); without, the record's is the room's. */
+	if (r->nconns == 0 && dr->last_seq > r->last_seq)
 		r->last_seq = dr->last_seq;
 }
 
@@ -174,6 +183,9 @@ room_reload(struct chatd *cd, const char *id, struct room **out, char **cause)
 		db_room_clear(&dr);
 		return -1;
 	}
+	/* A ban recorded while this node did not hear of it (another node, a
+	 * bus outage) closes the banned user's connections now. */
+	room_expel_banned(r);
 	if (dr.closed_at != 0 && !r->closed)
 		room_close(r, dr.close_reason != NULL ? dr.close_reason : "closed");
 	r->closed = dr.closed_at != 0;
@@ -241,7 +253,6 @@ room_free_all(struct chatd *cd)
 		if (r->busy)
 			TAILQ_REMOVE(&cd->busy, r, busy_entry);
 		room_fanout_drop(r);
-		sequence_clear(r);
 		strmap_clear(&r->bans, room_free_ban);
 		strmap_clear(&r->users, room_free_user);
 		ratelimit_clear(&r->rl);
@@ -384,25 +395,21 @@ room_remote_user(struct room *r, const char *user_id, const char *nickname, int 
 	room_stats_maybe(r);
 }
 
-void
+int
 room_join(struct room *r, struct conn *c)
 {
 	struct room_user *u;
 	struct writer_op *op;
 	struct frame *f;
 	char *json;
+	int first;
 
-	/* While nobody was here, the room's messages were not followed closely. */
-	if (r->nconns == 0 && r->cd->cluster != NULL)
-		(void)sequence_refresh(r);
 	TAILQ_INSERT_TAIL(&r->members, c, entry);
 	r->nconns++;
 	c->room = r;
 	if ((u = strmap_get(&r->users, c->user_id)) == NULL)
 		u = room_user_arrive(r, c->user_id, c->nickname);
-	/* The first connection of this user on this node: the others hear of it. */
-	if (u->nconns++ == 0)
-		cluster_presence(r->cd, r, c->user_id, c->nickname, 1);
+	first = u->nconns++ == 0;
 
 	op = writer_op_create(WRITER_SESSION_OPEN);
 	op->room_id = xstrdup(r->id);
@@ -422,23 +429,23 @@ room_join(struct room *r, struct conn *c)
 	frame_unref(f);
 
 	room_stats_maybe(r);
+	return first;
 }
 
-void
+int
 room_leave(struct room *r, struct conn *c)
 {
 	struct room_user *u;
 	struct writer_op *op;
+	int last = 0;
 
 	if (r->fan_cursor == c)
 		r->fan_cursor = TAILQ_NEXT(c, entry);
 	TAILQ_REMOVE(&r->members, c, entry);
 	r->nconns--;
 	c->room = NULL;
-	if (r->nconns == 0)
-		sequence_clear(r);
 	if ((u = strmap_get(&r->users, c->user_id)) != NULL && --u->nconns == 0) {
-		cluster_presence(r->cd, r, c->user_id, c->nickname, 0);
+		last = 1;
 		room_user_settle(r, u, c->user_id, c->nickname);
 	}
 
@@ -450,6 +457,7 @@ room_leave(struct room *r, struct conn *c)
 	room_submit(r, op);
 
 	room_stats_maybe(r);
+	return last;
 }
 
 /*
@@ -589,25 +597,6 @@ room_broadcast(struct room *r, const char *json, int high)
 	return r->nconns;
 }
 
-unsigned
-room_deliver(struct room *r, const struct writer_op *op)
-{
-	unsigned recipients = r->closed || r->cd->shutting_down ? 0 : r->nconns;
-	char *json;
-
-	if (op->kind == DB_MESSAGE_CHAT)
-		json = wsproto_encode_message(op->id, op->seq, r->id, op->user_id, op->nickname,
-		    op->is_admin, op->text, op->ts_ms);
-	else
-		json = wsproto_encode_custom_event(op->id, op->seq, r->id, op->user_id,
-		    op->nickname, op->is_admin, op->event_type, op->text, op->ts_ms);
-	/* Committed: the other nodes' members get it from the bus. */
-	cluster_message(r->cd, r, op->seq, op->kind, op->user_id, json);
-	sequence_offer(r, op->seq, op->kind, op->user_id, json, 0);
-	free(json);
-	return recipients;
-}
-
 /*
  * Closes the user's connections in r with code, the reason "word" or
  * "word: reason"; returns how many.
@@ -628,6 +617,21 @@ room_expel(struct room *r, const char *user_id, enum conn_close_code code, const
 	}
 	free(why);
 	return n;
+}
+
+/* Closes the connections of members whose ban is in force. */
+static void
+room_expel_banned(struct room *r)
+{
+	int64_t now = clock_wall_ms();
+	struct room_ban *b;
+	struct conn *c, *next;
+
+	TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
+	{
+		if (c->close_code == 0 && (b = room_ban_find(r, c->user_id, now)) != NULL)
+			room_expel(r, c->user_id, CONN_CLOSE_BANNED, "banned", b->reason);
+	}
 }
 
 unsigned
@@ -652,7 +656,6 @@ room_close(struct room *r, const char *reason)
 
 	r->closed = 1;
 	room_fanout_drop(r);
-	sequence_clear(r);
 	why = xasprintf("room closed: %s", reason != NULL ? reason : "closed");
 	TAILQ_FOREACH_SAFE(c, &r->members, entry, next)
 	{

@@ -15,8 +15,6 @@
 
 #include "chatd.h"
 
-struct writer_op;
-
 /*
  * Members served per slice of a low-priority fan-out before the loop
  * turns: a loop turn costs what is ready (epoll), so short turns are
@@ -41,7 +39,8 @@ struct room *room_lookup(struct chatd *cd, const char *id, int *status);
  * (Re)reads a room's name, admins, closed state and bans from the
  * database, creating it in memory if needed. DB_NOTFOUND-style: returns 0,
  * 1 if the database has no such room, -1 with *cause on error. A room found
- * closed has its connections closed (CONN_CLOSE_ROOM_CLOSED).
+ * closed has its connections closed (CONN_CLOSE_ROOM_CLOSED), a member
+ * found banned theirs (CONN_CLOSE_BANNED).
  */
 int room_reload(struct chatd *cd, const char *id, struct room **out, char **cause);
 /* Closes the rooms' timers (exit, before the loop's last run). */
@@ -64,10 +63,16 @@ int room_ban_remove(struct room *r, const char *user_id);
 unsigned room_ban(struct room *r, const char *user_id, const char *reason, int64_t expires_at);
 unsigned room_kick(struct room *r, const char *user_id, const char *reason);
 
-/* Adds an established connection: counts, session row, welcome, RoomStats. */
-void room_join(struct room *r, struct conn *c);
-/* Removes a connection (CLOSED): counts, session row, RoomStats. */
-void room_leave(struct room *r, struct conn *c);
+/*
+ * Adds an established connection: counts, session row, welcome, RoomStats.
+ * 1 if it is the user's first connection to r on this node.
+ */
+int room_join(struct room *r, struct conn *c);
+/*
+ * Removes a connection (CLOSED): counts, session row, RoomStats. 1 if it
+ * was the user's last connection to r on this node.
+ */
+int room_leave(struct room *r, struct conn *c);
 /*
  * Another node gained (present=1) or lost (0) its last connection of
  * user_id in r: the cluster-wide head count and RoomStats follow.
@@ -81,13 +86,6 @@ void room_remote_user(struct room *r, const char *user_id, const char *nickname,
  * Returns the number of recipients.
  */
 unsigned room_broadcast(struct room *r, const char *json, int high);
-/*
- * A message this node's writer stored (a chat message on the low lane, a
- * CustomEvent on the high one): published to the other nodes, and to
- * every member here in seq order (sequence.h), unless r closed or chatd
- * is shutting down. Returns the members here it is for.
- */
-unsigned room_deliver(struct room *r, const struct writer_op *op);
 
 /* Marks r closed and closes every connection (CONN_CLOSE_ROOM_CLOSED); returns how many. */
 unsigned room_close(struct room *r, const char *reason);

@@ -150,6 +150,11 @@ sequence_gap_timer(struct room *r)
 {
 	if (r->held == NULL)
 		return;
+	/* Nobody left to hold them for. */
+	if (r->nconns == 0 || r->closed) {
+		sequence_clear(r);
+		return;
+	}
 	if (sequence_fill(r, r->held->seq - 1) != 0) {
 		/* The database may answer next time (a lock past the busy timeout). */
 		(void)uv_timer_start(
@@ -219,6 +224,15 @@ sequence_catch_up(struct room *r)
 		return -1;
 	sequence_release(r);
 	return 0;
+}
+
+void
+sequence_clear_all(struct chatd *cd)
+{
+	struct room *r;
+
+	TAILQ_FOREACH(r, &cd->room_list, entry)
+	sequence_clear(r);
 }
 
 int

@@ -15,6 +15,7 @@
 
 #include <stdint.h>
 
+struct chatd;
 struct room;
 
 /* A message ahead of a missing one. */
@@ -51,5 +52,7 @@ int sequence_refresh(struct room *r);
 void sequence_gap_timer(struct room *r);
 /* Frees the held messages (room closed, no members, exit). */
 void sequence_clear(struct room *r);
+/* sequence_clear() of every room (exit, before the rooms' timers close). */
+void sequence_clear_all(struct chatd *cd);
 
 #endif

@@ -38,6 +38,7 @@
 #include "probe.h"
 #include "room.h"
 #include "sdnotify.h"
+#include "sequence.h"
 #include "server.h"
 #include "writer.h"
 #include "xmalloc.h"
@@ -326,6 +327,7 @@ server_loop_finish(struct chatd *cd)
 	for (i = 0; cd->handles_ready && i < sizeof mine / sizeof mine[0]; i++)
 		uv_close(mine[i], NULL);
 	cluster_stop(cd);
+	sequence_clear_all(cd);
 	linger_close_all(cd);
 	room_close_timers(cd);
 	if (cd->ctx != NULL)
@@ -357,6 +359,7 @@ server_run(const struct config *cfg)
 	metrics_hist_init(
 	    &cd->counters.frames_per_write, metrics_size_bounds, metrics_size_nbounds);
 	strmap_init(&cd->rooms);
+	peers_init(&cd->peers);
 	strmap_init(&cd->addresses);
 	TAILQ_INIT(&cd->room_list);
 	TAILQ_INIT(&cd->busy);

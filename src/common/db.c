@@ -261,6 +261,8 @@ enum db_stmt {
 	DB_STMT_NODE_LIST,
 	DB_STMT_NODE_GET,
 	DB_STMT_NODE_REAP,
+	DB_STMT_JOIN_CLOSED,
+	DB_STMT_JOIN_BANNED,
 	DB_STMT_RATE_GET,
 	DB_STMT_RATE_SET,
 	DB_STMT_RATE_PRUNE,
@@ -492,6 +494,10 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_NODE_REAP] = "UPDATE nodes SET reaped_at = ?3"
 			      " WHERE id = ?1 AND seen_at < ?2 AND stopped_at IS NULL"
 			      " AND (reaped_at IS NULL OR reaped_at < seen_at)",
+	[DB_STMT_JOIN_CLOSED] = "SELECT closed_at IS NOT NULL FROM rooms WHERE id = ?1",
+	[DB_STMT_JOIN_BANNED] = "SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2"
+				" AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)"
+				" LIMIT 1",
 	[DB_STMT_RATE_GET] = "SELECT at FROM rate_marks WHERE room_id = ?1 AND user_id = ?2",
 	[DB_STMT_RATE_SET] = "INSERT INTO rate_marks (room_id, user_id, at) VALUES (?1, ?2, ?3)"
 			     " ON CONFLICT (room_id, user_id) DO UPDATE SET at = excluded.at"
@@ -1926,6 +1932,33 @@ db_sessions_close_node(struct db *db, const char *node_id, const char *reason, i
 {
 	return db_sessions_close_op(db, DB_STMT_SESSION_NODE_OPEN_IDS,
 	    DB_ARGS(DB_TEXT(node_id != NULL ? node_id : "")), reason, left_at, closed, cause);
+}
+
+/* ---- a join, as the record has it ---- */
+
+int
+db_join_state(struct db *db, const char *room_id, const char *user_id, int64_t now, int *closed,
+    int *banned, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*closed = *banned = 0;
+	if ((st = db_prepare(db, DB_STMT_JOIN_CLOSED, cause, DB_ARGS(DB_TEXT(room_id)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW)
+		*closed = sqlite3_column_int(st, 0) != 0;
+	db_done(st);
+	if (rc != DB_ROW)
+		return rc == DB_DONE ? DB_NOTFOUND : rc;
+	if ((st = db_prepare(db, DB_STMT_JOIN_BANNED, cause,
+		 DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(now)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	*banned = rc == DB_ROW;
+	db_done(st);
+	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
 }
 
 /* ---- the rate limit across nodes ---- */

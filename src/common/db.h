@@ -299,6 +299,15 @@ struct db_room_counts {
 };
 int db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause);
 /*
+ * Whether room_id is closed and user_id banned from it at now (Unix ms),
+ * as the database has it: a chatd node checks a join against the record,
+ * which another node or chat-api may have changed a moment ago.
+ * DB_NOTFOUND if no such room.
+ */
+int db_join_state(struct db *db, const char *room_id, const char *user_id, int64_t now, int *closed,
+    int *banned, char **cause);
+
+/*
  * The per-user rate limit across chatd nodes, inside a writer's
  * transaction (so the nodes' checks take turns): db_rate_check gives how
  * long until user_id may post in room_id at `at` (0: now) given their

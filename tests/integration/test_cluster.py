@@ -438,6 +438,39 @@ def t_bus_late(st, chk):
         ws.close()
 
 
+def t_record_checks(st, chk):
+    """A close or a ban that has not reached a node over the bus (node 2 cut off)
+    still holds at its door: a join is checked against the record."""
+    n1, n2 = st.nodes[0], st.nodes[1]
+    relay = st.relays[2]
+    rid = st.create_room("record")
+    w = n2.ws(rid, "watcher")  # the room is in node 2's memory, open
+    relay.cut()
+    stack.wait_until(lambda: n2.health()["cluster"]["bus"]["connected"], "node 2 off the bus", lambda v: v is False)
+    r = st.client.post("/management/rooms/%s/bans" % rid, {"user_id": "mallory", "reason": "spam"})
+    chk.ok(r.status in (200, 201), "ban through chat-api (node 1)", "%s %s" % (r.status, r.snippet()))
+    status = 0
+    try:
+        n2.ws(rid, "mallory").close()
+    except Exception as exc:  # noqa: BLE001 - HandshakeError carries the status
+        status = getattr(exc, "status", -1)
+    chk.eq(status, 403, "the banned user is refused at node 2, which never heard of the ban")
+    r = st.client.delete("/management/rooms/%s" % rid)
+    chk.ok(r.status in (200, 204), "room closed through chat-api (node 1)", "%s %s" % (r.status, r.snippet()))
+    status = 0
+    try:
+        n2.ws(rid, "newcomer").close()
+    except Exception as exc:  # noqa: BLE001
+        status = getattr(exc, "status", -1)
+    chk.eq(status, 404, "a join at node 2 after the close is refused with 404")
+    relay.restore()
+    try:
+        w.wait_for(lambda m: False, stack.WAIT)
+    except Closed:
+        pass
+    chk.eq(w.close_code, 4404, "once the bus is back, the relay closes node 2's member")
+
+
 def t_big_gap(st, chk):
     """A gap larger than a member's queue (QUEUE_LOW_FRAMES=20): the oldest part is
     counted as dropped, the rest delivered in order."""
@@ -521,7 +554,7 @@ def main():
             (2, {"USER_MESSAGE_INTERVAL_SECS": "2"}, (),
              [t_cross_node, t_rate_limit, t_admin_relay, t_health, t_node_id_in_use, t_clean_restart,
               t_node_killed, t_bus_restart]),
-            (2, {"USER_MESSAGE_INTERVAL_SECS": "0", "QUEUE_LOW_FRAMES": "20"}, (2,), [t_partition, t_bus_late, t_big_gap]),
+            (2, {"USER_MESSAGE_INTERVAL_SECS": "0", "QUEUE_LOW_FRAMES": "20"}, (2,), [t_partition, t_bus_late, t_record_checks, t_big_gap]),
         )
         only = [t for t in os.environ.get("CLUSTER_TESTS", "").split(",") if t]
         for nodes, settings, relayed, tests in runs:

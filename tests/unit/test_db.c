@@ -1189,6 +1189,33 @@ range_messages(const char *room, int64_t from_seq, int64_t to_seq, struct got *g
 	return rc;
 }
 
+/* A join checked against the record: the room's closed state and the user's ban in force. */
+START_TEST(test_join_state)
+{
+	char *cause = NULL;
+	int closed = -1, banned = -1;
+
+	room_create("r1", "one", NULL, 0, 1);
+	ck_assert_int_eq(db_join_state(db, "r1", "u", 1000, &closed, &banned, &cause), DB_OK);
+	ck_assert_int_eq(closed, 0);
+	ck_assert_int_eq(banned, 0);
+	ck_assert_int_eq(db_ban_add(db, "r1", "u", "spam", 5000, 1000, &cause), DB_OK);
+	ck_assert_int_eq(db_join_state(db, "r1", "u", 2000, &closed, &banned, &cause), DB_OK);
+	ck_assert_int_eq(banned, 1);
+	ck_assert_int_eq(db_join_state(db, "r1", "other", 2000, &closed, &banned, &cause), DB_OK);
+	ck_assert_int_eq(banned, 0);
+	/* The ban ran out. */
+	ck_assert_int_eq(db_join_state(db, "r1", "u", 5000, &closed, &banned, &cause), DB_OK);
+	ck_assert_int_eq(banned, 0);
+	ck_assert_int_eq(db_room_close(db, "r1", "done", 6000, &cause), DB_OK);
+	ck_assert_int_eq(db_join_state(db, "r1", "u", 7000, &closed, &banned, &cause), DB_OK);
+	ck_assert_int_eq(closed, 1);
+	ck_assert_int_eq(
+	    db_join_state(db, "nope", "u", 7000, &closed, &banned, &cause), DB_NOTFOUND);
+	free(cause);
+}
+END_TEST
+
 /* The rate limit across nodes: a check, a mark, and marks no interval reaches pruned. */
 START_TEST(test_rate_marks)
 {
@@ -2853,6 +2880,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_tx_batch);
 	tcase_add_test(tc, test_messages_range);
 	tcase_add_test(tc, test_rate_marks);
+	tcase_add_test(tc, test_join_state);
 	tcase_add_test(tc, test_messages_page_no_window);
 	tcase_add_test(tc, test_messages_page_window);
 	tcase_add_test(tc, test_messages_page_same_millisecond);
