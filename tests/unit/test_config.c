@@ -1450,6 +1450,8 @@ unit_suite(void)
 	tcase_add_test(tc, test_load_unknown_key_warns);
 	tcase_add_test(tc, test_load_unknown_key_suggests);
 	tcase_add_test(tc, test_load_never_prints_secret);
+	/* Files in the fixture's folder. */
+	tcase_add_test(tc, test_cluster_settings);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("print");
@@ -1459,7 +1461,6 @@ unit_suite(void)
 	tcase_add_test(tc, test_table_names_programs);
 	tcase_add_test(tc, test_print_man);
 	tcase_add_test(tc, test_suggest);
-	tcase_add_test(tc, test_cluster_settings);
 	tcase_add_test(tc, test_default_node_id_fits);
 	suite_add_tcase(s, tc);
 	return s;
