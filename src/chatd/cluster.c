@@ -748,8 +748,9 @@ cluster_scrape_finish(struct cluster *cl, struct scrape *s)
 {
 	TAILQ_REMOVE(&cl->scrapes, s, entry);
 	if (s->waiting > 0)
-		log_info("cluster: metrics of %zu nodes did not come within %d ms", s->waiting,
-		    CLUSTER_SCRAPE_WAIT_MS);
+		log_info(
+		    "cluster: %zu of the nodes asked for their metrics did not answer within %d ms",
+		    s->waiting, CLUSTER_SCRAPE_WAIT_MS);
 	/* done may run more control requests, which may add scrapes: s is out of the list. */
 	s->done(cl->cd, s->origin, s->ctl_id, scrape_result(s));
 	scrape_free(s);
