@@ -3,7 +3,10 @@
  * service, so one scrape job covers it: chat-api's request counters,
  * chatd's own exposition fetched over the control socket (left out, with
  * chatd_up 0, while chatd cannot be reached), and chat-sync's backlog per
- * target as the database shows it. chat-sync's delivery attempts are
+ * target as the database shows it. chatd is asked for the cluster's
+ * metrics: a cluster node answers with every node's series, labelled
+ * node="<NODE_ID>"; a single node ignores the argument and answers with
+ * its own, unlabelled. chat-sync's delivery attempts are
  * counted by chat-sync itself (its METRICS_TEXTFILE).
  */
 #include "autoconf.h"
@@ -103,15 +106,17 @@ handlers_metrics(struct api_call *call)
 {
 	const struct config *cfg = call->ctx->cfg;
 	const cJSON *text;
-	cJSON *result = NULL;
+	cJSON *result = NULL, *args = json_object();
 	char *code = NULL, *cause = NULL;
 	struct metrics_buf b;
 	int up;
 
 	metrics_init(&b);
 	reqmetrics_write(&b);
-	up = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_METRICS, NULL, &result,
+	json_add_bool(args, "cluster", 1);
+	up = ctl_call(cfg->control_socket, (int)cfg->control_timeout_ms, CTL_METRICS, args, &result,
 		 &code, &cause) == CTL_OK;
+	cJSON_Delete(args);
 	text = cJSON_GetObjectItemCaseSensitive(result, "text");
 	if (up && !cJSON_IsString(text)) {
 		log_warn("metrics: chatd answered without its exposition (an older chatd?)");

@@ -156,9 +156,9 @@ TAILQ_HEAD(room_list, room);
 /*
  * One control-socket connection (raw Unix socket); lws per-session data of
  * the "chatd-control" protocol. Replies are queued in out (LWS_PRE
- * headroom in front) and written in RAW_WRITEABLE. While a publish waits
- * for its commit, later lines wait in pending so replies keep request
- * order.
+ * headroom in front) and written in RAW_WRITEABLE. While a reply waits
+ * (a publish for its commit, cluster metrics for the other nodes), later
+ * lines wait in pending so replies keep request order.
  */
 struct ctl_pending {
 	STAILQ_ENTRY(ctl_pending) entry;
@@ -174,7 +174,7 @@ struct ctlconn {
 	struct ctl_linebuf lb;
 	unsigned char *out;
 	size_t out_len, out_cap; /* out_len counts from LWS_PRE */
-	int waiting; /* a publish is in the writer */
+	int waiting; /* a reply waits: a publish in the writer, or cluster metrics */
 	struct ctl_pending_list pending;
 	unsigned npending;
 	int drop; /* close after flushing */

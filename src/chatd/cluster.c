@@ -1,7 +1,8 @@
 /*
  * The cluster (see cluster.h). Every bus message is one JSON object on a
  * subject under CLUSTER_NAME; "msg" adds the frame's text after a newline,
- * so receivers deliver it without encoding it again.
+ * so receivers deliver it without encoding it again, and "mrep" a node's
+ * metrics text the same way.
  */
 #include "autoconf.h"
 
@@ -18,6 +19,7 @@
 #include "db.h"
 #include "jsonutil.h"
 #include "log.h"
+#include "metrics.h"
 #include "model.h"
 #include "room.h"
 #include "sequence.h"
@@ -36,14 +38,50 @@
 #define CLUSTER_WANT_EVERY_MS 1000
 /* A message larger than this on the bus is refused (it cannot be chatd's). */
 #define CLUSTER_MSG_MAX (4 * 1024 * 1024)
+/*
+ * How long a cluster-wide metrics request waits for the other nodes. A
+ * live node answers within one turn of its loop plus a bus round trip
+ * (milliseconds); one that takes longer is stopped or stuck, and the
+ * scrape goes on without it (listed in "missing") rather than wait for
+ * it: well inside chat-api's CONTROL_TIMEOUT_MS (2 s by default) and
+ * Prometheus's scrape timeout (10 s by default).
+ */
+#define CLUSTER_SCRAPE_WAIT_MS 500
+
+/* One node's answer to a cluster-wide metrics request. */
+struct scrape_answer {
+	char *node;
+	char *text;
+};
+
+/* A cluster-wide metrics request waiting for the other nodes. */
+struct scrape {
+	TAILQ_ENTRY(scrape) entry;
+	char *token; /* this incarnation's and a serial: unique across restarts */
+	uint64_t origin; /* the control connection's serial */
+	unsigned long ctl_id;
+	cluster_metrics_fn done;
+	int64_t deadline_ms; /* monotonic */
+	char **expect; /* the peers known at the request; NULL once answered */
+	size_t nexpect, waiting;
+	struct scrape_answer *answers; /* this node's first */
+	size_t nanswers;
+};
+TAILQ_HEAD(scrape_list, scrape);
 
 struct cluster {
 	struct chatd *cd;
+	/* This node's metrics text (heap), as its owner makes it: for "mrep". */
+	char *(*own_metrics)(struct chatd *cd);
 	struct bus *bus;
 	char *inc;
 	uint64_t pseq; /* this node's presence changes published */
 	uv_timer_t hb_timer;
+	uv_timer_t scrape_timer; /* the earliest deadline of scrapes */
 	int timer_ready;
+	int stopped; /* cluster_stop ran: no more waiting */
+	struct scrape_list scrapes;
+	uint64_t scrape_serial;
 	struct room *sweep; /* the next room the sweep checks; rooms are never freed */
 	uint64_t peers_lost, snapshots_sent, msgs_published, msgs_received;
 };
@@ -107,21 +145,24 @@ peer_drop(struct cluster *cl, struct peer *p, const char *why)
 
 /* ---------------------------------------------------------------- publishing */
 
-static void
+/* Publishes o (taken), with tail after a newline; -1 when the bus refused it. */
+static int
 cluster_publish(struct cluster *cl, const char *subject, cJSON *o, const char *tail)
 {
 	char *text = json_print(o), *all = text;
 	size_t len = strlen(text);
+	int rc;
 
 	if (tail != NULL) {
 		all = xasprintf("%s\n%s", text, tail);
 		len = strlen(all);
 	}
-	(void)bus_publish(cl->bus, subject, all, len);
+	rc = bus_publish(cl->bus, subject, all, len);
 	if (all != text)
 		free(all);
 	free(text);
 	cJSON_Delete(o);
+	return rc;
 }
 
 /* An object stamped with this node's id and incarnation. */
@@ -496,6 +537,225 @@ cluster_on_admin(struct cluster *cl, const cJSON *o)
 		    room_kick(r, user_id, reason));
 }
 
+/* ---------------------------------------------------------------- every node's metrics */
+
+static void
+scrape_answer_add(struct scrape *s, const char *node, char *text)
+{
+	s->answers = xreallocarray(s->answers, s->nanswers + 1, sizeof *s->answers);
+	s->answers[s->nanswers].node = xstrdup(node);
+	s->answers[s->nanswers].text = text;
+	s->nanswers++;
+}
+
+static void
+scrape_free(struct scrape *s)
+{
+	for (size_t i = 0; i < s->nanswers; i++) {
+		free(s->answers[i].node);
+		free(s->answers[i].text);
+	}
+	for (size_t i = 0; i < s->nexpect; i++)
+		free(s->expect[i]);
+	free(s->answers);
+	free(s->expect);
+	free(s->token);
+	free(s);
+}
+
+/* The control reply: {"text": merged, "nodes": [answered, this one first], "missing": [...]}. */
+static cJSON *
+scrape_result(const struct scrape *s)
+{
+	const char **texts = xreallocarray(NULL, s->nanswers, sizeof *texts);
+	const char **nodes = xreallocarray(NULL, s->nanswers, sizeof *nodes);
+	cJSON *o = json_object(), *answered = json_array(), *missing = json_array();
+	char *text;
+
+	for (size_t i = 0; i < s->nanswers; i++) {
+		texts[i] = s->answers[i].text;
+		nodes[i] = s->answers[i].node;
+		json_append(answered, json_string(nodes[i]));
+	}
+	for (size_t i = 0; i < s->nexpect; i++) {
+		if (s->expect[i] != NULL)
+			json_append(missing, json_string(s->expect[i]));
+	}
+	text = metrics_merge(texts, nodes, s->nanswers);
+	json_add_string(o, "text", text);
+	json_add(o, "nodes", answered);
+	json_add(o, "missing", missing);
+	free(text);
+	free(texts);
+	free(nodes);
+	return o;
+}
+
+static void cluster_scrape_tick(uv_timer_t *t);
+
+/* The timer at the earliest deadline of the waiting scrapes (none: stopped). */
+static void
+cluster_scrape_arm(struct cluster *cl)
+{
+	int64_t first = INT64_MAX, now = clock_mono_ms();
+	struct scrape *s;
+
+	if (!cl->timer_ready)
+		return;
+	TAILQ_FOREACH(s, &cl->scrapes, entry)
+	{
+		if (s->deadline_ms < first)
+			first = s->deadline_ms;
+	}
+	if (first == INT64_MAX)
+		(void)uv_timer_stop(&cl->scrape_timer);
+	else
+		(void)uv_timer_start(&cl->scrape_timer, cluster_scrape_tick,
+		    first > now ? (uint64_t)(first - now) : 0, 0);
+}
+
+/* Answers s's control request with what came in, and forgets s. */
+static void
+cluster_scrape_finish(struct cluster *cl, struct scrape *s)
+{
+	TAILQ_REMOVE(&cl->scrapes, s, entry);
+	if (s->waiting > 0)
+		log_info(
+		    "cluster: %zu of the nodes asked for their metrics did not answer within %d ms",
+		    s->waiting, CLUSTER_SCRAPE_WAIT_MS);
+	/* done may run more control requests, which may add scrapes: s is out of the list. */
+	s->done(cl->cd, s->origin, s->ctl_id, scrape_result(s));
+	scrape_free(s);
+}
+
+static void
+cluster_scrape_tick(uv_timer_t *t)
+{
+	struct cluster *cl = t->data;
+	struct scrape *s;
+	int64_t now = clock_mono_ms();
+
+	for (;;) {
+		TAILQ_FOREACH(s, &cl->scrapes, entry)
+		{
+			if (s->deadline_ms <= now)
+				break;
+		}
+		if (s == NULL)
+			break;
+		cluster_scrape_finish(cl, s);
+	}
+	cluster_scrape_arm(cl);
+}
+
+int
+cluster_metrics(
+    struct chatd *cd, uint64_t origin, unsigned long ctl_id, cluster_metrics_fn done, cJSON **now)
+{
+	struct cluster *cl = cd->cluster;
+	struct scrape *s;
+	cJSON *o;
+	int asked = 0;
+
+	*now = NULL;
+	if (cl == NULL)
+		return -1;
+	s = xcalloc(1, sizeof *s);
+	s->token = xasprintf("%s.%" PRIu64, cl->inc, ++cl->scrape_serial);
+	s->origin = origin;
+	s->ctl_id = ctl_id;
+	s->done = done;
+	scrape_answer_add(s, cd->cfg->node_id, cl->own_metrics(cd));
+	for (size_t b = 0; b < cd->peers.map.nbuckets; b++) {
+		for (const struct strmap_entry *e = cd->peers.map.buckets[b]; e != NULL;
+		     e = e->next) {
+			s->expect = xreallocarray(s->expect, s->nexpect + 1, sizeof *s->expect);
+			s->expect[s->nexpect++] = xstrdup(e->key);
+		}
+	}
+	s->waiting = s->nexpect;
+	if (s->waiting > 0 && !cl->stopped && bus_up(cl->bus)) {
+		o = cluster_header(cl);
+		json_add_string(o, "id", s->token);
+		asked = cluster_publish(cl, "mreq", o, NULL) == 0;
+	}
+	if (!asked) {
+		/* Nobody to ask, or no way to ask them: this node's alone, the others missing. */
+		*now = scrape_result(s);
+		scrape_free(s);
+		return 1;
+	}
+	s->deadline_ms = clock_mono_ms() + CLUSTER_SCRAPE_WAIT_MS;
+	TAILQ_INSERT_TAIL(&cl->scrapes, s, entry);
+	cluster_scrape_arm(cl);
+	return 0;
+}
+
+/* Another node asks for every node's metrics: this node's, to it alone. */
+static void
+cluster_on_metrics_request(struct cluster *cl, const struct peer *p, const cJSON *o)
+{
+	const char *token = NULL;
+	char *cause = NULL, *text;
+	cJSON *reply;
+
+	if (json_get_string(o, "id", 1, 1, 128, 0, &token, &cause) != 0) {
+		log_warn("cluster: a malformed mreq from %s: %s", p->id, cause);
+		free(cause);
+		return;
+	}
+	reply = cluster_header(cl);
+	json_add_string(reply, "to", p->id);
+	json_add_string(reply, "id", token);
+	text = cl->own_metrics(cl->cd);
+	(void)cluster_publish(cl, "mrep", reply, text);
+	free(text);
+}
+
+/* A node's metrics for a request: kept if this node still waits for them. */
+static void
+cluster_on_metrics_reply(struct cluster *cl, const struct peer *p, const cJSON *o, const char *text)
+{
+	const char *to = NULL, *token = NULL;
+	char *cause = NULL;
+	struct scrape *s;
+	size_t i;
+
+	if (json_get_string(o, "to", 1, 1, CONFIG_NODE_ID_MAX, 0, &to, &cause) != 0 ||
+	    json_get_string(o, "id", 1, 1, 128, 0, &token, &cause) != 0 || text == NULL) {
+		log_warn("cluster: a malformed mrep from %s: %s", p->id,
+		    cause != NULL ? cause : "no text");
+		free(cause);
+		return;
+	}
+	if (strcmp(to, cl->cd->cfg->node_id) != 0)
+		return; /* another node's request */
+	TAILQ_FOREACH(s, &cl->scrapes, entry)
+	{
+		if (strcmp(s->token, token) == 0)
+			break;
+	}
+	if (s == NULL)
+		return; /* answered already, past its deadline */
+	for (i = 0; i < s->nanswers; i++) {
+		if (strcmp(s->answers[i].node, p->id) == 0)
+			return;
+	}
+	/* A node that joined since the request is welcome too; only the known ones are awaited. */
+	scrape_answer_add(s, p->id, xstrdup(text));
+	for (i = 0; i < s->nexpect; i++) {
+		if (s->expect[i] != NULL && strcmp(s->expect[i], p->id) == 0) {
+			free(s->expect[i]);
+			s->expect[i] = NULL;
+			s->waiting--;
+		}
+	}
+	if (s->waiting == 0) {
+		cluster_scrape_finish(cl, s);
+		cluster_scrape_arm(cl);
+	}
+}
+
 static void
 cluster_bus_msg(void *arg, const char *subject, const char *data, size_t len)
 {
@@ -537,7 +797,11 @@ cluster_bus_msg(void *arg, const char *subject, const char *data, size_t len)
 		    (strcmp(of->valuestring, "*") == 0 ||
 			strcmp(of->valuestring, cl->cd->cfg->node_id) == 0))
 			cluster_snapshot(cl);
-	} else if (strcmp(subject, "bye") == 0)
+	} else if (strcmp(subject, "mreq") == 0)
+		cluster_on_metrics_request(cl, p, o);
+	else if (strcmp(subject, "mrep") == 0)
+		cluster_on_metrics_reply(cl, p, o, frame);
+	else if (strcmp(subject, "bye") == 0)
 		peer_drop(cl, p, "stopped");
 out:
 	free(tail);
@@ -695,7 +959,7 @@ cluster_claim(struct chatd *cd, char **cause)
 }
 
 int
-cluster_start(struct chatd *cd, char **cause)
+cluster_start(struct chatd *cd, char *(*own_metrics)(struct chatd *cd), char **cause)
 {
 	const struct config *cfg = cd->cfg;
 	struct cluster *cl;
@@ -704,13 +968,17 @@ cluster_start(struct chatd *cd, char **cause)
 		return 0;
 	cl = xcalloc(1, sizeof *cl);
 	cl->cd = cd;
+	cl->own_metrics = own_metrics;
 	cl->inc = xasprintf("%" PRId64 "-%ld", clock_wall_ms(), (long)getpid());
+	TAILQ_INIT(&cl->scrapes);
 	cd->cluster = cl;
 	if (bus_open(&cd->loop, cfg->cluster_nats_url, cfg->cluster_name, cfg->node_id,
 		cluster_bus_msg, cluster_bus_state, cl, &cl->bus, cause) != 0)
 		return -1;
 	(void)uv_timer_init(&cd->loop, &cl->hb_timer);
 	cl->hb_timer.data = cl;
+	(void)uv_timer_init(&cd->loop, &cl->scrape_timer);
+	cl->scrape_timer.data = cl;
 	cl->timer_ready = 1;
 	(void)uv_timer_start(&cl->hb_timer, cluster_tick, 0, (uint64_t)cfg->cluster_heartbeat_ms);
 	log_info("cluster %s: node %s, bus %s", cfg->cluster_name, cfg->node_id, "connecting");
@@ -721,16 +989,23 @@ void
 cluster_stop(struct chatd *cd)
 {
 	struct cluster *cl = cd->cluster;
+	struct scrape *s;
 
 	if (cl == NULL)
 		return;
+	/* Metrics requests waiting for other nodes get what came in so far. */
+	cl->stopped = 1;
+	while ((s = TAILQ_FIRST(&cl->scrapes)) != NULL)
+		cluster_scrape_finish(cl, s);
 	if (cl->bus != NULL) {
 		if (bus_up(cl->bus))
 			cluster_publish(cl, "bye", cluster_header(cl), NULL);
 		bus_close(cl->bus);
 	}
-	if (cl->timer_ready)
+	if (cl->timer_ready) {
 		uv_close((uv_handle_t *)&cl->hb_timer, NULL);
+		uv_close((uv_handle_t *)&cl->scrape_timer, NULL);
+	}
 	cl->timer_ready = 0;
 	/* A clean stop: nobody needs to wait for this node to fall silent. */
 	if (cd->writer != NULL)
@@ -741,9 +1016,14 @@ void
 cluster_free(struct chatd *cd)
 {
 	struct cluster *cl = cd->cluster;
+	struct scrape *s;
 
 	if (cl == NULL)
 		return;
+	while ((s = TAILQ_FIRST(&cl->scrapes)) != NULL) {
+		TAILQ_REMOVE(&cl->scrapes, s, entry);
+		scrape_free(s);
+	}
 	peers_clear(&cd->peers);
 	bus_free(cl->bus);
 	free(cl->inc);

@@ -13,6 +13,9 @@
  *          number; a node silent CLUSTER_NODE_TIMEOUT_SECS is gone;
  *   admin  a ban, unban, kick, room close or room reload, applied to the
  *          live state of every node (the origin wrote the record);
+ *   mreq   a control client asks this node for every node's metrics;
+ *   mrep   a node's answer to one mreq, to the node that asked ("to"),
+ *          with its metrics text after a newline;
  *   bye    a clean stop.
  *
  * The database is the record and the judge of life: each node writes a
@@ -47,8 +50,12 @@ enum cluster_admin {
  * node always did. -1 with *cause.
  */
 int cluster_claim(struct chatd *cd, char **cause);
-/* Joins the bus (the writer exists, the rooms are loaded). -1 with *cause. */
-int cluster_start(struct chatd *cd, char **cause);
+/*
+ * Joins the bus (the writer exists, the rooms are loaded). own_metrics
+ * makes this node's metrics text (heap) when the cluster asks for it.
+ * -1 with *cause.
+ */
+int cluster_start(struct chatd *cd, char *(*own_metrics)(struct chatd *cd), char **cause);
 /* Says goodbye and closes the bus and its handles (before the loop's last run). */
 void cluster_stop(struct chatd *cd);
 /* Frees what is left (after the loop's last run). */
@@ -63,6 +70,22 @@ void cluster_message(
 /* An admin action this node applied: every other node applies it too. */
 void cluster_admin(struct chatd *cd, enum cluster_admin what, const char *room_id,
     const char *user_id, const char *reason, int64_t expires_at);
+/*
+ * Every node's metrics (control request "metrics" with "cluster": true)
+ * for control connection origin's request ctl_id: this node's text and
+ * every other node's, merged with node labels (metrics_merge), as
+ * {"text", "nodes": [those that answered, this one first], "missing":
+ * [peers known now that did not]}. Returns 0 when the other nodes were
+ * asked: done gets that object (taken) later, from the loop, once all of
+ * them answered or after a bound (CLUSTER_SCRAPE_WAIT_MS in cluster.c);
+ * 1 with the object in *now when there is nobody to ask or no bus to
+ * ask on; -1 on a single node (nothing to merge: the caller answers
+ * with its plain text).
+ */
+typedef void (*cluster_metrics_fn)(
+    struct chatd *cd, uint64_t origin, unsigned long ctl_id, cJSON *result);
+int cluster_metrics(
+    struct chatd *cd, uint64_t origin, unsigned long ctl_id, cluster_metrics_fn done, cJSON **now);
 /* The cluster's counts since start, for metrics. */
 struct cluster_stats {
 	int enabled; /* 0: a single node; the rest is zero */

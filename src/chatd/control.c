@@ -5,7 +5,9 @@
  * and a reply. The database is chat-api's record here: ban, unban and
  * room_closed only change chatd's live state (chat-api has written the
  * row first); publish goes through the writer, and its reply waits for
- * the commit. Service thread only.
+ * the commit; metrics with "cluster" waits for the other nodes' texts
+ * (cluster_metrics). While a reply waits, the connection's later lines
+ * wait behind it (control_resume). Service thread only.
  */
 #include "autoconf.h"
 
@@ -229,15 +231,73 @@ control_health(struct ctlconn *cc, unsigned long id)
 	control_ok(cc, id, o);
 }
 
-static cJSON *
-control_metrics(struct chatd *cd)
+/*
+ * A reply that waited (publish, cluster metrics) went out: the lines
+ * held meanwhile run now, until one waits again.
+ */
+static void
+control_resume(struct ctlconn *cc)
 {
-	cJSON *o = json_object();
-	char *text = metrics_text(cd);
+	struct ctl_pending *p;
 
-	json_add_string(o, "text", text);
-	free(text);
-	return o;
+	cc->waiting = 0;
+	while (!cc->waiting && !cc->drop && (p = STAILQ_FIRST(&cc->pending)) != NULL) {
+		STAILQ_REMOVE_HEAD(&cc->pending, entry);
+		cc->npending--;
+		if (control_line(cc, p->line) != 0)
+			cc->drop = 1;
+		free(p->line);
+		free(p);
+	}
+	if (cc->drop)
+		lws_callback_on_writable(cc->wsi);
+	control_arm(cc, 1);
+	cc->cd->lws_rearm = 1; /* set outside a socket event: see conn_flush() */
+}
+
+/* Every node answered, or the bound passed (cluster_metrics). */
+static void
+control_metrics_done(struct chatd *cd, uint64_t origin, unsigned long ctl_id, cJSON *result)
+{
+	struct ctlconn *cc = control_conn_find(cd, origin);
+
+	if (cc == NULL) {
+		cJSON_Delete(result); /* the client left meanwhile */
+		return;
+	}
+	control_ok(cc, ctl_id, result);
+	control_resume(cc);
+}
+
+/*
+ * This node's text; with {"cluster": true} on a cluster node, every
+ * node's, labelled by node, possibly later (control_metrics_done).
+ */
+static void
+control_metrics(struct ctlconn *cc, unsigned long id, const cJSON *args)
+{
+	const cJSON *all = cJSON_GetObjectItemCaseSensitive(args, "cluster");
+	cJSON *o = NULL;
+	char *text;
+	int rc = -1;
+
+	if (all != NULL && !cJSON_IsBool(all)) {
+		control_error(cc, id, "bad_request", "cluster must be true or false");
+		return;
+	}
+	if (cJSON_IsTrue(all))
+		rc = cluster_metrics(cc->cd, cc->serial, id, control_metrics_done, &o);
+	if (rc == 0) {
+		cc->waiting = 1; /* the reply comes from control_metrics_done */
+		return;
+	}
+	if (rc < 0) {
+		o = json_object();
+		text = metrics_text(cc->cd);
+		json_add_string(o, "text", text);
+		free(text);
+	}
+	control_ok(cc, id, o);
 }
 
 static void
@@ -316,7 +376,6 @@ void
 control_publish_done(struct chatd *cd, const struct writer_op *op, unsigned recipients)
 {
 	struct ctlconn *cc = control_conn_find(cd, op->origin);
-	struct ctl_pending *p;
 	cJSON *o;
 
 	if (cc == NULL)
@@ -330,19 +389,7 @@ control_publish_done(struct chatd *cd, const struct writer_op *op, unsigned reci
 		json_add_int(o, "recipients", recipients);
 		control_ok(cc, op->ctl_id, o);
 	}
-	cc->waiting = 0;
-	while (!cc->waiting && !cc->drop && (p = STAILQ_FIRST(&cc->pending)) != NULL) {
-		STAILQ_REMOVE_HEAD(&cc->pending, entry);
-		cc->npending--;
-		if (control_line(cc, p->line) != 0)
-			cc->drop = 1;
-		free(p->line);
-		free(p);
-	}
-	if (cc->drop)
-		lws_callback_on_writable(cc->wsi);
-	control_arm(cc, 1);
-	cd->lws_rearm = 1; /* set outside a socket event: see conn_flush() */
+	control_resume(cc);
 }
 
 /* Handles one request line; 0, or -1 to drop the connection. */
@@ -383,7 +430,7 @@ control_line(struct ctlconn *cc, char *line)
 		control_ok(cc, id, control_rooms(cd));
 		break;
 	case CTL_METRICS:
-		control_ok(cc, id, control_metrics(cd));
+		control_metrics(cc, id, args);
 		break;
 	case CTL_ROOM_OPENED:
 	case CTL_ROOM_RELOAD:
@@ -465,7 +512,7 @@ control_feed_line(char *line, size_t len, void *arg)
 		return 1;
 	if (!cc->waiting)
 		return control_line(cc, line) != 0;
-	/* Replies keep request order: hold lines behind a pending publish. */
+	/* Replies keep request order: hold lines behind a reply that waits. */
 	if (cc->npending >= CONTROL_PENDING_MAX)
 		return 1;
 	p = xmalloc(sizeof *p);
@@ -485,9 +532,10 @@ control_feed(struct ctlconn *cc, const char *data, size_t len)
  * (Re)arms cc's lws timeout, CONTROL_IDLE_TIMEOUT_SECONDS, after what it
  * sent: counted from its last complete line, or for an unfinished line
  * from that line's first byte (more bytes leave the deadline alone, so a
- * peer cannot hold a connection by trickling). None while a publish waits
- * for the writer: then the client waits for chatd, not the other way
- * round; resume says that wait just ended. lws closes the connection when
+ * peer cannot hold a connection by trickling). None while a reply waits
+ * (a publish for the writer, cluster metrics for the other nodes): then
+ * the client waits for chatd, not the other way round; resume says that
+ * wait just ended. lws closes the connection when
  * the time runs out.
  */
 static void

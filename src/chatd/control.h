@@ -14,7 +14,7 @@
 
 struct writer_op;
 
-/* Most request lines held while a publish waits for its commit. */
+/* Most request lines held while a reply waits (publish, cluster metrics). */
 #define CONTROL_PENDING_MAX 64
 
 /* The lws callback of the "chatd-control" protocol (struct ctlconn). */

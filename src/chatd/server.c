@@ -35,6 +35,7 @@
 #include "linger.h"
 #include "rxguard.h"
 #include "log.h"
+#include "metrics_text.h"
 #include "probe.h"
 #include "room.h"
 #include "sdnotify.h"
@@ -497,7 +498,7 @@ server_run(const struct config *cfg)
 	if (writer_create(cfg->database_path, cfg->cluster_nats_url != NULL ? cfg->node_id : "",
 		cd->ctx, &cd->writer, &cause) != 0)
 		goto fail;
-	if (cluster_start(cd, &cause) != 0)
+	if (cluster_start(cd, metrics_text, &cause) != 0)
 		goto fail;
 	(void)uv_timer_start(&cd->tick_timer, server_tick, SERVER_TICK_MS, SERVER_TICK_MS);
 

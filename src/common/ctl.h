@@ -46,7 +46,7 @@ enum ctl_type {
 	CTL_PUBLISH = 8, /* {"room_id","event_type","payload"} -> CustomEvent */
 	CTL_ROOM_RELOAD = 9, /* {"room_id"} -> re-read admins and bans */
 	CTL_ROOMS = 10, /* {} -> every live room with stats */
-	CTL_METRICS = 11, /* {} -> {"text": Prometheus text exposition} */
+	CTL_METRICS = 11, /* {"cluster"?} -> {"text": Prometheus text exposition, ...} */
 	CTL_TYPE_MAX
 };
 

@@ -58,6 +58,21 @@ void metrics_hist_observe(struct metrics_hist *h, double v);
 void metrics_hist_write(struct metrics_buf *b, const char *name, const char *const *labels,
     const struct metrics_hist *h);
 
+/*
+ * Merges n expositions into one valid exposition (heap, caller frees):
+ * every sample of texts[i] gets the label node="<nodes[i]>", first in its
+ * braces; each family keeps one HELP and one TYPE line (the first text's
+ * that has them), and all of its samples, from every text in text order,
+ * follow them together as the format requires, families in the order
+ * they first appear. A sample belongs to the family of the HELP or TYPE
+ * line before it when its name is the family's (or, for a histogram or a
+ * summary, the family's plus _bucket, _sum or _count), else to the family
+ * of its own name. Blank lines, other comments, a last line without its
+ * newline, families missing from some texts and NULL texts (empty) are
+ * fine; a text must not carry a node label of its own.
+ */
+char *metrics_merge(const char *const *texts, const char *const *nodes, size_t n);
+
 /* Bucket bounds shared by the programs: latencies in seconds, batch sizes. */
 extern const double metrics_seconds_bounds[];
 extern const size_t metrics_seconds_nbounds;

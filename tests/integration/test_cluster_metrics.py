@@ -9,7 +9,10 @@ bus going down and coming back shows in chatd_cluster_bus_up and the
 reconnect counter; a node killed counts as lost; and every chatd_cluster_
 series the Grafana dashboard queries reaches Prometheus through chat-api
 (test_metrics.py checks the others, and that a single node has no bus
-series).
+series). One scrape through chat-api carries every node's chatd series,
+labelled node="<NODE_ID>" (the control request `metrics` with
+{"cluster": true}); a node that does not answer (stopped) is left out
+after the bound and listed in the reply's "missing".
 
 Python 3 standard library only; run with /usr/bin/python3.
 """
@@ -18,8 +21,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -150,6 +155,130 @@ def t_bus_down(st, chk):
     st.wait_mesh()
 
 
+# chat-api's own series: never labelled by node.
+API_OWN = re.compile(r"^chatd_(api_|up$|sync_)")
+
+
+def scrape(st):
+    r = st.client.get("/management/metrics")
+    if r.status != 200:
+        raise AssertionError("scrape: HTTP %d" % r.status)
+    return r.body.decode("utf-8")
+
+
+def nodes_of(samples):
+    """{metric name: sorted node labels} of the chatd series in a scrape."""
+    out = {}
+    for (name, labels) in samples:
+        out.setdefault(name, set()).add(dict(labels).get("node"))
+    return {k: sorted(v, key=str) for k, v in out.items()}
+
+
+def t_scrape_all(st, chk):
+    n1, n2 = st.nodes[0], st.nodes[1]
+    rid = st.create_room("scraped")
+    b = n2.ws(rid, "bob", "Bob")
+
+    def done(s):
+        return (val(s, "chatd_connections", node="node-2") == 1
+                and val(s, "chatd_connections", node="node-1") == 0)
+
+    text = stack.wait_until(lambda: scrape(st), "one scrape shows node 2's connection",
+                            lambda t: done(parse(t)))
+    promtool(chk, text, "chat-api with two nodes")
+    s = parse(text)
+    chk.ok(done(s), "chatd_connections{node=\"node-1\"} 0 and {node=\"node-2\"} 1 in one scrape",
+           repr([(k, v) for k, v in s.items() if k[0] == "chatd_connections"]))
+    for n in ("node-1", "node-2"):
+        chk.eq(val(s, "chatd_cluster_nodes", node=n), 1.0, "%s's own chatd_cluster_nodes" % n)
+        chk.ok(val(s, "chatd_writer_commit_duration_seconds_count", node=n) is not None,
+               "%s's histogram" % n)
+    per = nodes_of(s)
+    chatd = {k: v for k, v in per.items() if not API_OWN.match(k)}
+    chk.eq({k: v for k, v in chatd.items() if None in v}, {}, "every chatd series is labelled by node")
+    both = [k for k, v in chatd.items() if v == ["node-1", "node-2"]]
+    chk.ok(len(both) >= 30, "chatd's series come from both nodes", repr(sorted(both)))
+    chk.eq({k: v for k, v in per.items() if API_OWN.match(k) and v != [None]}, {},
+           "chat-api's own series carry no node label")
+    chk.eq(val(s, "chatd_up"), 1.0, "chatd_up 1")
+    # The control reply itself, asked on either node: itself first.
+    for me, other in ((n1, n2), (n2, n1)):
+        r = me.ctl("metrics", {"cluster": True})
+        chk.ok(r.get("ok"), "%s: metrics with cluster" % me.node_id, repr(r)[:500])
+        res = r.get("result", {})
+        chk.eq(res.get("nodes"), [me.node_id, other.node_id], "%s: both nodes answered" % me.node_id)
+        chk.eq(res.get("missing"), [], "%s: none missing" % me.node_id)
+        promtool(chk, res.get("text", ""), "%s's merged text" % me.node_id)
+    # Without the argument (or with false) a node answers for itself, as before.
+    for args in (None, {"cluster": False}):
+        r = n1.ctl("metrics", args)
+        chk.eq(sorted(r.get("result", {})), ["text"], "metrics %r: the text alone" % (args,))
+        chk.ok('node="' not in r["result"]["text"], "metrics %r: no node label" % (args,))
+    r = n1.ctl("metrics", {"cluster": "yes"})
+    chk.eq((r.get("ok"), r.get("error", {}).get("code")), (False, "bad_request"), "cluster must be a boolean")
+    b.close()
+
+
+def ctl_lines(path, reqs, timeout=5):
+    """Several requests written at once on one control connection; their replies in order."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall("".join(json.dumps(q) + "\n" for q in reqs).encode("utf-8"))
+        data = b""
+        while data.count(b"\n") < len(reqs):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return [json.loads(x) for x in data.decode("utf-8").splitlines()]
+    finally:
+        s.close()
+
+
+def t_scrape_unanswered(st, chk):
+    """Node 2 stopped: node 1 answers after the bound with its own series, node 2 missing."""
+    n1, n2 = st.nodes[0], st.nodes[1]
+    os.kill(n2.proc.pid, signal.SIGSTOP)
+    try:
+        # A client that leaves before the answer: its answer is dropped.
+        gone = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        gone.connect(n1.control)
+        gone.sendall(b'{"v":1,"id":9,"type":"metrics","args":{"cluster":true}}\n')
+        gone.close()
+        # A request behind the waiting one is answered after it, in order.
+        t0 = time.monotonic()
+        replies = ctl_lines(n1.control, [
+            {"v": 1, "id": 1, "type": "metrics", "args": {"cluster": True}},
+            {"v": 1, "id": 2, "type": "health"},
+        ])
+        waited = time.monotonic() - t0
+        text = scrape(st)
+    finally:
+        os.kill(n2.proc.pid, signal.SIGCONT)
+    chk.eq([r.get("id") for r in replies], [1, 2], "both replies, in request order")
+    res = replies[0].get("result", {}) if replies else {}
+    chk.eq(res.get("nodes"), ["node-1"], "only node 1 answered")
+    chk.eq(res.get("missing"), ["node-2"], "node 2 is missing")
+    # It waited for node 2 (the bound, 500 ms) and no longer than a control timeout.
+    chk.ok(0.4 <= waited < 5, "answered after the bound, not later", "%.3f s" % waited)
+    s = parse(res.get("text", ""))
+    chk.eq(val(s, "chatd_connections", node="node-1"), 0.0, "node 1's series labelled")
+    chk.eq(sorted({dict(k[1]).get("node") for k in s}), ["node-1"], "no series of node 2")
+    promtool(chk, text, "chat-api with node 2 stopped")
+    s = parse(text)
+    chk.eq(val(s, "chatd_up"), 1.0, "chatd_up 1 with node 2 stopped")
+    chk.ok(val(s, "chatd_connections", node="node-1") is not None, "the scrape has node 1's series")
+    chk.eq(val(s, "chatd_connections", node="node-2"), None, "and not node 2's")
+    # Node 2 resumes and answers requests nobody waits for any more; the next scrape has both.
+    st.wait_mesh()
+    s = stack.wait_until(lambda: parse(scrape(st)), "both nodes in the scrape again",
+                         lambda s: val(s, "chatd_connections", node="node-2") is not None)
+    chk.ok(val(s, "chatd_connections", node="node-2") is not None, "node 2 back in the scrape")
+    chk.eq(n1.health().get("status"), "ok", "node 1 is fine")
+
+
 def t_grafana(st, chk):
     """Every chatd_cluster_ series the dashboard queries is in a cluster's scrape through chat-api."""
     with open(os.path.join(stack.CONTRIB, "grafana", "chatd.json"), encoding="utf-8") as f:
@@ -186,11 +315,13 @@ def main():
     chk = Checker("cluster metrics")
     code = None
     signal.alarm(int(os.environ.get("TEST_TIMEOUT", "300")))
-    st = ClusterStack("nginx", nodes=2)
+    # A node timeout long enough that node 1 still counts on a briefly stopped node 2.
+    st = ClusterStack("nginx", nodes=2, settings={"CLUSTER_NODE_TIMEOUT_SECS": "4"})
     before = len(chk.failures)
     try:
         with st:
-            for fn in (t_series, t_message_counted, t_grafana, t_bus_down, t_node_lost):
+            for fn in (t_series, t_message_counted, t_scrape_all, t_grafana, t_bus_down,
+                       t_scrape_unanswered, t_node_lost):
                 chk.run("2 nodes: %s" % fn.__name__[2:], fn, st, chk)
             if len(chk.failures) > before:
                 st.dump_logs(60)

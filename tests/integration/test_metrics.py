@@ -3,9 +3,10 @@
 Metrics: the real stack (lighttpd, chat-api, chatd) scraped the way a
 stock Prometheus does (GET /management/metrics with Authorization: Bearer),
 every exposition validated by `promtool check metrics` (Debian's
-prometheus package), and the values checked to move with WebSocket and
-REST traffic (the scrape itself through every web server); then chat-sync --once writing METRICS_TEXTFILE for
-node_exporter, validated and checked the same way.
+prometheus package; a single chatd's series carry no node label), and
+the values checked to move with WebSocket and REST traffic (the scrape
+itself through every web server); then chat-sync --once writing
+METRICS_TEXTFILE for node_exporter, validated and checked the same way.
 
 Python 3 standard library only; run with /usr/bin/python3.
 """
@@ -104,6 +105,11 @@ def t_scrape(st, chk):
     chk.eq(cluster, ["chatd_cluster_gap_messages_total", "chatd_cluster_gap_reads_total"],
            "a single node exports the gap counters and no bus or node series")
     chk.eq(val(s, "chatd_cluster_gap_messages_total", how="skipped"), 0.0, "no message skipped")
+    # chat-api asks for the cluster's metrics; a single node answers with its own, unlabelled.
+    chk.eq(sorted({k[0] for k in s if "node" in dict(k[1])}), [], "no node label on a single node")
+    r = st.ctl("metrics", {"cluster": True})
+    chk.eq(sorted(r.get("result", {})), ["text"], "a single node: metrics with cluster is the text alone")
+    chk.ok('node="' not in r["result"]["text"], "a single node: its text has no node label")
     chk.status(scrape(st, "Bearer wrong"), 401, "a wrong bearer credential is refused")
     chk.status(st.client.get("/management/metrics", key=None), 401, "no credential is refused")
     chk.status(st.client.get("/management/metrics"), 200, "X-Api-Key works too")
