@@ -36,6 +36,16 @@
  * room id, %u the connection's number. -f chatd wraps a published text in
  * chatd's {"type":"Message",...} frame; -f raw sends it as is (Nchan).
  *
+ * Several servers (a chatd cluster): the target is a comma-separated list
+ * HOST:PORT,HOST:PORT...; member i of every room connects to target
+ * i mod N (each room split evenly), the publishers to the first. The
+ * RESULT line then adds the chat latencies per target (*_by_target), so a
+ * subscriber on another node than the publisher shows the cross-node hop.
+ * -p takes a comma-separated pid list (the nodes and the bus): the CPU
+ * figures are their sum, and each pid's part is added (*_by_pid). -x HOOK
+ * runs "HOOK start" just before the measured window and "HOOK end" just
+ * after it (the driver reads the nodes' bus counters there).
+ *
  * Usage: see usage() or contrib/bench/README.md.
  */
 #include <sys/epoll.h>
@@ -66,6 +76,8 @@
 #define HIST_BUCKETS 1000000 /* up to 10 s */
 #define MAX_ROOMS 64
 #define MAX_EVENTS 1024
+#define MAX_TARGETS 16
+#define MAX_PIDS 16
 
 enum cstate { C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSED };
 
@@ -75,6 +87,7 @@ struct conn {
 	int pub; /* a publisher connection */
 	int room;
 	int num;
+	int target; /* index into opt.targets */
 	int joined; /* established (101, or first frame with -w) */
 	int want_out; /* EPOLLOUT registered */
 	char *in;
@@ -91,8 +104,11 @@ struct hist {
 
 static struct {
 	const char *mode;
-	const char *host;
-	int port;
+	struct {
+		const char *host;
+		int port;
+	} targets[MAX_TARGETS];
+	int ntargets;
 	char *rooms[MAX_ROOMS];
 	int nrooms;
 	int per_room;
@@ -109,7 +125,9 @@ static struct {
 	double settle;
 	int raw;
 	int pad;
-	pid_t server_pid;
+	pid_t server_pids[MAX_PIDS];
+	int npids;
+	const char *hook;
 } opt;
 
 static struct conn *conns;
@@ -125,6 +143,9 @@ static struct hist hmsg, hevt;
  * arrived at the socket) instead of when this process got to read it:
  * what the server delivered, without the generator's own queueing. */
 static struct hist hmsg_arr, hevt_arr;
+/* With several targets, the chat latencies again per subscriber's target. */
+static struct hist hmsg_t[MAX_TARGETS], hmsg_arr_t[MAX_TARGETS];
+static uint64_t received_t[MAX_TARGETS];
 static uint64_t rx_arrival_ns; /* of the recv() being parsed; 0 if unknown */
 /* Per CustomEvent (by its seq): its first and last delivery, which split
  * an event's latency into the wait before the server's fan-out starts and
@@ -202,7 +223,8 @@ usage(void)
 	    "usage: ws_bench -m idle|fanout -k ROOM[,ROOM...] -n PER_ROOM -S SUBPATH\n"
 	    "         [-P PUBPATH] [-w] [-b FIRST:COUNT] [-c INFLIGHT] [-l DELIVERIES_PER_S]\n"
 	    "         [-d SECS] [-D DRAIN_SECS] [-e EVENTS_PER_S] [-H HOLD_SECS] [-s PAD]\n"
-	    "         [-f chatd|raw] [-p SERVER_PID] HOST:PORT\n");
+	    "         [-f chatd|raw] [-p SERVER_PID[,PID...]] [-x HOOK] "
+	    "HOST:PORT[,HOST:PORT...]\n");
 	exit(2);
 }
 
@@ -289,6 +311,23 @@ proc_cpu_us(pid_t pid)
 	if (sscanf(p, "%llu %llu", &ut, &st) != 2)
 		return -1;
 	return (int64_t)((ut + st) * 1000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
+}
+
+/* The summed CPU of every -p PID into by[] and the total; -1 if any is unreadable. */
+static int64_t
+servers_cpu_us(int64_t *by)
+{
+	int64_t sum = 0;
+	int i;
+
+	if (opt.npids == 0)
+		return -1;
+	for (i = 0; i < opt.npids; i++) {
+		if ((by[i] = proc_cpu_us(opt.server_pids[i])) < 0)
+			return -1;
+		sum += by[i];
+	}
+	return sum;
 }
 
 static int64_t
@@ -471,9 +510,9 @@ conn_start(struct conn *c)
 	}
 	memset(&sa, 0, sizeof sa);
 	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)opt.port);
-	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1)
-		die("bad address %s", opt.host);
+	sa.sin_port = htons((uint16_t)opt.targets[c->target].port);
+	if (inet_pton(AF_INET, opt.targets[c->target].host, &sa.sin_addr) != 1)
+		die("bad address %s", opt.targets[c->target].host);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS)
 		die("connect: %s", strerror(errno));
 	c->fd = fd;
@@ -504,7 +543,7 @@ conn_connected(struct conn *c)
 	    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
 	    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 	    "Sec-WebSocket-Version: 13\r\n\r\n",
-	    path, opt.host, opt.port);
+	    path, opt.targets[c->target].host, opt.targets[c->target].port);
 	if (n < 0 || (size_t)n >= sizeof req)
 		die("request too long");
 	c->state = C_HANDSHAKE;
@@ -559,6 +598,13 @@ on_text(struct conn *c, const char *p, size_t len)
 	hist_add(evt ? &hevt : &hmsg, now > ts ? now - ts : 0);
 	if (rx_arrival_ns != 0)
 		hist_add(evt ? &hevt_arr : &hmsg_arr, rx_arrival_ns > ts ? rx_arrival_ns - ts : 0);
+	if (opt.ntargets > 1 && !evt) {
+		hist_add(&hmsg_t[c->target], now > ts ? now - ts : 0);
+		if (rx_arrival_ns != 0)
+			hist_add(
+			    &hmsg_arr_t[c->target], rx_arrival_ns > ts ? rx_arrival_ns - ts : 0);
+		received_t[c->target]++;
+	}
 	if (rx_arrival_ns != 0)
 		now = rx_arrival_ns; /* the server's part, for the per-event split */
 	if (evt && seq < EVT_TRACK && now > ts) {
@@ -802,14 +848,42 @@ publish(struct conn *c, int event, int seq)
 	conn_send_frame(c, 0x1, frame, (size_t)r);
 }
 
+/* Runs the -x hook with one word (start or end); the loop waits meanwhile. */
+static void
+run_hook(const char *what)
+{
+	char cmd[4096];
+	int r;
+
+	if (opt.hook == NULL)
+		return;
+	r = snprintf(cmd, sizeof cmd, "%s %s", opt.hook, what);
+	if (r < 0 || (size_t)r >= sizeof cmd)
+		die("hook command too long");
+	fflush(stdout);
+	if ((r = system(cmd)) != 0)
+		die("hook \"%s\" failed (status %d)", cmd, r);
+}
+
+/* " KEY=v1,v2,..." of one quantile of the per-target histograms. */
+static void
+print_by_target(const char *key, struct hist *h, double q)
+{
+	int t;
+
+	printf(" %s=", key);
+	for (t = 0; t < opt.ntargets; t++)
+		printf("%s%.2f", t ? "," : "", hist_q(&h[t], q));
+}
+
 static void
 run_fanout(void)
 {
 	struct conn **pubs;
 	uint64_t t0, t, end, drain_end, published = 0, events = 0, expected, due, evdue;
-	int64_t scpu0, scpu1, gcpu0, gcpu1;
+	int64_t scpu0, scpu1, gcpu0, gcpu1, by0[MAX_PIDS], by1[MAX_PIDS];
 	double msg_rate, elapsed;
-	int i, live_pubs = 0;
+	int i, tg, live_pubs = 0;
 
 	if ((pubs = calloc((size_t)opt.nrooms, sizeof *pubs)) == NULL)
 		die("out of memory");
@@ -829,9 +903,15 @@ run_fanout(void)
 	memset(evt_first, 0, sizeof evt_first);
 	memset(evt_last, 0, sizeof evt_last);
 	received = received_bytes = dropped_err = other_frames = pub_errors = 0;
+	for (tg = 0; tg < opt.ntargets && opt.ntargets > 1; tg++) {
+		hist_reset(&hmsg_t[tg]);
+		hist_reset(&hmsg_arr_t[tg]);
+		received_t[tg] = 0;
+	}
+	run_hook("start");
 
 	msg_rate = opt.load / opt.per_room;
-	scpu0 = proc_cpu_us(opt.server_pid);
+	scpu0 = servers_cpu_us(by0);
 	gcpu0 = self_cpu_us();
 	t0 = now_ns();
 	end = t0 + (uint64_t)(opt.duration * 1e9);
@@ -855,9 +935,10 @@ run_fanout(void)
 	drain_end = now_ns() + (uint64_t)(opt.drain * 1e9);
 	while (!stop && received < expected && now_ns() < drain_end)
 		loop_once(5);
-	scpu1 = proc_cpu_us(opt.server_pid);
+	scpu1 = servers_cpu_us(by1);
 	gcpu1 = self_cpu_us();
 	elapsed = (double)(now_ns() - t0) / 1e9;
+	run_hook("end");
 
 	printf("RESULT subscribers=%d rooms=%d offered_per_s=%.0f secs=%.2f published=%llu "
 	       "expected=%llu received=%llu lost=%llu loss_pct=%.3f p50_ms=%.2f p99_ms=%.2f "
@@ -877,6 +958,25 @@ run_fanout(void)
 		printf(" server_cpu_ms=%.0f server_cpu_pct=%.1f server_us_per_delivery=%.2f",
 		    (double)(scpu1 - scpu0) / 1e3, (double)(scpu1 - scpu0) / 1e4 / elapsed,
 		    received ? (double)(scpu1 - scpu0) / (double)received : 0.0);
+	if (scpu0 >= 0 && scpu1 >= 0 && opt.npids > 1) {
+		printf(" server_cpu_ms_by_pid=");
+		for (i = 0; i < opt.npids; i++)
+			printf("%s%d:%.0f", i ? "," : "", (int)opt.server_pids[i],
+			    (double)(by1[i] - by0[i]) / 1e3);
+		printf(" server_cpu_pct_by_pid=");
+		for (i = 0; i < opt.npids; i++)
+			printf("%s%d:%.1f", i ? "," : "", (int)opt.server_pids[i],
+			    (double)(by1[i] - by0[i]) / 1e4 / elapsed);
+	}
+	if (opt.ntargets > 1) {
+		printf(" targets=%d received_by_target=", opt.ntargets);
+		for (tg = 0; tg < opt.ntargets; tg++)
+			printf("%s%llu", tg ? "," : "", (unsigned long long)received_t[tg]);
+		print_by_target("p50_ms_by_target", hmsg_t, 0.50);
+		print_by_target("p99_ms_by_target", hmsg_t, 0.99);
+		print_by_target("arr_p50_ms_by_target", hmsg_arr_t, 0.50);
+		print_by_target("arr_p99_ms_by_target", hmsg_arr_t, 0.99);
+	}
 	printf(" gen_cpu_pct=%.1f dropped_notices=%llu pub_errors=%llu closed=%d",
 	    (double)(gcpu1 - gcpu0) / 1e4 / elapsed, (unsigned long long)dropped_err,
 	    (unsigned long long)pub_errors, closed_by_server);
@@ -943,7 +1043,7 @@ main(int argc, char **argv)
 {
 	struct sigaction sa;
 	struct rlimit rl;
-	char *p, *rooms = NULL;
+	char *p, *q, *rooms = NULL, *pids = NULL;
 	int ch, i, r, k, need;
 
 	opt.mode = "fanout";
@@ -953,7 +1053,7 @@ main(int argc, char **argv)
 	opt.hold = 600;
 	opt.settle = 2;
 	opt.pad = 40;
-	while ((ch = getopt(argc, argv, "b:c:D:d:e:f:H:k:l:m:n:P:p:S:s:w")) != -1) {
+	while ((ch = getopt(argc, argv, "b:c:D:d:e:f:H:k:l:m:n:P:p:S:s:wx:")) != -1) {
 		switch (ch) {
 		case 'b':
 			if (sscanf(optarg, "%d:%d", &opt.addr_first, &opt.addr_count) != 2 ||
@@ -998,7 +1098,7 @@ main(int argc, char **argv)
 			opt.pub_fmt = optarg;
 			break;
 		case 'p':
-			opt.server_pid = (pid_t)num_arg(optarg, "-p");
+			pids = optarg;
 			break;
 		case 'S':
 			opt.sub_fmt = optarg;
@@ -1008,6 +1108,9 @@ main(int argc, char **argv)
 			break;
 		case 'w':
 			opt.welcome = 1;
+			break;
+		case 'x':
+			opt.hook = optarg;
 			break;
 		default:
 			usage();
@@ -1019,11 +1122,24 @@ main(int argc, char **argv)
 		usage();
 	if (strcmp(opt.mode, "fanout") == 0 && (opt.pub_fmt == NULL || opt.load <= 0))
 		die("fanout needs -P and -l");
-	if ((p = strrchr(argv[optind], ':')) == NULL)
+	/* HOST:PORT[,HOST:PORT...]: subscribers round robin, publishers on the first. */
+	for (q = strtok(argv[optind], ","); q != NULL; q = strtok(NULL, ",")) {
+		if (opt.ntargets == MAX_TARGETS)
+			die("at most %d targets", MAX_TARGETS);
+		if ((p = strrchr(q, ':')) == NULL)
+			usage();
+		*p = '\0';
+		opt.targets[opt.ntargets].host = q;
+		opt.targets[opt.ntargets].port = (int)num_arg(p + 1, "port");
+		opt.ntargets++;
+	}
+	if (opt.ntargets == 0)
 		usage();
-	*p = '\0';
-	opt.host = argv[optind];
-	opt.port = (int)num_arg(p + 1, "port");
+	for (p = pids != NULL ? strtok(pids, ",") : NULL; p != NULL; p = strtok(NULL, ",")) {
+		if (opt.npids == MAX_PIDS)
+			die("at most %d pids", MAX_PIDS);
+		opt.server_pids[opt.npids++] = (pid_t)num_arg(p, "-p");
+	}
 	for (p = strtok(rooms, ","); p != NULL; p = strtok(NULL, ",")) {
 		if (opt.nrooms == MAX_ROOMS)
 			die("at most %d rooms", MAX_ROOMS);
@@ -1055,6 +1171,10 @@ main(int argc, char **argv)
 	hist_init(&hevt);
 	hist_init(&hmsg_arr);
 	hist_init(&hevt_arr);
+	for (i = 0; i < opt.ntargets && opt.ntargets > 1; i++) {
+		hist_init(&hmsg_t[i]);
+		hist_init(&hmsg_arr_t[i]);
+	}
 	if ((epfd = epoll_create1(EPOLL_CLOEXEC)) == -1)
 		die("epoll_create1: %s", strerror(errno));
 	if ((conns = calloc((size_t)need, sizeof *conns)) == NULL)
@@ -1068,10 +1188,12 @@ main(int argc, char **argv)
 			conns[k].num = k;
 			k++;
 		}
+	/* Member i of every room on target i mod targets: each room split evenly. */
 	for (i = 0; i < opt.per_room; i++)
 		for (r = 0; r < opt.nrooms; r++) {
 			conns[k].room = r;
 			conns[k].num = k;
+			conns[k].target = i % opt.ntargets;
 			k++;
 		}
 	for (i = 0; i < need; i++)
