@@ -354,6 +354,11 @@ bus_options(struct bus *b, char **cause)
 	/* A node hears the others; its own publishes it has already applied. */
 	if (s == NATS_OK)
 		s = natsOptions_SetNoEcho(b->opts, true);
+	/* Written from the loop as it is published, not by nats.c's flusher
+	 * thread a millisecond later: the cross-node hop was 0.4 ms (p50) and
+	 * 1 ms (p99) slower with the flusher, and each message woke a thread. */
+	if (s == NATS_OK)
+		s = natsOptions_SetSendAsap(b->opts, true);
 	if (s == NATS_OK)
 		s = natsOptions_SetTimeout(b->opts, BUS_CONNECT_TIMEOUT_MS);
 	if (s == NATS_OK)
