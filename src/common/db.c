@@ -1,8 +1,12 @@
 /*
  * The database module: the only file that writes SQL. It owns the schema
  * and its migrations, and turns each operation of db.h into prepared,
- * bound statements run inside BEGIN IMMEDIATE transactions, so several
- * processes can share one WAL file. Knows nothing about the programs.
+ * bound statements run inside write-locking transactions, so several
+ * processes can share one database. Knows nothing about the programs.
+ *
+ * Nothing here calls an engine: the backend behind db_backend.h does
+ * (db_sqlite.c). The SQL text is SQLite's for now; "DIALECT:" marks
+ * every place a second engine's dialect needs its own text.
  */
 #include "autoconf.h"
 
@@ -25,6 +29,11 @@
  *
  * No CHECK lists the allowed kinds: adding one later would mean
  * rebuilding a large table, so db.c is what keeps them known.
+ *
+ * DIALECT: SQLite's DDL: STRICT and WITHOUT ROWID tables, INTEGER
+ * PRIMARY KEY AUTOINCREMENT ids (rowid aliases), INTEGER as 64 bits,
+ * several statements in one text. Another engine needs its own steps
+ * (BIGINT, identity columns), numbered alike.
  */
 static const char *const db_migrations[] = {
 	/* 1: the initial schema. */
@@ -270,23 +279,30 @@ enum db_stmt {
 	" last_error, first_attempt_at, last_attempt_at, created_at, replay_requested_at"
 
 static const char *const db_sql[DB_STMT_COUNT] = {
+	/* DIALECT: the schema version lives in SQLite's header (see db_migrate()). */
 	[DB_STMT_USER_VERSION] = "PRAGMA user_version",
 
 	[DB_STMT_ROOM_INSERT] = "INSERT INTO rooms (id, name, created_at) VALUES (?1, ?2, ?3)",
 	[DB_STMT_ROOM_EXISTS] = "SELECT 1 FROM rooms WHERE id = ?1",
 	[DB_STMT_ROOM_GET] = "SELECT " DB_ROOM_COLUMNS " FROM rooms r WHERE r.id = ?1",
-	/* One query for rooms and admins: rows of a room are adjacent. */
+	/*
+	 * One query for rooms and admins: rows of a room are adjacent.
+	 * DIALECT: rowid (insertion order) and ?1 bound as an integer used
+	 * as a truth value.
+	 */
 	[DB_STMT_ROOM_LIST] = "SELECT " DB_ROOM_COLUMNS ", a.user_id FROM rooms r"
 			      " LEFT JOIN room_admins a ON a.room_id = r.id"
 			      " WHERE ?1 OR r.closed_at IS NULL"
 			      " ORDER BY r.created_at, r.rowid, a.rowid",
 	[DB_STMT_ROOM_CLOSE] = "UPDATE rooms SET closed_at = ?2, close_reason = ?3"
 			       " WHERE id = ?1 AND closed_at IS NULL",
+	/* DIALECT: two-argument max() (elsewhere GREATEST). */
 	[DB_STMT_ROOM_PEAK] = "UPDATE rooms SET peak_users = max(peak_users, ?2) WHERE id = ?1",
 	/* Drops duplicate admins (the first keeps its place); unlike OR IGNORE,
 	 * still refuses a NULL. */
 	[DB_STMT_ADMIN_INSERT] = "INSERT INTO room_admins (room_id, user_id) VALUES (?1, ?2)"
 				 " ON CONFLICT DO NOTHING",
+	/* DIALECT: rowid, the admins' insertion order. */
 	[DB_STMT_ADMIN_LIST] = "SELECT user_id FROM room_admins WHERE room_id = ?1 ORDER BY rowid",
 	[DB_STMT_OUTBOX_INSERT] = "INSERT INTO outbox (kind, room_id, user_id, nickname, reason,"
 				  " session_id, data, created_at)"
@@ -307,6 +323,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 			     " ORDER BY created_at, id",
 
 	/*
+	 * DIALECT: new ids come from the backend's last_insert_id().
 	 * No RETURNING here or below: SQLite buffers its rows in an ephemeral
 	 * table whose set-up and tear-down halved append throughput.
 	 */
@@ -392,6 +409,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				  " FROM outbox o JOIN sessions s ON s.id = o.session_id"
 				  " WHERE o.id > ?1 AND o.id <= ?2 AND o.kind = 'user_left'"
 				  " ORDER BY o.id LIMIT ?3",
+	/* DIALECT: the backlog counts read subqueries without an alias. */
 	[DB_STMT_BACKLOG_OUTBOX] = "SELECT count(*), min(created_at), max(id) FROM"
 				   " (SELECT id, created_at FROM outbox WHERE id > ?1"
 				   " ORDER BY id LIMIT ?2)",
@@ -437,6 +455,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				  " WHERE (?1 IS NULL OR target = ?1)"
 				  " AND replay_requested_at IS NULL",
 	[DB_STMT_DEAD_DELETE] = "DELETE FROM dead_letters WHERE id = ?1",
+	/* DIALECT: CASE WHEN on an integer parameter. */
 	[DB_STMT_DEAD_REPLAY_FAIL] =
 	    "UPDATE dead_letters SET attempts = attempts + 1, last_status = ?2,"
 	    " last_error = ?3, last_attempt_at = ?4,"
@@ -465,6 +484,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_NODE_REAP] = "UPDATE nodes SET reaped_at = ?3"
 			      " WHERE id = ?1 AND seen_at < ?2 AND stopped_at IS NULL"
 			      " AND (reaped_at IS NULL OR reaped_at < seen_at)",
+	/* DIALECT: a truth value read as an integer column. */
 	[DB_STMT_JOIN_CLOSED] = "SELECT closed_at IS NOT NULL FROM rooms WHERE id = ?1",
 	[DB_STMT_JOIN_BANNED] = "SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2"
 				" AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)"
