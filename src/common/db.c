@@ -1,38 +1,27 @@
 /*
  * The database module: the only file that writes SQL. It owns the schema
  * and its migrations, and turns each operation of db.h into prepared,
- * bound statements run inside BEGIN IMMEDIATE transactions, so several
- * processes can share one WAL file. Knows nothing about the programs.
+ * bound statements run inside write-locking transactions, so several
+ * processes can share one database. Knows nothing about the programs.
+ *
+ * Nothing here calls an engine: the backend behind db_backend.h does
+ * (db_sqlite.c). The SQL text is SQLite's for now; "DIALECT:" marks
+ * every place a second engine's dialect needs its own text.
  */
 #include "autoconf.h"
 
-#include <sys/stat.h>
-
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "db.h"
-#include "dbfile.h"
+#include "db_backend.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "page.h"
 #include "xmalloc.h"
-
-/* STRICT tables. */
-#define DB_SQLITE_MIN 3037000
-/* What the WAL file is cut back to when it starts over: about the most
- * chatd's checkpoints let it grow (4,000 pages), so only a WAL that a
- * reader held back leaves a larger file, and not for long. */
-#define DB_JOURNAL_SIZE_LIMIT "16777216"
-#define DB_WAL_RETRY_MS 10
 
 /*
  * Migrations: step i (at index i - 1) brings user_version i - 1 to i. Never
@@ -40,6 +29,11 @@
  *
  * No CHECK lists the allowed kinds: adding one later would mean
  * rebuilding a large table, so db.c is what keeps them known.
+ *
+ * DIALECT: SQLite's DDL: STRICT and WITHOUT ROWID tables, INTEGER
+ * PRIMARY KEY AUTOINCREMENT ids (rowid aliases), INTEGER as 64 bits,
+ * several statements in one text. Another engine needs its own steps
+ * (BIGINT, identity columns), numbered alike.
  */
 static const char *const db_migrations[] = {
 	/* 1: the initial schema. */
@@ -191,13 +185,6 @@ _Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSI
 
 /* Every statement this module runs, prepared once per connection. */
 enum db_stmt {
-	DB_STMT_BEGIN,
-	DB_STMT_COMMIT,
-	DB_STMT_ROLLBACK,
-	DB_STMT_SAVEPOINT,
-	DB_STMT_RELEASE,
-	DB_STMT_ROLLBACK_TO,
-	DB_STMT_JOURNAL_WAL,
 	DB_STMT_USER_VERSION,
 	DB_STMT_ROOM_INSERT,
 	DB_STMT_ROOM_EXISTS,
@@ -292,30 +279,30 @@ enum db_stmt {
 	" last_error, first_attempt_at, last_attempt_at, created_at, replay_requested_at"
 
 static const char *const db_sql[DB_STMT_COUNT] = {
-	[DB_STMT_BEGIN] = "BEGIN IMMEDIATE",
-	[DB_STMT_COMMIT] = "COMMIT",
-	[DB_STMT_ROLLBACK] = "ROLLBACK",
-	[DB_STMT_SAVEPOINT] = "SAVEPOINT db_op",
-	[DB_STMT_RELEASE] = "RELEASE db_op",
-	[DB_STMT_ROLLBACK_TO] = "ROLLBACK TO db_op",
-	[DB_STMT_JOURNAL_WAL] = "PRAGMA journal_mode = WAL",
+	/* DIALECT: the schema version lives in SQLite's header (see db_migrate()). */
 	[DB_STMT_USER_VERSION] = "PRAGMA user_version",
 
 	[DB_STMT_ROOM_INSERT] = "INSERT INTO rooms (id, name, created_at) VALUES (?1, ?2, ?3)",
 	[DB_STMT_ROOM_EXISTS] = "SELECT 1 FROM rooms WHERE id = ?1",
 	[DB_STMT_ROOM_GET] = "SELECT " DB_ROOM_COLUMNS " FROM rooms r WHERE r.id = ?1",
-	/* One query for rooms and admins: rows of a room are adjacent. */
+	/*
+	 * One query for rooms and admins: rows of a room are adjacent.
+	 * DIALECT: rowid (insertion order) and ?1 bound as an integer used
+	 * as a truth value.
+	 */
 	[DB_STMT_ROOM_LIST] = "SELECT " DB_ROOM_COLUMNS ", a.user_id FROM rooms r"
 			      " LEFT JOIN room_admins a ON a.room_id = r.id"
 			      " WHERE ?1 OR r.closed_at IS NULL"
 			      " ORDER BY r.created_at, r.rowid, a.rowid",
 	[DB_STMT_ROOM_CLOSE] = "UPDATE rooms SET closed_at = ?2, close_reason = ?3"
 			       " WHERE id = ?1 AND closed_at IS NULL",
+	/* DIALECT: two-argument max() (elsewhere GREATEST). */
 	[DB_STMT_ROOM_PEAK] = "UPDATE rooms SET peak_users = max(peak_users, ?2) WHERE id = ?1",
 	/* Drops duplicate admins (the first keeps its place); unlike OR IGNORE,
 	 * still refuses a NULL. */
 	[DB_STMT_ADMIN_INSERT] = "INSERT INTO room_admins (room_id, user_id) VALUES (?1, ?2)"
 				 " ON CONFLICT DO NOTHING",
+	/* DIALECT: rowid, the admins' insertion order. */
 	[DB_STMT_ADMIN_LIST] = "SELECT user_id FROM room_admins WHERE room_id = ?1 ORDER BY rowid",
 	[DB_STMT_OUTBOX_INSERT] = "INSERT INTO outbox (kind, room_id, user_id, nickname, reason,"
 				  " session_id, data, created_at)"
@@ -336,6 +323,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 			     " ORDER BY created_at, id",
 
 	/*
+	 * DIALECT: new ids come from the backend's last_insert_id().
 	 * No RETURNING here or below: SQLite buffers its rows in an ephemeral
 	 * table whose set-up and tear-down halved append throughput.
 	 */
@@ -421,6 +409,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				  " FROM outbox o JOIN sessions s ON s.id = o.session_id"
 				  " WHERE o.id > ?1 AND o.id <= ?2 AND o.kind = 'user_left'"
 				  " ORDER BY o.id LIMIT ?3",
+	/* DIALECT: the backlog counts read subqueries without an alias. */
 	[DB_STMT_BACKLOG_OUTBOX] = "SELECT count(*), min(created_at), max(id) FROM"
 				   " (SELECT id, created_at FROM outbox WHERE id > ?1"
 				   " ORDER BY id LIMIT ?2)",
@@ -466,6 +455,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 				  " WHERE (?1 IS NULL OR target = ?1)"
 				  " AND replay_requested_at IS NULL",
 	[DB_STMT_DEAD_DELETE] = "DELETE FROM dead_letters WHERE id = ?1",
+	/* DIALECT: CASE WHEN on an integer parameter. */
 	[DB_STMT_DEAD_REPLAY_FAIL] =
 	    "UPDATE dead_letters SET attempts = attempts + 1, last_status = ?2,"
 	    " last_error = ?3, last_attempt_at = ?4,"
@@ -494,6 +484,7 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_NODE_REAP] = "UPDATE nodes SET reaped_at = ?3"
 			      " WHERE id = ?1 AND seen_at < ?2 AND stopped_at IS NULL"
 			      " AND (reaped_at IS NULL OR reaped_at < seen_at)",
+	/* DIALECT: a truth value read as an integer column. */
 	[DB_STMT_JOIN_CLOSED] = "SELECT closed_at IS NOT NULL FROM rooms WHERE id = ?1",
 	[DB_STMT_JOIN_BANNED] = "SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2"
 				" AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)"
@@ -505,28 +496,28 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_RATE_PRUNE] = "DELETE FROM rate_marks WHERE at < ?1",
 };
 
-/* One connection; used by one thread at a time (SQLITE_OPEN_NOMUTEX). */
+/* One connection; used by one thread at a time. */
 struct db {
-	sqlite3 *sq;
+	const struct db_backend_ops *ops;
+	struct db_bconn *conn;
 	char *path;
-	sqlite3_stmt *stmt[DB_STMT_COUNT];
-	int in_savepoint; /* the running operation nests in db_tx_begin() */
-	void (*wal_hook)(void *arg, int wal_pages); /* db_wal_hook() */
-	void *wal_hook_arg;
+	struct db_bstmt *stmt[DB_STMT_COUNT];
+	/*
+	 * A transaction this module began (BEGIN succeeded, no COMMIT or
+	 * ROLLBACK yet) and, while one is open, whether the running operation
+	 * nests in it under a savepoint (a db_tx_begin() batch). The engine
+	 * may have ended the transaction by itself: see db_tx_live().
+	 */
+	int tx_open;
+	int in_savepoint;
 	int busy_failed; /* the latest failure was a lock held past the busy timeout */
-	int last_code; /* primary SQLite result code of the latest failure */
+	int transient_failed; /* the latest failure may go away by itself */
 };
 
 /*
- * A bound parameter. The DB_ARGS() compound literal keeps each call site
- * to one line and lets the compiler check each value's type.
+ * Call-site sugar for binding: the DB_ARGS() compound literal keeps each
+ * call site to one line and lets the compiler check each value's type.
  */
-enum db_arg_type { DB_ARG_NULL, DB_ARG_INT, DB_ARG_TEXT };
-struct db_arg {
-	enum db_arg_type type;
-	int64_t i;
-	const char *s; /* NULL binds SQL NULL */
-};
 #define DB_INT(v) ((struct db_arg){ DB_ARG_INT, (v), NULL })
 #define DB_TEXT(v) ((struct db_arg){ DB_ARG_TEXT, 0, (v) })
 /* 0 binds NULL: "no expiry", "no session". */
@@ -536,46 +527,67 @@ struct db_arg {
 	    (sizeof((const struct db_arg[]){ __VA_ARGS__ }) / sizeof(struct db_arg))
 #define DB_NOARGS NULL, 0
 
-/* Returned by db_step() besides the DB_ codes. */
-#define DB_ROW SQLITE_ROW
-#define DB_DONE SQLITE_DONE
-
-static __attribute__((noreturn)) void
-db_oom(void)
+/* Column readers of the current row (db_backend.h). */
+static inline int64_t
+db_col_int64(struct db_bstmt *st, int col)
 {
-	log_error("out of memory in SQLite");
-	abort();
+	return st->ops->col_int64(st, col);
 }
 
-/*
- * SQLite's message, with the system's reason when a file could not be
- * opened, read or written: "unable to open database file" alone does not
- * say that a folder is not writable (the -wal and -shm files go there).
- */
+static inline int
+db_col_int(struct db_bstmt *st, int col)
+{
+	return st->ops->col_int(st, col);
+}
+
+/* Text of a column; NULL for SQL NULL. */
+static inline const char *
+db_col_text(struct db_bstmt *st, int col)
+{
+	return st->ops->col_text(st, col);
+}
+
+/* Length in bytes of the column's text. */
+static inline size_t
+db_col_bytes(struct db_bstmt *st, int col)
+{
+	return st->ops->col_bytes(st, col);
+}
+
+static inline int
+db_col_is_null(struct db_bstmt *st, int col)
+{
+	return st->ops->col_is_null(st, col);
+}
+
 static char *
-db_sqlite_cause(const char *path, sqlite3 *sq)
+db_col_strdup(struct db_bstmt *st, int col)
 {
-	int code = sqlite3_errcode(sq) & 0xff, err = sqlite3_system_errno(sq);
+	const char *t = db_col_text(st, col);
 
-	if (sqlite3_extended_errcode(sq) == SQLITE_READONLY_DIRECTORY ||
-	    (code == SQLITE_READONLY && err == 0 && access(path, W_OK) == 0))
-		return xasprintf("database %s: %s: its folder is not writable (the -wal and -shm "
-				 "files go there)",
-		    path, sqlite3_errmsg(sq));
-	if (err != 0 &&
-	    (code == SQLITE_CANTOPEN || code == SQLITE_IOERR || code == SQLITE_READONLY))
-		return xasprintf("database %s: %s: %s", path, sqlite3_errmsg(sq), strerror(err));
-	return xasprintf("database %s: %s", path, sqlite3_errmsg(sq));
+	return t == NULL ? NULL : xstrdup(t);
 }
 
-static void
-db_set_cause(struct db *db, char **cause)
+static inline int64_t
+db_changes(struct db *db)
 {
-	int code = sqlite3_errcode(db->sq) & 0xff;
+	return db->ops->changes(db->conn);
+}
 
-	db->busy_failed = code == SQLITE_BUSY || code == SQLITE_LOCKED;
-	db->last_code = code;
-	*cause = db_sqlite_cause(db->path, db->sq);
+static inline int64_t
+db_last_insert_id(struct db *db)
+{
+	return db->ops->last_insert_id(db->conn);
+}
+
+/* Takes the kind of the backend's latest failure (after a DB_ERROR). */
+static void
+db_failed(struct db *db)
+{
+	enum db_failure f = db->ops->failure(db->conn);
+
+	db->busy_failed = f == DB_FAILURE_BUSY;
+	db->transient_failed = f != DB_FAILURE_PERMANENT;
 }
 
 void
@@ -593,84 +605,32 @@ db_failure_was_busy(const struct db *db)
 int
 db_failure_transient(const struct db *db)
 {
-	switch (db->last_code) {
-	case SQLITE_FULL:
-	case SQLITE_NOMEM: /* where it is not fatal (db_oom): a prepare, a bind */
-	case SQLITE_IOERR:
-	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-	case SQLITE_READONLY:
-	case SQLITE_CANTOPEN:
-	case SQLITE_PROTOCOL:
-	case SQLITE_ABORT: /* a statement cut short by the rollback of its transaction */
-		return 1;
-	}
-	return 0;
-}
-
-/* Text of a column; NULL for SQL NULL. */
-static const char *
-db_col_text(sqlite3_stmt *st, int col)
-{
-	const unsigned char *t;
-
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return NULL;
-	if ((t = sqlite3_column_text(st, col)) == NULL)
-		db_oom();
-	return (const char *)t;
-}
-
-static char *
-db_col_strdup(sqlite3_stmt *st, int col)
-{
-	const char *t = db_col_text(st, col);
-
-	return t == NULL ? NULL : xstrdup(t);
+	return db->transient_failed;
 }
 
 static void
-db_done(sqlite3_stmt *st)
+db_done(struct db *db, struct db_bstmt *st)
 {
-	/* reset repeats the last step's error, already reported. */
-	(void)sqlite3_reset(st);
-	(void)sqlite3_clear_bindings(st);
+	db->ops->reset(st);
 }
 
 /* The cached statement for which, bound to args; NULL with *cause. */
-static sqlite3_stmt *
+static struct db_bstmt *
 db_prepare(struct db *db, enum db_stmt which, char **cause, const struct db_arg *args, size_t n)
 {
-	sqlite3_stmt *st;
-	size_t i;
-	int rc;
+	struct db_bstmt *st;
 
 	if ((st = db->stmt[which]) == NULL) {
-		rc = sqlite3_prepare_v3(
-		    db->sq, db_sql[which], -1, SQLITE_PREPARE_PERSISTENT, &db->stmt[which], NULL);
-		if (rc != SQLITE_OK) {
-			db_set_cause(db, cause);
+		if (db->ops->prepare(db->conn, db_sql[which], &db->stmt[which], cause) != DB_OK) {
+			db_failed(db);
 			return NULL;
 		}
 		st = db->stmt[which];
 	}
-	for (i = 0; i < n; i++) {
-		switch (args[i].type) {
-		case DB_ARG_INT:
-			rc = sqlite3_bind_int64(st, (int)i + 1, args[i].i);
-			break;
-		case DB_ARG_TEXT:
-			rc = sqlite3_bind_text(st, (int)i + 1, args[i].s, -1, SQLITE_STATIC);
-			break;
-		default:
-			rc = sqlite3_bind_null(st, (int)i + 1);
-			break;
-		}
-		if (rc != SQLITE_OK) {
-			db_set_cause(db, cause);
-			db_done(st);
-			return NULL;
-		}
+	if (n > 0 && db->ops->bind(db->conn, st, args, n, cause) != DB_OK) {
+		db_failed(db);
+		db_done(db, st);
+		return NULL;
 	}
 	return st;
 }
@@ -680,39 +640,27 @@ db_prepare(struct db *db, enum db_stmt which, char **cause, const struct db_arg 
  * DB_NOTFOUND (a foreign key names nothing) or DB_ERROR with *cause.
  */
 static int
-db_step(struct db *db, sqlite3_stmt *st, char **cause)
+db_step(struct db *db, struct db_bstmt *st, char **cause)
 {
-	int rc;
+	int rc = db->ops->step(db->conn, st, cause);
 
-	rc = sqlite3_step(st);
-	switch (rc) {
-	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return rc;
-	case SQLITE_CONSTRAINT_PRIMARYKEY:
-	case SQLITE_CONSTRAINT_UNIQUE:
-		return DB_CONFLICT;
-	case SQLITE_CONSTRAINT_FOREIGNKEY:
-		return DB_NOTFOUND;
-	case SQLITE_NOMEM:
-		db_oom();
-	}
-	db_set_cause(db, cause);
-	return DB_ERROR;
+	if (rc == DB_ERROR)
+		db_failed(db);
+	return rc;
 }
 
 /* Runs a statement to completion, ignoring rows. */
 static int
 db_exec(struct db *db, enum db_stmt which, char **cause, const struct db_arg *args, size_t n)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	if ((st = db_prepare(db, which, cause, args, n)) == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW)
 		;
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -721,67 +669,94 @@ static int
 db_exec_int(struct db *db, enum db_stmt which, int64_t *out, char **cause,
     const struct db_arg *args, size_t n)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc, found = 0;
 
 	if ((st = db_prepare(db, which, cause, args, n)) == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
 		if (!found)
-			*out = sqlite3_column_int64(st, 0);
+			*out = db_col_int64(st, 0);
 		found = 1;
 	}
-	db_done(st);
+	db_done(db, st);
 	if (rc != DB_DONE)
 		return rc;
 	return found ? DB_OK : DB_NOTFOUND;
 }
 
+/* Runs a transaction statement and keeps tx_open in step with it. */
+static int
+db_tx_run(struct db *db, enum db_tx_verb verb, char **cause)
+{
+	int rc = db->ops->tx(db->conn, verb, cause);
+
+	if (rc == DB_ERROR)
+		db_failed(db);
+	else if (rc == DB_OK && verb == DB_TX_BEGIN)
+		db->tx_open = 1;
+	else if (rc == DB_OK && (verb == DB_TX_COMMIT || verb == DB_TX_ROLLBACK))
+		db->tx_open = 0;
+	return rc;
+}
+
 /*
- * Every write operation runs between db_op_begin() and db_op_commit():
- * BEGIN IMMEDIATE takes the write lock before reading, which is what lets
- * the busy timeout work across processes (a deferred transaction that
- * reads then writes fails with SQLITE_BUSY instead of waiting). Inside a
+ * Whether the transaction this module began is still open: after some
+ * failures the engine rolls the whole transaction back by itself.
+ */
+static int
+db_tx_live(const struct db *db)
+{
+	return db->tx_open && !db->ops->tx_ended(db->conn);
+}
+
+/*
+ * Every write operation runs between db_op_begin() and db_op_commit(), in
+ * a transaction that takes the write lock before reading (DB_TX_BEGIN),
+ * which is what lets the busy timeout work across processes. Inside a
  * db_tx_begin() batch a savepoint gives the same all-or-nothing.
  */
 static int
 db_op_begin(struct db *db, char **cause)
 {
-	if (sqlite3_get_autocommit(db->sq)) {
+	if (!db_tx_live(db)) {
+		db->tx_open = 0;
 		db->in_savepoint = 0;
-		return db_exec(db, DB_STMT_BEGIN, cause, DB_NOARGS);
+		return db_tx_run(db, DB_TX_BEGIN, cause);
 	}
 	db->in_savepoint = 1;
-	return db_exec(db, DB_STMT_SAVEPOINT, cause, DB_NOARGS);
+	return db_tx_run(db, DB_TX_SAVEPOINT, cause);
 }
 
 static int
 db_op_commit(struct db *db, char **cause)
 {
-	return db_exec(db, db->in_savepoint ? DB_STMT_RELEASE : DB_STMT_COMMIT, cause, DB_NOARGS);
+	return db_tx_run(db, db->in_savepoint ? DB_TX_RELEASE : DB_TX_COMMIT, cause);
 }
 
 static void
 db_op_rollback(struct db *db)
 {
 	char *cause = NULL;
-	int busy = db->busy_failed, code = db->last_code;
+	int busy = db->busy_failed, transient = db->transient_failed;
 
-	/* SQLite rolls the whole transaction back by itself after some errors. */
-	if (sqlite3_get_autocommit(db->sq))
+	/* The engine rolls the whole transaction back by itself after some errors. */
+	if (!db_tx_live(db)) {
+		db->tx_open = 0;
 		return;
+	}
 	if (db->in_savepoint) {
-		if (db_exec(db, DB_STMT_ROLLBACK_TO, &cause, DB_NOARGS) == DB_OK)
-			(void)db_exec(db, DB_STMT_RELEASE, &cause, DB_NOARGS);
+		if (db_tx_run(db, DB_TX_ROLLBACK_TO, &cause) == DB_OK)
+			(void)db_tx_run(db, DB_TX_RELEASE, &cause);
 	} else
-		(void)db_exec(db, DB_STMT_ROLLBACK, &cause, DB_NOARGS);
+		(void)db_tx_run(db, DB_TX_ROLLBACK, &cause);
 	if (cause != NULL) {
 		log_warn("%s", cause);
 		free(cause);
 	}
 	/* The caller reports the failure that made it roll back, not this one. */
 	db->busy_failed = busy;
-	db->last_code = code;
+	db->transient_failed = transient;
 }
 
 /* Prints and frees a JSON object; the result is freed with cJSON_free(). */
@@ -813,28 +788,13 @@ db_sync_add(
 	rc = db_exec(db, DB_STMT_SYNC_INSERT, cause,
 	    DB_ARGS(DB_TEXT(reason), DB_TEXT(room_id), DB_INT(now)));
 	if (rc == DB_OK && id != NULL)
-		*id = sqlite3_last_insert_rowid(db->sq);
+		*id = db_last_insert_id(db);
 	return rc;
-}
-
-/* Runs constant SQL text (schema, PRAGMAs); never used with values. */
-static int
-db_exec_sql(struct db *db, const char *sql, const char *what, char **cause)
-{
-	char *errmsg = NULL;
-
-	if (sqlite3_exec(db->sq, sql, NULL, NULL, &errmsg) != SQLITE_OK) {
-		*cause = xasprintf("database %s: %s: %s", db->path, what,
-		    errmsg != NULL ? errmsg : sqlite3_errmsg(db->sq));
-		sqlite3_free(errmsg);
-		return DB_ERROR;
-	}
-	return DB_OK;
 }
 
 /*
  * Brings the schema to DB_SCHEMA_VERSION, one step per transaction, each
- * step and its user_version together, so processes starting at the same
+ * step and its version number together, so processes starting at the same
  * time cannot both apply a step and an interrupted step is applied again.
  */
 static int
@@ -859,11 +819,16 @@ db_migrate(struct db *db, char **cause)
 			break;
 		}
 		what = xasprintf("migration to schema version %d", (int)version + 1);
-		/* PRAGMA takes no parameters; the value is our own integer. */
+		/*
+		 * DIALECT: the schema version's home is SQLite's PRAGMA
+		 * user_version, which takes no parameters; the value is our own
+		 * integer.
+		 */
 		sql = xasprintf("PRAGMA user_version = %d", (int)version + 1);
-		if ((rc = db_exec_sql(db, db_migrations[version], what, cause)) != DB_OK)
+		rc = db->ops->exec_script(db->conn, db_migrations[version], what, cause);
+		if (rc != DB_OK)
 			goto fail;
-		if ((rc = db_exec_sql(db, sql, what, cause)) != DB_OK)
+		if ((rc = db->ops->exec_script(db->conn, sql, what, cause)) != DB_OK)
 			goto fail;
 		if ((rc = db_op_commit(db, cause)) != DB_OK)
 			goto fail;
@@ -890,50 +855,39 @@ fail:
 }
 
 /*
- * Switches the file to WAL (a no-op once it is). The switch needs an
- * exclusive lock, and SQLite does not call the busy handler for it (waiting
- * could deadlock), so programs starting together on a fresh file would fail
- * at once with SQLITE_BUSY: retry for as long as the busy timeout.
+ * The backend for a database address. Only SQLite for now, whose address
+ * is a file path; a second engine is picked here by its address (say
+ * postgres://...), which then reaches its open() whole.
  */
-static int
-db_use_wal(struct db *db, char **cause)
+static const struct db_backend_ops *
+db_backend_for(const char *target)
 {
-	const struct timespec pause = { 0, DB_WAL_RETRY_MS * 1000000L };
-	sqlite3_stmt *st;
-	const char *mode;
-	int rc, waited;
-
-	for (waited = 0;; waited += DB_WAL_RETRY_MS) {
-		if ((st = db_prepare(db, DB_STMT_JOURNAL_WAL, cause, DB_NOARGS)) == NULL)
-			return DB_ERROR;
-		rc = db_step(db, st, cause);
-		if (rc != DB_ERROR || (sqlite3_errcode(db->sq) & 0xff) != SQLITE_BUSY ||
-		    waited >= DB_BUSY_TIMEOUT_MS)
-			break;
-		db_done(st);
-		free(*cause);
-		*cause = NULL;
-		nanosleep(&pause, NULL);
-	}
-	if (rc != DB_ROW) {
-		db_done(st);
-		if (rc != DB_ERROR)
-			*cause = xasprintf("database %s: cannot set the journal mode", db->path);
-		return DB_ERROR;
-	}
-	mode = db_col_text(st, 0);
-	/* ":memory:" (one connection, nothing to share) cannot do WAL. */
-	if (mode == NULL || (strcasecmp(mode, "wal") != 0 && strcasecmp(mode, "memory") != 0)) {
-		*cause = xasprintf("database %s: cannot use WAL journal mode (got %s)", db->path,
-		    mode != NULL ? mode : "nothing");
-		db_done(st);
-		return DB_ERROR;
-	}
-	db_done(st);
-	return DB_OK;
+	(void)target;
+	return &db_sqlite_ops;
 }
 
-static int db_open_mode(const char *path, int create, struct db **out, char **cause);
+static int
+db_open_mode(const char *path, int create, struct db **out, char **cause)
+{
+	const struct db_backend_ops *ops = db_backend_for(path);
+	struct db_bconn *conn;
+	struct db *db;
+	int rc;
+
+	*out = NULL;
+	if ((rc = ops->open(path, create, &conn, cause)) != DB_OK)
+		return rc;
+	db = xcalloc(1, sizeof *db);
+	db->ops = ops;
+	db->conn = conn;
+	db->path = xstrdup(path);
+	if (db_migrate(db, cause) != DB_OK) {
+		db_close(db);
+		return DB_ERROR;
+	}
+	*out = db;
+	return DB_OK;
+}
 
 int
 db_open(const char *path, struct db **out, char **cause)
@@ -944,115 +898,28 @@ db_open(const char *path, struct db **out, char **cause)
 int
 db_open_existing(const char *path, struct db **out, char **cause)
 {
-	struct stat st;
-
-	*out = NULL;
-	if (stat(path, &st) != 0) {
-		if (errno == ENOENT)
-			return DB_NOTFOUND;
-		*cause = xasprintf("database %s: %s", path, strerror(errno));
-		return DB_ERROR;
-	}
 	return db_open_mode(path, 0, out, cause);
-}
-
-static int
-db_open_mode(const char *path, int create, struct db **out, char **cause)
-{
-	struct db *db;
-	char *memdir;
-	size_t len;
-	int rc, private_dir;
-
-	*out = NULL;
-	if (sqlite3_libversion_number() < DB_SQLITE_MIN) {
-		*cause = xasprintf(
-		    "SQLite %s is too old: 3.37 or later is needed", sqlite3_libversion());
-		return DB_ERROR;
-	}
-	/* Inside the default's private folder, that folder is made and checked too. */
-	memdir = dbfile_memory_dir();
-	len = strlen(memdir);
-	private_dir = strncmp(path, memdir, len) == 0 && path[len] == '/' &&
-	    strchr(path + len + 1, '/') == NULL;
-	free(memdir);
-	if (dbfile_prepare(path, private_dir, cause) != 0)
-		return DB_ERROR;
-	db = xcalloc(1, sizeof *db);
-	db->path = xstrdup(path);
-	rc = sqlite3_open_v2(path, &db->sq,
-	    SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc != SQLITE_OK) {
-		*cause = db->sq != NULL ? db_sqlite_cause(path, db->sq)
-					: xasprintf("database %s: %s", path, sqlite3_errstr(rc));
-		goto fail;
-	}
-	sqlite3_extended_result_codes(db->sq, 1);
-	/* First: every step below may have to wait for other openers. */
-	sqlite3_busy_timeout(db->sq, DB_BUSY_TIMEOUT_MS);
-
-	if (db_use_wal(db, cause) != DB_OK)
-		goto fail;
-
-	/*
-	 * Per connection. NORMAL survives a crash of the program in WAL mode
-	 * (only a power loss may drop the last commits) and is about 15x
-	 * faster than Debian's default FULL. The size limit truncates the WAL
-	 * after checkpoints, which bursts with active readers let grow.
-	 */
-	if (db_exec_sql(db,
-		"PRAGMA synchronous = NORMAL;"
-		"PRAGMA foreign_keys = ON;"
-		"PRAGMA journal_size_limit = " DB_JOURNAL_SIZE_LIMIT ";",
-		"settings", cause) != DB_OK)
-		goto fail;
-	if (db_migrate(db, cause) != DB_OK)
-		goto fail;
-	*out = db;
-	return DB_OK;
-
-fail:
-	db_close(db);
-	return DB_ERROR;
-}
-
-static int
-db_wal_committed(void *arg, sqlite3 *sq, const char *schema, int pages)
-{
-	struct db *db = arg;
-
-	(void)sq;
-	(void)schema;
-	db->wal_hook(db->wal_hook_arg, pages);
-	return SQLITE_OK;
 }
 
 void
 db_wal_hook(struct db *db, void (*hook)(void *arg, int wal_pages), void *arg)
 {
-	db->wal_hook = hook;
-	db->wal_hook_arg = arg;
-	/* Also what sqlite3_wal_autocheckpoint(db, 0) does: one hook per connection. */
-	sqlite3_wal_hook(db->sq, db_wal_committed, db);
+	/* An engine without a write-ahead log of its own has no pages to report. */
+	if (db->ops->wal_hook != NULL)
+		db->ops->wal_hook(db->conn, hook, arg);
 }
 
 int
 db_checkpoint(struct db *db, int *wal_pages, int *done_pages, char **cause)
 {
-	int log = 0, ckpt = 0, rc;
-
-	rc = sqlite3_wal_checkpoint_v2(db->sq, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &ckpt);
-	if (wal_pages != NULL)
-		*wal_pages = log;
-	if (done_pages != NULL)
-		*done_pages = ckpt;
-	if (rc == SQLITE_BUSY)
-		return DB_OK; /* another checkpoint under way: it does the work */
-	if (rc != SQLITE_OK) {
-		*cause = xasprintf("database %s: checkpoint: %s", db->path, sqlite3_errmsg(db->sq));
-		return DB_ERROR;
+	if (db->ops->checkpoint == NULL) {
+		if (wal_pages != NULL)
+			*wal_pages = 0;
+		if (done_pages != NULL)
+			*done_pages = 0;
+		return DB_OK;
 	}
-	return DB_OK;
+	return db->ops->checkpoint(db->conn, wal_pages, done_pages, cause);
 }
 
 void
@@ -1063,10 +930,9 @@ db_close(struct db *db)
 	if (db == NULL)
 		return;
 	for (i = 0; i < DB_STMT_COUNT; i++)
-		sqlite3_finalize(db->stmt[i]);
-	/* Rolls back an open transaction; nothing is left to keep it busy. */
-	if (sqlite3_close(db->sq) != SQLITE_OK)
-		log_warn("database %s: close: %s", db->path, sqlite3_errmsg(db->sq));
+		db->ops->finalize(db->stmt[i]);
+	/* Rolls back an open transaction. */
+	db->ops->close(db->conn);
 	free(db->path);
 	free(db);
 }
@@ -1087,17 +953,18 @@ db_schema_version(struct db *db)
 int
 db_tx_begin(struct db *db, char **cause)
 {
-	if (!sqlite3_get_autocommit(db->sq)) {
+	if (db_tx_live(db)) {
 		*cause = xasprintf("database %s: a transaction is already open", db->path);
 		return DB_ERROR;
 	}
-	return db_exec(db, DB_STMT_BEGIN, cause, DB_NOARGS);
+	db->tx_open = 0;
+	return db_tx_run(db, DB_TX_BEGIN, cause);
 }
 
 int
 db_tx_commit(struct db *db, char **cause)
 {
-	if (db_exec(db, DB_STMT_COMMIT, cause, DB_NOARGS) != DB_OK) {
+	if (db_tx_run(db, DB_TX_COMMIT, cause) != DB_OK) {
 		db_tx_rollback(db);
 		return DB_ERROR;
 	}
@@ -1114,7 +981,7 @@ db_tx_rollback(struct db *db)
 int
 db_tx_open(const struct db *db)
 {
-	return !sqlite3_get_autocommit(db->sq);
+	return db_tx_live(db);
 }
 
 /* ---- rooms ---- */
@@ -1135,16 +1002,16 @@ db_room_clear(struct db_room *room)
 
 /* Fills *room from a row laid out as DB_ROOM_COLUMNS, without admins. */
 static void
-db_room_fill(sqlite3_stmt *st, struct db_room *room)
+db_room_fill(struct db_bstmt *st, struct db_room *room)
 {
 	memset(room, 0, sizeof *room);
 	room->id = db_col_strdup(st, 0);
 	room->name = db_col_strdup(st, 1);
-	room->created_at = sqlite3_column_int64(st, 2);
-	room->closed_at = sqlite3_column_int64(st, 3);
+	room->created_at = db_col_int64(st, 2);
+	room->closed_at = db_col_int64(st, 3);
 	room->close_reason = db_col_strdup(st, 4);
-	room->peak_users = sqlite3_column_int64(st, 5);
-	room->last_seq = sqlite3_column_int64(st, 6);
+	room->peak_users = db_col_int64(st, 5);
+	room->last_seq = db_col_int64(st, 6);
 }
 
 static void
@@ -1158,7 +1025,7 @@ db_room_add_admin(struct db_room *room, const char *user_id)
 static int
 db_room_read(struct db *db, const char *id, struct db_room *room, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	memset(room, 0, sizeof *room);
@@ -1167,7 +1034,7 @@ db_room_read(struct db *db, const char *id, struct db_room *room, char **cause)
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW)
 		db_room_fill(st, room);
-	db_done(st);
+	db_done(db, st);
 	if (rc != DB_ROW)
 		return rc == DB_DONE ? DB_NOTFOUND : rc;
 
@@ -1175,7 +1042,7 @@ db_room_read(struct db *db, const char *id, struct db_room *room, char **cause)
 		goto fail;
 	while ((rc = db_step(db, st, cause)) == DB_ROW)
 		db_room_add_admin(room, db_col_text(st, 0));
-	db_done(st);
+	db_done(db, st);
 	if (rc != DB_DONE)
 		goto fail;
 	return DB_OK;
@@ -1255,7 +1122,7 @@ db_room_list(struct db *db, int include_closed, int (*each)(const struct db_room
     void *arg, char **cause)
 {
 	struct db_room room;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	const char *id;
 	int rc, have = 0, stop = 0;
 
@@ -1276,10 +1143,10 @@ db_room_list(struct db *db, int include_closed, int (*each)(const struct db_room
 			db_room_fill(st, &room);
 			have = 1;
 		}
-		if (sqlite3_column_type(st, 8) != SQLITE_NULL)
+		if (!db_col_is_null(st, 8))
 			db_room_add_admin(&room, db_col_text(st, 8));
 	}
-	db_done(st);
+	db_done(db, st);
 	if (!stop && rc != DB_DONE) {
 		db_room_clear(&room);
 		return rc;
@@ -1340,7 +1207,7 @@ db_room_peak_update(struct db *db, const char *id, int64_t peak, char **cause)
 	if ((rc = db_op_begin(db, cause)) != DB_OK)
 		return rc;
 	rc = db_exec(db, DB_STMT_ROOM_PEAK, cause, DB_ARGS(DB_TEXT(id), DB_INT(peak)));
-	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+	if (rc == DB_OK && db_changes(db) == 0)
 		rc = DB_NOTFOUND;
 	if (rc != DB_OK)
 		goto fail;
@@ -1410,7 +1277,7 @@ db_ban_lift(struct db *db, const char *room_id, const char *user_id, int64_t now
 		return rc;
 	rc = db_exec(
 	    db, DB_STMT_BAN_LIFT, cause, DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(now)));
-	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+	if (rc == DB_OK && db_changes(db) == 0)
 		rc = DB_NOTFOUND;
 	if (rc != DB_OK)
 		goto fail;
@@ -1424,13 +1291,13 @@ fail:
 }
 
 static void
-db_ban_fill(sqlite3_stmt *st, struct db_ban *ban)
+db_ban_fill(struct db_bstmt *st, struct db_ban *ban)
 {
 	ban->room_id = db_col_strdup(st, 0);
 	ban->user_id = db_col_strdup(st, 1);
 	ban->reason = db_col_strdup(st, 2);
-	ban->created_at = sqlite3_column_int64(st, 3);
-	ban->expires_at = sqlite3_column_int64(st, 4);
+	ban->created_at = db_col_int64(st, 3);
+	ban->expires_at = db_col_int64(st, 4);
 }
 
 int
@@ -1438,7 +1305,7 @@ db_ban_list(struct db *db, const char *room_id, int64_t now,
     int (*each)(const struct db_ban *ban, void *arg), void *arg, char **cause)
 {
 	struct db_ban ban;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	if ((rc = db_room_exists(db, room_id, cause)) != DB_OK)
@@ -1455,7 +1322,7 @@ db_ban_list(struct db *db, const char *room_id, int64_t now,
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -1512,7 +1379,7 @@ static int
 db_page_window(struct db *db, const struct db_pager *pager, const struct db_page_query *q,
     struct page_window *w, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int64_t top, lo, hi;
 	int rc;
 
@@ -1523,8 +1390,8 @@ db_page_window(struct db *db, const struct db_pager *pager, const struct db_page
 	if ((st = db_prepare(db, DB_STMT_ROOM_GET, cause, DB_ARGS(DB_TEXT(q->room_id)))) == NULL)
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
-	top = rc == DB_ROW ? sqlite3_column_int64(st, pager->top_column) : 0;
-	db_done(st);
+	top = rc == DB_ROW ? db_col_int64(st, pager->top_column) : 0;
+	db_done(db, st);
 	if (rc != DB_ROW)
 		return rc == DB_DONE ? DB_NOTFOUND : rc;
 
@@ -1569,33 +1436,33 @@ db_page_info_set(struct db_page_info *info, const struct page_window *w)
 
 /* Fills *m from DB_MESSAGE_COLUMNS starting at column c; valid until the next step. */
 static void
-db_row_message(sqlite3_stmt *st, int c, struct db_message *m)
+db_row_message(struct db_bstmt *st, int c, struct db_message *m)
 {
-	m->id = sqlite3_column_int64(st, c);
+	m->id = db_col_int64(st, c);
 	m->room_id = db_col_text(st, c + 1);
-	m->seq = sqlite3_column_int64(st, c + 2);
-	m->kind = sqlite3_column_int(st, c + 3);
+	m->seq = db_col_int64(st, c + 2);
+	m->kind = db_col_int(st, c + 3);
 	m->user_id = db_col_text(st, c + 4);
 	m->nickname = db_col_text(st, c + 5);
-	m->is_admin = sqlite3_column_int(st, c + 6);
+	m->is_admin = db_col_int(st, c + 6);
 	m->content = db_col_text(st, c + 7);
 	m->event_type = db_col_text(st, c + 8);
-	m->created_at = sqlite3_column_int64(st, c + 9);
+	m->created_at = db_col_int64(st, c + 9);
 }
 
 /* Fills *s from DB_SESSION_COLUMNS starting at column c. */
 static void
-db_row_session(sqlite3_stmt *st, int c, struct db_session *s)
+db_row_session(struct db_bstmt *st, int c, struct db_session *s)
 {
-	s->id = sqlite3_column_int64(st, c);
+	s->id = db_col_int64(st, c);
 	s->room_id = db_col_text(st, c + 1);
-	s->seq = sqlite3_column_int64(st, c + 2);
+	s->seq = db_col_int64(st, c + 2);
 	s->user_id = db_col_text(st, c + 3);
 	s->nickname = db_col_text(st, c + 4);
-	s->is_admin = sqlite3_column_int(st, c + 5);
+	s->is_admin = db_col_int(st, c + 5);
 	s->address = db_col_text(st, c + 6);
-	s->joined_at = sqlite3_column_int64(st, c + 7);
-	s->left_at = sqlite3_column_int64(st, c + 8);
+	s->joined_at = db_col_int64(st, c + 7);
+	s->left_at = db_col_int64(st, c + 8);
 	s->leave_reason = db_col_text(st, c + 9);
 }
 
@@ -1606,10 +1473,10 @@ db_row_session(sqlite3_stmt *st, int c, struct db_session *s)
  */
 static int
 db_page_walk(struct db *db, const struct db_pager *pager, const struct db_page_query *q,
-    int (*emit)(sqlite3_stmt *st, void *ctx), void *ctx, struct db_page_info *info, char **cause)
+    int (*emit)(struct db_bstmt *st, void *ctx), void *ctx, struct db_page_info *info, char **cause)
 {
 	struct page_window w;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	if ((rc = db_page_window(db, pager, q, &w, cause)) != DB_OK)
@@ -1627,7 +1494,7 @@ db_page_walk(struct db *db, const struct db_pager *pager, const struct db_page_q
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -1637,7 +1504,7 @@ struct db_message_emit {
 };
 
 static int
-db_message_emit(sqlite3_stmt *st, void *ctx)
+db_message_emit(struct db_bstmt *st, void *ctx)
 {
 	const struct db_message_emit *e = ctx;
 	struct db_message m;
@@ -1661,7 +1528,7 @@ db_messages_range(struct db *db, const char *room_id, int64_t from_seq, int64_t 
     int (*each)(const struct db_message *m, void *arg), void *arg, char **cause)
 {
 	struct db_message m;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	st = db_prepare(db, DB_STMT_MESSAGE_RANGE, cause,
@@ -1675,7 +1542,7 @@ db_messages_range(struct db *db, const char *room_id, int64_t from_seq, int64_t 
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -1685,7 +1552,7 @@ struct db_session_emit {
 };
 
 static int
-db_session_emit(sqlite3_stmt *st, void *ctx)
+db_session_emit(struct db_bstmt *st, void *ctx)
 {
 	const struct db_session_emit *e = ctx;
 	struct db_session s;
@@ -1717,7 +1584,7 @@ db_next_seq(struct db *db, enum db_stmt bump, enum db_stmt read, const char *roo
 
 	if ((rc = db_exec(db, bump, cause, DB_ARGS(DB_TEXT(room_id)))) != DB_OK)
 		return rc;
-	if (sqlite3_changes(db->sq) == 0)
+	if (db_changes(db) == 0)
 		return DB_NOTFOUND;
 	return db_exec_int(db, read, next, cause, DB_ARGS(DB_TEXT(room_id)));
 }
@@ -1742,7 +1609,7 @@ db_message_append(struct db *db, const char *room_id, int kind, const char *user
 	if (rc != DB_OK)
 		goto fail;
 	if (id != NULL)
-		*id = sqlite3_last_insert_rowid(db->sq);
+		*id = db_last_insert_id(db);
 	if ((rc = db_op_commit(db, cause)) != DB_OK)
 		goto fail;
 	if (seq != NULL)
@@ -1788,7 +1655,7 @@ db_session_open(struct db *db, const char *node_id, const char *room_id, const c
 		DB_TEXT(node_id != NULL ? node_id : "")));
 	if (rc != DB_OK)
 		goto fail;
-	sid = sqlite3_last_insert_rowid(db->sq);
+	sid = db_last_insert_id(db);
 	data = db_session_data(sid, seq, is_admin != 0);
 	rc = db_outbox_add(
 	    db, "user_joined", room_id, user_id, nickname, NULL, sid, data, joined_at, cause);
@@ -1811,7 +1678,7 @@ fail:
 static int
 db_session_close_one(struct db *db, int64_t id, const char *reason, int64_t left_at, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	char *room_id = NULL, *user_id = NULL, *nickname = NULL, *data = NULL;
 	int64_t seq = 0;
 	int rc, is_admin = 0;
@@ -1823,12 +1690,12 @@ db_session_close_one(struct db *db, int64_t id, const char *reason, int64_t left
 		room_id = db_col_strdup(st, 0);
 		user_id = db_col_strdup(st, 1);
 		nickname = db_col_strdup(st, 2);
-		is_admin = sqlite3_column_int(st, 3);
-		seq = sqlite3_column_int64(st, 4);
+		is_admin = db_col_int(st, 3);
+		seq = db_col_int64(st, 4);
 		rc = DB_OK;
 	} else if (rc == DB_DONE)
 		rc = DB_NOTFOUND;
-	db_done(st);
+	db_done(db, st);
 	if (rc == DB_OK) {
 		rc = db_exec(db, DB_STMT_SESSION_CLOSE, cause,
 		    DB_ARGS(DB_INT(id), DB_INT(left_at), DB_TEXT(reason)));
@@ -1871,7 +1738,7 @@ static int
 db_sessions_close_listed(struct db *db, enum db_stmt which, const struct db_arg *args, size_t nargs,
     const char *reason, int64_t left_at, int64_t *closed, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int64_t *ids = NULL;
 	size_t n = 0, i;
 	int rc;
@@ -1881,9 +1748,9 @@ db_sessions_close_listed(struct db *db, enum db_stmt which, const struct db_arg 
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
 		ids = xreallocarray(ids, n + 1, sizeof *ids);
-		ids[n++] = sqlite3_column_int64(st, 0);
+		ids[n++] = db_col_int64(st, 0);
 	}
-	db_done(st);
+	db_done(db, st);
 	if (rc == DB_DONE)
 		rc = DB_OK;
 	for (i = 0; rc == DB_OK && i < n; i++)
@@ -1940,7 +1807,7 @@ int
 db_join_state(struct db *db, const char *room_id, const char *user_id, int64_t now, int *closed,
     int *banned, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	*closed = *banned = 0;
@@ -1948,8 +1815,8 @@ db_join_state(struct db *db, const char *room_id, const char *user_id, int64_t n
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW)
-		*closed = sqlite3_column_int(st, 0) != 0;
-	db_done(st);
+		*closed = db_col_int(st, 0) != 0;
+	db_done(db, st);
 	if (rc != DB_ROW)
 		return rc == DB_DONE ? DB_NOTFOUND : rc;
 	if ((st = db_prepare(db, DB_STMT_JOIN_BANNED, cause,
@@ -1957,7 +1824,7 @@ db_join_state(struct db *db, const char *room_id, const char *user_id, int64_t n
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	*banned = rc == DB_ROW;
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -1967,7 +1834,7 @@ int
 db_rate_check(struct db *db, const char *room_id, const char *user_id, int64_t at,
     int64_t interval_ms, int64_t *wait_ms, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	*wait_ms = 0;
@@ -1976,12 +1843,12 @@ db_rate_check(struct db *db, const char *room_id, const char *user_id, int64_t a
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW) {
-		int64_t last = sqlite3_column_int64(st, 0);
+		int64_t last = db_col_int64(st, 0);
 
 		if (last + interval_ms > at)
 			*wait_ms = last + interval_ms - at;
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -2003,7 +1870,7 @@ db_rate_prune(struct db *db, int64_t before, char **cause)
 int
 db_room_last_seq(struct db *db, const char *room_id, int64_t *last_seq, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	*last_seq = 0;
@@ -2012,8 +1879,8 @@ db_room_last_seq(struct db *db, const char *room_id, int64_t *last_seq, char **c
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW)
-		*last_seq = sqlite3_column_int64(st, 0);
-	db_done(st);
+		*last_seq = db_col_int64(st, 0);
+	db_done(db, st);
 	if (rc != DB_ROW)
 		return rc == DB_DONE ? DB_NOTFOUND : rc;
 	return DB_OK;
@@ -2022,7 +1889,7 @@ db_room_last_seq(struct db *db, const char *room_id, int64_t *last_seq, char **c
 int
 db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -2030,10 +1897,10 @@ db_room_counts(struct db *db, const char *room_id, struct db_room_counts *out, c
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW) {
-		out->last_seq = sqlite3_column_int64(st, 6);
-		out->session_count = sqlite3_column_int64(st, 7);
+		out->last_seq = db_col_int64(st, 6);
+		out->session_count = db_col_int64(st, 7);
 	}
-	db_done(st);
+	db_done(db, st);
 	if (rc != DB_ROW)
 		return rc == DB_DONE ? DB_NOTFOUND : rc;
 	/* seq is gap-free from 1, so the count is the last seq (no table scan). */
@@ -2054,7 +1921,7 @@ db_room_occupants(struct db *db, const char *room_id, int64_t limit,
     int (*each)(const struct db_occupant *o, void *arg), void *arg, char **cause)
 {
 	struct db_occupant o;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	st = db_prepare(
@@ -2062,24 +1929,24 @@ db_room_occupants(struct db *db, const char *room_id, int64_t limit,
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		o.session_id = sqlite3_column_int64(st, 0);
+		o.session_id = db_col_int64(st, 0);
 		o.user_id = db_col_text(st, 1);
 		o.nickname = db_col_text(st, 2);
-		o.is_admin = sqlite3_column_int(st, 3);
-		o.joined_at = sqlite3_column_int64(st, 4);
+		o.is_admin = db_col_int(st, 3);
+		o.joined_at = db_col_int64(st, 4);
 		if (each(&o, arg) != 0) {
 			rc = DB_DONE;
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
 int
 db_health(struct db *db, struct db_health *out, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -2087,12 +1954,12 @@ db_health(struct db *db, struct db_health *out, char **cause)
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW) {
-		out->rooms_open = sqlite3_column_int64(st, 0);
-		out->rooms_closed = sqlite3_column_int64(st, 1);
-		out->pending_sync_requests = sqlite3_column_int64(st, 2);
-		out->outbox_events = sqlite3_column_int64(st, 3);
+		out->rooms_open = db_col_int64(st, 0);
+		out->rooms_closed = db_col_int64(st, 1);
+		out->pending_sync_requests = db_col_int64(st, 2);
+		out->outbox_events = db_col_int64(st, 3);
 	}
-	db_done(st);
+	db_done(db, st);
 	if (rc == DB_ROW)
 		return DB_OK;
 	if (rc == DB_DONE) {
@@ -2115,7 +1982,7 @@ db_cursor_clear(struct db_cursor *c)
 int
 db_cursor_get(struct db *db, const char *target, struct db_cursor *c, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	memset(c, 0, sizeof *c);
@@ -2123,15 +1990,15 @@ db_cursor_get(struct db *db, const char *target, struct db_cursor *c, char **cau
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW) {
-		c->last_id = sqlite3_column_int64(st, 0);
+		c->last_id = db_col_int64(st, 0);
 		c->delivery_id = db_col_strdup(st, 1);
-		c->batch_last_id = sqlite3_column_int64(st, 2);
-		c->attempts = sqlite3_column_int64(st, 3);
-		c->failing_since = sqlite3_column_int64(st, 4);
+		c->batch_last_id = db_col_int64(st, 2);
+		c->attempts = db_col_int64(st, 3);
+		c->failing_since = db_col_int64(st, 4);
 		c->last_error = db_col_strdup(st, 5);
-		c->last_success_at = sqlite3_column_int64(st, 6);
+		c->last_success_at = db_col_int64(st, 6);
 	}
-	db_done(st);
+	db_done(db, st);
 	if (rc == DB_ROW || rc == DB_DONE)
 		return DB_OK; /* no row yet: nothing delivered, all zero */
 	return rc;
@@ -2150,7 +2017,7 @@ db_cursor_update(struct db *db, enum db_stmt which, const char *target, char **c
 	if (rc != DB_OK)
 		goto fail;
 	rc = db_exec(db, which, cause, args, n);
-	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+	if (rc == DB_OK && db_changes(db) == 0)
 		rc = DB_CONFLICT;
 	if (rc != DB_OK)
 		goto fail;
@@ -2207,7 +2074,7 @@ db_feed_events(struct db *db, int64_t after, int64_t upto, int64_t limit,
     int (*each)(const struct db_event *e, void *arg), void *arg, char **cause)
 {
 	struct db_event e;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	st = db_prepare(
@@ -2215,21 +2082,21 @@ db_feed_events(struct db *db, int64_t after, int64_t upto, int64_t limit,
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		e.id = sqlite3_column_int64(st, 0);
+		e.id = db_col_int64(st, 0);
 		e.kind = db_col_text(st, 1);
 		e.room_id = db_col_text(st, 2);
 		e.user_id = db_col_text(st, 3);
 		e.nickname = db_col_text(st, 4);
 		e.reason = db_col_text(st, 5);
-		e.session_id = sqlite3_column_int64(st, 6);
+		e.session_id = db_col_int64(st, 6);
 		e.data = db_col_text(st, 7);
-		e.created_at = sqlite3_column_int64(st, 8);
+		e.created_at = db_col_int64(st, 8);
 		if (each(&e, arg) != 0) {
 			rc = DB_DONE;
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -2238,7 +2105,7 @@ db_feed_messages(struct db *db, int64_t after, int64_t upto, int64_t limit,
     int (*each)(const struct db_message *m, void *arg), void *arg, char **cause)
 {
 	struct db_message m;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	st = db_prepare(
@@ -2252,7 +2119,7 @@ db_feed_messages(struct db *db, int64_t after, int64_t upto, int64_t limit,
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -2261,7 +2128,7 @@ db_feed_sessions(struct db *db, int64_t after, int64_t upto, int64_t limit,
     int (*each)(const struct db_session *s, int64_t event_id, void *arg), void *arg, char **cause)
 {
 	struct db_session s;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int64_t event_id;
 	int rc;
 
@@ -2270,14 +2137,14 @@ db_feed_sessions(struct db *db, int64_t after, int64_t upto, int64_t limit,
 	if (st == NULL)
 		return DB_ERROR;
 	while ((rc = db_step(db, st, cause)) == DB_ROW) {
-		event_id = sqlite3_column_int64(st, 0);
+		event_id = db_col_int64(st, 0);
 		db_row_session(st, 1, &s);
 		if (each(&s, event_id, arg) != 0) {
 			rc = DB_DONE;
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -2291,7 +2158,7 @@ db_backlog(struct db *db, enum db_feed feed, int64_t after, int64_t limit, struc
 		[DB_FEED_SESSIONS] = DB_STMT_BACKLOG_SESSIONS,
 		[DB_FEED_SYNC_REQUESTS] = DB_STMT_BACKLOG_SYNC,
 	};
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -2305,11 +2172,11 @@ db_backlog(struct db *db, enum db_feed feed, int64_t after, int64_t limit, struc
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW) {
-		out->count = sqlite3_column_int64(st, 0);
-		out->oldest_at = sqlite3_column_int64(st, 1);
-		out->last_id = sqlite3_column_int64(st, 2);
+		out->count = db_col_int64(st, 0);
+		out->oldest_at = db_col_int64(st, 1);
+		out->last_id = db_col_int64(st, 2);
 	}
-	db_done(st);
+	db_done(db, st);
 	if (rc == DB_ROW || rc == DB_DONE)
 		return DB_OK;
 	return rc;
@@ -2348,25 +2215,25 @@ db_dead_letter_clear(struct db_dead_letter *d)
 
 /* Reads a DB_DEAD_COLUMNS row and the body column after it (owned by d). */
 static void
-db_row_dead_letter(sqlite3_stmt *st, struct db_dead_letter *d)
+db_row_dead_letter(struct db_bstmt *st, struct db_dead_letter *d)
 {
 	memset(d, 0, sizeof *d);
-	d->id = sqlite3_column_int64(st, 0);
+	d->id = db_col_int64(st, 0);
 	d->target = db_col_strdup(st, 1);
 	d->delivery_id = db_col_strdup(st, 2);
-	d->after_id = sqlite3_column_int64(st, 3);
-	d->last_id = sqlite3_column_int64(st, 4);
-	d->count = sqlite3_column_int64(st, 5);
-	d->attempts = sqlite3_column_int64(st, 6);
-	d->last_status = sqlite3_column_int64(st, 7);
+	d->after_id = db_col_int64(st, 3);
+	d->last_id = db_col_int64(st, 4);
+	d->count = db_col_int64(st, 5);
+	d->attempts = db_col_int64(st, 6);
+	d->last_status = db_col_int64(st, 7);
 	d->last_error = db_col_strdup(st, 8);
-	d->first_attempt_at = sqlite3_column_int64(st, 9);
-	d->last_attempt_at = sqlite3_column_int64(st, 10);
-	d->created_at = sqlite3_column_int64(st, 11);
-	d->replay_requested_at = sqlite3_column_int64(st, 12);
-	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+	d->first_attempt_at = db_col_int64(st, 9);
+	d->last_attempt_at = db_col_int64(st, 10);
+	d->created_at = db_col_int64(st, 11);
+	d->replay_requested_at = db_col_int64(st, 12);
+	if (!db_col_is_null(st, 13)) {
 		d->body = db_col_strdup(st, 13);
-		d->body_len = (size_t)sqlite3_column_bytes(st, 13);
+		d->body_len = (size_t)db_col_bytes(st, 13);
 	}
 }
 
@@ -2380,7 +2247,7 @@ db_dead_letter_add(struct db *db, const struct db_dead_letter *d, int64_t now, c
 	rc = db_exec(db, DB_STMT_CURSOR_DEAD, cause,
 	    DB_ARGS(DB_TEXT(d->target), DB_INT(d->after_id), DB_TEXT(d->delivery_id),
 		DB_INT(d->last_id)));
-	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+	if (rc == DB_OK && db_changes(db) == 0)
 		rc = DB_CONFLICT;
 	if (rc != DB_OK)
 		goto fail;
@@ -2405,7 +2272,7 @@ db_dead_letter_list(struct db *db, const char *target, int64_t after, int64_t li
     int (*each)(const struct db_dead_letter *d, void *arg), void *arg, char **cause)
 {
 	struct db_dead_letter d;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc, stop;
 
 	st = db_prepare(db, DB_STMT_DEAD_LIST, cause,
@@ -2421,7 +2288,7 @@ db_dead_letter_list(struct db *db, const char *target, int64_t after, int64_t li
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -2430,7 +2297,7 @@ static int
 db_dead_letter_one(struct db *db, enum db_stmt which, struct db_dead_letter *d, char **cause,
     const struct db_arg *args, size_t n)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	memset(d, 0, sizeof *d);
@@ -2439,7 +2306,7 @@ db_dead_letter_one(struct db *db, enum db_stmt which, struct db_dead_letter *d, 
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW)
 		db_row_dead_letter(st, d);
-	db_done(st);
+	db_done(db, st);
 	if (rc == DB_ROW)
 		return DB_OK;
 	return rc == DB_DONE ? DB_NOTFOUND : rc;
@@ -2470,7 +2337,7 @@ db_dead_letter_write(struct db *db, enum db_stmt which, int64_t *changed, char *
 	if ((rc = db_exec(db, which, cause, args, n)) != DB_OK)
 		goto fail;
 	if (changed != NULL)
-		*changed = sqlite3_changes64(db->sq);
+		*changed = db_changes(db);
 	if ((rc = db_op_commit(db, cause)) != DB_OK)
 		goto fail;
 	return DB_OK;
@@ -2531,7 +2398,7 @@ int
 db_dead_letter_counts(
     struct db *db, const char *target, int64_t *total, int64_t *replay, char **cause)
 {
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	*total = *replay = 0;
@@ -2539,10 +2406,10 @@ db_dead_letter_counts(
 		return DB_ERROR;
 	rc = db_step(db, st, cause);
 	if (rc == DB_ROW) {
-		*total = sqlite3_column_int64(st, 0);
-		*replay = sqlite3_column_int64(st, 1);
+		*total = db_col_int64(st, 0);
+		*replay = db_col_int64(st, 1);
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -2550,15 +2417,15 @@ db_dead_letter_counts(
 
 /* Fills *n from DB_NODE_COLUMNS; strings valid until the next step. */
 static void
-db_row_node(sqlite3_stmt *st, struct db_node *n)
+db_row_node(struct db_bstmt *st, struct db_node *n)
 {
 	n->id = db_col_text(st, 0);
 	n->incarnation = db_col_text(st, 1);
-	n->started_at = sqlite3_column_int64(st, 2);
-	n->seen_at = sqlite3_column_int64(st, 3);
-	n->stopped_at = sqlite3_column_int64(st, 4);
-	n->connections = sqlite3_column_int64(st, 5);
-	n->reaped_at = sqlite3_column_int64(st, 6);
+	n->started_at = db_col_int64(st, 2);
+	n->seen_at = db_col_int64(st, 3);
+	n->stopped_at = db_col_int64(st, 4);
+	n->connections = db_col_int64(st, 5);
+	n->reaped_at = db_col_int64(st, 6);
 }
 
 void
@@ -2601,7 +2468,7 @@ db_node_stop(struct db *db, const char *id, const char *incarnation, int64_t now
 		return rc;
 	rc = db_exec(
 	    db, DB_STMT_NODE_STOP, cause, DB_ARGS(DB_TEXT(id), DB_TEXT(incarnation), DB_INT(now)));
-	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+	if (rc == DB_OK && db_changes(db) == 0)
 		rc = DB_NOTFOUND;
 	if (rc != DB_OK)
 		goto fail;
@@ -2619,7 +2486,7 @@ db_node_list(
     struct db *db, int (*each)(const struct db_node *n, void *arg), void *arg, char **cause)
 {
 	struct db_node n;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	if ((st = db_prepare(db, DB_STMT_NODE_LIST, cause, DB_NOARGS)) == NULL)
@@ -2631,7 +2498,7 @@ db_node_list(
 			break;
 		}
 	}
-	db_done(st);
+	db_done(db, st);
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
@@ -2639,7 +2506,7 @@ int
 db_node_get(struct db *db, const char *id, struct db_node *out, char **cause)
 {
 	struct db_node n;
-	sqlite3_stmt *st;
+	struct db_bstmt *st;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -2652,7 +2519,7 @@ db_node_get(struct db *db, const char *id, struct db_node *out, char **cause)
 		out->id = xstrdup(n.id);
 		out->incarnation = xstrdup(n.incarnation);
 	}
-	db_done(st);
+	db_done(db, st);
 	if (rc != DB_ROW)
 		return rc == DB_DONE ? DB_NOTFOUND : rc;
 	return DB_OK;
@@ -2669,7 +2536,7 @@ db_node_reap(struct db *db, const char *id, int64_t stale_before, const char *re
 		return rc;
 	rc = db_exec(
 	    db, DB_STMT_NODE_REAP, cause, DB_ARGS(DB_TEXT(id), DB_INT(stale_before), DB_INT(now)));
-	if (rc == DB_OK && sqlite3_changes(db->sq) == 0)
+	if (rc == DB_OK && db_changes(db) == 0)
 		rc = DB_NOTFOUND; /* fresh, stopped, reaped already or unknown */
 	if (rc != DB_OK)
 		goto fail;

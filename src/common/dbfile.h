@@ -1,7 +1,7 @@
 /*
  * The database's files on disk: where the default "in-memory" database
  * lives, with which modes the database, its -wal/-shm and its lock files
- * are created, and which existing files are trusted. No SQL here; db.c
+ * are created, and which existing files are trusted. No SQL here; db_sqlite.c
  * calls dbfile_prepare() before SQLite opens anything.
  *
  * Modes: new files are 0600 (owner only), or 0660 when the database's

@@ -1391,6 +1391,73 @@ START_TEST(test_tx_batch)
 }
 END_TEST
 
+/*
+ * The transaction state db.c keeps itself (the backend is asked only
+ * whether the engine ended a transaction) and the failure kinds the
+ * backend reports: a batch, a commit with nothing open, a rollback, a
+ * permanent failure inside a batch, a BEGIN that waits out the lock.
+ */
+START_TEST(test_tx_state)
+{
+	char *cause = NULL;
+	int64_t seq;
+
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_tx_open(db), 0);
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	ck_assert_int_eq(db_tx_open(db), 1);
+	message_add("r1", "u", "a", 1, &seq);
+	ck_assert_int_eq(db_tx_open(db), 1);
+	/* A CHECK constraint fails the same way every time. */
+	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CHAT, NULL, "u", 0, "x", NULL, 1,
+			     NULL, NULL, &cause),
+	    DB_ERROR);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(db_failure_transient(db), 0);
+	ck_assert_int_eq(db_failure_was_busy(db), 0);
+	ck_assert_int_eq(db_tx_open(db), 1);
+	ck_assert_int_eq(db_tx_commit(db, &cause), DB_OK);
+	ck_assert_int_eq(db_tx_open(db), 0);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 1);
+
+	/* Nothing to commit: an error, and the next write still begins its own. */
+	ck_assert_int_eq(db_tx_commit(db, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(db_tx_open(db), 0);
+	message_add("r1", "u", "b", 2, &seq);
+	ck_assert_int_eq(seq, 2);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 2);
+
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	message_add("r1", "u", "gone", 3, NULL);
+	db_tx_rollback(db);
+	ck_assert_int_eq(db_tx_open(db), 0);
+	db_tx_rollback(db);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 2);
+
+	/* Another process holds the write lock past the busy timeout. */
+	raw_exec("BEGIN IMMEDIATE");
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(db_tx_open(db), 0);
+	ck_assert_int_eq(db_failure_was_busy(db), 1);
+	ck_assert_int_eq(db_failure_transient(db), 1);
+	db_failure_reset(db);
+	ck_assert_int_eq(db_failure_was_busy(db), 0);
+	raw_exec("ROLLBACK");
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	message_add("r1", "u", "c", 4, &seq);
+	ck_assert_int_eq(db_tx_commit(db, &cause), DB_OK);
+	ck_assert_int_eq(seq, 3);
+	ck_assert_ptr_null(cause);
+}
+END_TEST
+
 /* Ten messages in r1, one per second from T0+1, at half past each second. */
 static void
 ten_messages(void)
@@ -2878,6 +2945,7 @@ unit_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_message_append);
 	tcase_add_test(tc, test_tx_batch);
+	tcase_add_test(tc, test_tx_state);
 	tcase_add_test(tc, test_messages_range);
 	tcase_add_test(tc, test_rate_marks);
 	tcase_add_test(tc, test_join_state);
