@@ -83,7 +83,7 @@ set -euo pipefail
 BUILD_PACKAGES=(
 	build-essential autoconf automake pkg-config
 	libfcgi-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libcurl4-openssl-dev libcjson-dev check libssl-dev
-	libnats-dev
+	libnats-dev libpq-dev
 )
 # Running the stack: the web server in front (nginx by default; lighttpd is
 # added when it is the front), curl for the readiness probe, sqlite3 to look
@@ -93,10 +93,11 @@ RUN_PACKAGES=(nginx curl sqlite3)
 # formatter and linter of `make format-check` and `make lint`, the man page
 # linter, systemd-analyze (unit checks), setpriv (util-linux), promtool
 # (prometheus: the metrics test validates every exposition with it),
-# nats-server (the cluster tests), and what building and checking the
+# nats-server (the cluster tests), postgresql (the PostgreSQL backend's unit
+# test runs a throwaway server), and what building and checking the
 # Debian package needs (tests/package).
 TEST_PACKAGES=(
-	lighttpd apache2 nginx spawn-fcgi nats-server
+	lighttpd apache2 nginx spawn-fcgi nats-server postgresql
 	curl python3 sqlite3 socat valgrind clang-format cppcheck mandoc systemd util-linux
 	clang libclang-rt-dev prometheus
 	debhelper dpkg-dev fakeroot lintian

@@ -5,8 +5,8 @@
  * calls: it opens a connection, prepares the table's SQL text, binds
  * struct db_arg values, steps, reads columns and runs transactions.
  *
- * Included only by db.c and the backends (db_sqlite.c); nothing outside
- * src/common/db*.c sees it.
+ * Included only by db.c, the backends (db_sqlite.c, db_pg.c) and their
+ * unit tests; nothing else outside src/common/db*.c sees it.
  *
  * SQL text keeps SQLite's ?N placeholders (?1 is args[0]); a backend
  * whose engine numbers them otherwise ($N) rewrites them in prepare().
@@ -153,5 +153,10 @@ struct db_backend_ops {
 
 /* db_sqlite.c: one SQLite file in WAL mode, shared by every program. */
 extern const struct db_backend_ops db_sqlite_ops;
+/*
+ * db_pg.c: a PostgreSQL server over libpq (target: a libpq connection
+ * string or URI). Not selectable yet: db_open() uses SQLite.
+ */
+extern const struct db_backend_ops db_pg_ops;
 
 #endif

@@ -389,9 +389,9 @@ def t_quickstart(chk, tmp):
 
     build = ["build-essential", "autoconf", "automake", "pkg-config", "libfcgi-dev", "libwebsockets-dev",
              "libwebsockets-evlib-uv", "libuv1-dev", "libsqlite3-dev", "libcurl4-openssl-dev", "libcjson-dev",
-             "check", "libssl-dev"]
+             "check", "libssl-dev", "libpq-dev"]
     only_tests = ["apache2", "lighttpd", "valgrind", "clang-format", "cppcheck", "mandoc", "spawn-fcgi", "socat",
-                  "clang", "libclang-rt-dev", "debhelper", "dpkg-dev", "fakeroot", "lintian"]
+                  "clang", "libclang-rt-dev", "postgresql", "debhelper", "dpkg-dev", "fakeroot", "lintian"]
     code, run_set = packages("run")
     chk.eq(code, 0, "quickstart.sh packages")
     chk.eq([p for p in build + ["nginx", "curl", "sqlite3"] if p not in run_set], [],
