@@ -280,9 +280,10 @@ db_pg_open(const char *target, int create, struct db_bconn **out, char **cause)
 	}
 	if (PQstatus(c->pg) != CONNECTION_OK) {
 		err = db_pg_oneline(PQerrorMessage(c->pg));
-		db_pg_redact(&err, db_pg_password(opts));
 		*cause = xasprintf("database %s: %s", c->where, err);
 		free(err);
+		/* Whatever quotes it (a user name that is the password, the server). */
+		db_pg_redact(cause, db_pg_password(opts));
 		PQconninfoFree(opts);
 		db_pg_close(c);
 		return DB_ERROR;
@@ -319,8 +320,9 @@ db_pg_close(struct db_bconn *c)
 /*
  * DIALECT: SQLite's ?N placeholders become $N outside string literals,
  * quoted names and comments. A bare ? (SQLite's next number) is refused:
- * db.c numbers every placeholder. Returns NULL with *cause on an error;
- * *nparams is the highest N.
+ * db.c numbers every placeholder. Not understood (db.c has neither): a
+ * backslash-escaped quote in an E'' string, dollar-quoted text. Returns
+ * NULL with *cause on an error; *nparams is the highest N.
  */
 static char *
 db_pg_rewrite(const char *sql, int *nparams, char **cause)

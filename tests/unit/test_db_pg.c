@@ -179,6 +179,15 @@ START_TEST(t_open_close)
 	free(cause);
 	cause = NULL;
 
+	/* Wherever the password shows up in a message, it is blanked out. */
+	uri = xasprintf(
+	    "host=127.0.0.1 port=%d dbname=postgres user=zz9pw password=zz9pw", pgtmp_port(server));
+	ck_assert_int_eq(OPS->open(uri, 1, &c, &cause), DB_ERROR);
+	ck_assert_msg(strstr(cause, "zz9pw") == NULL && strstr(cause, "***") != NULL, "%s", cause);
+	free(cause);
+	cause = NULL;
+	free(uri);
+
 	/* An address libpq cannot parse: what it quotes may be the password. */
 	ck_assert_int_eq(OPS->open("host=127.0.0.1 password=s3cret pw", 1, &c, &cause), DB_ERROR);
 	ck_assert_msg(strstr(cause, "s3cret") == NULL && strstr(cause, "pw") == NULL, "%s", cause);
