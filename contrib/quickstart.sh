@@ -29,7 +29,8 @@
 # --no-install-recommends of the packages that are missing. While
 # it installs, a temporary /usr/sbin/policy-rc.d keeps Debian from starting
 # the freshly installed lighttpd, apache2 and nginx (they would fight over
-# port 80); the quick start runs its own web server from a rendered config.
+# port 80) and postgresql; the quick start runs its own web server from a
+# rendered config, and the tests their own throwaway PostgreSQL server.
 #
 # The stack (run/serve): chat-api on a Unix socket, chatd and chat-sync
 # when they are built (src/chatd/chatd, src/sync/chat-sync), and a web server

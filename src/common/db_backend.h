@@ -84,7 +84,8 @@ struct db_backend_ops {
 	 * Opens a connection to target (SQLite: a file path) with the busy
 	 * timeout DB_BUSY_TIMEOUT_MS and the engine's settings applied,
 	 * creating the database if create. With create 0 and no database at
-	 * target: DB_NOTFOUND, without *cause.
+	 * target: DB_NOTFOUND, without *cause. (PostgreSQL: a database is
+	 * never created and a missing one is DB_ERROR; see db_pg.c.)
 	 */
 	int (*open)(const char *target, int create, struct db_bconn **out, char **cause);
 	/* NULL is allowed. An open transaction is rolled back. */
