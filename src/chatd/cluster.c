@@ -119,7 +119,7 @@ peer_set(struct cluster *cl, struct peer *p, const char *room_id, const char *us
 static void
 peer_replace(struct cluster *cl, struct peer *p, struct strmap *rooms)
 {
-	struct peer_pairs gone, came;
+	struct peer_pairs gone = { NULL, 0 }, came = { NULL, 0 };
 	size_t i;
 
 	peer_pairs(&p->rooms, rooms, &gone);
