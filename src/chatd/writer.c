@@ -294,6 +294,58 @@ writer_reap(struct writer *w, struct writer_op *op, char **cause)
 	return rc;
 }
 
+/* writer_reopen's walk over the session map. */
+struct writer_reopen {
+	struct writer *w;
+	int64_t now;
+	unsigned n;
+	int rc;
+	char *cause;
+};
+
+static int
+writer_reopen_one(const char *key, void *value, void *arg)
+{
+	struct writer_reopen *wr = arg;
+	struct writer_session *s = value;
+	int64_t id = 0;
+
+	(void)key;
+	if (s->id == 0 || wr->rc != DB_OK)
+		return 0; /* an open still waiting for its retry opens anew anyway */
+	wr->rc = db_session_reopen(wr->w->db, s->id, wr->now, &id, &wr->cause);
+	if (wr->rc == DB_NOTFOUND)
+		wr->rc = DB_OK;
+	else if (wr->rc == DB_OK && id != s->id) {
+		s->id = id; /* the connection's close now ends the new row */
+		wr->n++;
+	}
+	return 0;
+}
+
+/*
+ * Another node reaped this one (its database heartbeats stopped for the
+ * node timeout: a stall, a paused machine) and closed its sessions
+ * (node_lost) while their connections lived on: each gets a new open
+ * session from now, so the record shows the gap and the presence again.
+ * Writer thread.
+ */
+static int
+writer_reopen(struct writer *w, int64_t now, char **cause)
+{
+	struct writer_reopen wr = { w, now, 0, DB_OK, NULL };
+
+	strmap_each(&w->sessions, writer_reopen_one, &wr);
+	if (wr.rc != DB_OK) {
+		*cause = wr.cause;
+		return wr.rc;
+	}
+	log_warn("writer: another node took this one for lost (its database heartbeats stopped "
+		 "for the node timeout) and closed its sessions; %u reopened",
+	    wr.n);
+	return DB_OK;
+}
+
 /* Runs one operation inside the batch's transaction; sets op->outcome. Writer thread. */
 static void
 writer_apply(struct writer *w, struct writer_op *op)
@@ -346,10 +398,17 @@ writer_apply(struct writer *w, struct writer_op *op)
 		if (rc == DB_NOTFOUND)
 			rc = DB_OK; /* nothing in force: the wanted state */
 		break;
-	case WRITER_NODE_BEAT:
-		rc = db_node_beat(w->db, w->node_id, op->incarnation, op->started_at, op->ts_ms,
-		    op->connections, &cause);
+	case WRITER_NODE_BEAT: {
+		int reaped = 0;
+
+		rc = db_node_was_reaped(w->db, w->node_id, op->incarnation, &reaped, &cause);
+		if (rc == DB_OK && reaped)
+			rc = writer_reopen(w, op->ts_ms, &cause);
+		if (rc == DB_OK)
+			rc = db_node_beat(w->db, w->node_id, op->incarnation, op->started_at,
+			    op->ts_ms, op->connections, &cause);
 		break;
+	}
 	case WRITER_NODE_REAP:
 		rc = writer_reap(w, op, &cause);
 		break;

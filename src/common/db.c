@@ -210,6 +210,8 @@ enum db_stmt {
 	DB_STMT_SESSION_SEQ,
 	DB_STMT_SESSION_LAST_SEQ,
 	DB_STMT_SESSION_OPEN_GET,
+	DB_STMT_SESSION_CLOSED_GET,
+	DB_STMT_NODE_REAPED,
 	DB_STMT_SESSION_INSERT,
 	DB_STMT_SESSION_CLOSE,
 	DB_STMT_SESSION_OPEN_IDS,
@@ -346,6 +348,11 @@ static const char *const db_sql[DB_STMT_COUNT] = {
 	[DB_STMT_SESSION_OPEN_GET] =
 	    "SELECT room_id, user_id, nickname, is_admin, seq FROM sessions"
 	    " WHERE id = ?1 AND left_at IS NULL",
+	[DB_STMT_SESSION_CLOSED_GET] =
+	    "SELECT room_id, user_id, nickname, is_admin, address, node_id, left_at IS NOT NULL"
+	    " FROM sessions WHERE id = ?1",
+	[DB_STMT_NODE_REAPED] = "SELECT 1 FROM nodes WHERE id = ?1 AND incarnation = ?2"
+				" AND reaped_at IS NOT NULL",
 	[DB_STMT_SESSION_INSERT] =
 	    "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin,"
 	    " address, joined_at, node_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1672,6 +1679,57 @@ fail:
 	db_op_rollback(db);
 	cJSON_free(data);
 	return rc;
+}
+
+int
+db_session_reopen(struct db *db, int64_t id, int64_t now, int64_t *new_id, char **cause)
+{
+	struct db_bstmt *st;
+	char *room = NULL, *user = NULL, *nick = NULL, *address = NULL, *node = NULL;
+	int rc, is_admin = 0, closed = 0;
+
+	*new_id = id;
+	if ((st = db_prepare(db, DB_STMT_SESSION_CLOSED_GET, cause, DB_ARGS(DB_INT(id)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	if (rc == DB_ROW) {
+		room = db_col_strdup(st, 0);
+		user = db_col_strdup(st, 1);
+		nick = db_col_strdup(st, 2);
+		is_admin = (int)db_col_int64(st, 3);
+		address = db_col_strdup(st, 4);
+		node = db_col_strdup(st, 5);
+		closed = db_col_int64(st, 6) != 0;
+	}
+	db_done(db, st);
+	if (rc == DB_ROW && closed)
+		rc = db_session_open(
+		    db, node, room, user, nick, is_admin, address, now, new_id, cause);
+	else if (rc == DB_ROW || rc == DB_DONE)
+		rc = rc == DB_ROW ? DB_OK : DB_NOTFOUND;
+	free(room);
+	free(user);
+	free(nick);
+	free(address);
+	free(node);
+	return rc;
+}
+
+int
+db_node_was_reaped(
+    struct db *db, const char *id, const char *incarnation, int *reaped, char **cause)
+{
+	struct db_bstmt *st;
+	int rc;
+
+	*reaped = 0;
+	if ((st = db_prepare(db, DB_STMT_NODE_REAPED, cause,
+		 DB_ARGS(DB_TEXT(id), DB_TEXT(incarnation)))) == NULL)
+		return DB_ERROR;
+	rc = db_step(db, st, cause);
+	*reaped = rc == DB_ROW;
+	db_done(db, st);
+	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
 }
 
 /* Closes one session and records user_left; the caller holds the transaction. */

@@ -275,6 +275,16 @@ int db_session_open(struct db *db, const char *node_id, const char *room_id, con
  * DB_NOTFOUND if no open session has that id. */
 int db_session_close(struct db *db, int64_t id, const char *reason, int64_t left_at, char **cause);
 /*
+ * A session a lost-node reap closed while its connection lived on (the
+ * node only stalled): a new open session for the same room, user, node
+ * and address from now (user_joined recorded), its id in *new_id. A
+ * session still open keeps its id. DB_NOTFOUND if there is no such row.
+ */
+int db_session_reopen(struct db *db, int64_t id, int64_t now, int64_t *new_id, char **cause);
+/* Whether this run (incarnation) of node id was reaped since its last beat. */
+int db_node_was_reaped(
+    struct db *db, const char *id, const char *incarnation, int *reaped, char **cause);
+/*
  * Closes every open session (with user_left events), in one transaction:
  * chatd calls it at start, since sessions left open by a crash have no
  * connection behind them. *closed (may be NULL) gets how many.

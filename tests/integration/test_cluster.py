@@ -342,6 +342,38 @@ def t_clean_restart(st, chk):
         pass
 
 
+def t_stalled_node(st, chk):
+    """A node that stalls past the timeout (SIGSTOP) is taken for lost: its users leave the
+    counts and its sessions are closed (node_lost). When it runs again it has kept its
+    connections: the counts heal and each of them gets an open session again."""
+    n1, n2 = st.nodes[0], st.nodes[1]
+    rid = st.create_room("stalled")
+    a = n1.ws(rid, "alice")
+    b = n2.ws(rid, "bob")
+    stack.wait_until(lambda: current_users(n1, rid), "2 users", lambda v: v == 2)
+    os.kill(n2.proc.pid, signal.SIGSTOP)
+    try:
+        rows = stack.wait_until(lambda: [x for x in sessions(st, rid) if x.get("user_id") == "bob"],
+                                "bob's session closed by node 1", lambda v: v and v[0].get("left_at") is not None)
+        chk.ok(rows and rows[0].get("reason") == "node_lost", "stalled node 2: its session closed (node_lost)",
+               repr(rows))
+        chk.eq(current_users(n1, rid), 1, "and node 1 counts 1 user")
+    finally:
+        os.kill(n2.proc.pid, signal.SIGCONT)
+    rows = stack.wait_until(lambda: [x for x in sessions(st, rid) if x.get("user_id") == "bob"],
+                            "bob's session open again", lambda v: any(x.get("left_at") is None for x in v))
+    chk.ok(len(rows) == 2 and sum(x.get("left_at") is None for x in rows) == 1,
+           "node 2 running again: bob's live connection has an open session again (a new row)", repr(rows))
+    chk.eq(stack.wait_until(lambda: current_users(n1, rid), "2 users again", lambda v: v == 2), 2,
+           "and node 1 counts him again")
+    b.close()
+    rows = stack.wait_until(lambda: [x for x in sessions(st, rid) if x.get("user_id") == "bob"],
+                            "bob's new session closed", lambda v: all(x.get("left_at") is not None for x in v))
+    chk.ok(rows and all(x.get("left_at") is not None for x in rows) and rows[-1].get("reason") == "left",
+           "his leaving closes the new row", repr(rows))
+    a.close()
+
+
 def t_bus_restart(st, chk):
     """nats-server killed under traffic and restarted: every member ends with every message."""
     n1, n2 = st.nodes[0], st.nodes[1]
@@ -553,7 +585,7 @@ def main():
             (3, {"USER_MESSAGE_INTERVAL_SECS": "0"}, (), [t_concurrent_order]),
             (2, {"USER_MESSAGE_INTERVAL_SECS": "2"}, (),
              [t_cross_node, t_rate_limit, t_admin_relay, t_health, t_node_id_in_use, t_clean_restart,
-              t_node_killed, t_bus_restart]),
+              t_node_killed, t_stalled_node, t_bus_restart]),
             (2, {"USER_MESSAGE_INTERVAL_SECS": "0", "QUEUE_LOW_FRAMES": "20"}, (2,), [t_partition, t_bus_late, t_record_checks, t_big_gap]),
         )
         only = [t for t in os.environ.get("CLUSTER_TESTS", "").split(",") if t]

@@ -2807,6 +2807,47 @@ reaper_main(void *arg)
 }
 
 /* Survivors on their own connections reap the same lost node at once: one does. */
+/* A stalled node taken for lost sees it was reaped and reopens its live sessions. */
+START_TEST(test_node_reaped_reopen)
+{
+	char *cause = NULL;
+	int64_t sid, nid = 0, closed = 0;
+	int reaped = -1;
+
+	room_create("r1", "one", NULL, 0, 1);
+	node_beat("n1", "run1", 100, 1000, 1);
+	sid = session_add_node("n1", "r1", "u", 1000);
+	ck_assert_int_eq(db_node_was_reaped(db, "n1", "run1", &reaped, &cause), DB_OK);
+	ck_assert_int_eq(reaped, 0);
+	/* Still open: nothing to do, the same id. */
+	ck_assert_int_eq(db_session_reopen(db, sid, 1500, &nid, &cause), DB_OK);
+	ck_assert_int_eq(nid, sid);
+	ck_assert_int_eq(db_node_reap(db, "n1", 5000, "node_lost", 6000, &closed, &cause), DB_OK);
+	ck_assert_int_eq(closed, 1);
+	ck_assert_int_eq(db_node_was_reaped(db, "n1", "run1", &reaped, &cause), DB_OK);
+	ck_assert_int_eq(reaped, 1);
+	/* Another run of the node was not reaped: the row is its predecessor's. */
+	ck_assert_int_eq(db_node_was_reaped(db, "n1", "run2", &reaped, &cause), DB_OK);
+	ck_assert_int_eq(reaped, 0);
+	ck_assert_int_eq(db_session_reopen(db, sid, 7000, &nid, &cause), DB_OK);
+	ck_assert_int_ne(nid, sid);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM sessions WHERE left_at IS NULL", NULL), 1);
+	ck_assert_int_eq(
+	    raw_int("SELECT joined_at FROM sessions WHERE left_at IS NULL", NULL), 7000);
+	ck_assert_int_eq(
+	    raw_int("SELECT count(*) FROM sessions WHERE node_id = 'n1' AND user_id = 'u'", NULL),
+	    2);
+	ck_assert_int_eq(
+	    raw_int("SELECT count(*) FROM outbox WHERE kind = 'user_joined'", NULL), 2);
+	/* The next beat clears the mark. */
+	node_beat("n1", "run1", 100, 8000, 1);
+	ck_assert_int_eq(db_node_was_reaped(db, "n1", "run1", &reaped, &cause), DB_OK);
+	ck_assert_int_eq(reaped, 0);
+	ck_assert_int_eq(db_session_reopen(db, 999999, 9000, &nid, &cause), DB_NOTFOUND);
+	free(cause);
+}
+END_TEST
+
 START_TEST(test_node_reap_race)
 {
 	struct reaper r[2];
@@ -2949,6 +2990,7 @@ unit_suite(void)
 	tcase_add_test(tc, test_messages_range);
 	tcase_add_test(tc, test_rate_marks);
 	tcase_add_test(tc, test_join_state);
+	tcase_add_test(tc, test_node_reaped_reopen);
 	tcase_add_test(tc, test_messages_page_no_window);
 	tcase_add_test(tc, test_messages_page_window);
 	tcase_add_test(tc, test_messages_page_same_millisecond);
