@@ -257,6 +257,10 @@ def t_node_killed(st, chk):
     stack.wait_until(lambda: current_users(n1, rid), "2 users", lambda v: v == 2)
     m = a.wait_for(lambda m: m["type"] == "RoomStats" and m["payload"]["current_users"] == 2, stack.WAIT)
     chk.ok(m is not None, "alice (node 1) sees bob (node 2) arrive", repr(a.seen[-3:]))
+    # Node 2's writer has recorded bob's session before it dies (a slow build may not have yet).
+    rows = stack.wait_until(lambda: [x for x in sessions(st, rid) if x.get("user_id") == "bob"], "bob's session",
+                            lambda v: len(v) == 1)
+    chk.eq(len(rows), 1, "bob's session recorded")
     n2.kill(signal.SIGKILL)
     m = a.wait_for(lambda m: m["type"] == "RoomStats" and m["payload"]["current_users"] == 1, stack.WAIT)
     chk.ok(m is not None, "node 2 killed: alice (node 1) sees bob leave within seconds", repr(a.seen[-3:]))
@@ -351,6 +355,10 @@ def t_stalled_node(st, chk):
     a = n1.ws(rid, "alice")
     b = n2.ws(rid, "bob")
     stack.wait_until(lambda: current_users(n1, rid), "2 users", lambda v: v == 2)
+    # Node 2's writer has recorded bob's session before the stall (a slow build may not have yet).
+    rows = stack.wait_until(lambda: [x for x in sessions(st, rid) if x.get("user_id") == "bob"], "bob's session",
+                            lambda v: len(v) == 1)
+    chk.eq(len(rows), 1, "bob's session recorded")
     os.kill(n2.proc.pid, signal.SIGSTOP)
     try:
         rows = stack.wait_until(lambda: [x for x in sessions(st, rid) if x.get("user_id") == "bob"],
