@@ -365,7 +365,8 @@ def t_stalled_node(st, chk):
                                 "bob's session closed by node 1", lambda v: v and v[0].get("left_at") is not None)
         chk.ok(rows and rows[0].get("reason") == "node_lost", "stalled node 2: its session closed (node_lost)",
                repr(rows))
-        chk.eq(current_users(n1, rid), 1, "and node 1 counts 1 user")
+        chk.eq(stack.wait_until(lambda: current_users(n1, rid), "node 2's user gone", lambda v: v == 1), 1,
+               "and node 1 counts 1 user")
     finally:
         os.kill(n2.proc.pid, signal.SIGCONT)
     rows = stack.wait_until(lambda: [x for x in sessions(st, rid) if x.get("user_id") == "bob"],
