@@ -8,7 +8,6 @@ Every process is started here or by stack.py and stopped by PID.
 Python 3 standard library only; run with /usr/bin/python3.
 """
 
-import json
 import os
 import signal
 import socket
@@ -107,23 +106,7 @@ class ChatdStack(stack.Stack):
     # ------------------------------------------------------------ control
     def ctl(self, type_, args=None, timeout=5):
         """One control request; returns the reply object."""
-        req = {"v": 1, "id": 1, "type": type_}
-        if args is not None:
-            req["args"] = args
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(timeout)
-        try:
-            s.connect(self.control_socket)
-            s.sendall((json.dumps(req) + "\n").encode("utf-8"))
-            data = b""
-            while b"\n" not in data:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            return json.loads(data.split(b"\n", 1)[0].decode("utf-8"))
-        finally:
-            s.close()
+        return stack.control_request(self.control_socket, type_, args, timeout)
 
     # ------------------------------------------------------------ REST
     def create_room(self, name, admins=()):
