@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dbaddr.h"
 #include "dbfile.h"
 #include "log.h"
 #include "netaddr.h"
@@ -63,11 +64,14 @@ struct config_option {
 
 static const struct config_option config_table[] = {
 	{ "DATABASE_URL", CONFIG_DBURL, NULL, 0, 0, OFF(database_url), CONFIG_SEED,
-	    "SQLite database: `sqlite:PATH`, `sqlite://PATH` or `sqlite::memory:`. Unset or "
+	    "The database. SQLite: `sqlite:PATH`, `sqlite://PATH` or `sqlite::memory:`; unset or "
 	    "`sqlite::memory:` means a tmpfs file `" DBFILE_MEMORY_BASE
 	    "/chatd-UID/" DBFILE_MEMORY_NAME
 	    "` in a folder private to the user (mode 0700), shared by all of that user's programs "
-	    "and lost at reboot.",
+	    "and lost at reboot. PostgreSQL (nodes on several machines): "
+	    "`postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=...` (or `postgresql://`), "
+	    "libpq's URI syntax; the database must exist, the tables are made on first start. "
+	    "The password is never printed.",
 	    CONFIG_API | CONFIG_CHATD | CONFIG_SYNC | CONFIG_CTL },
 	{ "BIND_ADDRESS", CONFIG_ADDRESS, "127.0.0.1:3000", 0, 0, OFF(bind_address), CONFIG_SEED,
 	    "Public address the web server listens on in the bundled configs and the quick "
@@ -401,20 +405,34 @@ int
 config_parse_database_url(const char *url, char **path, int *is_memory, char **cause)
 {
 	const char *p;
+	char *why = NULL, *shown;
 	size_t len;
 
 	*path = NULL;
 	*is_memory = 0;
 	if (url == NULL || *url == '\0')
 		goto memory;
+	if (dbaddr_is_pg(url)) {
+		/* libpq reads it whole: the address is the URI. */
+		if (dbaddr_check_pg(url, &why) != 0) {
+			*cause = xasprintf("DATABASE_URL=%s", why);
+			free(why);
+			return -1;
+		}
+		*path = xstrdup(url);
+		return 0;
+	}
 	if (strncmp(url, "sqlite://", 9) == 0)
 		p = url + 9;
 	else if (strncmp(url, "sqlite:", 7) == 0)
 		p = url + 7;
 	else {
+		shown = dbaddr_display(url);
 		*cause = xasprintf("DATABASE_URL=%s: must start with sqlite: (sqlite:PATH, "
-				   "sqlite://PATH or sqlite::memory:)",
-		    url);
+				   "sqlite://PATH or sqlite::memory:) or be a PostgreSQL URI "
+				   "(postgres://... or postgresql://...)",
+		    shown);
+		free(shown);
 		return -1;
 	}
 	/* sqlx accepts "?mode=rwc" and similar options; the file is what matters. */
@@ -661,6 +679,7 @@ config_set(struct config *cfg, const struct config_option *opt, const char *valu
 		free(cfg->database_path);
 		cfg->database_path = path;
 		cfg->database_is_memory = mem;
+		cfg->database_is_pg = dbaddr_is_pg(path);
 		break;
 	}
 	case CONFIG_LOGLEVEL:

@@ -65,8 +65,13 @@ struct config {
 	long long cluster_gap_wait_ms;
 
 	/* derived at load */
-	char *database_path; /* file path from DATABASE_URL */
+	/*
+	 * The database address from DATABASE_URL: a SQLite file path, or a
+	 * PostgreSQL URI that may hold a password (print dbaddr_display()).
+	 */
+	char *database_path;
 	int database_is_memory; /* DATABASE_URL was unset or sqlite::memory: */
+	int database_is_pg; /* a postgres:// or postgresql:// URI */
 	char *source_file; /* the .env file read, or NULL */
 };
 
@@ -101,7 +106,10 @@ void config_clear(struct config *cfg);
 int config_parse_env_text(const char *text, size_t len,
     int (*set)(const char *key, const char *value, void *arg), void *arg, char **cause);
 
-/* Parses DATABASE_URL into a file path; -1 with *cause if malformed. */
+/*
+ * Parses DATABASE_URL into a database address (a SQLite file path, or the
+ * PostgreSQL URI as given); -1 with *cause if malformed.
+ */
 int config_parse_database_url(const char *url, char **path, int *is_memory, char **cause);
 
 /* Validates a callback URL (empty means off); 0 ok, -1 bad. */

@@ -5,8 +5,7 @@
  * processes can share one database. Knows nothing about the programs.
  *
  * Nothing here calls an engine: the backend behind db_backend.h does
- * (db_sqlite.c). The SQL text is SQLite's for now; "DIALECT:" marks
- * every place a second engine's dialect needs its own text.
+ * (db_sqlite.c, db_pg.c), and db_sql.c holds each engine's SQL text.
  */
 #include "autoconf.h"
 
@@ -18,496 +17,18 @@
 
 #include "db.h"
 #include "db_backend.h"
+#include "db_sql.h"
+#include "dbaddr.h"
 #include "jsonutil.h"
 #include "log.h"
 #include "page.h"
 #include "xmalloc.h"
 
-/*
- * Migrations: step i (at index i - 1) brings user_version i - 1 to i. Never
- * edit a released step; append one and bump DB_SCHEMA_VERSION.
- *
- * No CHECK lists the allowed kinds: adding one later would mean
- * rebuilding a large table, so db.c is what keeps them known.
- *
- * DIALECT: SQLite's DDL: STRICT and WITHOUT ROWID tables, INTEGER
- * PRIMARY KEY AUTOINCREMENT ids (rowid aliases), INTEGER as 64 bits,
- * several statements in one text. Another engine needs its own steps
- * (BIGINT, identity columns), numbered alike.
- */
-static const char *const db_migrations[] = {
-	/* 1: the initial schema. */
-	"CREATE TABLE rooms ("
-	" id TEXT NOT NULL PRIMARY KEY,"
-	" name TEXT NOT NULL,"
-	" created_at INTEGER NOT NULL,"
-	" closed_at INTEGER,"
-	" close_reason TEXT,"
-	" peak_users INTEGER NOT NULL DEFAULT 0,"
-	" last_seq INTEGER NOT NULL DEFAULT 0,"
-	" last_session_seq INTEGER NOT NULL DEFAULT 0"
-	") STRICT;"
-	"CREATE TABLE room_admins ("
-	" room_id TEXT NOT NULL REFERENCES rooms (id),"
-	" user_id TEXT NOT NULL,"
-	" PRIMARY KEY (room_id, user_id)"
-	") STRICT;"
-	"CREATE TABLE bans ("
-	" id INTEGER PRIMARY KEY,"
-	" room_id TEXT NOT NULL REFERENCES rooms (id),"
-	" user_id TEXT NOT NULL,"
-	" reason TEXT,"
-	" created_at INTEGER NOT NULL,"
-	" expires_at INTEGER,"
-	" lifted_at INTEGER"
-	") STRICT;"
-	/* At most one unlifted ban per user and room; db_ban_add lifts first. */
-	"CREATE UNIQUE INDEX bans_active ON bans (room_id, user_id)"
-	" WHERE lifted_at IS NULL;"
-	/* AUTOINCREMENT: delivery cursors rely on ids never being reused. */
-	"CREATE TABLE messages ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" room_id TEXT NOT NULL REFERENCES rooms (id),"
-	" seq INTEGER NOT NULL CHECK (seq > 0),"
-	" kind INTEGER NOT NULL CHECK (kind >= 0),"
-	" user_id TEXT,"
-	" nickname TEXT,"
-	" is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
-	" content TEXT NOT NULL,"
-	" event_type TEXT,"
-	" created_at INTEGER NOT NULL,"
-	" CHECK (kind <> 0 OR (user_id IS NOT NULL AND nickname IS NOT NULL)),"
-	" CHECK (kind <> 1 OR event_type IS NOT NULL),"
-	" UNIQUE (room_id, seq)"
-	") STRICT;"
-	"CREATE INDEX messages_time ON messages (room_id, created_at, seq);"
-	"CREATE TABLE sessions ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" room_id TEXT NOT NULL REFERENCES rooms (id),"
-	" seq INTEGER NOT NULL CHECK (seq > 0),"
-	" user_id TEXT NOT NULL,"
-	" nickname TEXT NOT NULL,"
-	" is_admin INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),"
-	" address TEXT,"
-	" joined_at INTEGER NOT NULL,"
-	" left_at INTEGER,"
-	" leave_reason TEXT,"
-	" UNIQUE (room_id, seq)"
-	") STRICT;"
-	"CREATE INDEX sessions_time ON sessions (room_id, joined_at, seq);"
-	"CREATE INDEX sessions_open ON sessions (room_id) WHERE left_at IS NULL;"
-	"CREATE TABLE outbox ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" kind TEXT NOT NULL,"
-	" room_id TEXT NOT NULL REFERENCES rooms (id),"
-	" user_id TEXT,"
-	" nickname TEXT,"
-	" reason TEXT,"
-	" session_id INTEGER REFERENCES sessions (id),"
-	" data TEXT,"
-	" created_at INTEGER NOT NULL"
-	") STRICT;"
-	"CREATE TABLE sync_requests ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" reason TEXT NOT NULL,"
-	" room_id TEXT REFERENCES rooms (id),"
-	" created_at INTEGER NOT NULL,"
-	" handled_at INTEGER"
-	") STRICT;"
-	"CREATE INDEX sync_requests_pending ON sync_requests (id)"
-	" WHERE handled_at IS NULL;"
-	"CREATE TABLE cursors ("
-	" target TEXT NOT NULL PRIMARY KEY,"
-	" last_id INTEGER NOT NULL DEFAULT 0,"
-	" delivery_id TEXT,"
-	" batch_last_id INTEGER,"
-	" attempts INTEGER NOT NULL DEFAULT 0,"
-	" failing_since INTEGER,"
-	" last_error TEXT,"
-	" last_success_at INTEGER,"
-	" lock_owner TEXT,"
-	" lock_until INTEGER"
-	") STRICT;",
-	/*
-	 * 2: dead letters, batches chat-sync set aside after too many failed
-	 * attempts. A feed's letter names its rows by id range (rows are never
-	 * deleted); a snapshot's keeps the exact body sent.
-	 */
-	"CREATE TABLE dead_letters ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" target TEXT NOT NULL,"
-	" delivery_id TEXT NOT NULL UNIQUE,"
-	" after_id INTEGER NOT NULL,"
-	" last_id INTEGER NOT NULL,"
-	" row_count INTEGER NOT NULL,"
-	" body TEXT,"
-	" attempts INTEGER NOT NULL,"
-	" last_status INTEGER,"
-	" last_error TEXT,"
-	" first_attempt_at INTEGER NOT NULL,"
-	" last_attempt_at INTEGER NOT NULL,"
-	" created_at INTEGER NOT NULL,"
-	" replay_requested_at INTEGER"
-	") STRICT;"
-	"CREATE INDEX dead_letters_target ON dead_letters (target, id);"
-	"CREATE INDEX dead_letters_replay ON dead_letters (target, id)"
-	" WHERE replay_requested_at IS NOT NULL;",
-	/*
-	 * 3: several chatd processes (nodes) on one file. A session names the
-	 * node holding its connection ('' for a lone chatd), so a node's open
-	 * sessions can be closed without touching the others'; nodes holds
-	 * each node's liveness as the database sees it, which is what lets a
-	 * survivor tell a lost node from a live one and reap it only once.
-	 * rate_marks holds each user's last accepted chat message per room,
-	 * so that the per-user rate limit holds across nodes exactly: the
-	 * writers' transactions take turns, whichever node a post came to.
-	 */
-	"ALTER TABLE sessions ADD COLUMN node_id TEXT NOT NULL DEFAULT '';"
-	"CREATE INDEX sessions_node_open ON sessions (node_id) WHERE left_at IS NULL;"
-	"CREATE TABLE nodes ("
-	" id TEXT PRIMARY KEY,"
-	" incarnation TEXT NOT NULL,"
-	" started_at INTEGER NOT NULL,"
-	" seen_at INTEGER NOT NULL,"
-	" stopped_at INTEGER,"
-	" connections INTEGER NOT NULL DEFAULT 0,"
-	" reaped_at INTEGER"
-	") STRICT;"
-	"CREATE TABLE rate_marks ("
-	" room_id TEXT NOT NULL,"
-	" user_id TEXT NOT NULL,"
-	" at INTEGER NOT NULL,"
-	" PRIMARY KEY (room_id, user_id)"
-	") STRICT, WITHOUT ROWID;",
-};
-_Static_assert(sizeof db_migrations / sizeof db_migrations[0] == DB_SCHEMA_VERSION,
-    "DB_SCHEMA_VERSION must equal the number of migration steps");
-
-/* Every statement this module runs, prepared once per connection. */
-enum db_stmt {
-	DB_STMT_USER_VERSION,
-	DB_STMT_ROOM_INSERT,
-	DB_STMT_ROOM_EXISTS,
-	DB_STMT_ROOM_GET,
-	DB_STMT_ROOM_LIST,
-	DB_STMT_ROOM_CLOSE,
-	DB_STMT_ROOM_PEAK,
-	DB_STMT_ADMIN_INSERT,
-	DB_STMT_ADMIN_LIST,
-	DB_STMT_OUTBOX_INSERT,
-	DB_STMT_SYNC_INSERT,
-	DB_STMT_BAN_LIFT_ALL,
-	DB_STMT_BAN_INSERT,
-	DB_STMT_BAN_LIFT,
-	DB_STMT_BAN_LIST,
-	DB_STMT_MESSAGE_SEQ,
-	DB_STMT_MESSAGE_LAST_SEQ,
-	DB_STMT_MESSAGE_INSERT,
-	DB_STMT_MESSAGE_FIRST,
-	DB_STMT_MESSAGE_LAST,
-	DB_STMT_MESSAGE_RANGE,
-	DB_STMT_MESSAGE_ID_AT,
-	DB_STMT_SESSION_SEQ,
-	DB_STMT_SESSION_LAST_SEQ,
-	DB_STMT_SESSION_OPEN_GET,
-	DB_STMT_SESSION_CLOSED_GET,
-	DB_STMT_NODE_REAPED,
-	DB_STMT_SESSION_INSERT,
-	DB_STMT_SESSION_CLOSE,
-	DB_STMT_SESSION_OPEN_IDS,
-	DB_STMT_SESSION_NODE_OPEN_IDS,
-	DB_STMT_SESSION_OPEN_COUNT,
-	DB_STMT_SESSION_OCCUPANTS,
-	DB_STMT_SESSION_FIRST,
-	DB_STMT_SESSION_LAST,
-	DB_STMT_SESSION_RANGE,
-	DB_STMT_HEALTH,
-	DB_STMT_CURSOR_ENSURE,
-	DB_STMT_CURSOR_GET,
-	DB_STMT_CURSOR_BATCH,
-	DB_STMT_CURSOR_DONE,
-	DB_STMT_CURSOR_FAIL,
-	DB_STMT_FEED_OUTBOX,
-	DB_STMT_FEED_MESSAGES,
-	DB_STMT_FEED_SESSIONS,
-	DB_STMT_BACKLOG_OUTBOX,
-	DB_STMT_BACKLOG_MESSAGES,
-	DB_STMT_BACKLOG_SESSIONS,
-	DB_STMT_BACKLOG_SYNC,
-	DB_STMT_SYNC_HANDLED,
-	DB_STMT_CURSOR_DEAD,
-	DB_STMT_DEAD_INSERT,
-	DB_STMT_DEAD_LIST,
-	DB_STMT_DEAD_GET,
-	DB_STMT_DEAD_NEXT_REPLAY,
-	DB_STMT_DEAD_MARK_ONE,
-	DB_STMT_DEAD_MARK_ALL,
-	DB_STMT_DEAD_DELETE,
-	DB_STMT_DEAD_REPLAY_FAIL,
-	DB_STMT_DEAD_COUNTS,
-	DB_STMT_NODE_BEAT,
-	DB_STMT_NODE_STOP,
-	DB_STMT_NODE_LIST,
-	DB_STMT_NODE_GET,
-	DB_STMT_NODE_REAP,
-	DB_STMT_JOIN_CLOSED,
-	DB_STMT_JOIN_BANNED,
-	DB_STMT_RATE_GET,
-	DB_STMT_RATE_SET,
-	DB_STMT_RATE_PRUNE,
-	DB_STMT_COUNT
-};
-
-/* Room columns in the order db_room_fill() reads them. */
-#define DB_ROOM_COLUMNS \
-	"r.id, r.name, r.created_at, r.closed_at, r.close_reason, r.peak_users, r.last_seq, " \
-	"r.last_session_seq"
-
-/* One column order per row type, read by db_row_message/db_row_session. */
-#define DB_MESSAGE_COLUMNS \
-	"id, room_id, seq, kind, user_id, nickname, is_admin, content, event_type, created_at"
-#define DB_SESSION_COLUMNS \
-	"id, room_id, seq, user_id, nickname, is_admin, address, joined_at, left_at, leave_reason"
-#define DB_SESSION_COLUMNS_S \
-	"s.id, s.room_id, s.seq, s.user_id, s.nickname, s.is_admin, s.address, s.joined_at," \
-	" s.left_at, s.leave_reason"
-
-/* Node columns in the order db_row_node() reads them. */
-#define DB_NODE_COLUMNS "id, incarnation, started_at, seen_at, stopped_at, connections, reaped_at"
-
-/* Dead-letter columns in the order db_row_dead_letter() reads them (the body follows). */
-#define DB_DEAD_COLUMNS \
-	"id, target, delivery_id, after_id, last_id, row_count, attempts, last_status," \
-	" last_error, first_attempt_at, last_attempt_at, created_at, replay_requested_at"
-
-static const char *const db_sql[DB_STMT_COUNT] = {
-	/* DIALECT: the schema version lives in SQLite's header (see db_migrate()). */
-	[DB_STMT_USER_VERSION] = "PRAGMA user_version",
-
-	[DB_STMT_ROOM_INSERT] = "INSERT INTO rooms (id, name, created_at) VALUES (?1, ?2, ?3)",
-	[DB_STMT_ROOM_EXISTS] = "SELECT 1 FROM rooms WHERE id = ?1",
-	[DB_STMT_ROOM_GET] = "SELECT " DB_ROOM_COLUMNS " FROM rooms r WHERE r.id = ?1",
-	/*
-	 * One query for rooms and admins: rows of a room are adjacent.
-	 * DIALECT: rowid (insertion order) and ?1 bound as an integer used
-	 * as a truth value.
-	 */
-	[DB_STMT_ROOM_LIST] = "SELECT " DB_ROOM_COLUMNS ", a.user_id FROM rooms r"
-			      " LEFT JOIN room_admins a ON a.room_id = r.id"
-			      " WHERE ?1 OR r.closed_at IS NULL"
-			      " ORDER BY r.created_at, r.rowid, a.rowid",
-	[DB_STMT_ROOM_CLOSE] = "UPDATE rooms SET closed_at = ?2, close_reason = ?3"
-			       " WHERE id = ?1 AND closed_at IS NULL",
-	/* DIALECT: two-argument max() (elsewhere GREATEST). */
-	[DB_STMT_ROOM_PEAK] = "UPDATE rooms SET peak_users = max(peak_users, ?2) WHERE id = ?1",
-	/* Drops duplicate admins (the first keeps its place); unlike OR IGNORE,
-	 * still refuses a NULL. */
-	[DB_STMT_ADMIN_INSERT] = "INSERT INTO room_admins (room_id, user_id) VALUES (?1, ?2)"
-				 " ON CONFLICT DO NOTHING",
-	/* DIALECT: rowid, the admins' insertion order. */
-	[DB_STMT_ADMIN_LIST] = "SELECT user_id FROM room_admins WHERE room_id = ?1 ORDER BY rowid",
-	[DB_STMT_OUTBOX_INSERT] = "INSERT INTO outbox (kind, room_id, user_id, nickname, reason,"
-				  " session_id, data, created_at)"
-				  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[DB_STMT_SYNC_INSERT] = "INSERT INTO sync_requests (reason, room_id, created_at)"
-				" VALUES (?1, ?2, ?3)",
-
-	[DB_STMT_BAN_LIFT_ALL] = "UPDATE bans SET lifted_at = ?3"
-				 " WHERE room_id = ?1 AND user_id = ?2 AND lifted_at IS NULL",
-	[DB_STMT_BAN_INSERT] = "INSERT INTO bans (room_id, user_id, reason, created_at, expires_at)"
-			       " VALUES (?1, ?2, ?3, ?4, ?5)",
-	[DB_STMT_BAN_LIFT] = "UPDATE bans SET lifted_at = ?3"
-			     " WHERE room_id = ?1 AND user_id = ?2 AND lifted_at IS NULL"
-			     " AND (expires_at IS NULL OR expires_at > ?3)",
-	[DB_STMT_BAN_LIST] = "SELECT room_id, user_id, reason, created_at, expires_at FROM bans"
-			     " WHERE room_id = ?1 AND lifted_at IS NULL"
-			     " AND (expires_at IS NULL OR expires_at > ?2)"
-			     " ORDER BY created_at, id",
-
-	/*
-	 * DIALECT: new ids come from the backend's last_insert_id().
-	 * No RETURNING here or below: SQLite buffers its rows in an ephemeral
-	 * table whose set-up and tear-down halved append throughput.
-	 */
-	[DB_STMT_MESSAGE_SEQ] = "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1",
-	[DB_STMT_MESSAGE_LAST_SEQ] = "SELECT last_seq FROM rooms WHERE id = ?1",
-	[DB_STMT_MESSAGE_INSERT] = "INSERT INTO messages (room_id, seq, kind, user_id, nickname,"
-				   " is_admin, content, event_type, created_at)"
-				   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[DB_STMT_MESSAGE_FIRST] = "SELECT seq FROM messages WHERE room_id = ?1 AND created_at >= ?2"
-				  " ORDER BY created_at, seq LIMIT 1",
-	[DB_STMT_MESSAGE_LAST] = "SELECT seq FROM messages WHERE room_id = ?1 AND created_at <= ?2"
-				 " ORDER BY created_at DESC, seq DESC LIMIT 1",
-	[DB_STMT_MESSAGE_RANGE] = "SELECT " DB_MESSAGE_COLUMNS " FROM messages"
-				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
-	[DB_STMT_MESSAGE_ID_AT] = "SELECT id FROM messages WHERE room_id = ?1 AND seq = ?2",
-
-	[DB_STMT_SESSION_SEQ] = "UPDATE rooms SET last_session_seq = last_session_seq + 1"
-				" WHERE id = ?1",
-	[DB_STMT_SESSION_LAST_SEQ] = "SELECT last_session_seq FROM rooms WHERE id = ?1",
-	[DB_STMT_SESSION_OPEN_GET] =
-	    "SELECT room_id, user_id, nickname, is_admin, seq FROM sessions"
-	    " WHERE id = ?1 AND left_at IS NULL",
-	[DB_STMT_SESSION_CLOSED_GET] =
-	    "SELECT room_id, user_id, nickname, is_admin, address, node_id, left_at IS NOT NULL"
-	    " FROM sessions WHERE id = ?1",
-	[DB_STMT_NODE_REAPED] = "SELECT 1 FROM nodes WHERE id = ?1 AND incarnation = ?2"
-				" AND reaped_at IS NOT NULL",
-	[DB_STMT_SESSION_INSERT] =
-	    "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin,"
-	    " address, joined_at, node_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[DB_STMT_SESSION_CLOSE] = "UPDATE sessions SET left_at = ?2, leave_reason = ?3"
-				  " WHERE id = ?1",
-	[DB_STMT_SESSION_OPEN_IDS] = "SELECT id FROM sessions WHERE left_at IS NULL ORDER BY id",
-	/* The partial index sessions_node_open: proportional to the node's open sessions. */
-	[DB_STMT_SESSION_NODE_OPEN_IDS] = "SELECT id FROM sessions"
-					  " WHERE node_id = ?1 AND left_at IS NULL ORDER BY id",
-	/* The partial index sessions_open makes this proportional to the occupants. */
-	[DB_STMT_SESSION_OCCUPANTS] =
-	    "SELECT id, user_id, nickname, is_admin, joined_at FROM sessions"
-	    " WHERE room_id = ?1 AND left_at IS NULL ORDER BY id LIMIT ?2",
-	[DB_STMT_SESSION_OPEN_COUNT] = "SELECT count(*) FROM sessions"
-				       " WHERE room_id = ?1 AND left_at IS NULL",
-	[DB_STMT_SESSION_FIRST] = "SELECT seq FROM sessions WHERE room_id = ?1 AND joined_at >= ?2"
-				  " ORDER BY joined_at, seq LIMIT 1",
-	[DB_STMT_SESSION_LAST] = "SELECT seq FROM sessions WHERE room_id = ?1 AND joined_at <= ?2"
-				 " ORDER BY joined_at DESC, seq DESC LIMIT 1",
-	[DB_STMT_SESSION_RANGE] = "SELECT " DB_SESSION_COLUMNS " FROM sessions"
-				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
-
-	/* No outbox row is ever deleted, so max(id) counts outbox events in O(1). */
-	[DB_STMT_HEALTH] = "SELECT (SELECT count(*) FROM rooms WHERE closed_at IS NULL),"
-			   " (SELECT count(*) FROM rooms WHERE closed_at IS NOT NULL),"
-			   " (SELECT count(*) FROM sync_requests WHERE handled_at IS NULL),"
-			   " (SELECT coalesce(max(id), 0) FROM outbox)",
-
-	/* chat-sync: one cursor row per callback target. */
-	[DB_STMT_CURSOR_ENSURE] = "INSERT INTO cursors (target) VALUES (?1) ON CONFLICT DO NOTHING",
-	[DB_STMT_CURSOR_GET] =
-	    "SELECT last_id, delivery_id, batch_last_id, attempts, failing_since,"
-	    " last_error, last_success_at FROM cursors WHERE target = ?1",
-	/* Only from the position the caller read: another process may have moved it. */
-	/*
-	 * A batch recorded in place of one never answered with a 2xx (a fresh
-	 * snapshot replacing a stale one) inherits its failed attempts, as it
-	 * already inherits failing_since: the dead-letter limits count the
-	 * target's failure, not one snapshot's.
-	 */
-	[DB_STMT_CURSOR_BATCH] =
-	    "UPDATE cursors SET delivery_id = ?3, batch_last_id = ?4,"
-	    " attempts = CASE WHEN delivery_id IS NULL THEN 0 ELSE attempts END"
-	    " WHERE target = ?1 AND last_id = ?2",
-	/* With ?5/?6 the next batch is recorded in the same write (NULL: none). */
-	[DB_STMT_CURSOR_DONE] = "UPDATE cursors SET last_id = ?3, delivery_id = ?5,"
-				" batch_last_id = ?6, attempts = 0, failing_since = NULL,"
-				" last_error = NULL, last_success_at = ?4"
-				" WHERE target = ?1 AND last_id = ?2",
-	[DB_STMT_CURSOR_FAIL] = "UPDATE cursors SET attempts = attempts + 1,"
-				" failing_since = coalesce(failing_since, ?2), last_error = ?3"
-				" WHERE target = ?1",
-	/* Feeds: rows after a cursor in id order, the primary key's order. */
-	[DB_STMT_FEED_OUTBOX] = "SELECT id, kind, room_id, user_id, nickname, reason, session_id,"
-				" data, created_at FROM outbox WHERE id > ?1 AND id <= ?2"
-				" ORDER BY id LIMIT ?3",
-	[DB_STMT_FEED_MESSAGES] = "SELECT " DB_MESSAGE_COLUMNS " FROM messages"
-				  " WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3",
-	/* A user_left event's id orders sessions by completion. */
-	[DB_STMT_FEED_SESSIONS] = "SELECT o.id, " DB_SESSION_COLUMNS_S
-				  " FROM outbox o JOIN sessions s ON s.id = o.session_id"
-				  " WHERE o.id > ?1 AND o.id <= ?2 AND o.kind = 'user_left'"
-				  " ORDER BY o.id LIMIT ?3",
-	/* DIALECT: the backlog counts read subqueries without an alias. */
-	[DB_STMT_BACKLOG_OUTBOX] = "SELECT count(*), min(created_at), max(id) FROM"
-				   " (SELECT id, created_at FROM outbox WHERE id > ?1"
-				   " ORDER BY id LIMIT ?2)",
-	/*
-	 * Counting only rowids spares SQLite decoding every pending row, which
-	 * the batch builder reads right after anyway; created_at grows with id
-	 * (chatd stamps messages as it commits them in order), so the oldest
-	 * pending row is the first one.
-	 */
-	[DB_STMT_BACKLOG_MESSAGES] =
-	    "SELECT count(*),"
-	    " (SELECT created_at FROM messages WHERE id > ?1 ORDER BY id LIMIT 1),"
-	    " max(id) FROM (SELECT id FROM messages WHERE id > ?1"
-	    " ORDER BY id LIMIT ?2)",
-	[DB_STMT_BACKLOG_SESSIONS] = "SELECT count(*), min(created_at), max(id) FROM"
-				     " (SELECT id, created_at FROM outbox WHERE id > ?1"
-				     " AND kind = 'user_left' ORDER BY id LIMIT ?2)",
-	[DB_STMT_BACKLOG_SYNC] = "SELECT count(*), min(created_at), max(id) FROM"
-				 " (SELECT id, created_at FROM sync_requests WHERE id > ?1"
-				 " ORDER BY id LIMIT ?2)",
-	[DB_STMT_SYNC_HANDLED] = "UPDATE sync_requests SET handled_at = ?2"
-				 " WHERE id <= ?1 AND handled_at IS NULL",
-
-	/* Dead letters. The cursor moves past the letter's batch only if it still holds it. */
-	[DB_STMT_CURSOR_DEAD] = "UPDATE cursors SET last_id = ?4, delivery_id = NULL,"
-				" batch_last_id = NULL, attempts = 0, failing_since = NULL,"
-				" last_error = NULL"
-				" WHERE target = ?1 AND last_id = ?2 AND delivery_id = ?3",
-	[DB_STMT_DEAD_INSERT] = "INSERT INTO dead_letters (target, delivery_id, after_id, last_id,"
-				" row_count, body, attempts, last_status, last_error,"
-				" first_attempt_at, last_attempt_at, created_at)"
-				" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-	/* Listing leaves the body out: a snapshot's can be large. */
-	[DB_STMT_DEAD_LIST] = "SELECT " DB_DEAD_COLUMNS ", NULL FROM dead_letters"
-			      " WHERE (?1 IS NULL OR target = ?1) AND id > ?2 ORDER BY id LIMIT ?3",
-	[DB_STMT_DEAD_GET] = "SELECT " DB_DEAD_COLUMNS ", NULL FROM dead_letters WHERE id = ?1",
-	[DB_STMT_DEAD_NEXT_REPLAY] = "SELECT " DB_DEAD_COLUMNS ", body FROM dead_letters"
-				     " WHERE target = ?1 AND replay_requested_at IS NOT NULL"
-				     " ORDER BY id LIMIT 1",
-	[DB_STMT_DEAD_MARK_ONE] = "UPDATE dead_letters SET replay_requested_at ="
-				  " coalesce(replay_requested_at, ?2) WHERE id = ?1",
-	[DB_STMT_DEAD_MARK_ALL] = "UPDATE dead_letters SET replay_requested_at = ?2"
-				  " WHERE (?1 IS NULL OR target = ?1)"
-				  " AND replay_requested_at IS NULL",
-	[DB_STMT_DEAD_DELETE] = "DELETE FROM dead_letters WHERE id = ?1",
-	/* DIALECT: CASE WHEN on an integer parameter. */
-	[DB_STMT_DEAD_REPLAY_FAIL] =
-	    "UPDATE dead_letters SET attempts = attempts + 1, last_status = ?2,"
-	    " last_error = ?3, last_attempt_at = ?4,"
-	    " replay_requested_at = CASE WHEN ?5 THEN NULL ELSE replay_requested_at END"
-	    " WHERE id = ?1",
-	[DB_STMT_DEAD_COUNTS] = "SELECT count(*), count(replay_requested_at) FROM dead_letters"
-				" WHERE ?1 IS NULL OR target = ?1",
-
-	/* Nodes. A beat is a new life as far as stopping and reaping go. */
-	[DB_STMT_NODE_BEAT] =
-	    "INSERT INTO nodes (id, incarnation, started_at, seen_at, connections)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET"
-	    " incarnation = excluded.incarnation,"
-	    " started_at = excluded.started_at, seen_at = excluded.seen_at,"
-	    " stopped_at = NULL, connections = excluded.connections,"
-	    " reaped_at = NULL",
-	/* Only this incarnation: a restarted node's row is not the old process's to stop. */
-	[DB_STMT_NODE_STOP] = "UPDATE nodes SET stopped_at = ?3 WHERE id = ?1 AND incarnation = ?2",
-	[DB_STMT_NODE_LIST] = "SELECT " DB_NODE_COLUMNS " FROM nodes ORDER BY id",
-	[DB_STMT_NODE_GET] = "SELECT " DB_NODE_COLUMNS " FROM nodes WHERE id = ?1",
-	/*
-	 * The test and the mark in one statement under the write lock: of
-	 * several survivors reaping at once, the first changes the row and the
-	 * others find it reaped.
-	 */
-	[DB_STMT_NODE_REAP] = "UPDATE nodes SET reaped_at = ?3"
-			      " WHERE id = ?1 AND seen_at < ?2 AND stopped_at IS NULL"
-			      " AND (reaped_at IS NULL OR reaped_at < seen_at)",
-	/* DIALECT: a truth value read as an integer column. */
-	[DB_STMT_JOIN_CLOSED] = "SELECT closed_at IS NOT NULL FROM rooms WHERE id = ?1",
-	[DB_STMT_JOIN_BANNED] = "SELECT 1 FROM bans WHERE room_id = ?1 AND user_id = ?2"
-				" AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > ?3)"
-				" LIMIT 1",
-	[DB_STMT_RATE_GET] = "SELECT at FROM rate_marks WHERE room_id = ?1 AND user_id = ?2",
-	[DB_STMT_RATE_SET] = "INSERT INTO rate_marks (room_id, user_id, at) VALUES (?1, ?2, ?3)"
-			     " ON CONFLICT (room_id, user_id) DO UPDATE SET at = excluded.at"
-			     " WHERE excluded.at > rate_marks.at",
-	[DB_STMT_RATE_PRUNE] = "DELETE FROM rate_marks WHERE at < ?1",
-};
-
 /* One connection; used by one thread at a time. */
 struct db {
 	const struct db_backend_ops *ops;
 	struct db_bconn *conn;
-	char *path;
+	char *path; /* for messages: dbaddr_display(), no password */
 	struct db_bstmt *stmt[DB_STMT_COUNT];
 	/*
 	 * A transaction this module began (BEGIN succeeded, no COMMIT or
@@ -628,7 +149,8 @@ db_prepare(struct db *db, enum db_stmt which, char **cause, const struct db_arg 
 	struct db_bstmt *st;
 
 	if ((st = db->stmt[which]) == NULL) {
-		if (db->ops->prepare(db->conn, db_sql[which], &db->stmt[which], cause) != DB_OK) {
+		if (db->ops->prepare(db->conn, db_sql_text(db->ops->dialect, which),
+			&db->stmt[which], cause) != DB_OK) {
 			db_failed(db);
 			return NULL;
 		}
@@ -807,18 +329,17 @@ db_sync_add(
 static int
 db_migrate(struct db *db, char **cause)
 {
-	char *sql = NULL, *what = NULL;
+	char *what = NULL;
 	int64_t version;
 	int rc;
 
-	if ((rc = db_exec_int(db, DB_STMT_USER_VERSION, &version, cause, DB_NOARGS)) != DB_OK)
+	if ((rc = db->ops->version_get(db->conn, &version, cause)) != DB_OK)
 		goto fail;
 	while (version < DB_SCHEMA_VERSION) {
 		if ((rc = db_op_begin(db, cause)) != DB_OK)
 			goto fail;
 		/* Another process may have migrated while we waited for the lock. */
-		rc = db_exec_int(db, DB_STMT_USER_VERSION, &version, cause, DB_NOARGS);
-		if (rc != DB_OK)
+		if ((rc = db->ops->version_get(db->conn, &version, cause)) != DB_OK)
 			goto fail;
 		if (version >= DB_SCHEMA_VERSION) {
 			if ((rc = db_op_commit(db, cause)) != DB_OK)
@@ -826,22 +347,16 @@ db_migrate(struct db *db, char **cause)
 			break;
 		}
 		what = xasprintf("migration to schema version %d", (int)version + 1);
-		/*
-		 * DIALECT: the schema version's home is SQLite's PRAGMA
-		 * user_version, which takes no parameters; the value is our own
-		 * integer.
-		 */
-		sql = xasprintf("PRAGMA user_version = %d", (int)version + 1);
-		rc = db->ops->exec_script(db->conn, db_migrations[version], what, cause);
+		rc = db->ops->exec_script(
+		    db->conn, db_sql_migration(db->ops->dialect, (int)version + 1), what, cause);
 		if (rc != DB_OK)
 			goto fail;
-		if ((rc = db->ops->exec_script(db->conn, sql, what, cause)) != DB_OK)
+		if ((rc = db->ops->version_set(db->conn, (int)version + 1, cause)) != DB_OK)
 			goto fail;
 		if ((rc = db_op_commit(db, cause)) != DB_OK)
 			goto fail;
 		free(what);
-		free(sql);
-		what = sql = NULL;
+		what = NULL;
 		version++;
 		log_info("database %s: migrated to schema version %d", db->path, (int)version);
 	}
@@ -857,20 +372,14 @@ db_migrate(struct db *db, char **cause)
 fail:
 	db_op_rollback(db);
 	free(what);
-	free(sql);
 	return DB_ERROR;
 }
 
-/*
- * The backend for a database address. Only SQLite for now, whose address
- * is a file path; a second engine is picked here by its address (say
- * postgres://...), which then reaches its open() whole.
- */
+/* The backend for a database address, which reaches its open() whole. */
 static const struct db_backend_ops *
 db_backend_for(const char *target)
 {
-	(void)target;
-	return &db_sqlite_ops;
+	return dbaddr_is_pg(target) ? &db_pg_ops : &db_sqlite_ops;
 }
 
 static int
@@ -887,7 +396,7 @@ db_open_mode(const char *path, int create, struct db **out, char **cause)
 	db = xcalloc(1, sizeof *db);
 	db->ops = ops;
 	db->conn = conn;
-	db->path = xstrdup(path);
+	db->path = dbaddr_display(path);
 	if (db_migrate(db, cause) != DB_OK) {
 		db_close(db);
 		return DB_ERROR;
@@ -950,11 +459,29 @@ db_schema_version(struct db *db)
 	int64_t version;
 	char *cause = NULL;
 
-	if (db_exec_int(db, DB_STMT_USER_VERSION, &version, &cause, DB_NOARGS) != DB_OK) {
+	if (db->ops->version_get(db->conn, &version, &cause) != DB_OK) {
 		free(cause);
 		return -1;
 	}
 	return (int)version;
+}
+
+const char *
+db_backend_name(const struct db *db)
+{
+	return db->ops->name;
+}
+
+int
+db_lock_try(struct db *db, const char *name, char **cause)
+{
+	return db->ops->lock_try(db->conn, name, cause);
+}
+
+void
+db_lock_release(struct db *db, const char *name)
+{
+	db->ops->unlock(db->conn, name);
 }
 
 int

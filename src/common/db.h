@@ -30,26 +30,44 @@
 #define DB_NOTFOUND 1
 #define DB_CONFLICT 2
 
-/* Bump with every migration added in db.c. */
+/* Bump with every migration added in db_sql.c (one step per engine). */
 #define DB_SCHEMA_VERSION 3
 
 struct db;
 
 /*
- * Opens (creating if needed) the database file and brings its schema to
- * DB_SCHEMA_VERSION. The file's directory must be writable (-wal, -shm).
+ * Opens the database at path and brings its schema to DB_SCHEMA_VERSION.
+ * path is a SQLite file (created if missing; its folder must be writable
+ * for the -wal and -shm files) or a PostgreSQL URI (dbaddr.h; the
+ * database must exist, its tables are made here).
  */
 int db_open(const char *path, struct db **out, char **cause);
 /*
  * db_open() of a database that must exist already (chatctl, which must
  * not leave an empty database where the operator's is not): DB_NOTFOUND,
- * without *cause, when there is no file at path.
+ * without *cause, when there is no SQLite file at path. (A PostgreSQL
+ * database is never created: one that is missing is DB_ERROR.)
  */
 int db_open_existing(const char *path, struct db **out, char **cause);
 /* NULL is allowed. An open db_tx_begin() transaction is rolled back. */
 void db_close(struct db *db);
-/* The database's PRAGMA user_version, or -1. */
+/* The database's schema version, or -1. */
 int db_schema_version(struct db *db);
+/* "sqlite" or "postgresql". */
+const char *db_backend_name(const struct db *db);
+
+/*
+ * A named lock, taken without waiting, that one process at a time holds
+ * among all the processes on all the machines sharing the database
+ * (SQLite: flock on a file next to the database; PostgreSQL: an advisory
+ * lock). It ends with db_lock_release(), db_close() or the process, so a
+ * killed holder leaves nothing stale. DB_OK taken (or already held by
+ * this connection), DB_CONFLICT held by another, DB_ERROR with *cause.
+ * name: up to 64 characters of [A-Za-z0-9_.-].
+ */
+int db_lock_try(struct db *db, const char *name, char **cause);
+/* Releases a lock this connection holds; anything else is a no-op. */
+void db_lock_release(struct db *db, const char *name);
 
 /* How long a writer waits for the write lock before DB_ERROR. */
 #define DB_BUSY_TIMEOUT_MS 5000

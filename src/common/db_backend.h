@@ -16,8 +16,9 @@
  * Return values: DB_OK, DB_ERROR (with *cause, heap), DB_NOTFOUND and
  * DB_CONFLICT as in db.h, and from step() also DB_ROW and DB_DONE.
  *
- * A second backend is one more struct db_backend_ops in a file of its
- * own; db_open() picks the ops from the database address it is given.
+ * Each backend is one struct db_backend_ops in a file of its own;
+ * db_open() picks the ops from the database address it is given
+ * (dbaddr.h). Both engines' SQL text lives in db_sql.c.
  */
 #ifndef CHAT_DB_BACKEND_H
 #define CHAT_DB_BACKEND_H
@@ -65,6 +66,9 @@ enum db_tx_verb {
 	DB_TX_VERBS
 };
 
+/* Whose SQL text db_sql.c hands the backend. */
+enum db_dialect { DB_DIALECT_SQLITE, DB_DIALECT_PG };
+
 /* A backend's connection; only the backend knows what is inside. */
 struct db_bconn;
 
@@ -79,6 +83,7 @@ struct db_bstmt {
 
 struct db_backend_ops {
 	const char *name;
+	enum db_dialect dialect;
 
 	/*
 	 * Opens a connection to target (SQLite: a file path) with the busy
@@ -140,6 +145,24 @@ struct db_backend_ops {
 	enum db_failure (*failure)(struct db_bconn *c);
 
 	/*
+	 * The schema version (0 for a database without chatd's tables) and
+	 * setting it inside the migration's transaction; v is db.c's own
+	 * number. Where the engine keeps it is the backend's business.
+	 */
+	int (*version_get)(struct db_bconn *c, int64_t *v, char **cause);
+	int (*version_set)(struct db_bconn *c, int v, char **cause);
+
+	/*
+	 * A named lock without waiting, held until unlock or the connection
+	 * (or the process) ends, among every process on every machine that
+	 * shares the database: DB_OK taken (or already held here),
+	 * DB_CONFLICT held by another, DB_ERROR with *cause. name is a few
+	 * characters of [A-Za-z0-9_.-].
+	 */
+	int (*lock_try)(struct db_bconn *c, const char *name, char **cause);
+	void (*unlock)(struct db_bconn *c, const char *name);
+
+	/*
 	 * Engine extras. A backend without them leaves them NULL: db.c then
 	 * installs no hook (none ever runs) and a checkpoint has nothing to
 	 * do (DB_OK, 0 pages).
@@ -154,10 +177,7 @@ struct db_backend_ops {
 
 /* db_sqlite.c: one SQLite file in WAL mode, shared by every program. */
 extern const struct db_backend_ops db_sqlite_ops;
-/*
- * db_pg.c: a PostgreSQL server over libpq (target: a libpq connection
- * string or URI). Not selectable yet: db_open() uses SQLite.
- */
+/* db_pg.c: a PostgreSQL server over libpq (target: a libpq connection string or URI). */
 extern const struct db_backend_ops db_pg_ops;
 
 #endif

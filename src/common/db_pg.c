@@ -1,7 +1,6 @@
 /*
- * The PostgreSQL backend (db_backend.h) over libpq. Not selectable yet:
- * db_open() knows only SQLite, and db.c's statement texts are still in
- * SQLite's dialect. These ops are tested on their own (test_db_pg).
+ * The PostgreSQL backend (db_backend.h) over libpq, chosen by a
+ * postgres:// or postgresql:// DATABASE_URL.
  *
  * One connection per struct db_bconn, used by one thread. Statements are
  * prepared on the server under a name of their own (chat_1, chat_2, ...)
@@ -14,6 +13,22 @@
  *
  * Messages name the database by host, port, database and user, never by
  * the address as given: a password in it must not reach a log.
+ *
+ * One writer at a time, as with SQLite: BEGIN takes a transaction-scoped
+ * advisory lock that every chatd process on every machine asks for
+ * (DB_PG_WRITE_LOCK). Without it, ids from a sequence could commit out of
+ * order (chat-sync's cursors read rows after the last id they delivered,
+ * so a row committed late below that id would never be sent), two
+ * writers could take rooms' row locks in opposite orders and deadlock,
+ * and db.c's read-then-write checks (the rate limit, a ban's lift) would
+ * race. Readers take no lock. Group commit keeps the lock's cost to one
+ * wait per batch.
+ *
+ * A lost connection (the server restarted) is opened again by the next
+ * statement outside a transaction or the next BEGIN, and the statements
+ * are prepared again on the new session. Inside a transaction nothing is
+ * retried: the transaction is gone, the failure is transient, and db.c's
+ * callers start over (chatd's writer retries its batch).
  */
 #include "autoconf.h"
 
@@ -38,11 +53,20 @@
 #define DB_PG_MAX_PARAMS 999
 /* How long open() waits for the server unless the address says otherwise. */
 #define DB_PG_CONNECT_TIMEOUT "10"
+/*
+ * Advisory lock keys (the two-int form): the write lock, and the class of
+ * db_lock_try()'s named locks (the second key is hashtext(name)). 'chat'
+ * and 'chau' in ASCII, unlikely to meet another application's keys.
+ */
+#define DB_PG_WRITE_LOCK "1667785076, 0"
+#define DB_PG_NAMED_LOCKS "1667785077"
 
 struct db_pg_stmt {
 	struct db_bstmt base; /* first: db.c sees only this */
 	struct db_bconn *c;
 	char *name; /* the server's name for it */
+	char *text; /* the text in PostgreSQL's form, to prepare again after a reconnect */
+	unsigned generation; /* of the session it was prepared on (db_bconn's) */
 	int nparams; /* the highest ?N of its text */
 	const char **values; /* the bound values, NULL for SQL NULL */
 	char (*ints)[DB_PG_INT_CHARS]; /* the text of bound integers */
@@ -50,28 +74,32 @@ struct db_pg_stmt {
 	int row, rows; /* the current row; rows of res */
 };
 
+/* A named lock this session holds (db_lock_try). */
+struct db_pg_lock {
+	struct db_pg_lock *next;
+	char *name;
+};
+
 struct db_bconn {
 	PGconn *pg;
 	char *where; /* host, port, database, user: for messages */
 	unsigned next_name;
+	unsigned generation; /* counts sessions: a reconnect starts a new one */
+	int in_tx; /* a BEGIN of ours succeeded and no COMMIT or ROLLBACK yet */
+	struct db_pg_lock *locks;
 	int64_t changes;
 	enum db_failure failure; /* of the latest failed prepare, bind, step or tx */
 };
 
 /*
- * DIALECT: PostgreSQL's transaction statements, with the savepoint name
- * the SQLite side uses. BEGIN needs no lock up front (SQLite needs
- * BEGIN IMMEDIATE so that a reading transaction waits for writers instead
- * of failing): PostgreSQL locks rows as statements touch them and makes a
- * writer wait for another's row until that one commits or rolls back
- * (lock_timeout bounds the wait). That row lock is also what keeps a
- * room's seq gap-free at READ COMMITTED: `UPDATE rooms SET last_seq =
- * last_seq + 1` locks the room's row until the transaction ends, a second
- * writer's UPDATE waits for it and then adds 1 to the committed value, and
- * a rollback returns the number along with the message.
+ * PostgreSQL's transaction statements, with the savepoint name the
+ * SQLite side uses. BEGIN takes the write lock at once, as SQLite's
+ * BEGIN IMMEDIATE does (see the top of this file); lock_timeout bounds
+ * the wait (55P03: busy). Under that lock a room's seq is gap-free: the
+ * increment and the message commit together or not at all.
  */
 static const char *const db_pg_tx_sql[DB_TX_VERBS] = {
-	[DB_TX_BEGIN] = "BEGIN",
+	[DB_TX_BEGIN] = "BEGIN; SELECT pg_advisory_xact_lock(" DB_PG_WRITE_LOCK ")",
 	[DB_TX_COMMIT] = "COMMIT",
 	[DB_TX_ROLLBACK] = "ROLLBACK",
 	[DB_TX_SAVEPOINT] = "SAVEPOINT db_op",
@@ -229,6 +257,35 @@ db_pg_command(struct db_bconn *c, const char *sql, char **cause)
 
 static void db_pg_close(struct db_bconn *c);
 
+/* What every session needs, on open and after a reconnect. */
+static int
+db_pg_session_init(struct db_bconn *c, char **cause)
+{
+	char *sql;
+	int rc;
+
+	/* The busy timeout: how long BEGIN waits for the write lock (or a row lock). */
+	sql = xasprintf("SET lock_timeout = %d", DB_BUSY_TIMEOUT_MS);
+	rc = db_pg_command(c, sql, cause);
+	free(sql);
+	return rc;
+}
+
+/* Drops the record of held named locks (the session that held them is gone). */
+static void
+db_pg_locks_forget(struct db_bconn *c)
+{
+	struct db_pg_lock *l;
+
+	if (c->locks != NULL)
+		log_warn("database %s: a new session holds none of the old one's locks", c->where);
+	while ((l = c->locks) != NULL) {
+		c->locks = l->next;
+		free(l->name);
+		free(l);
+	}
+}
+
 /*
  * target is a libpq connection string or URI. create is not used: a
  * PostgreSQL database is made by its administrator (CREATE DATABASE needs
@@ -244,8 +301,7 @@ db_pg_open(const char *target, int create, struct db_bconn **out, char **cause)
 	const char *vals[] = { DB_PG_CONNECT_TIMEOUT, "UTF8", target, NULL };
 	PQconninfoOption *opts;
 	struct db_bconn *c;
-	char *err = NULL, *sql;
-	int rc;
+	char *err = NULL;
 
 	(void)create;
 	*out = NULL;
@@ -294,11 +350,7 @@ db_pg_open(const char *target, int create, struct db_bconn **out, char **cause)
 	c->where = xasprintf("host=%s port=%s dbname=%s user=%s", PQhost(c->pg), PQport(c->pg),
 	    PQdb(c->pg), PQuser(c->pg));
 	(void)PQsetNoticeProcessor(c->pg, db_pg_notice, NULL);
-	/* The busy timeout: how long a statement waits for another's row lock. */
-	sql = xasprintf("SET lock_timeout = %d", DB_BUSY_TIMEOUT_MS);
-	rc = db_pg_command(c, sql, cause);
-	free(sql);
-	if (rc != DB_OK) {
+	if (db_pg_session_init(c, cause) != DB_OK) {
 		db_pg_close(c);
 		return DB_ERROR;
 	}
@@ -306,12 +358,57 @@ db_pg_open(const char *target, int create, struct db_bconn **out, char **cause)
 	return DB_OK;
 }
 
+/*
+ * Makes sure the session is there before a statement outside a
+ * transaction or a BEGIN: a lost one is opened again (PQreset keeps the
+ * address and the notice processor). Inside a transaction a lost session
+ * is a transient failure: the transaction went with it.
+ */
+static int
+db_pg_ready(struct db_bconn *c, char **cause)
+{
+	char *err;
+
+	if (PQstatus(c->pg) == CONNECTION_OK)
+		return DB_OK;
+	c->failure = DB_FAILURE_TRANSIENT;
+	if (c->in_tx) {
+		*cause = xasprintf("database %s: the connection was lost inside a transaction "
+				   "(rolled back)",
+		    c->where);
+		return DB_ERROR;
+	}
+	PQreset(c->pg);
+	if (PQstatus(c->pg) != CONNECTION_OK) {
+		err = db_pg_oneline(PQerrorMessage(c->pg));
+		*cause = xasprintf("database %s: reconnecting: %s", c->where, err);
+		free(err);
+		return DB_ERROR;
+	}
+	/* Prepared statements and advisory locks went with the old session. */
+	c->generation++;
+	db_pg_locks_forget(c);
+	if (db_pg_session_init(c, cause) != DB_OK) {
+		c->failure = DB_FAILURE_TRANSIENT;
+		return DB_ERROR;
+	}
+	log_info("database %s: connected again", c->where);
+	return DB_OK;
+}
+
 /* PQfinish() closes the session, which rolls back an open transaction. */
 static void
 db_pg_close(struct db_bconn *c)
 {
+	struct db_pg_lock *l;
+
 	if (c == NULL)
 		return;
+	while ((l = c->locks) != NULL) {
+		c->locks = l->next;
+		free(l->name);
+		free(l);
+	}
 	PQfinish(c->pg);
 	free(c->where);
 	free(c);
@@ -395,13 +492,17 @@ db_pg_prepare(struct db_bconn *c, const char *sql, struct db_bstmt **out, char *
 		c->failure = DB_FAILURE_PERMANENT;
 		return DB_ERROR;
 	}
+	if (db_pg_ready(c, cause) != DB_OK) {
+		free(text);
+		return DB_ERROR;
+	}
 	name = xasprintf("chat_%u", ++c->next_name);
 	res = PQprepare(c->pg, name, text, nparams, NULL);
-	free(text);
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		db_pg_fail(c, res, sql, cause);
 		PQclear(res);
 		free(name);
+		free(text);
 		return DB_ERROR;
 	}
 	PQclear(res);
@@ -409,6 +510,8 @@ db_pg_prepare(struct db_bconn *c, const char *sql, struct db_bstmt **out, char *
 	s->base.ops = &db_pg_ops;
 	s->c = c;
 	s->name = name;
+	s->text = text;
+	s->generation = c->generation;
 	s->nparams = nparams;
 	if (nparams > 0) {
 		s->values = xcalloc((size_t)nparams, sizeof *s->values);
@@ -480,6 +583,59 @@ db_pg_result(struct db_bconn *c, PGresult *res, const char *what, char **cause)
 	return DB_ERROR;
 }
 
+/* Prepares s again on a session that does not have it (after a reconnect). */
+static int
+db_pg_reprepare(struct db_bconn *c, struct db_pg_stmt *s, char **cause)
+{
+	PGresult *res;
+
+	if (s->generation == c->generation)
+		return DB_OK;
+	res = PQprepare(c->pg, s->name, s->text, s->nparams, NULL);
+	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+		db_pg_fail(c, res, s->text, cause);
+		PQclear(res);
+		return DB_ERROR;
+	}
+	PQclear(res);
+	s->generation = c->generation;
+	return DB_OK;
+}
+
+/*
+ * Runs s into s->res. Outside a transaction a statement that finds the
+ * session lost is run once more on a new one: it changed nothing (every
+ * write of db.c runs inside a transaction), and a reader then sees no
+ * failure for a server restart that is already over.
+ */
+static int
+db_pg_run(struct db_bconn *c, struct db_pg_stmt *s, char **cause)
+{
+	int rc, attempt;
+
+	for (attempt = 0;; attempt++) {
+		if (db_pg_ready(c, cause) != DB_OK)
+			return DB_ERROR;
+		if (db_pg_reprepare(c, s, cause) != DB_OK) {
+			if (attempt == 0 && !c->in_tx && PQstatus(c->pg) == CONNECTION_BAD) {
+				free(*cause);
+				*cause = NULL;
+				continue;
+			}
+			return DB_ERROR;
+		}
+		s->res = PQexecPrepared(c->pg, s->name, s->nparams, s->values, NULL, NULL, 0);
+		if ((rc = db_pg_result(c, s->res, "execute", cause)) == DB_OK)
+			return DB_OK;
+		PQclear(s->res);
+		s->res = NULL;
+		if (rc != DB_ERROR || attempt > 0 || c->in_tx || PQstatus(c->pg) != CONNECTION_BAD)
+			return rc;
+		free(*cause);
+		*cause = NULL;
+	}
+}
+
 static int
 db_pg_step(struct db_bconn *c, struct db_bstmt *stmt, char **cause)
 {
@@ -487,12 +643,8 @@ db_pg_step(struct db_bconn *c, struct db_bstmt *stmt, char **cause)
 	int rc;
 
 	if (s->res == NULL) {
-		s->res = PQexecPrepared(c->pg, s->name, s->nparams, s->values, NULL, NULL, 0);
-		if ((rc = db_pg_result(c, s->res, "execute", cause)) != DB_OK) {
-			PQclear(s->res);
-			s->res = NULL;
+		if ((rc = db_pg_run(c, s, cause)) != DB_OK)
 			return rc;
-		}
 		s->rows = PQresultStatus(s->res) == PGRES_TUPLES_OK ? PQntuples(s->res) : 0;
 		s->row = -1;
 	}
@@ -527,12 +679,13 @@ db_pg_finalize(struct db_bstmt *stmt)
 		return;
 	s = db_pg_st(stmt);
 	PQclear(s->res);
-	if (PQtransactionStatus(s->c->pg) == PQTRANS_IDLE) {
+	if (s->generation == s->c->generation && PQtransactionStatus(s->c->pg) == PQTRANS_IDLE) {
 		sql = xasprintf("DEALLOCATE %s", s->name);
 		PQclear(PQexec(s->c->pg, sql));
 		free(sql);
 	}
 	free(s->name);
+	free(s->text);
 	free(s->values);
 	free(s->ints);
 	free(s);
@@ -633,8 +786,15 @@ static int
 db_pg_exec_script(struct db_bconn *c, const char *sql, const char *what, char **cause)
 {
 	enum db_failure failure = c->failure;
-	PGresult *res = PQexec(c->pg, sql);
-	ExecStatusType status = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	PGresult *res;
+	ExecStatusType status;
+
+	if (db_pg_ready(c, cause) != DB_OK) {
+		c->failure = failure;
+		return DB_ERROR;
+	}
+	res = PQexec(c->pg, sql);
+	status = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 
 	if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
 		db_pg_fail(c, res, what, cause);
@@ -649,8 +809,35 @@ db_pg_exec_script(struct db_bconn *c, const char *sql, const char *what, char **
 static int
 db_pg_tx(struct db_bconn *c, enum db_tx_verb verb, char **cause)
 {
-	PGresult *res = PQexec(c->pg, db_pg_tx_sql[verb]);
-	int rc = db_pg_result(c, res, db_pg_tx_sql[verb], cause);
+	PGresult *res;
+	int rc;
+
+	if (verb == DB_TX_BEGIN) {
+		c->in_tx = 0;
+		if (db_pg_ready(c, cause) != DB_OK)
+			return DB_ERROR;
+	}
+	res = PQexec(c->pg, db_pg_tx_sql[verb]);
+	rc = db_pg_result(c, res, db_pg_tx_sql[verb], cause);
+	/* A BEGIN that found the session lost did nothing: once more on a new one. */
+	if (verb == DB_TX_BEGIN && rc == DB_ERROR && PQstatus(c->pg) == CONNECTION_BAD) {
+		PQclear(res);
+		res = NULL;
+		free(*cause);
+		*cause = NULL;
+		if (db_pg_ready(c, cause) != DB_OK)
+			return DB_ERROR;
+		res = PQexec(c->pg, db_pg_tx_sql[verb]);
+		rc = db_pg_result(c, res, db_pg_tx_sql[verb], cause);
+	}
+	if (verb == DB_TX_BEGIN && rc == DB_OK)
+		c->in_tx = 1;
+	else if (verb == DB_TX_BEGIN) {
+		/* BEGIN went through and the lock did not (busy): end what began. */
+		if (PQtransactionStatus(c->pg) != PQTRANS_IDLE && PQstatus(c->pg) == CONNECTION_OK)
+			PQclear(PQexec(c->pg, "ROLLBACK"));
+	} else if (verb == DB_TX_COMMIT || verb == DB_TX_ROLLBACK)
+		c->in_tx = 0;
 
 	/*
 	 * COMMIT of a transaction a failed statement aborted succeeds as a
@@ -677,7 +864,140 @@ db_pg_tx_ended(struct db_bconn *c)
 {
 	PGTransactionStatusType t = PQtransactionStatus(c->pg);
 
-	return t == PQTRANS_IDLE || t == PQTRANS_UNKNOWN;
+	if (t == PQTRANS_IDLE || t == PQTRANS_UNKNOWN) {
+		c->in_tx = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Runs a one-row, one-column query without parameters (outside the
+ * statement cache: these run once or rarely); *out is its text (heap, or
+ * NULL for SQL NULL).
+ */
+static int
+db_pg_query_value(struct db_bconn *c, const char *sql, char **out, char **cause)
+{
+	PGresult *res;
+
+	*out = NULL;
+	if (db_pg_ready(c, cause) != DB_OK)
+		return DB_ERROR;
+	res = PQexec(c->pg, sql);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+	    PQnfields(res) != 1) {
+		if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK)
+			*cause = xasprintf("database %s: %s: not one value", c->where, sql);
+		else
+			db_pg_fail(c, res, sql, cause);
+		PQclear(res);
+		return DB_ERROR;
+	}
+	if (!PQgetisnull(res, 0, 0))
+		*out = xstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return DB_OK;
+}
+
+/* The version lives in chatd_schema, which migration step 1 makes. */
+static int
+db_pg_version_get(struct db_bconn *c, int64_t *v, char **cause)
+{
+	char *val;
+
+	if (db_pg_query_value(c, "SELECT to_regclass('chatd_schema') IS NOT NULL", &val, cause) !=
+	    DB_OK)
+		return DB_ERROR;
+	if (val == NULL || strcmp(val, "t") != 0) {
+		free(val);
+		*v = 0;
+		return DB_OK;
+	}
+	free(val);
+	if (db_pg_query_value(c, "SELECT max(version) FROM chatd_schema", &val, cause) != DB_OK)
+		return DB_ERROR;
+	*v = val != NULL ? strtoll(val, NULL, 10) : 0;
+	free(val);
+	return DB_OK;
+}
+
+/* v is db.c's own integer, not outside input. */
+static int
+db_pg_version_set(struct db_bconn *c, int v, char **cause)
+{
+	char *sql = xasprintf("UPDATE chatd_schema SET version = %d", v);
+	int rc = db_pg_command(c, sql, cause);
+
+	free(sql);
+	return rc;
+}
+
+/*
+ * A session-level advisory lock: the server drops it when the session
+ * ends, however the process ended. name is bound, never pasted.
+ */
+static int
+db_pg_lock_try(struct db_bconn *c, const char *name, char **cause)
+{
+	const char *values[1] = { name };
+	struct db_pg_lock *l;
+	PGresult *res;
+	int got;
+
+	/*
+	 * A lock held here is only held while the session lives: a round trip
+	 * finds out, and a lost session is replaced (forgetting its locks).
+	 */
+	if (!c->in_tx && PQstatus(c->pg) == CONNECTION_OK)
+		PQclear(PQexec(c->pg, "SELECT 1"));
+	if (db_pg_ready(c, cause) != DB_OK)
+		return DB_ERROR;
+	for (l = c->locks; l != NULL; l = l->next)
+		if (strcmp(l->name, name) == 0)
+			return DB_OK;
+	res =
+	    PQexecParams(c->pg, "SELECT pg_try_advisory_lock(" DB_PG_NAMED_LOCKS ", hashtext($1))",
+		1, NULL, values, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		db_pg_fail(c, res, "pg_try_advisory_lock", cause);
+		PQclear(res);
+		return DB_ERROR;
+	}
+	got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!got)
+		return DB_CONFLICT;
+	l = xcalloc(1, sizeof *l);
+	l->name = xstrdup(name);
+	l->next = c->locks;
+	c->locks = l;
+	return DB_OK;
+}
+
+static void
+db_pg_unlock(struct db_bconn *c, const char *name)
+{
+	const char *values[1] = { name };
+	struct db_pg_lock **p, *l;
+	PGresult *res;
+
+	for (p = &c->locks; (l = *p) != NULL; p = &l->next)
+		if (strcmp(l->name, name) == 0)
+			break;
+	if (l == NULL)
+		return;
+	*p = l->next;
+	free(l->name);
+	free(l);
+	if (PQstatus(c->pg) != CONNECTION_OK)
+		return; /* gone with the session */
+	res = PQexecParams(c->pg, "SELECT pg_advisory_unlock(" DB_PG_NAMED_LOCKS ", hashtext($1))",
+	    1, NULL, values, NULL, NULL, 0);
+	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK)
+		log_warn("database %s: pg_advisory_unlock(%s): %s", c->where, name,
+		    PQerrorMessage(c->pg));
+	PQclear(res);
 }
 
 static enum db_failure
@@ -689,6 +1009,7 @@ db_pg_failure(struct db_bconn *c)
 /* No WAL hook and no checkpoint: the server checkpoints by itself. */
 const struct db_backend_ops db_pg_ops = {
 	.name = "postgresql",
+	.dialect = DB_DIALECT_PG,
 	.open = db_pg_open,
 	.close = db_pg_close,
 	.prepare = db_pg_prepare,
@@ -707,6 +1028,10 @@ const struct db_backend_ops db_pg_ops = {
 	.tx = db_pg_tx,
 	.tx_ended = db_pg_tx_ended,
 	.failure = db_pg_failure,
+	.version_get = db_pg_version_get,
+	.version_set = db_pg_version_set,
+	.lock_try = db_pg_lock_try,
+	.unlock = db_pg_unlock,
 	.wal_hook = NULL,
 	.checkpoint = NULL,
 };

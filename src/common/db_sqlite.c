@@ -5,6 +5,7 @@
  */
 #include "autoconf.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -36,9 +37,19 @@ struct db_sqlite_stmt {
 	sqlite3_stmt *st;
 };
 
+/* A named lock (db_lock_try): flock on <database>.<name>.lock. */
+struct db_sqlite_lock {
+	struct db_sqlite_lock *next;
+	char *name;
+	char *path;
+	int fd;
+	int held;
+};
+
 struct db_bconn {
 	sqlite3 *sq;
 	char *path;
+	struct db_sqlite_lock *locks;
 	struct db_sqlite_stmt *tx[DB_TX_VERBS];
 	enum db_failure failure; /* of the latest failed prepare, bind or step */
 	void (*wal_hook)(void *arg, int wal_pages); /* db_wal_hook() */
@@ -291,6 +302,86 @@ db_sqlite_tx(struct db_bconn *c, enum db_tx_verb verb, char **cause)
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
+/* The schema version lives in the file's header: PRAGMA user_version. */
+static int
+db_sqlite_version_get(struct db_bconn *c, int64_t *v, char **cause)
+{
+	struct db_bstmt *st;
+	int rc;
+
+	if (db_sqlite_prepare(c, "PRAGMA user_version", &st, cause) != DB_OK)
+		return DB_ERROR;
+	rc = db_sqlite_step(c, st, cause);
+	if (rc == DB_ROW) {
+		*v = sqlite3_column_int64(db_sqlite_st(st), 0);
+		rc = DB_OK;
+	} else if (rc == DB_DONE) {
+		*cause = xasprintf("database %s: PRAGMA user_version gave no row", c->path);
+		rc = DB_ERROR;
+	}
+	db_sqlite_finalize(st);
+	return rc;
+}
+
+/* The PRAGMA takes no parameter; v is db.c's own integer. */
+static int
+db_sqlite_version_set(struct db_bconn *c, int v, char **cause)
+{
+	char *sql = xasprintf("PRAGMA user_version = %d", v);
+	int rc = db_sqlite_exec_script(c, sql, "setting the schema version", cause);
+
+	free(sql);
+	return rc;
+}
+
+/*
+ * The lock file <database>.<name>.lock, as chat-sync's per-target locks
+ * have always been named. The kernel drops a flock when its holder dies,
+ * so kill -9 leaves no stale lock.
+ */
+static int
+db_sqlite_lock_try(struct db_bconn *c, const char *name, char **cause)
+{
+	struct db_sqlite_lock *l;
+
+	for (l = c->locks; l != NULL && strcmp(l->name, name) != 0; l = l->next)
+		;
+	if (l == NULL) {
+		l = xcalloc(1, sizeof *l);
+		l->name = xstrdup(name);
+		l->path = xasprintf("%s.%s.lock", c->path, name);
+		l->fd = -1;
+		l->next = c->locks;
+		c->locks = l;
+	}
+	if (l->held)
+		return DB_OK;
+	/* Owner-only (a shared group's), like the database, whatever the umask. */
+	if (l->fd < 0 && (l->fd = dbfile_open_lock(l->path, cause)) < 0)
+		return DB_ERROR;
+	if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EWOULDBLOCK)
+			return DB_CONFLICT;
+		*cause = xasprintf("flock %s: %s", l->path, strerror(errno));
+		return DB_ERROR;
+	}
+	l->held = 1;
+	return DB_OK;
+}
+
+static void
+db_sqlite_unlock(struct db_bconn *c, const char *name)
+{
+	struct db_sqlite_lock *l;
+
+	for (l = c->locks; l != NULL; l = l->next)
+		if (l->held && strcmp(l->name, name) == 0) {
+			if (flock(l->fd, LOCK_UN) != 0)
+				log_warn("unlock %s: %s", l->path, strerror(errno));
+			l->held = 0;
+		}
+}
+
 static int
 db_sqlite_tx_ended(struct db_bconn *c)
 {
@@ -458,8 +549,18 @@ db_sqlite_close(struct db_bconn *c)
 {
 	size_t i;
 
+	struct db_sqlite_lock *l;
+
 	if (c == NULL)
 		return;
+	while ((l = c->locks) != NULL) {
+		c->locks = l->next;
+		if (l->fd >= 0)
+			(void)close(l->fd); /* releases the lock */
+		free(l->name);
+		free(l->path);
+		free(l);
+	}
 	for (i = 0; i < DB_TX_VERBS; i++)
 		db_sqlite_finalize(c->tx[i] != NULL ? &c->tx[i]->base : NULL);
 	/* Rolls back an open transaction; nothing is left to keep it busy. */
@@ -471,6 +572,7 @@ db_sqlite_close(struct db_bconn *c)
 
 const struct db_backend_ops db_sqlite_ops = {
 	.name = "sqlite",
+	.dialect = DB_DIALECT_SQLITE,
 	.open = db_sqlite_open,
 	.close = db_sqlite_close,
 	.prepare = db_sqlite_prepare,
@@ -489,6 +591,10 @@ const struct db_backend_ops db_sqlite_ops = {
 	.tx = db_sqlite_tx,
 	.tx_ended = db_sqlite_tx_ended,
 	.failure = db_sqlite_failure,
+	.version_get = db_sqlite_version_get,
+	.version_set = db_sqlite_version_set,
+	.lock_try = db_sqlite_lock_try,
+	.unlock = db_sqlite_unlock,
 	.wal_hook = db_sqlite_wal_hook,
 	.checkpoint = db_sqlite_checkpoint,
 };

@@ -18,6 +18,7 @@
 
 #include "check_main.h"
 #include "config.h"
+#include "dbaddr.h"
 #include "xmalloc.h"
 
 /* Where every program puts the default database: a folder private to the user. */
@@ -819,7 +820,7 @@ static const struct {
 	{ "TRUSTED_PROXIES", "10.0.0.0/33" },
 	{ "TRUSTED_PROXIES", "127.0.0.1,,::1" },
 	{ "LOG_LEVEL", "verbose" },
-	{ "DATABASE_URL", "postgres://u@h/db" },
+	{ "DATABASE_URL", "postgres://u@h/db?no_such_option=1" },
 	{ "DATABASE_URL", "chat.db" },
 	{ "DATABASE_URL", "sqlite:" },
 	{ "DATABASE_URL", "sqlite://" },
@@ -1087,9 +1088,14 @@ START_TEST(test_database_url_forms)
 		{ "sqlite::memory:", CONFIG_MEMORY_DB_PATH, 1 },
 		{ "sqlite://:memory:", CONFIG_MEMORY_DB_PATH, 1 },
 		{ "", CONFIG_MEMORY_DB_PATH, 1 },
+		/* PostgreSQL: the URI whole, for libpq. */
+		{ "postgres://u@h/db", "postgres://u@h/db", 0 },
+		{ "postgresql://u:pw@h:5433/db?sslmode=require",
+		    "postgresql://u:pw@h:5433/db?sslmode=require", 0 },
+		{ "postgres:///db?host=/run/postgresql", "postgres:///db?host=/run/postgresql", 0 },
 	};
 	static const char *bad[] = {
-		"postgres://u@h/db",
+		"postgres://u@h/db?no_such_option=1",
 		"x.db",
 		"sqlite:",
 		"sqlite://",
@@ -1121,6 +1127,50 @@ START_TEST(test_database_url_forms)
 		assert_contains(cause, bad[i]);
 		free(cause);
 	}
+}
+END_TEST
+
+/* A password never reaches a message, wherever the URI holds it. */
+START_TEST(test_database_url_password_hidden)
+{
+	static const struct {
+		const char *url, *shown;
+	} cases[] = {
+		{ "postgres://chat:s3cret@db.example:5432/chat",
+		    "postgres://chat:***@db.example:5432/chat" },
+		{ "postgresql://chat:s3cret@h/chat?sslmode=require&password=s3cret&x=1",
+		    "postgresql://chat:***@h/chat?sslmode=require&password=***&x=1" },
+		{ "postgres://chat@h/chat?password=s3cret", "postgres://chat@h/chat?password=***" },
+		{ "postgres://h/chat", "postgres://h/chat" },
+		{ "sqlite:/x/s3cret.db", "sqlite:/x/s3cret.db" },
+	};
+	char *path, *cause = NULL, *shown;
+	int memory;
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		shown = dbaddr_display(cases[i].url);
+		ck_assert_str_eq(shown, cases[i].shown);
+		free(shown);
+	}
+	/* libpq's complaint may quote the password: left out, the setting named. */
+	ck_assert_int_eq(config_parse_database_url(
+			     "postgres://chat:s3cret@h/chat?bogus=1", &path, &memory, &cause),
+	    -1);
+	assert_contains(cause, "DATABASE_URL=postgres://chat:***@h/chat");
+	ck_assert_msg(strstr(cause, "s3cret") == NULL, "%s", cause);
+	free(cause);
+	cause = NULL;
+	/* Without a password, libpq's own words say what is wrong. */
+	ck_assert_int_eq(
+	    config_parse_database_url("postgres://h/chat?bogus=1", &path, &memory, &cause), -1);
+	assert_contains(cause, "bogus");
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(
+	    config_parse_database_url("mysql://u:s3cret@h/chat", &path, &memory, &cause), -1);
+	ck_assert_msg(strstr(cause, "s3cret") == NULL, "%s", cause);
+	free(cause);
 }
 END_TEST
 
@@ -1429,6 +1479,7 @@ unit_suite(void)
 	tc = tcase_create("values");
 	tcase_add_test(tc, test_check_url_and_address);
 	tcase_add_test(tc, test_database_url_forms);
+	tcase_add_test(tc, test_database_url_password_hidden);
 	tcase_add_test(tc, test_database_url_memory_with_options);
 	suite_add_tcase(s, tc);
 

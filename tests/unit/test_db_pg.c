@@ -493,17 +493,138 @@ START_TEST(t_busy_and_transient)
 	ck_assert_int_eq(OPS->step(other, st, &cause), DB_ROW);
 	OPS->reset(st);
 
-	/* A session the server ends: transient, and no transaction is left. */
+	/*
+	 * A session the server ends inside a transaction: transient, the
+	 * transaction is gone, and nothing of it runs on a new session.
+	 */
+	tx_ok(other, DB_TX_BEGIN);
 	pid = value(other, "SELECT pg_backend_pid()");
 	ck_assert_int_eq(
 	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid))), DB_OK);
 	ck_assert_int_eq(OPS->bind(other, st, ARGS(A_INT(1)), &cause), DB_OK);
 	ck_assert_int_eq(OPS->step(other, st, &cause), DB_ERROR);
 	ck_assert_int_eq(OPS->failure(other), DB_FAILURE_TRANSIENT);
-	ck_assert_int_eq(OPS->tx_ended(other), 1);
 	free(cause);
+	cause = NULL;
+	OPS->reset(st);
+	ck_assert_int_eq(OPS->bind(other, st, ARGS(A_INT(1)), &cause), DB_OK);
+	ck_assert_int_eq(OPS->step(other, st, &cause), DB_ERROR);
+	ck_assert_msg(strstr(cause, "inside a transaction") != NULL, "%s", cause);
+	free(cause);
+	cause = NULL;
+	OPS->reset(st);
+	ck_assert_int_eq(OPS->tx_ended(other), 1);
 	OPS->finalize(st);
 	OPS->close(other);
+}
+END_TEST
+
+/*
+ * Outside a transaction a lost session is opened again by the next
+ * statement, which runs (prepared again on the new session) as if
+ * nothing happened; so does the next BEGIN.
+ */
+START_TEST(t_reconnect)
+{
+	struct db_bconn *other = connect_ok();
+	struct db_bstmt *st = prep(other, "SELECT ?1::bigint + 1");
+	char *cause = NULL;
+	int64_t pid, pid2;
+
+	pid = value(other, "SELECT pg_backend_pid()");
+	ck_assert_int_eq(
+	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid))), DB_OK);
+	ck_assert_int_eq(OPS->bind(other, st, ARGS(A_INT(41)), &cause), DB_OK);
+	ck_assert_msg(OPS->step(other, st, &cause) == DB_ROW, "%s", cause ? cause : "?");
+	ck_assert_int_eq(OPS->col_int64(st, 0), 42);
+	OPS->reset(st);
+	pid2 = value(other, "SELECT pg_backend_pid()");
+	ck_assert_int_ne(pid, pid2);
+	/* The lock timeout is set on the new session too. */
+	ck_assert_int_eq(value(other,
+			     "SELECT setting::bigint FROM pg_settings"
+			     " WHERE name = 'lock_timeout'"),
+	    DB_BUSY_TIMEOUT_MS);
+	ck_assert_int_eq(
+	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid2))), DB_OK);
+	tx_ok(other, DB_TX_BEGIN);
+	ck_assert_int_eq(OPS->bind(other, st, ARGS(A_INT(1)), &cause), DB_OK);
+	ck_assert_int_eq(OPS->step(other, st, &cause), DB_ROW);
+	ck_assert_int_eq(OPS->col_int64(st, 0), 2);
+	OPS->reset(st);
+	tx_ok(other, DB_TX_COMMIT);
+	OPS->finalize(st);
+	OPS->close(other);
+}
+END_TEST
+
+/*
+ * BEGIN takes the one write lock: a second BEGIN waits for it, past the
+ * busy timeout it is busy (55P03), and the failed BEGIN leaves no
+ * transaction behind.
+ */
+START_TEST(t_begin_takes_the_write_lock)
+{
+	struct db_bconn *other = connect_ok();
+	char *cause = NULL;
+
+	tx_ok(conn, DB_TX_BEGIN);
+	script(other, "SET lock_timeout = 200");
+	ck_assert_int_eq(OPS->tx(other, DB_TX_BEGIN, &cause), DB_ERROR);
+	ck_assert_msg(strstr(cause, "55P03") != NULL, "%s", cause);
+	ck_assert_int_eq(OPS->failure(other), DB_FAILURE_BUSY);
+	ck_assert_int_eq(OPS->tx_ended(other), 1);
+	free(cause);
+	cause = NULL;
+	tx_ok(conn, DB_TX_COMMIT);
+	tx_ok(other, DB_TX_BEGIN);
+	tx_ok(other, DB_TX_COMMIT);
+	OPS->close(other);
+}
+END_TEST
+
+/* Named locks: one holder across sessions, gone with the holder's session. */
+START_TEST(t_named_locks)
+{
+	struct db_bconn *other = connect_ok();
+	char *cause = NULL;
+	int64_t pid;
+
+	ck_assert_int_eq(OPS->lock_try(conn, "sync-chat", &cause), DB_OK);
+	ck_assert_int_eq(OPS->lock_try(conn, "sync-chat", &cause), DB_OK); /* held here */
+	ck_assert_int_eq(OPS->lock_try(other, "sync-chat", &cause), DB_CONFLICT);
+	ck_assert_int_eq(OPS->lock_try(other, "sync-room", &cause), DB_OK);
+	OPS->unlock(conn, "sync-chat");
+	ck_assert_int_eq(OPS->lock_try(other, "sync-chat", &cause), DB_OK);
+	ck_assert_int_eq(OPS->lock_try(conn, "sync-chat", &cause), DB_CONFLICT);
+	/* The holder's session ends (kill -9 of its process, say): the lock is free. */
+	pid = value(other, "SELECT pg_backend_pid()");
+	ck_assert_int_eq(
+	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid))), DB_OK);
+	ck_assert_int_eq(OPS->lock_try(conn, "sync-chat", &cause), DB_OK);
+	/* The other's next try finds the lock taken, and knows it lost its own. */
+	ck_assert_int_eq(OPS->lock_try(other, "sync-chat", &cause), DB_CONFLICT);
+	ck_assert_ptr_null(cause);
+	OPS->close(other);
+}
+END_TEST
+
+/* The schema version: 0 without chatd's table, then what was set. */
+START_TEST(t_schema_version)
+{
+	char *cause = NULL;
+	int64_t v = -1;
+
+	script(conn, "DROP TABLE IF EXISTS chatd_schema");
+	ck_assert_int_eq(OPS->version_get(conn, &v, &cause), DB_OK);
+	ck_assert_int_eq(v, 0);
+	script(conn,
+	    "CREATE TABLE chatd_schema (version INTEGER NOT NULL);"
+	    " INSERT INTO chatd_schema VALUES (0)");
+	ck_assert_int_eq(OPS->version_set(conn, 7, &cause), DB_OK);
+	ck_assert_int_eq(OPS->version_get(conn, &v, &cause), DB_OK);
+	ck_assert_int_eq(v, 7);
+	script(conn, "DROP TABLE chatd_schema");
 }
 END_TEST
 
@@ -538,6 +659,10 @@ unit_suite(void)
 	tcase_add_test(tc, t_error_in_transaction);
 	tcase_add_test(tc, t_conflicts);
 	tcase_add_test(tc, t_busy_and_transient);
+	tcase_add_test(tc, t_reconnect);
+	tcase_add_test(tc, t_begin_takes_the_write_lock);
+	tcase_add_test(tc, t_named_locks);
+	tcase_add_test(tc, t_schema_version);
 	tcase_add_test(tc, t_finalize_deallocates);
 	suite_add_tcase(s, tc);
 	return s;
