@@ -466,6 +466,18 @@ db_schema_version(struct db *db)
 	return (int)version;
 }
 
+const struct db_backend_ops *
+db_backend_ops_of(struct db *db)
+{
+	return db->ops;
+}
+
+struct db_bconn *
+db_backend_conn_of(struct db *db)
+{
+	return db->conn;
+}
+
 const char *
 db_backend_name(const struct db *db)
 {

@@ -175,6 +175,14 @@ struct db_backend_ops {
 	int (*checkpoint)(struct db_bconn *c, int *wal_pages, int *done_pages, char **cause);
 };
 
+/*
+ * A struct db's backend and connection, for code of the database module
+ * that works table by table across engines (db_copy.c). Not for anything
+ * outside src/common/db*.c.
+ */
+const struct db_backend_ops *db_backend_ops_of(struct db *db);
+struct db_bconn *db_backend_conn_of(struct db *db);
+
 /* db_sqlite.c: one SQLite file in WAL mode, shared by every program. */
 extern const struct db_backend_ops db_sqlite_ops;
 /* db_pg.c: a PostgreSQL server over libpq (target: a libpq connection string or URI). */

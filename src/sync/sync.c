@@ -7,10 +7,11 @@
  * is resent as it was by the next one. Nothing here talks SQL or curl
  * directly: db.c and deliver.c do.
  *
- * Two processes never deliver the same batch: each target has a lock file
- * next to the database (flock, LOCK_NB; the kernel drops it when its
- * holder dies, so kill -9 leaves no stale lock), and the cursor is read
- * again after the lock is taken.
+ * Two processes never deliver the same batch, on one machine or several:
+ * each target has a lock in the database's keeping (db_lock_try: a lock
+ * file next to a SQLite database, an advisory lock in PostgreSQL; either
+ * goes with its holder, so kill -9 leaves no stale lock), and the cursor
+ * is read again after the lock is taken.
  *
  * Pipelining (feed targets, one thread): while a full batch N is on the
  * wire, the next full batch is built read-only from the rows after N's
@@ -37,11 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "dbfile.h"
 #include "clock.h"
 #include "deliver.h"
 #include "jsonw.h"
@@ -67,8 +66,7 @@ struct sync_target {
 	const struct targets_def *def;
 	const char *url;
 	struct deliver *d;
-	char *lock_path;
-	int lock_fd;
+	char *lock_name; /* "sync-<target>" */
 	int locked;
 	enum sync_state state;
 	int64_t next_at; /* monotonic ms */
@@ -123,32 +121,26 @@ sync_watchdog(struct sync *s)
 
 /* 0 locked, 1 held by another process, -1 with *cause. */
 static int
-sync_lock(struct sync_target *t, char **cause)
+sync_lock(struct sync *s, struct sync_target *t, char **cause)
 {
+	int rc;
+
 	if (t->locked)
 		return 0;
-	if (t->lock_fd < 0) {
-		/* Owner-only (a shared group's), like the database, whatever the umask. */
-		if ((t->lock_fd = dbfile_open_lock(t->lock_path, cause)) < 0)
-			return -1;
-	}
-	if (flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-		if (errno == EWOULDBLOCK)
-			return 1;
-		*cause = xasprintf("flock %s: %s", t->lock_path, strerror(errno));
+	if ((rc = db_lock_try(s->db, t->lock_name, cause)) == DB_CONFLICT)
+		return 1;
+	if (rc != DB_OK)
 		return -1;
-	}
 	t->locked = 1;
 	return 0;
 }
 
 static void
-sync_unlock(struct sync_target *t)
+sync_unlock(struct sync *s, struct sync_target *t)
 {
 	if (!t->locked)
 		return;
-	if (flock(t->lock_fd, LOCK_UN) != 0)
-		log_warn("unlock %s: %s", t->lock_path, strerror(errno));
+	db_lock_release(s->db, t->lock_name);
 	t->locked = 0;
 }
 
@@ -708,7 +700,7 @@ sync_send(struct sync *s, struct sync_target *t)
 		log_error("%s: giving up on batch %s after %ld attempts; it stays pending",
 		    t->def->name, t->delivery_id, t->attempts);
 		sync_batch_clear(t);
-		sync_unlock(t);
+		sync_unlock(s, t);
 		t->state = SYNC_ST_FAILED;
 		return;
 	}
@@ -727,7 +719,7 @@ sync_step(struct sync *s, struct sync_target *t)
 	int rc;
 
 	if (t->body == NULL) {
-		if ((rc = sync_lock(t, &cause)) != 0) {
+		if ((rc = sync_lock(s, t, &cause)) != 0) {
 			if (rc < 0) {
 				log_error("%s: %s", t->def->name, cause);
 				free(cause);
@@ -741,7 +733,7 @@ sync_step(struct sync *s, struct sync_target *t)
 				log_error("%s: %s", t->def->name, cause);
 				free(cause);
 			}
-			sync_unlock(t);
+			sync_unlock(s, t);
 			t->state = rc < 0 ? SYNC_ST_FAILED : SYNC_ST_IDLE;
 			t->next_at = clock_mono_ms() + (rc < 0 ? 1000 : SYNC_POLL_MS);
 			return;
@@ -772,9 +764,8 @@ sync_free(struct sync *s)
 		sync_ahead_clear(&s->t[i]);
 		sync_batch_clear(&s->t[i]);
 		deliver_destroy(s->t[i].d);
-		if (s->t[i].lock_fd >= 0)
-			close(s->t[i].lock_fd); /* releases the lock */
-		free(s->t[i].lock_path);
+		sync_unlock(s, &s->t[i]);
+		free(s->t[i].lock_name);
 	}
 	free(s->t);
 	free(s->key);
@@ -798,10 +789,9 @@ sync_setup(struct sync *s, char **cause)
 		t = &s->t[s->n++];
 		t->def = &targets_table[i];
 		t->url = url;
-		t->lock_fd = -1;
 		t->state = SYNC_ST_CHECK;
 		metrics_hist_init(&t->seconds, metrics_seconds_bounds, metrics_seconds_nbounds);
-		t->lock_path = xasprintf("%s.sync-%s.lock", s->cfg->database_path, t->def->name);
+		t->lock_name = xasprintf("sync-%s", t->def->name);
 		if (deliver_create(
 			url, (long)s->cfg->callback_timeout_seconds, s->stop, &t->d, cause) != 0)
 			return -1;
