@@ -7,7 +7,8 @@
  * (pgtmp.c), then read back through db.h on both sides: the same rooms,
  * pages, feeds, backlogs, cursors and letters, and new rows after the
  * copy continue the ids and sequences. Also: a target that is not empty
- * is refused, and a comparison reports what differs.
+ * is refused, a copy that fails half-way leaves nothing behind, and a
+ * comparison reports what differs.
  */
 #include "autoconf.h"
 
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <sqlite3.h>
 
 #include "check_main.h"
 #include "db.h"
@@ -743,6 +745,57 @@ START_TEST(t_verify_reports_mismatches)
 }
 END_TEST
 
+static int
+count_room(const struct db_room *r, void *arg)
+{
+	(void)r;
+	(*(int *)arg)++;
+	return 0;
+}
+
+/* Runs sql on the source file behind db.c's back. */
+static void
+source_sql(const char *sql)
+{
+	sqlite3 *raw;
+	char *err = NULL;
+
+	ck_assert_int_eq(sqlite3_open(src_path, &raw), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(raw, sql, NULL, NULL, &err) == SQLITE_OK, "%s", err);
+	sqlite3_close(raw);
+}
+
+/*
+ * A row PostgreSQL refuses half-way through (text that is not UTF-8,
+ * which SQLite stores as it is given): nothing of the copy stays, and
+ * the target is still empty for the next try.
+ */
+START_TEST(t_failure_leaves_the_target_empty)
+{
+	struct db_copy_report rep;
+	char *cause = NULL;
+	int rooms = 0, rc;
+
+	fill(src);
+	source_sql("UPDATE messages SET content = CAST(x'c328' AS TEXT) WHERE id = 150");
+	rc = db_copy_run(src, dst, NULL, NULL, &rep, &cause);
+	ck_assert_int_eq(rc, DB_ERROR);
+	ck_assert_msg(strstr(cause, "copying messages") != NULL, "%s", cause);
+	ck_assert_int_eq(rep.committed, 0);
+	free(cause);
+	cause = NULL;
+	db_copy_report_clear(&rep);
+	ck_assert_int_eq(db_room_list(dst, 1, count_room, &rooms, &cause), DB_OK);
+	ck_assert_int_eq(rooms, 0);
+
+	source_sql("UPDATE messages SET content = 'mended' WHERE id = 150");
+	copy_ok(&rep);
+	db_copy_report_clear(&rep);
+	ck_assert_int_eq(db_room_list(dst, 1, count_room, &rooms, &cause), DB_OK);
+	ck_assert_int_eq(rooms, 3 + EXTRA_ROOMS);
+}
+END_TEST
+
 /* Only SQLite into PostgreSQL; anything else is refused before a write. */
 START_TEST(t_refuses_other_directions)
 {
@@ -771,6 +824,7 @@ unit_suite(void)
 	tcase_add_test(tc, t_refuses_a_target_with_rows);
 	tcase_add_test(tc, t_verify_reports_mismatches);
 	tcase_add_test(tc, t_refuses_other_directions);
+	tcase_add_test(tc, t_failure_leaves_the_target_empty);
 	suite_add_tcase(s, tc);
 	return s;
 }
