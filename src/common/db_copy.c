@@ -135,6 +135,10 @@ static const struct copy_table copy_tables[DB_COPY_TABLES] = {
 	    0, NULL, COPY_ANY("rate_marks"), COPY_COUNT("rate_marks"), 0 },
 };
 
+/* A migration that adds a table or a column must add it here too. */
+_Static_assert(DB_SCHEMA_VERSION == 3,
+    "a new schema version: bring copy_tables (tables, columns, types) up to it");
+
 /* The highest id SQLite has given in an AUTOINCREMENT table. */
 #define COPY_SQLITE_SEQUENCE "SELECT seq FROM sqlite_sequence WHERE name = ?1"
 
