@@ -32,6 +32,8 @@ struct chatctl {
 	long long duration_s; /* --duration, 0 when not given */
 	int all; /* --all (dead-letters replay) */
 	const char *target; /* --target (dead-letters) or NULL */
+	const char *from, *to; /* --from, --to (copy-db): database addresses */
+	int verify_only; /* --verify-only (copy-db) */
 	FILE *out; /* results (stdout) */
 	FILE *err; /* messages (stderr) */
 };
@@ -48,6 +50,7 @@ struct commands_entry {
 #define COMMANDS_DURATION 0x2 /* takes --duration */
 #define COMMANDS_DB 0x4 /* records in the database first; takes --no-db */
 #define COMMANDS_DEAD 0x8 /* takes --all and --target (dead-letters) */
+#define COMMANDS_COPY 0x10 /* takes --from, --to and --verify-only (copy-db) */
 	/* Runs with argv[0..argc) the positional arguments; returns an exit status. */
 	int (*run)(struct chatctl *c, char **argv, int argc);
 };
@@ -98,5 +101,8 @@ void output_cluster(FILE *out, const cJSON *cluster);
 
 /* cluster.c: chatctl nodes (the database's nodes table) */
 int commands_nodes(struct chatctl *c, char **argv, int argc);
+
+/* copy.c: chatctl copy-db --from SQLITE --to POSTGRES [--verify-only] */
+int commands_copy_db(struct chatctl *c, char **argv, int argc);
 
 #endif

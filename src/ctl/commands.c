@@ -122,6 +122,32 @@ const struct commands_entry commands_table[] = {
 	    "      --all        with replay: every dead letter\n"
 	    "Exit status 1 (dead_letter_not_found) if ID names no dead letter.\n",
 	    0, 2, COMMANDS_DEAD, commands_dead_letters },
+	{ "copy-db", "--from SQLITE_URL --to POSTGRES_URL [--verify-only]",
+	    "copy SQLite into an empty PostgreSQL database, checked",
+	    "Moves chatd from one machine's SQLite file to PostgreSQL (docs/copy-db.md):\n"
+	    "copies every table of the SQLite database --from into the PostgreSQL database\n"
+	    "--to, in one transaction, with the same ids, the same order of rooms and admins,\n"
+	    "and id sequences that go on where SQLite's left off; then compares the two\n"
+	    "(rows and highest id of every table; for every room its messages, sessions,\n"
+	    "last seqs) and commits only if they match. The report lists each table; a\n"
+	    "difference rolls the copy back (exit status 1). Progress goes to stderr.\n"
+	    "\n"
+	    "Stop chatd on every node, chat-api and chat-sync first. copy-db holds the\n"
+	    "SQLite file's write lock while it runs (a writer still running waits, then\n"
+	    "fails), and refuses while the nodes table shows a chatd node alive (heard\n"
+	    "within CLUSTER_NODE_TIMEOUT_SECS). Then set DATABASE_URL to the PostgreSQL\n"
+	    "database everywhere and start them again.\n"
+	    "\n"
+	    "      --from URL     the SQLite database: sqlite:PATH or sqlite://PATH; it must\n"
+	    "                     exist (one at an older schema version is migrated first)\n"
+	    "      --to URL       the PostgreSQL database: postgres://USER:PW@HOST:PORT/DB;\n"
+	    "                     it must exist and be empty (its tables are made if missing);\n"
+	    "                     a database holding any row is refused, nothing written\n"
+	    "      --verify-only  copy nothing: compare --from with --to (either may be\n"
+	    "                     SQLite or PostgreSQL) and report; exit status 1 if they\n"
+	    "                     differ\n"
+	    "Passwords are never printed (shown as ***).\n",
+	    0, 0, COMMANDS_COPY, commands_copy_db },
 };
 const size_t commands_count = sizeof commands_table / sizeof commands_table[0];
 

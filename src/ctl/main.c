@@ -22,6 +22,9 @@
 #define OPT_NO_DB 1000
 #define OPT_ALL 1001
 #define OPT_TARGET 1002
+#define OPT_FROM 1003
+#define OPT_TO 1004
+#define OPT_VERIFY_ONLY 1005
 
 static const struct option global_options[] = {
 	{ "socket", required_argument, NULL, 's' },
@@ -43,6 +46,9 @@ static const struct option command_options[] = {
 	{ "no-db", no_argument, NULL, OPT_NO_DB },
 	{ "all", no_argument, NULL, OPT_ALL },
 	{ "target", required_argument, NULL, OPT_TARGET },
+	{ "from", required_argument, NULL, OPT_FROM },
+	{ "to", required_argument, NULL, OPT_TO },
+	{ "verify-only", no_argument, NULL, OPT_VERIFY_ONLY },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -77,17 +83,19 @@ usage(FILE *out)
 	    "  -h, --help          this text; after a command, that command's help\n"
 	    "  -V, --version       print the version and exit\n"
 	    "Command options: -d/--duration and -r/--reason (ban), -r/--reason (kick, close),\n"
-	    "--no-db (ban, unban, close), --all and --target (dead-letters); see chatctl help\n"
-	    "COMMAND.\n"
+	    "--no-db (ban, unban, close), --all and --target (dead-letters), --from, --to and\n"
+	    "--verify-only (copy-db); see chatctl help COMMAND.\n"
 	    "\n"
 	    "ban, unban and close are recorded in the database (DATABASE_URL) first, as the\n"
 	    "REST API does, then chatd is told; chatd reloads the database when it starts.\n"
 	    "dead-letters and nodes work on the database alone.\n"
 	    "The database must exist already (chat-api, chatd or chat-sync create it):\n"
-	    "chatctl never creates one.\n"
+	    "chatctl never creates one. copy-db names its two databases itself (--from,\n"
+	    "--to) and makes the tables in the PostgreSQL one it copies into.\n"
 	    "\n"
 	    "Exit status: 0 done; 1 chatd or the database refused or failed (code and message\n"
-	    "on stderr); 2 usage or configuration error; 3 chatd not running or not answering.\n"
+	    "on stderr), or copy-db found the databases differ; 2 usage or configuration\n"
+	    "error; 3 chatd not running or not answering.\n"
 	    "\n");
 	config_print_help(out, CONFIG_CTL);
 }
@@ -248,6 +256,21 @@ main(int argc, char **argv)
 				return usage_error(cmd, "%s does not take --target", cmd->name);
 			c.target = optarg;
 			break;
+		case OPT_FROM:
+		case OPT_TO:
+		case OPT_VERIFY_ONLY:
+			if (!(cmd->flags & COMMANDS_COPY))
+				return usage_error(cmd, "%s does not take --%s", cmd->name,
+				    ch == OPT_FROM     ? "from"
+					: ch == OPT_TO ? "to"
+						       : "verify-only");
+			if (ch == OPT_FROM)
+				c.from = optarg;
+			else if (ch == OPT_TO)
+				c.to = optarg;
+			else
+				c.verify_only = 1;
+			break;
 		case '?':
 		case ':':
 			return bad_option(cmd, ch, cargv[optind - 1]);
@@ -269,6 +292,8 @@ main(int argc, char **argv)
 	cargv += optind;
 	if (cargc < cmd->min_args || cargc > cmd->max_args)
 		return usage_error(cmd, "%s: wrong number of arguments", cmd->name);
+	if ((cmd->flags & COMMANDS_COPY) && (c.from == NULL || c.to == NULL))
+		return usage_error(cmd, "%s needs --from and --to", cmd->name);
 
 	/* Settings last: --help and usage errors need none, and a broken
 	 * .env should not hide a typo on the command line. */
