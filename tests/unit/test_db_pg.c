@@ -494,13 +494,16 @@ START_TEST(t_busy_and_transient)
 	OPS->reset(st);
 
 	/*
+	 * pg_terminate_backend(pid, timeout) waits until the session is gone,
+	 * so what follows never races its end.
+	 *
 	 * A session the server ends inside a transaction: transient, the
 	 * transaction is gone, and nothing of it runs on a new session.
 	 */
 	tx_ok(other, DB_TX_BEGIN);
 	pid = value(other, "SELECT pg_backend_pid()");
 	ck_assert_int_eq(
-	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid))), DB_OK);
+	    run(conn, "SELECT pg_terminate_backend(?1::int, 10000)", ARGS(A_INT(pid))), DB_OK);
 	ck_assert_int_eq(OPS->bind(other, st, ARGS(A_INT(1)), &cause), DB_OK);
 	ck_assert_int_eq(OPS->step(other, st, &cause), DB_ERROR);
 	ck_assert_int_eq(OPS->failure(other), DB_FAILURE_TRANSIENT);
@@ -533,7 +536,7 @@ START_TEST(t_reconnect)
 
 	pid = value(other, "SELECT pg_backend_pid()");
 	ck_assert_int_eq(
-	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid))), DB_OK);
+	    run(conn, "SELECT pg_terminate_backend(?1::int, 10000)", ARGS(A_INT(pid))), DB_OK);
 	ck_assert_int_eq(OPS->bind(other, st, ARGS(A_INT(41)), &cause), DB_OK);
 	ck_assert_msg(OPS->step(other, st, &cause) == DB_ROW, "%s", cause ? cause : "?");
 	ck_assert_int_eq(OPS->col_int64(st, 0), 42);
@@ -546,7 +549,7 @@ START_TEST(t_reconnect)
 			     " WHERE name = 'lock_timeout'"),
 	    DB_BUSY_TIMEOUT_MS);
 	ck_assert_int_eq(
-	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid2))), DB_OK);
+	    run(conn, "SELECT pg_terminate_backend(?1::int, 10000)", ARGS(A_INT(pid2))), DB_OK);
 	tx_ok(other, DB_TX_BEGIN);
 	ck_assert_int_eq(OPS->bind(other, st, ARGS(A_INT(1)), &cause), DB_OK);
 	ck_assert_int_eq(OPS->step(other, st, &cause), DB_ROW);
@@ -600,7 +603,7 @@ START_TEST(t_named_locks)
 	/* The holder's session ends (kill -9 of its process, say): the lock is free. */
 	pid = value(other, "SELECT pg_backend_pid()");
 	ck_assert_int_eq(
-	    run(conn, "SELECT pg_terminate_backend(?1::int)", ARGS(A_INT(pid))), DB_OK);
+	    run(conn, "SELECT pg_terminate_backend(?1::int, 10000)", ARGS(A_INT(pid))), DB_OK);
 	ck_assert_int_eq(OPS->lock_try(conn, "sync-chat", &cause), DB_OK);
 	/* The other's next try finds the lock taken, and knows it lost its own. */
 	ck_assert_int_eq(OPS->lock_try(other, "sync-chat", &cause), DB_CONFLICT);
