@@ -12,6 +12,7 @@
 #   url=$(pg_tmp_createdb chat)    # postgres://chat:PW@127.0.0.1:PORT/chat
 #   pg_tmp_psql chat <<<"SQL"      # runs SQL as the superuser (ON_ERROR_STOP)
 #   pg_tmp_cpu_ticks               # the server's CPU so far, in clock ticks
+#   pg_tmp_wait_gone USER          # until USER's closed sessions have ended
 #   pg_tmp_stop                    # call it from the script's EXIT trap
 # Run on its own it starts a server, creates the database "chat", prints
 # its URL and holds the server until interrupted:
@@ -145,6 +146,24 @@ pg_tmp_cpu_of() { # PID
 	} END { print t + 0 }'
 }
 pg_tmp_cpu_ticks() { pg_tmp_cpu_of "$PG_TMP_PID"; }
+
+# Waits (up to 2 s) until no session of role USER is left: a client that
+# closed its connection leaves a backend that ends, and is reaped into the
+# postmaster's CPU figure, a moment later. Read the CPU after this.
+pg_tmp_wait_gone() { # USER
+	local i k busy
+	for i in $(seq 40); do
+		busy=0
+		for k in $(pgrep -P "$PG_TMP_PID" 2>/dev/null); do
+			if tr '\0' ' ' 2>/dev/null <"/proc/$k/cmdline" | grep -q "^postgres: $1 "; then
+				busy=1
+				break
+			fi
+		done
+		[ "$busy" = 1 ] || return 0
+		sleep 0.05
+	done
+}
 
 # On its own: a server to try things against, until interrupted.
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -242,7 +242,7 @@ BENCH_DB_DIR=$tmp PG_TMP_PORT=$PG_TMP_PORT PG_TMP_PID=$PG_TMP_PID
 maxid() { bench_db_query chat "SELECT coalesce(max(id), 0) FROM messages"; }
 id=- cpu=-
 case \$2 in
-start) [ "\$1" = fanout ] || { id=\$(maxid); sleep 0.2; }; cpu=\$(bench_db_cpu_ticks); t=\$(date +%s%N) ;;
+start) [ "\$1" = fanout ] || { id=\$(maxid); bench_db_wait_gone postgres; }; cpu=\$(bench_db_cpu_ticks); t=\$(date +%s%N) ;;
 sent) a=\$(date +%s%N); id=\$(maxid); t=\$(((a + \$(date +%s%N)) / 2)) ;;
 *) t=\$(date +%s%N); cpu=\$(bench_db_cpu_ticks); [ "\$1" = fanout ] || id=\$(maxid) ;;
 esac
