@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The database side of the bench scripts, for either backend (sourced):
 # BACKEND=sqlite (default: one file per database in the script's temp dir)
 # or BACKEND=pg (a throwaway PostgreSQL server from pgtmp.sh, one database

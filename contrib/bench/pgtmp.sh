@@ -101,7 +101,7 @@ pg_tmp_stop() {
 			kill "$PG_TMP_PID" 2>/dev/null || true
 	fi
 	rm -rf "$PG_TMP_DIR"
-	PG_TMP_DIR= PG_TMP_PID= PG_TMP_PORT=
+	PG_TMP_DIR='' PG_TMP_PID='' PG_TMP_PORT=''
 }
 
 # SQL from stdin (or the arguments) as the superuser into database DB;
@@ -151,8 +151,8 @@ pg_tmp_cpu_ticks() { pg_tmp_cpu_of "$PG_TMP_PID"; }
 # closed its connection leaves a backend that ends, and is reaped into the
 # postmaster's CPU figure, a moment later. Read the CPU after this.
 pg_tmp_wait_gone() { # USER
-	local i k busy
-	for i in $(seq 40); do
+	local k busy
+	for _ in $(seq 40); do
 		busy=0
 		for k in $(pgrep -P "$PG_TMP_PID" 2>/dev/null); do
 			if tr '\0' ' ' 2>/dev/null <"/proc/$k/cmdline" | grep -q "^postgres: $1 "; then

@@ -27,9 +27,7 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 sync="$top/src/sync/chat-sync"
 # shellcheck source=contrib/bench/benchdb.sh
 . "$top/contrib/bench/benchdb.sh"
-for tool in cc; do
-	command -v "$tool" >/dev/null || { echo "sync_bench: $tool is not installed" >&2; exit 2; }
-done
+command -v cc >/dev/null || { echo "sync_bench: cc is not installed" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "sync_bench: GNU time (/usr/bin/time) is not installed" >&2; exit 2; }
 [ -x "$sync" ] || { echo "sync_bench: build first ($sync missing)" >&2; exit 2; }
 "$sync" --help | grep -q -- --encode-only || { echo "sync_bench: $sync has no --encode-only; rebuild" >&2; exit 2; }
