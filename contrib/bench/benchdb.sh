@@ -12,7 +12,7 @@
 #   bench_db_query NAME SQL     # one statement's rows, tab-separated
 #   bench_db_series N           # "WITH ... c(i) ..." rows 1..N, for INSERT ... SELECT ... FROM c
 #   bench_db_settle NAME        # after a bulk load: what the engine would do by itself soon
-#   bench_db_cpu_ticks          # the database server's CPU so far (0 for SQLite)
+#   bench_db_cpu_us             # the database server's CPU so far, us (0 for SQLite)
 #   bench_db_wait_gone NAME     # until the sessions of database NAME's role have ended
 #   bench_db_stop               # from the script's EXIT trap
 #   bench_result KEY VALUE      # a figure for db_bench.sh (appended to $BENCH_RESULTS if set)
@@ -103,21 +103,11 @@ bench_db_size() { # NAME -> human-readable size
 	fi
 }
 
-bench_db_cpu_ticks() { if [ "$BACKEND" = pg ]; then pg_tmp_cpu_ticks; else echo 0; fi; }
+bench_db_cpu_us() { if [ "$BACKEND" = pg ]; then pg_tmp_cpu_us; else echo 0; fi; }
 
 # Before reading the CPU after a client closed: until the server has ended its
 # sessions (the scripts' own psql sessions are those of NAME postgres).
 bench_db_wait_gone() { [ "$BACKEND" != pg ] || pg_tmp_wait_gone "$1"; }
-
-# A shell command printing the server's CPU ticks, for another process
-# (ws_bench's -x hook); "echo 0" for SQLite.
-bench_db_cpu_cmd() {
-	if [ "$BACKEND" = pg ]; then
-		echo "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pgtmp.sh cpu $PG_TMP_PID"
-	else
-		echo "echo 0"
-	fi
-}
 
 bench_db_describe() {
 	if [ "$BACKEND" = pg ]; then

@@ -11,13 +11,13 @@
 #   pg_tmp_start                   # sets PG_TMP_DIR, PG_TMP_PORT, PG_TMP_PID (the postmaster)
 #   url=$(pg_tmp_createdb chat)    # postgres://chat:PW@127.0.0.1:PORT/chat
 #   pg_tmp_psql chat <<<"SQL"      # runs SQL as the superuser (ON_ERROR_STOP)
-#   pg_tmp_cpu_ticks               # the server's CPU so far, in clock ticks
+#   pg_tmp_cpu_us                  # the server's CPU so far, in microseconds
 #   pg_tmp_wait_gone USER          # until USER's closed sessions have ended
 #   pg_tmp_stop                    # call it from the script's EXIT trap
 # Run on its own it starts a server, creates the database "chat", prints
 # its URL and holds the server until interrupted:
 #   contrib/bench/pgtmp.sh
-# and `contrib/bench/pgtmp.sh cpu PID` prints the CPU ticks of the server
+# and `contrib/bench/pgtmp.sh cpu PID` prints the CPU time (us) of the server
 # whose postmaster is PID (the fan-out hooks call it).
 #
 # Settings (environment):
@@ -129,23 +129,22 @@ pg_tmp_dropdb() { # NAME
 }
 
 # The CPU time of every process of the server whose postmaster is PID, in
-# clock ticks (utime+stime): the postmaster's own, its live children's, and
-# what its exited children used (cutime+cstime, counted once the postmaster
-# has reaped them), so that backends and autovacuum workers that came and
-# went between two readings are in their difference.
+# microseconds: the postmaster's own and its live children's (the first
+# field of /proc/PID/schedstat, nanoseconds on a CPU; PostgreSQL's
+# processes have one thread each), and what its exited children used
+# (cutime+cstime of its /proc/PID/stat, clock ticks, counted once the
+# postmaster has reaped them), so that sessions and autovacuum workers that
+# came and went between two readings are in their difference.
 pg_tmp_cpu_of() { # PID
-	local pm=$1 kids
-	kids=$(pgrep -P "$pm" 2>/dev/null | sed "s|.*|/proc/&/stat|" | tr '\n' ' ')
-	# Fields after the ")" closing the command name: utime is $12, stime $13,
-	# cutime $14, cstime $15 of what follows it.
+	local pm=$1 kids reaped
+	kids=$(pgrep -P "$pm" 2>/dev/null | sed "s|.*|/proc/&/schedstat|" | tr '\n' ' ')
+	# cutime and cstime: fields 14 and 15 after the ")" closing the command name.
+	reaped=$(awk '{ sub(/^.*\) /, ""); print $14 + $15 }' "/proc/$pm/stat")
 	# shellcheck disable=SC2086
-	cat "/proc/$pm/stat" $kids 2>/dev/null | awk -v pm="$pm" '{
-		sub(/^.*\) /, "")
-		t += $12 + $13
-		if (NR == 1) t += $14 + $15
-	} END { print t + 0 }'
+	cat "/proc/$pm/schedstat" $kids 2>/dev/null | awk -v r="$reaped" -v hz="$(getconf CLK_TCK)" '
+		{ ns += $1 } END { printf "%.0f\n", ns / 1000 + r * 1e6 / hz }'
 }
-pg_tmp_cpu_ticks() { pg_tmp_cpu_of "$PG_TMP_PID"; }
+pg_tmp_cpu_us() { pg_tmp_cpu_of "$PG_TMP_PID"; }
 
 # Waits (up to 2 s) until no session of role USER is left: a client that
 # closed its connection leaves a backend that ends, and is reaped into the

@@ -59,7 +59,6 @@ unset DATABASE_URL ROOM_EVENT_CALLBACK_URL CHAT_HISTORY_CALLBACK_URL SESSION_HIS
 	PERIODIC_SYNC_CALLBACK_URL DATA_CALLBACK_URL CHAT_HISTORY_BATCH_SIZE CALLBACK_SIGNING_SECRET \
 	CALLBACK_MAX_RETRIES CALLBACK_TIMEOUT_SECONDS LOG_LEVEL CHAT_ENV_FILE
 bench_db_init "$tmp"
-hz=$(getconf CLK_TCK)
 
 cc -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -pthread -o "$tmp/sync_sink" "$top/contrib/bench/sync_sink.c"
 
@@ -106,7 +105,7 @@ SQL
 timed() { # ENVFILE ARGS...
 	local env=$1 t0 t1 d0 d1
 	shift
-	d0=$(bench_db_cpu_ticks)
+	d0=$(bench_db_cpu_us)
 	t0=$(now_ns)
 	if ! CHAT_ENV_FILE="$env" "${on0[@]}" /usr/bin/time -f '%M %U %S' -o "$tmp/time.out" \
 		"$sync" "$@" >"$tmp/sync.out" 2>"$tmp/sync.err"; then
@@ -116,8 +115,8 @@ timed() { # ENVFILE ARGS...
 	fi
 	t1=$(now_ns)
 	bench_db_wait_gone "$(sed -n 's|^DATABASE_URL=postgres://\([^:]*\):.*|\1|p' "$env")"
-	d1=$(bench_db_cpu_ticks)
-	db_s=$(awk -v a="$d0" -v b="$d1" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }')
+	d1=$(bench_db_cpu_us)
+	db_s=$(awk -v a="$d0" -v b="$d1" 'BEGIN { printf "%.3f", (b - a) / 1e6 }')
 	wall_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
 	read -r rss_kb u s <"$tmp/time.out"
 	cpu_s=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')

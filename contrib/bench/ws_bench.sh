@@ -227,7 +227,7 @@ fanout() {
 	echo "$out"
 }
 
-# ws_bench's -x hook: "dbhook.sh WHAT start|sent|end" writes "NS MAX_ID CPU_TICKS" (the
+# ws_bench's -x hook: "dbhook.sh WHAT start|sent|end" writes "NS MAX_ID CPU_US" (the
 # wall clock, the messages' highest id, the database server's CPU; "-" when not read)
 # to $tmp/dbhook.WHAT.start|sent|end. The fan-out runs (WHAT fanout) read only the CPU.
 # A psql session is a server process too: the start reading waits for its end to be
@@ -242,15 +242,13 @@ BENCH_DB_DIR=$tmp PG_TMP_PORT=$PG_TMP_PORT PG_TMP_PID=$PG_TMP_PID
 maxid() { bench_db_query chat "SELECT coalesce(max(id), 0) FROM messages"; }
 id=- cpu=-
 case \$2 in
-start) [ "\$1" = fanout ] || { id=\$(maxid); bench_db_wait_gone postgres; }; cpu=\$(bench_db_cpu_ticks); t=\$(date +%s%N) ;;
+start) [ "\$1" = fanout ] || { id=\$(maxid); bench_db_wait_gone postgres; }; cpu=\$(bench_db_cpu_us); t=\$(date +%s%N) ;;
 sent) a=\$(date +%s%N); id=\$(maxid); t=\$(((a + \$(date +%s%N)) / 2)) ;;
-*) t=\$(date +%s%N); cpu=\$(bench_db_cpu_ticks); [ "\$1" = fanout ] || id=\$(maxid) ;;
+*) t=\$(date +%s%N); cpu=\$(bench_db_cpu_us); [ "\$1" = fanout ] || id=\$(maxid) ;;
 esac
 echo "\$t \$id \$cpu" >"$tmp/dbhook.\$1.\$2"
 SH
 chmod +x "$tmp/dbhook.sh"
-hz=$(getconf CLK_TCK)
-
 # fanout_db WHAT SERVER_PID ... (fanout's arguments): chatd's fan-out with the
 # database server's CPU over the same window added to the RESULT line:
 # db_cpu_ms, db_us_per_delivery, total_us_per_delivery (chatd's + the server's).
@@ -261,7 +259,7 @@ fanout_db() {
 	r=$(fanout "$@" -x "$tmp/dbhook.sh $what")
 	read -r _ _ c0 <"$tmp/dbhook.$what.start"
 	read -r _ _ c1 <"$tmp/dbhook.$what.end"
-	awk -v r="$r" -v ms="$(((c1 - c0) * 1000 / hz))" 'BEGIN {
+	awk -v r="$r" -v ms="$(((c1 - c0) / 1000))" 'BEGIN {
 		n = split(r, kv, " ")
 		for (i = 1; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
 		d = f["received"] > 0 ? f["received"] : 1
