@@ -44,7 +44,9 @@
  * -p takes a comma-separated pid list (the nodes and the bus): the CPU
  * figures are their sum, and each pid's part is added (*_by_pid). -x HOOK
  * runs "HOOK start" just before the measured window and "HOOK end" just
- * after it (the driver reads the nodes' bus counters there).
+ * after it (the driver reads the nodes' bus counters there); with -X also
+ * "HOOK sent" when publishing stops, before the drain (the driver reads
+ * how many messages the database holds by then).
  *
  * Usage: see usage() or contrib/bench/README.md.
  */
@@ -128,6 +130,7 @@ static struct {
 	pid_t server_pids[MAX_PIDS];
 	int npids;
 	const char *hook;
+	int hook_sent; /* -X: the hook also hears "sent" when publishing stops */
 } opt;
 
 static struct conn *conns;
@@ -223,7 +226,7 @@ usage(void)
 	    "usage: ws_bench -m idle|fanout -k ROOM[,ROOM...] -n PER_ROOM -S SUBPATH\n"
 	    "         [-P PUBPATH] [-w] [-b FIRST:COUNT] [-c INFLIGHT] [-l DELIVERIES_PER_S]\n"
 	    "         [-d SECS] [-D DRAIN_SECS] [-e EVENTS_PER_S] [-H HOLD_SECS] [-s PAD]\n"
-	    "         [-f chatd|raw] [-p SERVER_PID[,PID...]] [-x HOOK] "
+	    "         [-f chatd|raw] [-p SERVER_PID[,PID...]] [-x HOOK [-X]] "
 	    "HOST:PORT[,HOST:PORT...]\n");
 	exit(2);
 }
@@ -848,7 +851,7 @@ publish(struct conn *c, int event, int seq)
 	conn_send_frame(c, 0x1, frame, (size_t)r);
 }
 
-/* Runs the -x hook with one word (start or end); the loop waits meanwhile. */
+/* Runs the -x hook with one word (start, sent with -X, end); the loop waits meanwhile. */
 static void
 run_hook(const char *what)
 {
@@ -932,6 +935,8 @@ run_fanout(void)
 		loop_once(1);
 	}
 	expected = published * (uint64_t)opt.per_room;
+	if (opt.hook_sent)
+		run_hook("sent");
 	drain_end = now_ns() + (uint64_t)(opt.drain * 1e9);
 	while (!stop && received < expected && now_ns() < drain_end)
 		loop_once(5);
@@ -1053,7 +1058,7 @@ main(int argc, char **argv)
 	opt.hold = 600;
 	opt.settle = 2;
 	opt.pad = 40;
-	while ((ch = getopt(argc, argv, "b:c:D:d:e:f:H:k:l:m:n:P:p:S:s:wx:")) != -1) {
+	while ((ch = getopt(argc, argv, "b:c:D:d:e:f:H:k:l:m:n:P:p:S:s:wXx:")) != -1) {
 		switch (ch) {
 		case 'b':
 			if (sscanf(optarg, "%d:%d", &opt.addr_first, &opt.addr_count) != 2 ||
@@ -1111,6 +1116,9 @@ main(int argc, char **argv)
 			break;
 		case 'x':
 			opt.hook = optarg;
+			break;
+		case 'X':
+			opt.hook_sent = 1;
 			break;
 		default:
 			usage();

@@ -1,26 +1,33 @@
 #!/usr/bin/env bash
 # chatd WebSocket benchmark, side by side with nginx + Nchan: idle memory
 # per connection, fan-out latency/loss/CPU per delivery at fixed offered
-# loads, CustomEvent latency under a chat flood. Prints numbers and
-# chatd/Nchan ratios; asserts nothing and is not part of `make check`.
+# loads, CustomEvent latency under a chat flood, message commits per second
+# through chatd's database writer. Prints numbers and chatd/Nchan ratios;
+# asserts nothing and is not part of `make check`.
 #
 # Usage: contrib/bench/ws_bench.sh [SECONDS_PER_RUN] [PARTS]
-#   PARTS: any of idle fanout event nchan floor (default: all five)
+#   PARTS: any of idle fanout event commit nchan floor (default: all six)
 #   LOADS="20000 100000" (deliveries/s; default 20000 60000 100000, plus 400000 for one room of
-#   1,000), SHAPES=big|10|big10 (rooms to run), IDLE_SIZES="10000 19000", CHATD=another build
-# Needs: a built tree (src/chatd/chatd), cc, sqlite3, taskset, /usr/bin/python3; for
-# the Nchan side nginx and libnginx-mod-nchan. chatd (and nginx) run on
-# core 0, the load generator (contrib/bench/ws_bench.c, built here into
-# the temp dir) on core 1. Everything runs on 127.0.0.x in a temp dir and
-# stops by itself; a run with failed connections is refused.
+#   1,000), SHAPES=big|10|big10 (rooms to run), IDLE_SIZES="10000 19000", CHATD=another build,
+#   COMMIT_LOADS="5000 20000 50000" (messages/s offered), COMMIT_ROOMS=50 (at most 64),
+#   BACKEND=sqlite|pg (the database; pg: a throwaway PostgreSQL server, see pgtmp.sh, on
+#   PG_CPUS, default 0, chatd's core)
+# Needs: a built tree (src/chatd/chatd), cc, taskset, /usr/bin/python3, sqlite3 or
+# PostgreSQL; for the Nchan side nginx and libnginx-mod-nchan. chatd (and
+# nginx) run on core 0, the load generator (contrib/bench/ws_bench.c, built
+# here into the temp dir) on core 1. Everything runs on 127.0.0.x in a temp
+# dir and stops by itself; a run with failed connections is refused.
 set -euo pipefail
 
 secs=${1:-5}
-parts=${2:-"idle fanout event nchan floor"}
+parts=${2:-"idle fanout event commit nchan floor"}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 chatd=${CHATD:-"$top/src/chatd/chatd"} # CHATD: another build, for before/after runs
 nchan_mod=/usr/lib/nginx/modules/ngx_nchan_module.so
-for tool in cc sqlite3 taskset; do
+: "${PG_CPUS=0}" # PostgreSQL beside chatd, as the other servers here
+# shellcheck source=contrib/bench/benchdb.sh
+. "$top/contrib/bench/benchdb.sh"
+for tool in cc taskset; do
 	command -v "$tool" >/dev/null || { echo "ws_bench: $tool is not installed" >&2; exit 2; }
 done
 [ -x "$chatd" ] || { echo "ws_bench: build first ($chatd missing)" >&2; exit 2; }
@@ -31,9 +38,13 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	bench_db_stop
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+bench_db_init "$tmp"
 
 cc -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -o "$tmp/ws_bench" "$top/contrib/bench/ws_bench.c"
 cc -O2 -Wall -Wextra -std=c11 -D_GNU_SOURCE -o "$tmp/send_floor" "$top/contrib/bench/send_floor.c"
@@ -47,7 +58,7 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 # ---- chatd
 cport=$(free_port)
 cat > "$tmp/chatd.env" <<ENV
-DATABASE_URL=sqlite:$tmp/chat.db
+DATABASE_URL=$(bench_db_url chat)
 CONTROL_SOCKET=$tmp/control.sock
 CHATD_LISTEN=127.0.0.1:$cport
 MAX_CONNECTIONS=1000000
@@ -81,21 +92,21 @@ while b"\n" not in r:
 print(r.decode().strip())' "$tmp/control.sock" "$1"
 }
 
-start_chatd
-# Rooms straight into SQLite (chat-api does the same, then says room_opened):
-# "big" for 1,000 members, r0..r9 for 10 x 100; "admin" is every room's admin.
+start_chatd # its migrations make the tables
+# Rooms straight into the database (chat-api does the same, then says room_opened):
+# "big" for 1,000 members, r0..r9 for 10 x 100, c0.. for the commit part (one member
+# each); "admin" is every room's admin.
 rooms10=$(printf 'r%d,' 0 1 2 3 4 5 6 7 8 9)
 rooms10=${rooms10%,}
-{
-	echo ".timeout 10000"
-	echo "BEGIN IMMEDIATE;"
-	for r in big ${rooms10//,/ }; do
-		echo "INSERT INTO rooms (id, name, created_at) VALUES ('$r', 'bench $r', 1700000000000);"
-		echo "INSERT INTO room_admins (room_id, user_id) VALUES ('$r', 'admin');"
-	done
-	echo "COMMIT;"
-} | sqlite3 "$tmp/chat.db"
-for r in big ${rooms10//,/ }; do
+commit_nrooms=${COMMIT_ROOMS:-50}
+[ "$commit_nrooms" -ge 1 ] && [ "$commit_nrooms" -le 64 ] || { echo "ws_bench: COMMIT_ROOMS must be 1..64" >&2; exit 2; }
+crooms=
+[[ " $parts " != *" commit "* ]] || crooms=$(seq -f 'c%g' -s , 0 $((commit_nrooms - 1)))
+for r in big ${rooms10//,/ } ${crooms//,/ }; do
+	echo "INSERT INTO rooms (id, name, created_at) VALUES ('$r', 'bench $r', 1700000000000);"
+	echo "INSERT INTO room_admins (room_id, user_id) VALUES ('$r', 'admin');"
+done | bench_db_tx chat
+for r in big ${rooms10//,/ } ${crooms//,/ }; do
 	ctl "{\"v\":1,\"id\":1,\"type\":\"room_opened\",\"args\":{\"room_id\":\"$r\"}}" | grep -q '"ok": *true' ||
 		{ echo "ws_bench: room_opened $r failed" >&2; exit 1; }
 done
@@ -216,6 +227,46 @@ fanout() {
 	echo "$out"
 }
 
+# ws_bench's -x hook: "dbhook.sh WHAT start|sent|end" writes "NS MAX_ID CPU_US" (the
+# wall clock, the messages' highest id, the database server's CPU; "-" when not read)
+# to $tmp/dbhook.WHAT.start|sent|end. The fan-out runs (WHAT fanout) read only the CPU.
+# A psql session is a server process too: the start reading waits for its end to be
+# counted before reading the CPU; the one at "sent" (commit runs) lands in the window,
+# a few ms of PostgreSQL's CPU. "sent" is stamped halfway through its query.
+cat >"$tmp/dbhook.sh" <<SH
+#!/usr/bin/env bash
+set -euo pipefail
+BACKEND=$BACKEND
+. "$top/contrib/bench/benchdb.sh"
+BENCH_DB_DIR=$tmp PG_TMP_PORT=$PG_TMP_PORT PG_TMP_PID=$PG_TMP_PID
+maxid() { bench_db_query chat "SELECT coalesce(max(id), 0) FROM messages"; }
+id=- cpu=-
+case \$2 in
+start) [ "\$1" = fanout ] || { id=\$(maxid); bench_db_wait_gone postgres; }; cpu=\$(bench_db_cpu_us); t=\$(date +%s%N) ;;
+sent) a=\$(date +%s%N); id=\$(maxid); t=\$(((a + \$(date +%s%N)) / 2)) ;;
+*) t=\$(date +%s%N); cpu=\$(bench_db_cpu_us); [ "\$1" = fanout ] || id=\$(maxid) ;;
+esac
+echo "\$t \$id \$cpu" >"$tmp/dbhook.\$1.\$2"
+SH
+chmod +x "$tmp/dbhook.sh"
+# fanout_db WHAT SERVER_PID ... (fanout's arguments): chatd's fan-out with the
+# database server's CPU over the same window added to the RESULT line:
+# db_cpu_ms, db_us_per_delivery, total_us_per_delivery (chatd's + the server's).
+fanout_db() {
+	local what=$1 r
+	shift
+	rm -f "$tmp/dbhook.$what".*
+	r=$(fanout "$@" -x "$tmp/dbhook.sh $what")
+	read -r _ _ c0 <"$tmp/dbhook.$what.start"
+	read -r _ _ c1 <"$tmp/dbhook.$what.end"
+	awk -v r="$r" -v ms="$(((c1 - c0) / 1000))" 'BEGIN {
+		n = split(r, kv, " ")
+		for (i = 1; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
+		d = f["received"] > 0 ? f["received"] : 1
+		printf "%s db_cpu_ms=%d db_us_per_delivery=%.2f total_us_per_delivery=%.2f\n", r, ms,
+			ms * 1000 / d, f["server_us_per_delivery"] + ms * 1000 / d }'
+}
+
 summ() { # LABEL RESULT
 	local r=$2
 	printf '%-32s loss %6s/%-8s p50 %7s ms p99 %7s ms max %7s ms  %6s us/delivery  server %5s%%  gen %5s%%%s\n' \
@@ -224,10 +275,13 @@ summ() { # LABEL RESULT
 		"$(field "$r" gen_cpu_pct)" \
 		"$( [ "$(field "$r" dropped_notices)$(field "$r" pub_errors)" = 00 ] || echo "  dropped_notices $(field "$r" dropped_notices) pub_errors $(field "$r" pub_errors)")"
 	printf '%-32s at socket arrival: p50 %7s ms p99 %7s ms\n' "" "$(field "$r" arr_p50_ms)" "$(field "$r" arr_p99_ms)"
+	[ "$BACKEND" != pg ] || [ -z "$(field "$r" db_cpu_ms)" ] ||
+		printf '%-32s PostgreSQL %6s us/delivery (%s ms CPU), chatd + PostgreSQL %6s us/delivery\n' "" \
+			"$(field "$r" db_us_per_delivery)" "$(field "$r" db_cpu_ms)" "$(field "$r" total_us_per_delivery)"
 }
 
 echo "# $(nproc) cores, $(uname -sr), $(date -u +%Y-%m-%d), chatd $("$chatd" --version | awk '{print $2}'), nginx $(nginx -v 2>&1 | sed 's/.*nginx\///'), ${secs}s per run"
-echo "# chatd/nginx on core 0 (taskset -c 0), ws_bench on core 1 (taskset -c 1)"
+echo "# chatd/nginx on core 0 (taskset -c 0), ws_bench on core 1 (taskset -c 1); database: $(bench_db_describe)"
 
 declare -A C N
 if [[ " $parts " == *" idle "* ]]; then
@@ -253,10 +307,14 @@ if [[ " $parts " == *" fanout "* ]]; then
 		set -- ${shape/:/ }
 		for load in $loads $([ "$2" = 1000 ] && [ -z "${LOADS:-}" ] && echo 400000); do
 			label="$([ "$2" = 1000 ] && echo "1x1000" || echo "10x100") @ $load/s"
-			r=$(fanout "$chatd_pid" "$cport" "$1" "$2" "$load" "/ws/rooms/%r?user_id=u%u" \
+			r=$(fanout_db fanout "$chatd_pid" "$cport" "$1" "$2" "$load" "/ws/rooms/%r?user_id=u%u" \
 				"/ws/rooms/%r?user_id=admin" chatd -w)
 			C["$label"]=$r
 			summ "chatd  $label" "$r"
+			key="fanout.${label// /}"
+			for k in total_us_per_delivery server_us_per_delivery db_us_per_delivery p50_ms p99_ms loss_pct; do
+				bench_result "$key.$k" "$(field "$r" "$k")"
+			done
 		done
 	done
 	if [ "$have_nchan" = 1 ]; then
@@ -290,6 +348,54 @@ if [[ " $parts " == *" event "* ]]; then
 		printf '%-32s first delivery p50 %s / p99 %s ms, last delivery p50 %s / p99 %s ms\n' "  per event" \
 			"$(field "$r" evt_first_p50_ms)" "$(field "$r" evt_first_p99_ms)" \
 			"$(field "$r" evt_last_p50_ms)" "$(field "$r" evt_last_p99_ms)"
+	done
+fi
+
+writer_stats() { # -> "BATCHES OPS COMMIT_SECONDS" so far (chatd's writer histograms)
+	ctl '{"v":1,"id":1,"type":"metrics","args":{}}' | /usr/bin/python3 -c 'import json, sys
+t = json.loads(sys.stdin.read())["result"]["text"]
+v = {}
+for line in t.splitlines():
+    p = line.split()
+    if len(p) == 2 and not line.startswith("#"):
+        v[p[0]] = float(p[1])
+print("%d %d %.6f" % (v["chatd_writer_batch_operations_count"], v["chatd_writer_batch_operations_sum"],
+                      v["chatd_writer_commit_duration_seconds_sum"]))'
+}
+
+if [[ " $parts " == *" commit "* ]]; then
+	echo "## (d) message commits through chatd's writer: $commit_nrooms rooms of one member, each with an admin publisher, ${secs}s each"
+	for load in ${COMMIT_LOADS:-5000 20000 50000}; do
+		read -r wb0 wo0 ws0 <<<"$(writer_stats)"
+		# One member per room: deliveries = messages. -X: the database's count when publishing stops.
+		r=$(fanout_db commit "$chatd_pid" "$cport" "$crooms" 1 "$load" "/ws/rooms/%r?user_id=u%u" \
+			"/ws/rooms/%r?user_id=admin" chatd -w -X)
+		read -r wb1 wo1 ws1 <<<"$(writer_stats)"
+		read -r t0 id0 _ <"$tmp/dbhook.commit.start"
+		read -r t1 id1 _ <"$tmp/dbhook.commit.sent"
+		read -r _ id2 _ <"$tmp/dbhook.commit.end"
+		row=$(awk -v r="$r" -v t0="$t0" -v t1="$t1" -v id0="$id0" -v id1="$id1" -v id2="$id2" \
+			-v nb="$((wb1 - wb0))" -v no="$((wo1 - wo0))" -v cs="$ws0 $ws1" 'BEGIN {
+			n = split(r, kv, " ")
+			for (i = 1; i <= n; i++) { split(kv[i], p, "="); f[p[1]] = p[2] }
+			split(cs, c, " ")
+			stored = id2 - id0
+			d = stored > 0 ? stored : 1
+			printf "offered=%d published=%d stored=%d committed_per_s=%.0f lost=%d loss_pct=%.3f p50_ms=%s p99_ms=%s " \
+				"chatd_us_per_msg=%.2f db_us_per_msg=%.2f total_us_per_msg=%.2f batch_ops=%.1f commit_ms=%.3f pub_errors=%s\n",
+				f["offered_per_s"], f["published"], stored, (id1 - id0) / ((t1 - t0) / 1e9),
+				f["published"] - stored, (f["published"] > 0 ? 100 * (f["published"] - stored) / f["published"] : 0),
+				f["p50_ms"], f["p99_ms"], f["server_cpu_ms"] * 1000 / d, f["db_cpu_ms"] * 1000 / d,
+				(f["server_cpu_ms"] + f["db_cpu_ms"]) * 1000 / d, (nb > 0 ? no / nb : 0),
+				(nb > 0 ? (c[2] - c[1]) * 1000 / nb : 0), f["pub_errors"] }')
+		printf '%-32s %7s commits/s  lost %6s/%-7s p50 %7s ms p99 %7s ms  chatd %5s + db %5s us/msg  batch %6s ops, %6s ms%s\n' \
+			"commit @ $load/s" "$(field "$row" committed_per_s)" "$(field "$row" lost)" "$(field "$row" published)" \
+			"$(field "$row" p50_ms)" "$(field "$row" p99_ms)" "$(field "$row" chatd_us_per_msg)" \
+			"$(field "$row" db_us_per_msg)" "$(field "$row" batch_ops)" "$(field "$row" commit_ms)" \
+			"$([ "$(field "$row" pub_errors)" = 0 ] || echo "  refused $(field "$row" pub_errors)")"
+		for k in committed_per_s loss_pct p50_ms p99_ms chatd_us_per_msg db_us_per_msg total_us_per_msg batch_ops commit_ms; do
+			bench_result "commit.$load.$k" "$(field "$row" "$k")"
+		done
 	done
 fi
 
