@@ -101,7 +101,8 @@ class ScriptedReceiver:
     decide(n, entry) is called for the n-th request (from 1) with its
     entry (path, headers in lower case, raw body bytes, parsed body) once
     the body is read, before the answer; it returns the status to answer
-    and may sleep or write to the database first. Entries are kept in
+    and may sleep or write to the database first. peer is the sender's
+    (address, port). Entries are kept in
     arrival order with their status, as Receiver.entries() gives them."""
 
     def __init__(self, decide):
@@ -124,7 +125,7 @@ class ScriptedReceiver:
                 except (UnicodeDecodeError, ValueError):
                     body = None
                 entry = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                         "raw": raw, "body": body}
+                         "raw": raw, "body": body, "peer": self.client_address}
                 with rcv.lock:
                     n = len(rcv.log) + 1
                     rcv.log.append(entry)
