@@ -393,6 +393,15 @@ db_open_mode(const char *path, int create, struct db **out, char **cause)
 	*out = NULL;
 	if ((rc = ops->open(path, create, &conn, cause)) != DB_OK)
 		return rc;
+	if (!create) {
+		int64_t version;
+
+		/* No tables yet: not there for a caller that must not make them. */
+		if ((rc = ops->version_get(conn, &version, cause)) != DB_OK || version == 0) {
+			ops->close(conn);
+			return rc != DB_OK ? rc : DB_NOTFOUND;
+		}
+	}
 	db = xcalloc(1, sizeof *db);
 	db->ops = ops;
 	db->conn = conn;

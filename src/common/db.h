@@ -45,8 +45,10 @@ int db_open(const char *path, struct db **out, char **cause);
 /*
  * db_open() of a database that must exist already (chatctl, which must
  * not leave an empty database where the operator's is not): DB_NOTFOUND,
- * without *cause, when there is no SQLite file at path. (A PostgreSQL
- * database is never created: one that is missing is DB_ERROR.)
+ * without *cause, when there is no SQLite file at path or the database
+ * has none of our tables yet (schema version 0: a PostgreSQL database made
+ * for chatd that no program has used); its schema is not made here. (A
+ * PostgreSQL database is never created: one that is missing is DB_ERROR.)
  */
 int db_open_existing(const char *path, struct db **out, char **cause);
 /* NULL is allowed. An open db_tx_begin() transaction is rolled back. */

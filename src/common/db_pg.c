@@ -906,8 +906,19 @@ db_pg_version_get(struct db_bconn *c, int64_t *v, char **cause)
 {
 	char *val;
 
-	if (db_pg_query_value(c, "SELECT to_regclass('chatd_schema') IS NOT NULL", &val, cause) !=
-	    DB_OK)
+	/*
+	 * A scan of pg_class, not to_regclass(): that one reads the session's
+	 * catalog cache, which may still say "no such table" after another
+	 * process's migration committed while we waited for the write lock
+	 * (db.c reads the version again under it), and the migration then
+	 * fails on CREATE TABLE. The scan sees what the statement's snapshot
+	 * sees.
+	 */
+	if (db_pg_query_value(c,
+		"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+		" ON n.oid = c.relnamespace WHERE c.relname = 'chatd_schema'"
+		" AND n.nspname = current_schema())",
+		&val, cause) != DB_OK)
 		return DB_ERROR;
 	if (val == NULL || strcmp(val, "t") != 0) {
 		free(val);

@@ -5,14 +5,14 @@ documented status codes, fields and error shapes.
 
 run_all(stack, chk) runs everything against a started stack.Stack;
 no_key_suite(client, chk) is the ADMIN_API_KEY-unset check.
-History rows are loaded straight into the test's database with Python's
-sqlite3 module (schema: src/common/db.c), keeping the invariants chatd keeps:
+History rows are loaded straight into the test's database (the stack's
+testdb.Database: SQLite or PostgreSQL; schema: src/common/db_sql.c), keeping
+the invariants chatd keeps:
 per-room seq contiguous from 1 and rooms.last_seq / last_session_seq equal
 to the highest seq.
 """
 
 import json
-import sqlite3
 import threading
 import time
 import urllib.parse
@@ -224,9 +224,8 @@ def t_unicode(st, chk):
         g = c.get("/management/rooms/" + rid)
         chk.eq((g.json or {}).get("room_name"), name, "GET returns %r byte-exact" % name)
         chk.eq((g.json or {}).get("admin_user_ids"), [name[:10]], "non-ASCII admin id round-trips")
-        with sqlite3.connect(st.db_path, timeout=10) as db:
-            row = db.execute("SELECT CAST(name AS BLOB) FROM rooms WHERE id = ?", (rid,)).fetchone()
-        chk.eq(row and bytes(row[0]), name.encode("utf-8"), "stored as exact UTF-8 bytes: %r" % name)
+        chk.eq(st.db.stored_bytes("rooms", "name", rid), name.encode("utf-8"),
+               "stored as exact UTF-8 bytes: %r" % name)
     # The same name sent as \u escapes (with a surrogate pair) decodes alike.
     raw = b'{"room_name": "\\u6d4b\\u8bd5 \\ud83c\\udf89"}'
     r = c.post("/management/rooms", raw)
@@ -259,8 +258,7 @@ def t_sql_text(st, chk):
     chk.eq((b.json or {}).get("user_id"), "x'); DELETE FROM bans; --", "ban user id verbatim")
     r = c.get("/management/rooms")
     chk.status(r, 200, "rooms table still there")
-    with sqlite3.connect(st.db_path, timeout=10) as db:
-        tables = {x[0] for x in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = st.db.tables()
     chk.ok({"rooms", "room_admins", "bans"} <= tables, "tables intact", repr(tables))
 
 
@@ -519,12 +517,10 @@ def t_bans(st, chk):
     chk.eq((r.json or {}).get("count"), 1, "one ban left")
 
     # An expired ban is not in force.
-    with sqlite3.connect(st.db_path, timeout=10) as db:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute(
-            "INSERT INTO bans (room_id, user_id, reason, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-            (rid, "expired-user", "old", (now - 7200) * 1000, (now - 3600) * 1000),
-        )
+    st.db.execute(
+        "INSERT INTO bans (room_id, user_id, reason, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+        (rid, "expired-user", "old", (now - 7200) * 1000, (now - 3600) * 1000),
+    )
     r = c.get(B)
     chk.ok("expired-user" not in [b.get("user_id") for b in (r.json or {}).get("bans") or []],
            "expired ban not listed", r.snippet())
@@ -637,52 +633,40 @@ def t_sync(st, chk):
 # ------------------------------------------------------------------ history
 
 
-def load_history(db_path, rid, n_messages, n_sessions):
-    """Inserts messages and sessions the way chatd writes them: seq 1..n per
-    room, created_at in ms, and the room's last_seq / last_session_seq."""
-    db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
-    try:
-        db.execute("PRAGMA busy_timeout = 10000")
-        db.execute("BEGIN IMMEDIATE")
-        rows = []
-        for i in range(n_messages):
-            seq = i + 1
-            ms = (T0 + i) * 1000 + 123
-            if seq % 50 == 0:
-                rows.append((rid, seq, 1, "admin1", "主持人", 1,
-                             json.dumps({"amount": seq, "desc": "新年快乐"}, ensure_ascii=False),
-                             "lucky_money", ms))
-            else:
-                rows.append((rid, seq, 0, "user%d" % (i % 7), "张三%d" % (i % 7), 0,
-                             "hello %d 你好 🎉" % seq, None, ms))
-        db.executemany(
-            "INSERT INTO messages (room_id, seq, kind, user_id, nickname, is_admin, content,"
-            " event_type, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        srows = []
-        for i in range(n_sessions):
-            joined = (T0 + 2 * i) * 1000 + 500
-            left = joined + 59600 if i % 2 == 0 else None
-            srows.append((rid, i + 1, "user%d" % i, "李四%d" % i, 0, "127.0.0.1", joined, left,
-                          "left" if left else None))
-        db.executemany(
-            "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin, address, joined_at,"
-            " left_at, leave_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            srows,
-        )
-        db.execute("UPDATE rooms SET last_seq = ?, last_session_seq = ? WHERE id = ?",
-                   (n_messages, n_sessions, rid))
-        db.execute("COMMIT")
-    finally:
-        db.close()
+def load_history(db, rid, n_messages, n_sessions):
+    """Inserts messages and sessions into db (a testdb.Database) the way
+    chatd writes them, in one transaction: seq 1..n per room, created_at in
+    ms, and the room's last_seq / last_session_seq."""
+    rows = []
+    for i in range(n_messages):
+        seq = i + 1
+        ms = (T0 + i) * 1000 + 123
+        if seq % 50 == 0:
+            rows.append((rid, seq, 1, "admin1", "主持人", 1,
+                         json.dumps({"amount": seq, "desc": "新年快乐"}, ensure_ascii=False),
+                         "lucky_money", ms))
+        else:
+            rows.append((rid, seq, 0, "user%d" % (i % 7), "张三%d" % (i % 7), 0,
+                         "hello %d 你好 🎉" % seq, None, ms))
+    msgs = ("INSERT INTO messages (room_id, seq, kind, user_id, nickname, is_admin, content,"
+            " event_type, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    srows = []
+    for i in range(n_sessions):
+        joined = (T0 + 2 * i) * 1000 + 500
+        left = joined + 59600 if i % 2 == 0 else None
+        srows.append((rid, i + 1, "user%d" % i, "李四%d" % i, 0, "127.0.0.1", joined, left,
+                      "left" if left else None))
+    sess = ("INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin, address, joined_at,"
+            " left_at, leave_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", srows)
+    db.write([msgs, sess, ("UPDATE rooms SET last_seq = ?, last_session_seq = ? WHERE id = ?",
+                           (n_messages, n_sessions, rid))])
 
 
 def t_history(st, chk):
     c = st.client
     N, S = 2500, 700
     rid = create_room(c, chk, "history")["room_id"]
-    load_history(st.db_path, rid, N, S)
+    load_history(st.db, rid, N, S)
     H = "/management/sync/chat-history/" + rid
 
     r = c.get(H)

@@ -13,7 +13,8 @@ temporary folders, so it also works under `make distcheck`.
 
 Environment knobs: CHAT_API_BIN (chat-api to test), KEEP_TMP=1 (keep the
 temporary folder), VERBOSE=1 (print every passing check too),
-TEST_TIMEOUT (seconds for one whole test script, default 300).
+TEST_TIMEOUT (seconds for one whole test script, default 300),
+CHAT_TEST_DB=sqlite|pg (the database every stack uses; testdb.py).
 """
 
 import atexit
@@ -33,6 +34,7 @@ import tempfile
 import threading
 import time
 
+import testdb
 import wsclient
 
 SKIP = 77
@@ -694,6 +696,7 @@ class Stack:
         self.tmp = None
         self.complaints = []
         self.stopped = False
+        self.db = None
 
     # -- paths
     def path(self, *parts):
@@ -701,7 +704,12 @@ class Stack:
 
     @property
     def db_path(self):
+        """The SQLite file (SQLite runs only; see self.db)."""
         return self.path("run", "chat.db")
+
+    def db_query(self, sql, params=()):
+        """Rows of a read of the stack's database, either engine."""
+        return self.db.query(sql, params)
 
     def __enter__(self):
         _live_stacks.append(self)
@@ -741,9 +749,11 @@ class Stack:
         self.api_socket = self.path("run", "api.sock")
         self.api_port = free_port()
         self.env_file = self.path("chatd.env")
+        # CHAT_TEST_DB: the file in run/, or a fresh PostgreSQL database.
+        self.db = testdb.fresh(self.path("run"), "chat.db")
         lines = [
             "# written by tests/integration/stack.py",
-            "DATABASE_URL=sqlite:%s" % self.db_path,
+            "DATABASE_URL=%s" % self.db.url,
             "CONTROL_SOCKET=%s" % self.path("run", "control.sock"),
             "CHATD_LISTEN=%s" % self.chatd_addr,
             "LOG_LEVEL=info",
@@ -880,6 +890,9 @@ class Stack:
             self.fake.stop()
         if self in _live_stacks:
             _live_stacks.remove(self)
+        if self.tmp:
+            for leak in testdb.password_leaks(self.tmp):
+                self.complaints.append("%s holds the database password" % leak)
         if self.tmp and os.environ.get("KEEP_TMP") != "1":
             shutil.rmtree(self.tmp, ignore_errors=True)
         elif self.tmp:

@@ -4,8 +4,11 @@ callback_server.py, a real process on a free port), a scripted receiver
 (in this process, answering by a test's function, for cases the real one
 cannot play: fail one given batch, act on the database mid-request),
 chat-sync runs (--once and --daemon) with settings in the environment, and
-a fresh database filled directly for the bulk tests. Processes are stopped
-by PID.
+a fresh database filled directly for the bulk tests (SQLite or PostgreSQL
+as CHAT_TEST_DB says; testdb.py). Processes are stopped by PID.
+
+Where a function takes db, it is a testdb.Database, a FreshDB or a SQLite
+file's path; with env_file, the file's DATABASE_URL counts instead.
 
 Python 3 standard library only; run with /usr/bin/python3.
 """
@@ -14,7 +17,6 @@ import http.server
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ sys.path.insert(0, HERE)
 sys.dont_write_bytecode = True
 
 import stack  # noqa: E402
+import testdb  # noqa: E402
 
 CHAT_SYNC = os.environ.get("CHAT_SYNC_BIN") or os.path.join(stack.BUILDDIR, "src", "sync", "chat-sync")
 RECEIVER = os.path.join(stack.SRCDIR, "contrib", "callback", "callback_server.py")
@@ -98,7 +101,8 @@ class ScriptedReceiver:
     decide(n, entry) is called for the n-th request (from 1) with its
     entry (path, headers in lower case, raw body bytes, parsed body) once
     the body is read, before the answer; it returns the status to answer
-    and may sleep or write to the database first. Entries are kept in
+    and may sleep or write to the database first. peer is the sender's
+    (address, port). Entries are kept in
     arrival order with their status, as Receiver.entries() gives them."""
 
     def __init__(self, decide):
@@ -121,7 +125,7 @@ class ScriptedReceiver:
                 except (UnicodeDecodeError, ValueError):
                     body = None
                 entry = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                         "raw": raw, "body": body}
+                         "raw": raw, "body": body, "peer": self.client_address}
                 with rcv.lock:
                     n = len(rcv.log) + 1
                     rcv.log.append(entry)
@@ -160,9 +164,13 @@ class ScriptedReceiver:
         return [e for e in self.entries(path) if 200 <= e["status"] < 300]
 
 
-def sync_env(db_path, settings, env_file=None):
+def db_url(db):
+    return "sqlite:%s" % db if isinstance(db, str) else db.url
+
+
+def sync_env(tmp, db, settings, env_file=None):
     env = {
-        "DATABASE_URL": "sqlite:%s" % db_path,
+        "DATABASE_URL": db_url(db),
         "LOG_LEVEL": "info",
         "CALLBACK_RETRY_DELAY_SECONDS": "0",
         "CALLBACK_TIMEOUT_SECONDS": "2",
@@ -172,21 +180,21 @@ def sync_env(db_path, settings, env_file=None):
         env = {"CHAT_ENV_FILE": env_file}
     else:
         # An empty file: no developer's ./.env or /etc file leaks in.
-        empty = os.path.join(os.path.dirname(db_path), "empty.env")
+        empty = os.path.join(tmp, "empty.env")
         open(empty, "a").close()
         env["CHAT_ENV_FILE"] = empty
-        env["CONTROL_SOCKET"] = os.path.join(os.path.dirname(db_path), "no-chatd.sock")
+        env["CONTROL_SOCKET"] = os.path.join(tmp, "no-chatd.sock")
     env.update(settings)
     return stack.clean_env(env)
 
 
-def run_once(tmp, db_path, settings, env_file=None, timeout=60, name="chat-sync-once"):
+def run_once(tmp, db, settings, env_file=None, timeout=60, name="chat-sync-once"):
     """Runs chat-sync --once to completion; returns (exit status, log text)."""
     log_path = os.path.join(tmp, name + ".log")
     with open(log_path, "ab") as logf:
         r = subprocess.run(
             [CHAT_SYNC, "--once"],
-            env=sync_env(db_path, settings, env_file),
+            env=sync_env(tmp, db, settings, env_file),
             cwd=tmp,
             stdin=subprocess.DEVNULL,
             stdout=logf,
@@ -197,53 +205,53 @@ def run_once(tmp, db_path, settings, env_file=None, timeout=60, name="chat-sync-
         return r.returncode, f.read()
 
 
-def start(tmp, db_path, settings, mode="--daemon", env_file=None, name="chat-sync"):
-    return stack.Proc(name, [CHAT_SYNC, mode], sync_env(db_path, settings, env_file), tmp)
+def start(tmp, db, settings, mode="--daemon", env_file=None, name="chat-sync"):
+    return stack.Proc(name, [CHAT_SYNC, mode], sync_env(tmp, db, settings, env_file), tmp)
 
 
 class FreshDB:
     """A new database with the schema (made by chat-sync itself) and one
-    room, filled directly for the bulk tests."""
+    room, filled directly for the bulk tests. db is its testdb.Database
+    (query, execute); url and path (SQLite) as a Database's."""
 
     def __init__(self, tmp, name="sync.db"):
-        self.path = os.path.join(tmp, name)
-        code, out = run_once(tmp, self.path, {})
+        self.db = testdb.fresh(tmp, name)
+        self.path = self.db.path
+        self.url = self.db.url
+        code, out = run_once(tmp, self.db, {})
         if code != 0:
             raise stack.StackError("chat-sync could not create the schema:\n" + out)
-        self.conn = sqlite3.connect(self.path, timeout=10)
         self.room = "00000000-0000-4000-8000-000000000001"
         now = int(time.time() * 1000)
-        self.conn.execute("INSERT INTO rooms (id, name, created_at) VALUES (?, 'bulk', ?)", (self.room, now))
-        self.conn.commit()
+        self.db.execute("INSERT INTO rooms (id, name, created_at) VALUES (?, 'bulk', ?)", (self.room, now))
 
     def add_messages(self, n, age_s=5):
-        """Appends n chat messages (created age_s seconds ago); returns their ids."""
-        cur = self.conn.execute("SELECT last_seq FROM rooms WHERE id = ?", (self.room,))
-        seq = cur.fetchone()[0]
+        """Appends n chat messages (created age_s seconds ago) in one
+        transaction; returns their ids."""
+        seq = self.db.scalar("SELECT last_seq FROM rooms WHERE id = ?", (self.room,))
         t = int((time.time() - age_s) * 1000)
-        ids = []
-        for i in range(n):
-            seq += 1
-            c = self.conn.execute(
-                "INSERT INTO messages (room_id, seq, kind, user_id, nickname, content, created_at)"
-                " VALUES (?, ?, 0, 'u1', 'n1', ?, ?)",
-                (self.room, seq, "message %d" % seq, t),
-            )
-            ids.append(c.lastrowid)
-        self.conn.execute("UPDATE rooms SET last_seq = ? WHERE id = ?", (seq, self.room))
-        self.conn.commit()
-        return ids
+        rows = [(self.room, seq + i + 1, "message %d" % (seq + i + 1), t) for i in range(n)]
+        ids = self.db.write([
+            ("INSERT INTO messages (room_id, seq, kind, user_id, nickname, content, created_at)"
+             " VALUES (?, ?, 0, 'u1', 'n1', ?, ?)", rows),
+            ("UPDATE rooms SET last_seq = ? WHERE id = ?", (seq + n, self.room)),
+            ("SELECT id FROM messages WHERE room_id = ? AND seq > ? ORDER BY seq", (self.room, seq)),
+        ])
+        return [r[0] for r in ids]
+
+    def execute(self, sql, params=()):
+        return self.db.execute(sql, params)
 
     def cursor(self, target):
-        r = self.conn.execute(
+        rows = self.db.query(
             "SELECT last_id, delivery_id, batch_last_id, attempts, failing_since, last_error"
             " FROM cursors WHERE target = ?",
             (target,),
-        ).fetchone()
-        return r
+        )
+        return rows[0] if rows else None
 
     def close(self):
-        self.conn.close()
+        pass
 
 
 def message_ids(entries):

@@ -3,7 +3,8 @@
 
 Runs the real chatctl against (a) no chatd at all, (b) a stand-in control
 server on a private Unix socket that records each request and answers as
-docs/control-protocol.md says chatd does, and (c) a real SQLite database
+docs/control-protocol.md says chatd does, and (c) a real database (SQLite,
+or PostgreSQL with CHAT_TEST_DB=pg: testdb.py)
 shared with the real chat-api (SCGI on a private port), to check that ban,
 unban and close are recorded where chat-api (and chatd at start) read them.
 Checks exit statuses (0 ok, 1 refused, 2 usage, 3 unreachable), the
@@ -14,7 +15,6 @@ Prints "N passed, M failed"; exit 0 on success, 1 on failure.
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +24,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stack  # noqa: E402
+import testdb  # noqa: E402
 
 CHATCTL = os.environ.get("CHATCTL_BIN") or os.path.join(stack.BUILDDIR, "src", "ctl", "chatctl")
 ROOM = "9f1c2a7e-4b3d-4c55-9a61-0e2f7b8c9d10"
@@ -117,11 +118,13 @@ class Env:
     def __init__(self, tmp):
         self.tmp = tmp
         self.sock = os.path.join(tmp, "control.sock")
-        self.db = os.path.join(tmp, "chat.db")
+        self.database = testdb.fresh(tmp, "chat.db")
+        self.db = self.database.path  # the SQLite file (SQLite runs)
+        self.leaks = []  # runs whose output held the PostgreSQL password
         self.env = stack.clean_env({
             "CHAT_ENV_FILE": os.path.join(tmp, "empty.env"),
             "CONTROL_SOCKET": self.sock,
-            "DATABASE_URL": "sqlite:" + self.db,
+            "DATABASE_URL": self.database.url,
             "ADMIN_API_KEY": stack.KEY,
         })
         with open(self.env["CHAT_ENV_FILE"], "w") as f:
@@ -132,7 +135,10 @@ class Env:
         env.update(extra or {})
         p = subprocess.run([CHATCTL] + list(args), env=env, cwd=self.tmp, stdin=subprocess.DEVNULL,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        return Run(p)
+        r = Run(p)
+        if testdb.is_pg() and testdb.pg_password() in r.out + r.err:
+            self.leaks.append("chatctl %s: %r" % (" ".join(args)[:60], r))
+        return r
 
 
 def t_usage(e, chk):
@@ -495,6 +501,9 @@ def t_database(e, chk):
         r = e.run("close", "00000000-0000-4000-8000-000000000000")
         chk.ok(r.rc == 1 and "room_not_found" in r.err, "closing an unknown room exits 1", repr(r))
 
+        if testdb.is_pg():
+            t_database_pg_unusable(e, chk, rid)
+            return
         # a database that cannot be opened
         r = e.run("ban", rid, "u9", extra={"DATABASE_URL": "sqlite:/nonexistent-dir/x/chat.db"})
         chk.ok(r.rc == 1 and "database" in r.err, "unusable database exits 1", repr(r))
@@ -520,23 +529,33 @@ def t_database(e, chk):
         chk.ok(not complaints, "chat-api stopped cleanly", "; ".join(complaints))
 
 
+def t_database_pg_unusable(e, chk, rid):
+    """PostgreSQL: a database without chatd's tables, and a server that
+    does not answer; the messages name it without its password."""
+    empty = testdb.fresh(e.tmp, "empty")
+    for cmd in (["ban", rid, "u9"], ["unban", rid, "u9"], ["close", rid], ["dead-letters", "list"]):
+        r = e.run(*cmd, extra={"DATABASE_URL": empty.url})
+        chk.ok(r.rc == 1 and ("no database at %s:" % empty.display) in r.err and "existing database" in r.err,
+               "%s on a database without the tables names it, password hidden" % cmd[0], repr(r))
+    chk.eq(empty.tables(), set(), "chatctl created no tables")
+    down = empty.url.replace(":%d/" % empty.pg.port, ":%d/" % stack.free_port())
+    r = e.run("ban", rid, "u9", extra={"DATABASE_URL": down})
+    chk.ok(r.rc == 1 and r.err.startswith("chatctl: DATABASE_URL: ") and r.err.count("\n") == 1,
+           "a server that does not answer: DATABASE_URL and the cause in one line", repr(r))
+
+
 # ---------------------------------------------------------------- the cluster: nodes table and REST health
 
 
-def node_rows(path, now_ms):
+def node_rows(db, now_ms):
     """Writes four nodes as chatd's heartbeats, stops and reaps leave them."""
-    db = sqlite3.connect(path, timeout=10)
-    try:
-        db.executemany(
-            "INSERT INTO nodes (id, incarnation, started_at, seen_at, stopped_at, connections, reaped_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [("node-a", "inc-a", now_ms - 7200000, now_ms - 1000, None, 12, None),
-             ("node-b", "inc-b", now_ms - 7200000, now_ms - 600000, now_ms - 600000, 4, None),
-             ("node-c", "inc-c", now_ms - 3600000, now_ms - 1800000, None, 9, now_ms - 1790000),
-             ("node-d", "inc-d", now_ms - 3600000, now_ms - 1200000, None, 2, None)])
-        db.commit()
-    finally:
-        db.close()
+    db.executemany(
+        "INSERT INTO nodes (id, incarnation, started_at, seen_at, stopped_at, connections, reaped_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [("node-a", "inc-a", now_ms - 7200000, now_ms - 1000, None, 12, None),
+         ("node-b", "inc-b", now_ms - 7200000, now_ms - 600000, now_ms - 600000, 4, None),
+         ("node-c", "inc-c", now_ms - 3600000, now_ms - 1800000, None, 9, now_ms - 1790000),
+         ("node-d", "inc-d", now_ms - 3600000, now_ms - 1200000, None, 2, None)])
 
 
 def hn_age(nodes, nid):
@@ -547,9 +566,9 @@ def t_cluster(e, chk):
     if not os.access(stack.CHAT_API, os.X_OK):
         chk.ok(False, "chat-api is built", stack.CHAT_API)
         return
-    path = os.path.join(e.tmp, "cluster.db")
+    cdb = testdb.fresh(e.tmp, "cluster.db")
     # Long enough that node-a (seen a second ago) is alive however slow the machine.
-    extra = {"DATABASE_URL": "sqlite:" + path, "CLUSTER_NODE_TIMEOUT_SECS": "600"}
+    extra = {"DATABASE_URL": cdb.url, "CLUSTER_NODE_TIMEOUT_SECS": "600"}
     env = dict(e.env)
     env.update(extra)
 
@@ -557,9 +576,12 @@ def t_cluster(e, chk):
         return e.run(*args, extra=extra)
 
     r = run("nodes")
-    chk.ok(r.rc == 1 and "DATABASE_URL" in r.err and path in r.err and "--no-db" not in r.err,
-           "nodes without a database exits 1 and names the file", repr(r))
-    chk.ok(not os.path.exists(path), "nodes created no database file")
+    chk.ok(r.rc == 1 and "DATABASE_URL" in r.err and cdb.display in r.err and "--no-db" not in r.err,
+           "nodes without a database exits 1 and names it", repr(r))
+    if cdb.kind == "sqlite":
+        chk.ok(not os.path.exists(cdb.path), "nodes created no database file")
+    else:
+        chk.eq(cdb.tables(), set(), "nodes created no tables")
 
     port = stack.free_port()
     api = stack.Proc("chat-api", [stack.CHAT_API, "--scgi", "--socket", "127.0.0.1:%d" % port], env, e.tmp)
@@ -581,7 +603,7 @@ def t_cluster(e, chk):
                "health: no database.nodes while the table is empty", repr(body))
 
         now_ms = int(time.time() * 1000)
-        node_rows(path, now_ms)
+        node_rows(cdb, now_ms)
         r = run("nodes")
         rows = rows_after(r.out, "NODE ")
         chk.ok(r.rc == 0 and r.out.split("\n")[0].split() == ["NODE", "STARTED", "LAST_SEEN", "STATE", "CONNECTIONS"],
@@ -600,7 +622,7 @@ def t_cluster(e, chk):
         b = got.get("node-b", [])
         chk.ok(len(b) > 3 and b[2].startswith("10m") and b[2].endswith("s") and b[3] == "ago",
                "LAST_SEEN is the heartbeat's age (10 minutes)", repr(b))
-        r = e.run("nodes", extra={"DATABASE_URL": "sqlite:" + path, "CLUSTER_NODE_TIMEOUT_SECS": "3600"})
+        r = e.run("nodes", extra={"DATABASE_URL": cdb.url, "CLUSTER_NODE_TIMEOUT_SECS": "3600"})
         got = {x[0]: x for x in rows_after(r.out, "NODE ") or []}
         chk.ok(got.get("node-d", [""])[-2:] == ["alive", "2"],
                "a node silent for 20 minutes is alive under CLUSTER_NODE_TIMEOUT_SECS=3600", repr(r))
@@ -739,7 +761,7 @@ def t_real_chatd(e, chk):
     env = dict(e.env)
     wsport, apiport = stack.free_port(), stack.free_port()
     env.update({"CHATD_LISTEN": "127.0.0.1:%d" % wsport, "TOKEN_SECRET": "ctl-test-token-secret",
-                "DATABASE_URL": "sqlite:" + os.path.join(e.tmp, "real.db")})
+                "DATABASE_URL": testdb.fresh(e.tmp, "real.db").url})
     procs, clients = [], []
 
     def run(*args):
@@ -857,6 +879,10 @@ def main():
         chk.run("database", t_database, e, chk)
         chk.run("cluster: nodes and health", t_cluster, e, chk)
         chk.run("real chatd", t_real_chatd, e, chk)
+        if testdb.is_pg():
+            chk.section("password")
+            chk.eq(e.leaks, [], "no chatctl output holds the database password")
+            testdb.check_no_password(chk, tmp)
     except (KeyboardInterrupt, SystemExit, stack.Watchdog) as exc:
         chk.ok(False, "interrupted", repr(exc))
         code = 1

@@ -22,6 +22,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import routes  # noqa: E402
 import stack  # noqa: E402
+import testdb  # noqa: E402
 
 # Copied from the seed README, byte for byte (blocks under "API 接口").
 SEED_CREATE = """curl -X POST http://localhost:3000/management/rooms \\
@@ -81,7 +82,7 @@ def suite(chk, db_path):
         chk.ok(False, "room id from the create example")
         return
     # Some history inside the examples' window so they return rows.
-    routes.load_history(db_path, rid, 30, 4)
+    routes.load_history(testdb.Database(path=db_path), rid, 30, 4)
 
     listed = run_curl(chk, "list rooms (seed)", SEED_LIST) or {}
     chk.ok(rid in [r.get("room_id") for r in listed.get("rooms") or []], "list shows the room")

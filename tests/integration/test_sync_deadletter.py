@@ -19,7 +19,6 @@ Prints "N passed, M failed"; exit 0 on success.
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -37,30 +36,24 @@ DL = "/management/callbacks/dead-letters"
 POISON = [15, 35, 55, 75]  # one poison message in each of four batches of ten
 
 
-def fill(db_path):
-    """A room and 80 messages, four of them poison; returns their ids."""
-    conn = sqlite3.connect(db_path, timeout=10)
+def fill(db):
+    """A room and 80 messages, four of them poison, in db (a
+    testdb.Database); returns their ids."""
     room = "00000000-0000-4000-8000-00000000d1e0"
     t = int((time.time() - 5) * 1000)
-    conn.execute("INSERT INTO rooms (id, name, created_at) VALUES (?, 'dl', ?)", (room, t))
-    ids = []
-    for seq in range(1, 81):
-        text = "poison %d" % seq if seq in POISON else "message %d" % seq
-        c = conn.execute("INSERT INTO messages (room_id, seq, kind, user_id, nickname, content, created_at)"
-                         " VALUES (?, ?, 0, 'u1', 'n1', ?, ?)", (room, seq, text, t))
-        ids.append(c.lastrowid)
-    conn.execute("UPDATE rooms SET last_seq = 80 WHERE id = ?", (room,))
-    conn.commit()
-    conn.close()
-    return ids
+    rows = [(room, seq, "poison %d" % seq if seq in POISON else "message %d" % seq, t) for seq in range(1, 81)]
+    ids = db.write([
+        ("INSERT INTO rooms (id, name, created_at) VALUES (?, 'dl', ?)", (room, t)),
+        ("INSERT INTO messages (room_id, seq, kind, user_id, nickname, content, created_at)"
+         " VALUES (?, ?, 0, 'u1', 'n1', ?, ?)", rows),
+        ("UPDATE rooms SET last_seq = 80 WHERE id = ?", (room,)),
+        ("SELECT id FROM messages WHERE room_id = ? ORDER BY seq", (room,)),
+    ])
+    return [r[0] for r in ids]
 
 
-def db_int(db_path, sql):
-    conn = sqlite3.connect(db_path, timeout=10)
-    try:
-        return conn.execute(sql).fetchone()[0]
-    finally:
-        conn.close()
+def db_int(db, sql):
+    return db.scalar(sql)
 
 
 def chatctl(st, *args):
@@ -77,14 +70,14 @@ def letters(st):
 
 def run(chk, st, rcv_port):
     tmp = st.tmp
-    ids = fill(st.db_path)
+    ids = fill(st.db)
     rcv = sh.Receiver(tmp, "r-reject", ["--reject", "poison", "--status", "400"], port=rcv_port).start()
     try:
         # Run 1: the poison batch fails twice (its retries) and stays pending.
         code, out = sh.run_once(tmp, st.db_path, {"CALLBACK_MAX_RETRIES": "1"}, env_file=st.env_file)
         chk.eq(code, 1, "run 1 exits 1: a batch is still failing")
         chk.eq(letters(st), [], "two attempts of three: not a dead letter yet")
-        chk.eq(db_int(st.db_path, "SELECT attempts FROM cursors WHERE target = 'chat_history'"), 2,
+        chk.eq(db_int(st.db, "SELECT attempts FROM cursors WHERE target = 'chat_history'"), 2,
                "the cursor counts the attempts")
         # Run 2: the third attempt, counted across runs, sets it aside; delivery goes on.
         code, out = sh.run_once(tmp, st.db_path, {"CALLBACK_MAX_RETRIES": "1"}, env_file=st.env_file)
@@ -144,7 +137,7 @@ def run(chk, st, rcv_port):
         chk.eq(rc, 0, "chatctl dead-letters discard")
         rc, out, err = chatctl(st, "dead-letters", "discard", str(d4))
         chk.ok(rc == 1 and "dead_letter_not_found" in err, "chatctl discard of nothing exits 1", err)
-        chk.eq(db_int(st.db_path, "SELECT count(*) FROM messages"), 80, "discarding deletes no rows")
+        chk.eq(db_int(st.db, "SELECT count(*) FROM messages"), 80, "discarding deletes no rows")
         chk.eq(len(letters(st) or []), 2, "two dead letters left")
 
         # Replay: REST for the first, chatctl --all for the rest (the second).
@@ -186,14 +179,14 @@ def run_unavailable(chk, st, rcv_port):
     """A receiver that fails without refusing (5xx, 429) keeps its batches in
     order: the attempt limit counts only refusals."""
     tmp = st.tmp
-    ids = fill(st.db_path)
+    ids = fill(st.db)
     for status in ("503", "429"):
         rcv = sh.Receiver(tmp, "r-" + status, ["--reject", "poison", "--status", status], port=rcv_port).start()
         try:
             code, out = sh.run_once(tmp, st.db_path, {"CALLBACK_MAX_RETRIES": "5"}, env_file=st.env_file)
             chk.eq(code, 1, "HTTP %s: the run exits 1, the batch still pending" % status)
             chk.eq(letters(st), [], "HTTP %s six times (limit 3): no dead letter" % status)
-            chk.ok(db_int(st.db_path, "SELECT attempts FROM cursors WHERE target = 'chat_history'") >= 3,
+            chk.ok(db_int(st.db, "SELECT attempts FROM cursors WHERE target = 'chat_history'") >= 3,
                    "HTTP %s: the attempts are counted all the same" % status)
             chk.eq(sh.message_ids(rcv.ok_entries(H)), ids[:10] if status == "503" else [],
                    "HTTP %s: nothing after the failing batch is sent" % status)
@@ -225,10 +218,13 @@ def main():
         "CALLBACK_TIMEOUT_SECONDS": "5",
         "CALLBACK_DEAD_LETTER_ATTEMPTS": "3",
     }
-    with stack.Stack("lighttpd-socket", settings=settings) as st:
-        chk.run("dead letters", run, chk, st, port)
-    with stack.Stack("lighttpd-socket", settings=settings) as st:
-        chk.run("no dead letters while the receiver is unavailable", run_unavailable, chk, st, port)
+    for name, fn in (("dead letters", run), ("no dead letters while the receiver is unavailable", run_unavailable)):
+        st = stack.Stack("lighttpd-socket", settings=settings)
+        with st:
+            chk.run(name, fn, chk, st, port)
+        chk.section("%s: shutdown" % name)
+        chk.ok(not st.complaints, "every process stopped on SIGTERM; no log holds the database password",
+               "; ".join(st.complaints))
     return chk.finish()
 
 

@@ -23,7 +23,6 @@ Prints "N passed, M failed"; exit 0 on success.
 
 import os
 import shutil
-import sqlite3
 import sys
 import time
 
@@ -32,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import stack  # noqa: E402
 import sync_harness as sh  # noqa: E402
+import testdb  # noqa: E402
 from stack import Checker  # noqa: E402
 
 H = "/chat-history"
@@ -48,7 +48,7 @@ def t_batches(chk, tmp):
     ids = db.add_messages(2500)
     rcv = sh.Receiver(tmp, "r-batches").start()
     try:
-        code, out = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000))
+        code, out = sh.run_once(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000))
         chk.eq(code, 0, "--once exits 0")
         got = rcv.ok_entries(H)
         chk.eq([e["body"]["count"] for e in got], [1000, 1000, 500], "batches of 1000+1000+500")
@@ -69,11 +69,11 @@ def t_batches(chk, tmp):
         chk.eq(db.cursor("chat_history")[0], ids[-1], "cursor at the last message")
         # a partial batch waits for its interval, a second run sends nothing twice
         more = db.add_messages(10, age_s=0)
-        code, _ = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_INTERVAL_SECONDS=60))
+        code, _ = sh.run_once(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_INTERVAL_SECONDS=60))
         chk.eq(len(rcv.ok_entries(H)), 3, "a young partial batch waits for the interval")
-        code, _ = sh.run_once(tmp, db.path, hist(rcv))
+        code, _ = sh.run_once(tmp, db, hist(rcv))
         time.sleep(1.1)
-        code, _ = sh.run_once(tmp, db.path, hist(rcv))
+        code, _ = sh.run_once(tmp, db, hist(rcv))
         chk.eq(sh.message_ids(rcv.ok_entries(H)), ids + more, "the rest arrives after the interval, once")
     finally:
         rcv.stop()
@@ -84,7 +84,7 @@ def t_down_then_back(chk, tmp):
     db = sh.FreshDB(tmp)
     ids = db.add_messages(250)
     rcv = sh.Receiver(tmp, "r-down")
-    code, out = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100, CALLBACK_TIMEOUT_SECONDS=1))
+    code, out = sh.run_once(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100, CALLBACK_TIMEOUT_SECONDS=1))
     chk.eq(code, 1, "--once exits 1 while the receiver is down")
     c = db.cursor("chat_history")
     chk.ok(c is not None and c[0] == 0 and c[1] and c[4], "cursor unmoved, batch recorded, failing_since set", repr(c))
@@ -92,7 +92,7 @@ def t_down_then_back(chk, tmp):
     pending_id = c[1] if c else None
     rcv.start()
     try:
-        code, out = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100))
+        code, out = sh.run_once(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100))
         chk.eq(code, 0, "--once exits 0 once it is back")
         got = rcv.ok_entries(H)
         chk.eq(sh.message_ids(got), ids, "everything arrives, in order, once")
@@ -110,7 +110,7 @@ def t_retries(chk, tmp):
     ids = db.add_messages(5)
     rcv = sh.Receiver(tmp, "r-500", ["--fail-first", "2", "--status", "500"]).start()
     try:
-        code, _ = sh.run_once(tmp, db.path, hist(rcv, CALLBACK_MAX_RETRIES=3))
+        code, _ = sh.run_once(tmp, db, hist(rcv, CALLBACK_MAX_RETRIES=3))
         e = rcv.entries(H)
         chk.eq([x["status"] for x in e], [500, 500, 200], "two 500s, then a 2xx")
         chk.eq(len({x["headers"]["webhook-id"] for x in e}), 1, "same delivery id on every retry")
@@ -122,7 +122,7 @@ def t_retries(chk, tmp):
     slow = sh.Receiver(tmp, "r-slow", ["--delay", "2.5", "--delay-first", "1"]).start()
     try:
         t0 = time.monotonic()
-        code, _ = sh.run_once(tmp, db.path, hist(slow, CALLBACK_TIMEOUT_SECONDS=1, CALLBACK_MAX_RETRIES=2))
+        code, _ = sh.run_once(tmp, db, hist(slow, CALLBACK_TIMEOUT_SECONDS=1, CALLBACK_MAX_RETRIES=2))
         # the receiver records the slow request only when its delay is over
         slow.wait_for(lambda r: len(r.entries(H)) >= 2, 5)
         e = slow.entries(H)
@@ -136,7 +136,7 @@ def t_retries(chk, tmp):
     ids3 = db.add_messages(2)
     bad = sh.Receiver(tmp, "r-503", ["--status", "503"]).start()
     try:
-        code, _ = sh.run_once(tmp, db.path, hist(bad, CALLBACK_MAX_RETRIES=2))
+        code, _ = sh.run_once(tmp, db, hist(bad, CALLBACK_MAX_RETRIES=2))
         chk.eq(code, 1, "retries used up: exit 1")
         chk.eq(len(bad.entries(H)), 3, "1 attempt + CALLBACK_MAX_RETRIES retries")
         c = db.cursor("chat_history")
@@ -146,7 +146,7 @@ def t_retries(chk, tmp):
         bad.stop()
     good = sh.Receiver(tmp, "r-ok").start()
     try:
-        code, _ = sh.run_once(tmp, db.path, hist(good))
+        code, _ = sh.run_once(tmp, db, hist(good))
         chk.eq(sh.message_ids(good.ok_entries(H)), ids3, "the failing batch is delivered next run")
     finally:
         good.stop()
@@ -158,12 +158,12 @@ def t_kill9(chk, tmp):
     ids = db.add_messages(3000)
     rcv = sh.Receiver(tmp, "r-kill", ["--delay", "0.1"]).start()
     try:
-        p = sh.start(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100), mode="--once", name="sync-killed")
+        p = sh.start(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100), mode="--once", name="sync-killed")
         rcv.wait_for(lambda r: len(r.ok_entries(H)) >= 5, 20)
         sh.kill9(p)
         before = len(rcv.ok_entries(H))
         chk.ok(0 < before < 30, "killed mid-run", "after %d batches" % before)
-        code, _ = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100))
+        code, _ = sh.run_once(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_SIZE=100))
         chk.eq(code, 0, "the next run exits 0")
         got = sh.message_ids(rcv.ok_entries(H))
         # at least once: the batch in flight at the kill may come twice, nothing else
@@ -187,11 +187,11 @@ def t_two_at_once(chk, tmp):
     rcv = sh.Receiver(tmp, "r-two", ["--delay", "0.02"]).start()
     try:
         s = hist(rcv, CHAT_HISTORY_BATCH_SIZE=50)
-        a = sh.start(tmp, db.path, s, mode="--once", name="sync-a")
-        b = sh.start(tmp, db.path, s, mode="--once", name="sync-b")
+        a = sh.start(tmp, db, s, mode="--once", name="sync-a")
+        b = sh.start(tmp, db, s, mode="--once", name="sync-b")
         ca, cb = a.p.wait(60), b.p.wait(60)
         chk.eq((ca, cb), (0, 0), "both exit 0")
-        code, _ = sh.run_once(tmp, db.path, s)
+        code, _ = sh.run_once(tmp, db, s)
         got = rcv.ok_entries(H)
         chk.eq(sorted(sh.message_ids(got)), ids, "every message exactly once")
         wids = [e["headers"]["webhook-id"] for e in got]
@@ -211,21 +211,21 @@ def t_signature(chk, tmp):
     wrong = sh.Receiver(tmp, "r-wrong", ["--secret", "whsec_d3Jvbmcgc2VjcmV0"]).start()
     raw = sh.Receiver(tmp, "r-raw", ["--secret", "plain text secret"]).start()
     try:
-        code, _ = sh.run_once(tmp, db.path, dict(hist(good), CALLBACK_SIGNING_SECRET=SECRET))
+        code, _ = sh.run_once(tmp, db, dict(hist(good), CALLBACK_SIGNING_SECRET=SECRET))
         e = good.entries(H)
         chk.ok(e and e[0]["verified"] is True and e[0]["status"] == 200, "signature verifies with the secret",
                repr(e[:1]))
         chk.ok(e and e[0]["headers"].get("webhook-signature", "").startswith("v1,"), "v1, signature header")
-        code, log = sh.run_once(tmp, db.path, dict(hist(wrong), CALLBACK_SIGNING_SECRET=SECRET,
+        code, log = sh.run_once(tmp, db, dict(hist(wrong), CALLBACK_SIGNING_SECRET=SECRET,
                                                    CALLBACK_MAX_RETRIES="0"), name="sync-wrong")
         db.add_messages(1)
-        code, log = sh.run_once(tmp, db.path, dict(hist(wrong), CALLBACK_SIGNING_SECRET=SECRET,
+        code, log = sh.run_once(tmp, db, dict(hist(wrong), CALLBACK_SIGNING_SECRET=SECRET,
                                                    CALLBACK_MAX_RETRIES="0"), name="sync-wrong")
         e = wrong.entries(H)
         chk.ok(e and e[0]["verified"] is False and e[0]["status"] == 401, "fails with a wrong secret", repr(e[:1]))
         chk.eq(code, 1, "a refused signature is a failure")
         chk.ok(SECRET not in log and "c2VjcmV0" not in log, "the secret is never logged")
-        code, _ = sh.run_once(tmp, db.path, dict(hist(raw), CALLBACK_SIGNING_SECRET="plain text secret"))
+        code, _ = sh.run_once(tmp, db, dict(hist(raw), CALLBACK_SIGNING_SECRET="plain text secret"))
         e = raw.entries(H)
         chk.ok(e and e[0]["verified"] is True, "a secret without whsec_ is used as raw bytes", repr(e[:1]))
         chk.eq(sh.message_ids(raw.ok_entries(H)), [ids[-1] + 1], "the refused batch arrives later")
@@ -243,8 +243,6 @@ def hist_ids(entries):
 def t_pipeline_retry(chk, tmp):
     db = sh.FreshDB(tmp)
     ids = db.add_messages(2500)
-    # Another connection, as the receiver acts on the database mid-request.
-    conn = sqlite3.connect(db.path, timeout=10, check_same_thread=False)
 
     def decide(n, e):
         first = e["body"]["messages"][0]["id"]
@@ -253,15 +251,15 @@ def t_pipeline_retry(chk, tmp):
             # made now, before batch 1's answer, must not be in it. (Rows
             # never change in use; this only shows when batch 2 was read.)
             time.sleep(0.3)
-            conn.execute("UPDATE messages SET content = 'changed' WHERE id = ?", (ids[1000],))
-            conn.commit()
+            # (A connection of its own, as the receiver acts mid-request.)
+            db.execute("UPDATE messages SET content = 'changed' WHERE id = ?", (ids[1000],))
         if first == ids[1000] and sum(1 for x in rcv.log if x["body"]["messages"][0]["id"] == first) == 1:
             return 500  # batch 2, first attempt
         return 200
 
     rcv = sh.ScriptedReceiver(decide).start()
     try:
-        code, out = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000, CALLBACK_MAX_RETRIES=2))
+        code, out = sh.run_once(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000, CALLBACK_MAX_RETRIES=2))
         chk.eq(rcv.errors, [], "the receiver script ran")
         chk.eq(code, 0, "--once exits 0")
         e = rcv.entries(H)
@@ -280,7 +278,6 @@ def t_pipeline_retry(chk, tmp):
         chk.eq((c[0], c[1], c[3], c[5]), (ids[-1], None, 0, None), "cursor at the end, nothing pending")
     finally:
         rcv.stop()
-        conn.close()
         db.close()
 
 
@@ -291,16 +288,15 @@ def t_pipeline_partial_waits(chk, tmp):
     rcv = sh.ScriptedReceiver(lambda n, e: 200).start()
     try:
         s = hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000, CHAT_HISTORY_BATCH_INTERVAL_SECONDS=60)
-        code, out = sh.run_once(tmp, db.path, s)
+        code, out = sh.run_once(tmp, db, s)
         chk.eq(code, 0, "--once exits 0")
         chk.eq([x["body"]["count"] for x in rcv.entries(H)], [1000, 1000], "two full batches, no partial one")
         chk.eq(sh.message_ids(rcv.ok_entries(H)), ids, "in order, once")
         c = db.cursor("chat_history")
         chk.eq((c[0], c[1], c[2]), (ids[-1], None, None), "the partial batch built ahead was not recorded")
         # Once the young rows are due they go as usual.
-        db.conn.execute("UPDATE messages SET created_at = created_at - 120000 WHERE id >= ?", (young[0],))
-        db.conn.commit()
-        code, out = sh.run_once(tmp, db.path, s)
+        db.execute("UPDATE messages SET created_at = created_at - 120000 WHERE id >= ?", (young[0],))
+        code, out = sh.run_once(tmp, db, s)
         chk.eq([x["body"]["count"] for x in rcv.entries(H)], [1000, 1000, 500], "the partial batch after its interval")
         chk.eq(sh.message_ids(rcv.ok_entries(H)), ids + young, "everything once, in order")
     finally:
@@ -311,21 +307,18 @@ def t_pipeline_partial_waits(chk, tmp):
 def t_pipeline_cursor_moved(chk, tmp):
     db = sh.FreshDB(tmp)
     ids = db.add_messages(2500)
-    conn = sqlite3.connect(db.path, timeout=10, check_same_thread=False)
-
     def decide(n, e):
         if n == 1:
             # As if another process had delivered batches 1 and 2 while
             # batch 1 was on the wire (after batch 2 was built ahead).
             time.sleep(0.3)
-            conn.execute("UPDATE cursors SET last_id = ?, delivery_id = NULL, batch_last_id = NULL"
-                         " WHERE target = 'chat_history'", (ids[1999],))
-            conn.commit()
+            db.execute("UPDATE cursors SET last_id = ?, delivery_id = NULL, batch_last_id = NULL"
+                       " WHERE target = 'chat_history'", (ids[1999],))
         return 200
 
     rcv = sh.ScriptedReceiver(decide).start()
     try:
-        code, out = sh.run_once(tmp, db.path, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000))
+        code, out = sh.run_once(tmp, db, hist(rcv, CHAT_HISTORY_BATCH_SIZE=1000))
         chk.eq(rcv.errors, [], "the receiver script ran")
         chk.eq(code, 0, "--once exits 0")
         e = rcv.entries(H)
@@ -336,7 +329,6 @@ def t_pipeline_cursor_moved(chk, tmp):
         chk.eq((c[0], c[1]), (ids[-1], None), "cursor at the end")
     finally:
         rcv.stop()
-        conn.close()
         db.close()
 
 
@@ -361,6 +353,7 @@ def main():
         tmp = sh.tmpdir("chat-sync-it-")
         try:
             chk.run(name, fn, chk, tmp)
+            testdb.check_no_password(chk, tmp)
         finally:
             if os.environ.get("KEEP_TMP") == "1":
                 stack.log("kept %s" % tmp)

@@ -12,7 +12,6 @@ Prints "N passed, M failed"; exit 0 on success.
 """
 
 import os
-import sqlite3
 import sys
 import time
 
@@ -53,13 +52,9 @@ def events(body):
 
 def history_rows(st, room):
     """(messages stored, sessions completed) of room, read from the database."""
-    db = sqlite3.connect(st.db_path, timeout=10)
-    try:
-        return db.execute("SELECT (SELECT count(*) FROM messages WHERE room_id = ?),"
-                          " (SELECT count(*) FROM sessions WHERE room_id = ? AND left_at IS NOT NULL)",
-                          (room, room)).fetchone()
-    finally:
-        db.close()
+    return st.db_query("SELECT (SELECT count(*) FROM messages WHERE room_id = ?),"
+                       " (SELECT count(*) FROM sessions WHERE room_id = ? AND left_at IS NOT NULL)",
+                       (room, room))[0]
 
 
 def idle(st):
@@ -124,14 +119,11 @@ def t_targets(st, chk):
     rooms = {r["room_id"]: r for r in body.get("rooms", [])}
     r = rooms.get(room, {})
     chk.eq(r.get("current_users"), 1, "current users from chatd")
-    db = sqlite3.connect(st.db_path)
-    try:
-        cnt = db.execute("SELECT count(*), max(id), max(seq) FROM messages WHERE room_id = ?", (room,)).fetchone()
-        sc = db.execute("SELECT count(*), sum(left_at IS NULL) FROM sessions WHERE room_id = ?", (room,)).fetchone()
-        occ = db.execute("SELECT id, user_id, nickname, is_admin, joined_at / 1000 FROM sessions"
-                         " WHERE room_id = ? AND left_at IS NULL ORDER BY id", (room,)).fetchall()
-    finally:
-        db.close()
+    cnt = st.db_query("SELECT count(*), max(id), max(seq) FROM messages WHERE room_id = ?", (room,))[0]
+    sc = st.db_query("SELECT count(*), sum(CASE WHEN left_at IS NULL THEN 1 ELSE 0 END) FROM sessions"
+                     " WHERE room_id = ?", (room,))[0]
+    occ = st.db_query("SELECT id, user_id, nickname, is_admin, joined_at / 1000 FROM sessions"
+                      " WHERE room_id = ? AND left_at IS NULL ORDER BY id", (room,))
     chk.ok(len(occ) >= 1, "someone is in the room for the occupant snapshot", repr(occ))
     chk.eq(r.get("consistency"), {"message_count": cnt[0], "last_message_id": cnt[1], "last_seq": cnt[2],
                                   "session_count": sc[0], "current_occupants": sc[1],

@@ -1,0 +1,10 @@
+#!/usr/bin/python3
+"""The REST route suite through nginx (test_nginx.py) on PostgreSQL (pgsuite.py)."""
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgsuite  # noqa: E402
+
+pgsuite.run("test_nginx.py")
