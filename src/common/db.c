@@ -510,6 +510,12 @@ db_tx_begin(struct db *db, char **cause)
 int
 db_tx_commit(struct db *db, char **cause)
 {
+	/* PostgreSQL answers a COMMIT with nothing open by a warning, not an error. */
+	if (!db->tx_open) {
+		*cause = xasprintf("database %s: no transaction is open to commit", db->path);
+		db->busy_failed = db->transient_failed = 0;
+		return DB_ERROR;
+	}
 	if (db_tx_run(db, DB_TX_COMMIT, cause) != DB_OK) {
 		db_tx_rollback(db);
 		return DB_ERROR;
