@@ -3205,6 +3205,147 @@ START_TEST(test_node_reap_race)
 }
 END_TEST
 
+/*
+ * Two writers append into one room at once, each in batches as chatd's
+ * writer makes them: a line in a room of its own, one in the shared room,
+ * one more in its own. A third connection follows the messages the way
+ * chat-sync's cursor does, reading rows after the last id it delivered.
+ * Seqs must come out unique and gap-free in every room, and ids must
+ * commit in increasing order: a row committed after the follower moved
+ * past its id would never be delivered. (On PostgreSQL ids come from a
+ * sequence when the row is inserted; only the one write lock that BEGIN
+ * takes keeps a batch holding a lower id from committing after one
+ * holding a higher id.)
+ */
+#define ORDER_BATCHES 150
+
+struct appender {
+	const char *path, *own_room;
+	pthread_barrier_t *gate;
+	int failures;
+	char *cause;
+};
+
+static void *
+appender_main(void *arg)
+{
+	struct appender *a = arg;
+	struct db *d = NULL;
+
+	if (db_open(a->path, &d, &a->cause) != DB_OK)
+		a->failures++;
+	pthread_barrier_wait(a->gate);
+	for (int i = 0; i < ORDER_BATCHES && a->failures == 0; i++) {
+		if (db_tx_begin(d, &a->cause) != DB_OK ||
+		    db_message_append(d, a->own_room, DB_MESSAGE_CHAT, "u", "u", 0, "mine", NULL, i,
+			NULL, NULL, &a->cause) != DB_OK ||
+		    db_message_append(d, "shared", DB_MESSAGE_CHAT, "u", "u", 0, "ours", NULL, i,
+			NULL, NULL, &a->cause) != DB_OK ||
+		    db_message_append(d, a->own_room, DB_MESSAGE_CHAT, "u", "u", 0, "mine", NULL, i,
+			NULL, NULL, &a->cause) != DB_OK ||
+		    db_tx_commit(d, &a->cause) != DB_OK)
+			a->failures++;
+	}
+	db_close(d);
+	return NULL;
+}
+
+struct follower {
+	const char *path;
+	pthread_barrier_t *gate;
+	int writers_done; /* set (atomically) once both writers returned */
+	int64_t last_id, delivered, out_of_order;
+	int failures;
+	char *cause;
+};
+
+static int
+follow_each(const struct db_message *m, void *arg)
+{
+	struct follower *f = arg;
+
+	if (m->id <= f->last_id)
+		f->out_of_order++;
+	f->last_id = m->id;
+	f->delivered++;
+	return 0;
+}
+
+static void *
+follower_main(void *arg)
+{
+	struct follower *f = arg;
+	struct db *d = NULL;
+	int64_t before;
+	int done;
+
+	if (db_open(f->path, &d, &f->cause) != DB_OK)
+		f->failures++;
+	pthread_barrier_wait(f->gate);
+	while (f->failures == 0) {
+		/* After the writers: one more pass, until a pass finds nothing. */
+		done = __atomic_load_n(&f->writers_done, __ATOMIC_ACQUIRE);
+		before = f->delivered;
+		if (db_feed_messages(d, f->last_id, INT64_MAX, 100, follow_each, f, &f->cause) !=
+		    DB_OK)
+			f->failures++;
+		else if (done && f->delivered == before)
+			break;
+	}
+	db_close(d);
+	return NULL;
+}
+
+START_TEST(test_concurrent_appends_commit_in_id_order)
+{
+	struct appender a[2] = { { dbpath, "a", NULL, 0, NULL }, { dbpath, "b", NULL, 0, NULL } };
+	struct follower f = { dbpath, NULL, 0, 0, 0, 0, 0, NULL };
+	pthread_barrier_t gate;
+	pthread_t t[3];
+	static const char *const rooms[] = { "shared", "a", "b" };
+	int i;
+
+	for (i = 0; i < 3; i++)
+		room_create(rooms[i], rooms[i], NULL, 0, 1);
+	ck_assert_int_eq(pthread_barrier_init(&gate, NULL, 3), 0);
+	f.gate = a[0].gate = a[1].gate = &gate;
+	ck_assert_int_eq(pthread_create(&t[2], NULL, follower_main, &f), 0);
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, appender_main, &a[i]), 0);
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+	__atomic_store_n(&f.writers_done, 1, __ATOMIC_RELEASE);
+	ck_assert_int_eq(pthread_join(t[2], NULL), 0);
+	pthread_barrier_destroy(&gate);
+	for (i = 0; i < 2; i++)
+		ck_assert_msg(a[i].failures == 0, "writer %d: %s", i, a[i].cause);
+	ck_assert_msg(f.failures == 0, "follower: %s", f.cause);
+
+	for (i = 0; i < 3; i++) {
+		ck_assert_int_eq(
+		    raw_int("SELECT count(*) FROM messages WHERE room_id = ?1", rooms[i]),
+		    2 * ORDER_BATCHES);
+		ck_assert_int_eq(
+		    raw_int(
+			"SELECT count(DISTINCT seq) FROM messages WHERE room_id = ?1", rooms[i]),
+		    2 * ORDER_BATCHES);
+		ck_assert_int_eq(
+		    raw_int("SELECT max(seq) FROM messages WHERE room_id = ?1", rooms[i]),
+		    2 * ORDER_BATCHES);
+	}
+	/* In each room a later seq has a higher id. */
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages x JOIN messages y"
+				 " ON y.room_id = x.room_id AND y.seq > x.seq AND y.id < x.id",
+			     NULL),
+	    0);
+	/* The follower saw every row, each once, in id order. */
+	ck_assert_int_eq(f.out_of_order, 0);
+	ck_assert_msg(f.delivered == 6 * ORDER_BATCHES,
+	    "the follower delivered %lld of %d rows: some committed below its cursor",
+	    (long long)f.delivered, 6 * ORDER_BATCHES);
+}
+END_TEST
+
 START_TEST(test_busy_lock_held)
 {
 	struct db_page_info info;
@@ -3346,6 +3487,7 @@ unit_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_concurrent_writers);
 	tcase_add_test(tc, test_busy_lock_held);
+	tcase_add_test(tc, test_concurrent_appends_commit_in_id_order);
 	tcase_add_test(tc, test_node_reap_race);
 	suite_add_tcase(s, tc);
 
