@@ -1519,6 +1519,21 @@ START_TEST(test_rate_marks)
 	n = raw_int("SELECT count(*) FROM rate_marks WHERE user_id = 'old'", NULL);
 	ck_assert_int_eq(n, 0);
 	ck_assert_int_eq(raw_int("SELECT at FROM rate_marks WHERE user_id = ?1", "u"), 20000);
+
+	/* Inside a writer's batch a failed mark spoils only itself. */
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	ck_assert_int_eq(db_rate_mark(db, "r1", NULL, 30000, &cause), DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(db_tx_open(db), 1);
+	ck_assert_int_eq(db_rate_mark(db, "r1", "w", 30000, &cause), DB_OK);
+	ck_assert_int_eq(db_rate_prune(db, 1000, &cause), DB_OK);
+	message_add("r1", "w", "kept", 30000, NULL);
+	ck_assert_int_eq(db_tx_commit(db, &cause), DB_OK);
+	ck_assert_int_eq(raw_int("SELECT at FROM rate_marks WHERE user_id = ?1", "w"), 30000);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages WHERE content = 'kept'", NULL), 1);
+	ck_assert_ptr_null(cause);
 }
 END_TEST
 
