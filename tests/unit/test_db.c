@@ -1934,6 +1934,67 @@ deep_room_fill(void)
 										 "COMMIT");
 }
 
+#ifdef TEST_DB_ON_PG
+/*
+ * The buffers (pages) PostgreSQL touches running statement which of
+ * db.c with the given text values, from EXPLAIN (ANALYZE, BUFFERS): what
+ * a query reads, measured without a clock.
+ */
+static long long
+pg_buffers(enum db_stmt which, const char *a1, const char *a2, const char *a3)
+{
+	const char *vals[3] = { a1, a2, a3 };
+	char *sql = xasprintf(
+		 "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) %s", db_sql_text(DB_DIALECT_PG, which)),
+	     *p, *err;
+	cJSON *doc, *plan, *hit, *read;
+	PGresult *r;
+	long long n;
+
+	for (p = sql; (p = strchr(p, '?')) != NULL; p++)
+		*p = '$';
+	r = PQexecParams(raw_db(), sql, a3 != NULL ? 3 : 2, NULL, vals, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		err = xstrdup(PQresultErrorMessage(r));
+		PQclear(r);
+		ck_abort_msg("%s: %s", sql, err);
+	}
+	ck_assert_ptr_nonnull(doc = cJSON_Parse(PQgetvalue(r, 0, 0)));
+	plan = cJSON_GetObjectItem(cJSON_GetArrayItem(doc, 0), "Plan");
+	ck_assert_ptr_nonnull(hit = cJSON_GetObjectItem(plan, "Shared Hit Blocks"));
+	ck_assert_ptr_nonnull(read = cJSON_GetObjectItem(plan, "Shared Read Blocks"));
+	n = (long long)(hit->valuedouble + read->valuedouble);
+	cJSON_Delete(doc);
+	PQclear(r);
+	free(sql);
+	return n;
+}
+
+/* What one page of room reads: its seq range [lo, hi] and the window's probes. */
+static long long
+pg_page_buffers(const char *room, int64_t lo, int64_t hi, int64_t from_ms, int64_t to_ms)
+{
+	char l[24], h[24], f[24], t[24];
+	long long n;
+
+	snprintf(l, sizeof l, "%lld", (long long)lo);
+	snprintf(h, sizeof h, "%lld", (long long)hi);
+	snprintf(f, sizeof f, "%lld", (long long)from_ms);
+	snprintf(t, sizeof t, "%lld", (long long)to_ms);
+	n = pg_buffers(DB_STMT_MESSAGE_RANGE, room, l, h);
+	if (from_ms >= 0)
+		n += pg_buffers(DB_STMT_MESSAGE_FIRST, room, f, NULL) +
+		    pg_buffers(DB_STMT_MESSAGE_LAST, room, t, NULL);
+	return n;
+}
+
+/*
+ * Pages a deep room's page may touch beyond a 100-row room's: the extra
+ * B-tree levels and heap pages; a scan to the page touches thousands.
+ */
+#define PG_DEEP_EXTRA_BUFFERS 30
+#endif
+
 START_TEST(test_messages_page_deep)
 {
 	enum { N = DEEP_N };
@@ -1965,6 +2026,32 @@ START_TEST(test_messages_page_deep)
 	assert_seqs(&g, &info, 150000, 150009, 50010, 0);
 	ck_assert_str_eq(g.r[9].text, "m150009");
 	got_clear(&g);
+
+#ifdef TEST_DB_ON_PG
+	{
+		/*
+		 * Any page of it touches about as many pages as the only page of
+		 * a 100-message room: index probes, never OFFSET or a scan.
+		 */
+		long long small, small_window, first, deep, deep_window;
+
+		room_create("small", "small", NULL, 0, 1);
+		for (int i = 1; i <= 100; i++)
+			message_add("small", "u", "m", i, NULL);
+		small = pg_page_buffers("small", 1, 100, -1, -1);
+		small_window = pg_page_buffers("small", 1, 100, 0, 1999);
+		first = pg_page_buffers("deep", 1, 100, -1, -1);
+		deep = pg_page_buffers("deep", 199801, 199900, -1, -1);
+		deep_window = pg_page_buffers(
+		    "deep", 149900, 149999, (T0 + 10000) * 1000LL, (T0 + 15000) * 1000LL + 999);
+		ck_assert_msg(first <= small + PG_DEEP_EXTRA_BUFFERS &&
+			deep <= small + PG_DEEP_EXTRA_BUFFERS &&
+			deep_window <= small_window + PG_DEEP_EXTRA_BUFFERS,
+		    "buffers: 100-row room %lld (window %lld); 200k-row room page 1: %lld, "
+		    "page 1999: %lld, page 500 of a window: %lld",
+		    small, small_window, first, deep, deep_window);
+	}
+#endif
 
 	/* The room's counters agree with the bulk rows. */
 	id = message_add("deep", "u", "tail", 1700000000000LL + (N + 1) * 100LL, &seq);
