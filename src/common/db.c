@@ -519,6 +519,12 @@ db_tx_begin(struct db *db, char **cause)
 int
 db_tx_commit(struct db *db, char **cause)
 {
+	/* PostgreSQL answers a COMMIT with nothing open by a warning, not an error. */
+	if (!db->tx_open) {
+		*cause = xasprintf("database %s: no transaction is open to commit", db->path);
+		db->busy_failed = db->transient_failed = 0;
+		return DB_ERROR;
+	}
 	if (db_tx_run(db, DB_TX_COMMIT, cause) != DB_OK) {
 		db_tx_rollback(db);
 		return DB_ERROR;
@@ -1458,17 +1464,40 @@ db_rate_check(struct db *db, const char *room_id, const char *user_id, int64_t a
 	return rc == DB_ROW || rc == DB_DONE ? DB_OK : rc;
 }
 
+/*
+ * One write as an operation of its own (a savepoint inside a batch): a
+ * failed statement then spoils only itself, as in SQLite, where
+ * PostgreSQL would otherwise abort the writer's whole batch with it.
+ */
+static int
+db_write_one(struct db *db, enum db_stmt which, char **cause, const struct db_arg *args, size_t n)
+{
+	int rc;
+
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
+	if ((rc = db_exec(db, which, cause, args, n)) != DB_OK)
+		goto fail;
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
 int
 db_rate_mark(struct db *db, const char *room_id, const char *user_id, int64_t at, char **cause)
 {
-	return db_exec(
+	return db_write_one(
 	    db, DB_STMT_RATE_SET, cause, DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(at)));
 }
 
 int
 db_rate_prune(struct db *db, int64_t before, char **cause)
 {
-	return db_exec(db, DB_STMT_RATE_PRUNE, cause, DB_ARGS(DB_INT(before)));
+	return db_write_one(db, DB_STMT_RATE_PRUNE, cause, DB_ARGS(DB_INT(before)));
 }
 
 /* ---- counts ---- */

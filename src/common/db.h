@@ -343,7 +343,9 @@ int db_join_state(struct db *db, const char *room_id, const char *user_id, int64
  * long until user_id may post in room_id at `at` (0: now) given their
  * last recorded post; db_rate_mark records a post at `at` (never moving
  * the mark back). db_rate_prune forgets marks older than before, which
- * no check can hit any more. Times are Unix ms.
+ * no check can hit any more. Times are Unix ms. A mark or prune is an
+ * operation of its own (a savepoint inside a batch): one that fails
+ * leaves the batch usable.
  */
 int db_rate_check(struct db *db, const char *room_id, const char *user_id, int64_t at,
     int64_t interval_ms, int64_t *wait_ms, char **cause);

@@ -223,9 +223,16 @@ db_pg_fail(struct db_bconn *c, const PGresult *res, const char *what, char **cau
 		msg = PQerrorMessage(c->pg);
 	c->failure = db_pg_classify(c->pg, state);
 	line = db_pg_oneline(msg);
-	*cause = state != NULL
-	    ? xasprintf("database %s: %s: %s (SQLSTATE %s)", c->where, what, line, state)
-	    : xasprintf("database %s: %s: %s", c->where, what, line);
+	/* As SQLite says it: what an operator looks for when writes stall. */
+	if (state != NULL && strcmp(state, "55P03") == 0)
+		*cause = xasprintf("database %s: %s: locked by another writer past the busy "
+				   "timeout: %s (SQLSTATE %s)",
+		    c->where, what, line, state);
+	else if (state != NULL)
+		*cause =
+		    xasprintf("database %s: %s: %s (SQLSTATE %s)", c->where, what, line, state);
+	else
+		*cause = xasprintf("database %s: %s: %s", c->where, what, line);
 	free(line);
 }
 
@@ -900,7 +907,14 @@ db_pg_query_value(struct db_bconn *c, const char *sql, char **out, char **cause)
 	return DB_OK;
 }
 
-/* The version lives in chatd_schema, which migration step 1 makes. */
+/*
+ * The version lives in chatd_schema, which migration step 1 makes. Whether
+ * the table is there is read from pg_class with the statement's snapshot:
+ * to_regclass() looks in the session's catalog cache, which does not see
+ * a table another session made while this one waited for the write lock
+ * (only taking a lock on a table refreshes it, and BEGIN takes none), so
+ * two programs starting at once both ran step 1.
+ */
 static int
 db_pg_version_get(struct db_bconn *c, int64_t *v, char **cause)
 {

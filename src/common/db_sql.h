@@ -1,7 +1,8 @@
 /*
  * The SQL db.c runs, for each engine: the migration steps and the text of
  * every statement. Only db.c includes this (through db_sql_text() and
- * db_sql_migration()); no SQL is written anywhere else.
+ * db_sql_migration()), and its unit tests, which build old schemas and
+ * look at query plans with it; no SQL is written anywhere else.
  *
  * Statement texts use ?N placeholders (?1 binds args[0]); the PostgreSQL
  * backend rewrites them to $N. Most texts serve both engines as they are;
