@@ -22,6 +22,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
+#include "dbaddr.h"
 #include "front.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -71,7 +72,7 @@ main(int argc, char **argv)
 	unsigned long mode = 0660;
 	long threads = 0;
 	int scgi = 0, ch, sig;
-	char *cause = NULL, *end;
+	char *cause = NULL, *end, *shown;
 	sigset_t set;
 	struct timespec wait;
 	int64_t watchdog_ms;
@@ -170,8 +171,11 @@ main(int argc, char **argv)
 	}
 	if ((scgi ? front_scgi_start(&opts, &cause) : front_fcgi_start(&opts, &cause)) != 0)
 		fatal("%s", cause);
+	/* Never the address itself: a PostgreSQL URI may hold a password. */
+	shown = dbaddr_display(cfg.database_path);
 	log_info("serving %s on %s with %d threads (database %s)", scgi ? "SCGI" : "FastCGI",
-	    socket_spec ? socket_spec : "standard input", opts.threads, cfg.database_path);
+	    socket_spec ? socket_spec : "standard input", opts.threads, shown);
+	free(shown);
 	/* Listening and the workers accepting: a Type=notify unit is started. */
 	sdnotify_notify("READY=1");
 	watchdog_ms = sdnotify_watchdog_interval_ms();

@@ -10,23 +10,27 @@
 
 #include "chatctl.h"
 #include "db.h"
+#include "dbaddr.h"
 
 int
 commands_db_open_existing(struct chatctl *c, struct db **db, int no_db_hint)
 {
-	char *cause = NULL;
+	char *cause = NULL, *shown;
 
 	*db = NULL;
 	switch (db_open_existing(c->cfg.database_path, db, &cause)) {
 	case DB_OK:
 		return 0;
 	case DB_NOTFOUND:
+		/* Never the address itself: a PostgreSQL URI may hold a password. */
+		shown = dbaddr_display(c->cfg.database_path);
 		fprintf(c->err,
 		    "chatctl: DATABASE_URL%s: no database at %s: chatctl opens an existing "
 		    "database only (chatd, chat-api and chat-sync create it); set DATABASE_URL "
 		    "to the one they use%s\n",
-		    c->cfg.database_is_memory ? " (unset or sqlite::memory:)" : "",
-		    c->cfg.database_path, no_db_hint ? ", or add --no-db" : "");
+		    c->cfg.database_is_memory ? " (unset or sqlite::memory:)" : "", shown,
+		    no_db_hint ? ", or add --no-db" : "");
+		free(shown);
 		return -1;
 	default:
 		fprintf(c->err, "chatctl: DATABASE_URL: %s\n", cause);

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "dbaddr.h"
 #include "deliver.h"
 #include "log.h"
 #include "sync.h"
@@ -118,8 +119,12 @@ main(int argc, char **argv)
 	if (encode_target != NULL)
 		rc = sync_encode_only(&cfg, db, encode_target, &main_stop, &cause);
 	else {
-		log_info("%s (database %s)", mode == SYNC_DAEMON ? "running" : "delivering once",
-		    cfg.database_path);
+		/* Never the address itself: a PostgreSQL URI may hold a password. */
+		char *shown = dbaddr_display(cfg.database_path);
+
+		log_info(
+		    "%s (database %s)", mode == SYNC_DAEMON ? "running" : "delivering once", shown);
+		free(shown);
 		rc = sync_run(&cfg, db, mode, &main_stop, &cause);
 	}
 	if (rc < 0) {
