@@ -741,9 +741,11 @@ class Stack:
         self.api_socket = self.path("run", "api.sock")
         self.api_port = free_port()
         self.env_file = self.path("chatd.env")
-        lines = [
-            "# written by tests/integration/stack.py",
-            "DATABASE_URL=sqlite:%s" % self.db_path,
+        lines = ["# written by tests/integration/stack.py"]
+        # A DATABASE_URL among the settings (PostgreSQL, another file) replaces the default.
+        if "DATABASE_URL" not in self.settings:
+            lines.append("DATABASE_URL=sqlite:%s" % self.db_path)
+        lines += [
             "CONTROL_SOCKET=%s" % self.path("run", "control.sock"),
             "CHATD_LISTEN=%s" % self.chatd_addr,
             "LOG_LEVEL=info",
