@@ -364,6 +364,12 @@ api_dispatch(struct api_ctx *ctx, const struct api_request *req, struct api_resp
 		api_error(&call, 503, "database_busy",
 		    "the database is locked by another process; retry shortly");
 		resp->retry_after = 1;
+	} else if (resp->status == 500 && db_failure_transient(ctx->db)) {
+		/* The server is restarting or out of reach (or a disk is full):
+		 * the next request reconnects by itself. */
+		api_error(&call, 503, "database_unavailable",
+		    "the database cannot be reached or cannot write now; retry shortly");
+		resp->retry_after = 1;
 	}
 done:
 	if (resp->body == NULL)

@@ -171,6 +171,7 @@ main(int argc, char **argv)
 	}
 	if ((scgi ? front_scgi_start(&opts, &cause) : front_fcgi_start(&opts, &cause)) != 0)
 		fatal("%s", cause);
+	/* Never the address itself: a PostgreSQL URI may hold a password. */
 	shown = dbaddr_display(cfg.database_path);
 	log_info("serving %s on %s with %d threads (database %s)", scgi ? "SCGI" : "FastCGI",
 	    socket_spec ? socket_spec : "standard input", opts.threads, shown);

@@ -14,11 +14,13 @@
 #include "checkpoint.h"
 #include "clock.h"
 #include "db.h"
+#include "dbaddr.h"
 #include "log.h"
 #include "xmalloc.h"
 
 struct checkpointer {
 	pthread_t thread;
+	int threaded; /* the thread runs: only SQLite has a WAL to copy */
 	struct db *db; /* the thread's */
 
 	pthread_mutex_t lock; /* guards everything below */
@@ -135,7 +137,12 @@ checkpointer_create(const char *db_path, struct checkpointer **out, char **cause
 	int error;
 
 	cp->bound_pages = CHECKPOINT_BOUND_PAGES;
-	if (db_open(db_path, &cp->db, cause) != DB_OK) {
+	/*
+	 * PostgreSQL checkpoints by itself and its backend has no WAL hook:
+	 * no commit ever asks, and a thread would only hold a connection
+	 * that a server restart breaks for nothing. The state stays zero.
+	 */
+	if (!dbaddr_is_pg(db_path) && db_open(db_path, &cp->db, cause) != DB_OK) {
 		free(cp);
 		return -1;
 	}
@@ -154,11 +161,13 @@ checkpointer_create(const char *db_path, struct checkpointer **out, char **cause
 		goto fail_lock;
 	}
 	pthread_condattr_destroy(&ca);
-	if ((error = pthread_create(&cp->thread, NULL, checkpoint_main, cp)) != 0) {
+	if (cp->db != NULL &&
+	    (error = pthread_create(&cp->thread, NULL, checkpoint_main, cp)) != 0) {
 		*cause = xasprintf("pthread_create: %s", strerror(error));
 		pthread_cond_destroy(&cp->cond);
 		goto fail_lock;
 	}
+	cp->threaded = cp->db != NULL;
 	*out = cp;
 	return 0;
 
@@ -268,7 +277,7 @@ checkpointer_destroy(struct checkpointer *cp)
 	cp->stop = 1;
 	pthread_cond_signal(&cp->cond);
 	pthread_mutex_unlock(&cp->lock);
-	if ((error = pthread_join(cp->thread, NULL)) != 0)
+	if (cp->threaded && (error = pthread_join(cp->thread, NULL)) != 0)
 		log_error("checkpoint: pthread_join: %s", strerror(error));
 	db_close(cp->db);
 	pthread_cond_destroy(&cp->cond);

@@ -56,6 +56,10 @@ struct checkpointer;
 /* The thread's niceness: below the service thread, still a share of a busy core. */
 #define CHECKPOINT_NICE 10
 
+/*
+ * On a PostgreSQL address no thread starts and no connection opens: the
+ * server checkpoints by itself (the state below stays zero).
+ */
 int checkpointer_create(const char *db_path, struct checkpointer **out, char **cause);
 /*
  * The writer, after each commit, with the WAL's size then: 1 if the

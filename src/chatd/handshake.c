@@ -225,10 +225,14 @@ handshake_room(struct chatd *cd, struct handshake *hs)
 	int status = 0;
 
 	hs->room = room_lookup(cd, hs->room_id, &status);
-	if (hs->room == NULL)
-		return status == 404
-		    ? handshake_refuse(hs, 404, "room_not_found", "unknown room")
-		    : handshake_refuse(hs, status, "internal_error", "internal error");
+	if (hs->room == NULL) {
+		if (status == 404)
+			return handshake_refuse(hs, 404, "room_not_found", "unknown room");
+		if (status == 503)
+			return handshake_refuse(hs, 503, "database_unavailable",
+			    "the database cannot be reached now; try again shortly");
+		return handshake_refuse(hs, status, "internal_error", "internal error");
+	}
 	if (hs->room->closed)
 		return handshake_refuse(hs, 404, "room_closed", "room closed");
 	if (room_ban_find(hs->room, hs->user_id, clock_wall_ms()) != NULL)

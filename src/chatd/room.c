@@ -210,7 +210,7 @@ room_lookup(struct chatd *cd, const char *id, int *status)
 	if (rc < 0) {
 		log_error("loading room %.64s: %s", id, cause);
 		free(cause);
-		*status = 500;
+		*status = db_failure_transient(cd->db) ? 503 : 500;
 	} else
 		*status = 404;
 	return NULL;

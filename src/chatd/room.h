@@ -32,7 +32,8 @@ int room_load_all(struct chatd *cd, char **cause);
 struct room *room_find(struct chatd *cd, const char *id);
 /*
  * The room in memory, else loaded from the database. NULL with *status 404
- * when no such room exists, 500 on a database error (logged).
+ * when no such room exists, 503 on a database failure that may go away (the
+ * PostgreSQL server restarting), 500 on another database error (logged).
  */
 struct room *room_lookup(struct chatd *cd, const char *id, int *status);
 /*

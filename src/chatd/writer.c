@@ -486,6 +486,14 @@ writer_wal_grown(void *arg, int wal_pages)
 	checkpointer_writer_result(w->cp, wal, done);
 }
 
+/*
+ * 1: the batch's transaction began. 0: it did not, for a reason that may
+ * not hold for each operation alone (they then commit one by one). -1: a
+ * failure that may go away (the PostgreSQL server restarting, a lock held
+ * too long): each operation would only fail the same way, one reconnect
+ * attempt each, so the batch fails as a whole and writer_batch_end()
+ * logs the spell once.
+ */
 static int
 writer_begin(struct writer *w)
 {
@@ -493,9 +501,47 @@ writer_begin(struct writer *w)
 
 	if (db_tx_begin(w->db, &cause) == DB_OK)
 		return 1;
+	if (db_failure_transient(w->db)) {
+		if (!w->batch_failed)
+			snprintf(w->batch_error, sizeof w->batch_error, "%s",
+			    cause != NULL ? cause : "?");
+		w->batch_failed = 1;
+		log_debug("writer: begin: %s", cause != NULL ? cause : "?");
+		free(cause);
+		return -1;
+	}
 	log_error("writer: begin: %s (each operation commits alone)", cause);
 	free(cause);
 	return 0;
+}
+
+/*
+ * The batch's operations from first on were not tried: each ends as a
+ * failed write would (messages refused for later, session records kept
+ * for a retry, each close behind its open). Writer thread.
+ */
+static void
+writer_fail_rest(struct writer *w, struct writer_op *first)
+{
+	struct writer_op *op;
+
+	for (op = first; op != NULL; op = STAILQ_NEXT(op, entry)) {
+		op->outcome = WRITER_FAILED;
+		switch (op->type) {
+		case WRITER_MESSAGE:
+			op->failed = WRITER_MSG_LATER;
+			break;
+		case WRITER_SESSION_OPEN:
+			writer_session_put(w, op->key, 0); /* its close waits for it */
+			break;
+		case WRITER_SESSION_CLOSE:
+			if (writer_session_get(w, op->key) == NULL)
+				op->outcome = WRITER_REFUSED; /* its open was refused or dropped */
+			break;
+		default:
+			break; /* a peak, ban or unban: tried again; beats come anew */
+		}
+	}
 }
 
 /* Applies the batch in one transaction (or, when that cannot begin, one per operation). */
@@ -528,16 +574,25 @@ writer_apply_batch(struct writer *w, struct writer_op_list *batch)
 			log_info("writer: the WAL is below its bound again: messages are stored");
 		w->at_bound = at_bound;
 	}
-	in_tx = writer_begin(w);
+	if ((in_tx = writer_begin(w)) < 0) {
+		writer_fail_rest(w, seg);
+		return;
+	}
 
 	STAILQ_FOREACH(op, batch, entry)
 	{
 		writer_apply(w, op);
 		if (in_tx && !db_tx_open(w->db)) {
-			/* SQLite rolled the whole transaction back after op's failure. */
+			/* The engine rolled the whole transaction back after op's
+			 * failure (SQLite after some errors; PostgreSQL's session
+			 * lost). */
 			writer_undo(w, seg, STAILQ_NEXT(op, entry));
 			seg = STAILQ_NEXT(op, entry);
-			in_tx = seg != NULL && writer_begin(w);
+			if (seg != NULL && (in_tx = writer_begin(w)) < 0) {
+				writer_fail_rest(w, seg);
+				return;
+			}
+			in_tx = seg != NULL && in_tx;
 		}
 	}
 	if (in_tx && db_tx_commit(w->db, &cause) != DB_OK) {

@@ -122,6 +122,7 @@ void
 db_failure_reset(struct db *db)
 {
 	db->busy_failed = 0;
+	db->transient_failed = 0;
 }
 
 int

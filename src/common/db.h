@@ -77,7 +77,7 @@ void db_lock_release(struct db *db, const char *name);
  * Whether a failure since the last db_failure_reset() was another process
  * holding the database locked for longer than the busy timeout: worth a
  * retry later (chat-api answers 503 with Retry-After), unlike a broken
- * database.
+ * database. The reset clears db_failure_transient() too.
  */
 void db_failure_reset(struct db *db);
 int db_failure_was_busy(const struct db *db);

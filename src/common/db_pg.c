@@ -505,6 +505,18 @@ db_pg_prepare(struct db_bconn *c, const char *sql, struct db_bstmt **out, char *
 	}
 	name = xasprintf("chat_%u", ++c->next_name);
 	res = PQprepare(c->pg, name, text, nparams, NULL);
+	/* A session found lost outside a transaction: once more on a new one (as db_pg_run). */
+	if ((res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) && !c->in_tx &&
+	    PQstatus(c->pg) == CONNECTION_BAD) {
+		PQclear(res);
+		res = NULL;
+		if (db_pg_ready(c, cause) != DB_OK) {
+			free(name);
+			free(text);
+			return DB_ERROR;
+		}
+		res = PQprepare(c->pg, name, text, nparams, NULL);
+	}
 	if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
 		db_pg_fail(c, res, sql, cause);
 		PQclear(res);

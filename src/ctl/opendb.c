@@ -22,6 +22,7 @@ commands_db_open_existing(struct chatctl *c, struct db **db, int no_db_hint)
 	case DB_OK:
 		return 0;
 	case DB_NOTFOUND:
+		/* Never the address itself: a PostgreSQL URI may hold a password. */
 		shown = dbaddr_display(c->cfg.database_path);
 		fprintf(c->err,
 		    "chatctl: DATABASE_URL%s: no database at %s: chatctl opens an existing "

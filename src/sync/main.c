@@ -119,6 +119,7 @@ main(int argc, char **argv)
 	if (encode_target != NULL)
 		rc = sync_encode_only(&cfg, db, encode_target, &main_stop, &cause);
 	else {
+		/* Never the address itself: a PostgreSQL URI may hold a password. */
 		char *shown = dbaddr_display(cfg.database_path);
 
 		log_info(

@@ -1,7 +1,8 @@
 """
 The cluster's integration harness: a real nats-server on a free port,
 chat-api and a web server (chatd_stack.ChatdStack), and N real chatd
-nodes sharing one SQLite file, each with its own NODE_ID, listener and
+nodes sharing one database (the stack's SQLite file, or the PostgreSQL
+database a test passes as database_url), each with its own NODE_ID, listener and
 control socket. Clients talk to a node of their choice directly, so a
 test knows which node each one is on. Every process is started here and
 stopped by PID.
@@ -191,12 +192,17 @@ class ClusterStack(ChatdStack):
     first node is ChatdStack's own chatd (chat-api and chatctl talk to
     its control socket)."""
 
-    def __init__(self, front="nginx", nodes=2, settings=None, relayed=(), balanced=False):
+    def __init__(self, front="nginx", nodes=2, settings=None, relayed=(), balanced=False, database_url=None):
         """relayed: indexes (1-based) of nodes that reach the bus through a
         Relay. balanced: the web server spreads /ws/ over every node (else
-        it proxies to node 1, and tests pick nodes directly)."""
+        it proxies to node 1, and tests pick nodes directly). database_url:
+        every program's DATABASE_URL (postgres://...) instead of the
+        stack's SQLite file."""
         s = dict(FAST)
         s.update(settings or {})
+        self.database_url = database_url
+        if database_url:
+            s["DATABASE_URL"] = database_url
         self.nats_port = stack.free_port()
         s["CLUSTER_NATS_URL"] = "nats://127.0.0.1:%d" % self.nats_port
         self.node_ports = [stack.free_port() for _ in range(nodes)]

@@ -749,11 +749,14 @@ class Stack:
         self.api_socket = self.path("run", "api.sock")
         self.api_port = free_port()
         self.env_file = self.path("chatd.env")
-        # CHAT_TEST_DB: the file in run/, or a fresh PostgreSQL database.
-        self.db = testdb.fresh(self.path("run"), "chat.db")
-        lines = [
-            "# written by tests/integration/stack.py",
-            "DATABASE_URL=%s" % self.db.url,
+        lines = ["# written by tests/integration/stack.py"]
+        # A DATABASE_URL among the settings (a test's own PostgreSQL or file)
+        # replaces the default: CHAT_TEST_DB's file in run/, or a fresh
+        # PostgreSQL database.
+        if "DATABASE_URL" not in self.settings:
+            self.db = testdb.fresh(self.path("run"), "chat.db")
+            lines.append("DATABASE_URL=%s" % self.db.url)
+        lines += [
             "CONTROL_SOCKET=%s" % self.path("run", "control.sock"),
             "CHATD_LISTEN=%s" % self.chatd_addr,
             "LOG_LEVEL=info",

@@ -1734,6 +1734,7 @@ START_TEST(test_tx_state)
 	ck_assert_int_eq(db_failure_transient(db), 1);
 	db_failure_reset(db);
 	ck_assert_int_eq(db_failure_was_busy(db), 0);
+	ck_assert_int_eq(db_failure_transient(db), 0);
 	raw_exec("ROLLBACK");
 	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
 	message_add("r1", "u", "c", 4, &seq);
