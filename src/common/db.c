@@ -194,6 +194,45 @@ db_exec(struct db *db, enum db_stmt which, char **cause, const struct db_arg *ar
 	return rc == DB_DONE ? DB_OK : rc;
 }
 
+/*
+ * Runs a statement to completion; *got says whether it gave a row, whose
+ * column 0 is then in *out (a write with RETURNING, on engines whose text
+ * has it: db_sql.c).
+ */
+static int
+db_exec_first(struct db *db, enum db_stmt which, int64_t *out, int *got, char **cause,
+    const struct db_arg *args, size_t n)
+{
+	struct db_bstmt *st;
+	int rc;
+
+	*got = 0;
+	if ((st = db_prepare(db, which, cause, args, n)) == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		if (!*got)
+			*out = db_col_int64(st, 0);
+		*got = 1;
+	}
+	db_done(db, st);
+	return rc == DB_DONE ? DB_OK : rc;
+}
+
+/* An INSERT's new id: RETURNING's, else the backend's last_insert_id(). */
+static int
+db_insert(struct db *db, enum db_stmt which, int64_t *id, char **cause, const struct db_arg *args,
+    size_t n)
+{
+	int64_t v = 0;
+	int got, rc;
+
+	if ((rc = db_exec_first(db, which, &v, &got, cause, args, n)) != DB_OK)
+		return rc;
+	if (id != NULL)
+		*id = got ? v : db_last_insert_id(db);
+	return DB_OK;
+}
+
 /* Runs a statement and returns column 0 of its first row; DB_NOTFOUND if none. */
 static int
 db_exec_int(struct db *db, enum db_stmt which, int64_t *out, char **cause,
@@ -315,10 +354,8 @@ db_sync_add(
 {
 	int rc;
 
-	rc = db_exec(db, DB_STMT_SYNC_INSERT, cause,
+	rc = db_insert(db, DB_STMT_SYNC_INSERT, id, cause,
 	    DB_ARGS(DB_TEXT(reason), DB_TEXT(room_id), DB_INT(now)));
-	if (rc == DB_OK && id != NULL)
-		*id = db_last_insert_id(db);
 	return rc;
 }
 
@@ -1142,10 +1179,12 @@ static int
 db_next_seq(struct db *db, enum db_stmt bump, enum db_stmt read, const char *room_id, int64_t *next,
     char **cause)
 {
-	int rc;
+	int got, rc;
 
-	if ((rc = db_exec(db, bump, cause, DB_ARGS(DB_TEXT(room_id)))) != DB_OK)
+	if ((rc = db_exec_first(db, bump, next, &got, cause, DB_ARGS(DB_TEXT(room_id)))) != DB_OK)
 		return rc;
+	if (got)
+		return DB_OK; /* RETURNING gave the new value */
 	if (db_changes(db) == 0)
 		return DB_NOTFOUND;
 	return db_exec_int(db, read, next, cause, DB_ARGS(DB_TEXT(room_id)));
@@ -1164,14 +1203,12 @@ db_message_append(struct db *db, const char *room_id, int kind, const char *user
 	rc = db_next_seq(db, DB_STMT_MESSAGE_SEQ, DB_STMT_MESSAGE_LAST_SEQ, room_id, &next, cause);
 	if (rc != DB_OK)
 		goto fail;
-	rc = db_exec(db, DB_STMT_MESSAGE_INSERT, cause,
+	rc = db_insert(db, DB_STMT_MESSAGE_INSERT, id, cause,
 	    DB_ARGS(DB_TEXT(room_id), DB_INT(next), DB_INT(kind), DB_TEXT(user_id),
 		DB_TEXT(nickname), DB_INT(is_admin != 0), DB_TEXT(content), DB_TEXT(event_type),
 		DB_INT(created_at)));
 	if (rc != DB_OK)
 		goto fail;
-	if (id != NULL)
-		*id = db_last_insert_id(db);
 	if ((rc = db_op_commit(db, cause)) != DB_OK)
 		goto fail;
 	if (seq != NULL)
@@ -1211,13 +1248,12 @@ db_session_open(struct db *db, const char *node_id, const char *room_id, const c
 	rc = db_next_seq(db, DB_STMT_SESSION_SEQ, DB_STMT_SESSION_LAST_SEQ, room_id, &seq, cause);
 	if (rc != DB_OK)
 		goto fail;
-	rc = db_exec(db, DB_STMT_SESSION_INSERT, cause,
+	rc = db_insert(db, DB_STMT_SESSION_INSERT, &sid, cause,
 	    DB_ARGS(DB_TEXT(room_id), DB_INT(seq), DB_TEXT(user_id), DB_TEXT(nickname),
 		DB_INT(is_admin != 0), DB_TEXT(address), DB_INT(joined_at),
 		DB_TEXT(node_id != NULL ? node_id : "")));
 	if (rc != DB_OK)
 		goto fail;
-	sid = db_last_insert_id(db);
 	data = db_session_data(sid, seq, is_admin != 0);
 	rc = db_outbox_add(
 	    db, "user_joined", room_id, user_id, nickname, NULL, sid, data, joined_at, cause);

@@ -344,6 +344,23 @@ _Static_assert(sizeof db_migrations_pg / sizeof db_migrations_pg[0] == DB_SCHEMA
 	"id, target, delivery_id, after_id, last_id, row_count, attempts, last_status," \
 	" last_error, first_attempt_at, last_attempt_at, created_at, replay_requested_at"
 
+/*
+ * The statements that give a new id or a bumped counter: SQLite runs them
+ * as they are, PostgreSQL with RETURNING (db.c takes a returned row when
+ * there is one: db_exec_first()).
+ */
+#define DB_SQL_SYNC_INSERT \
+	"INSERT INTO sync_requests (reason, room_id, created_at) VALUES (?1, ?2, ?3)"
+#define DB_SQL_MESSAGE_SEQ "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1"
+#define DB_SQL_MESSAGE_INSERT \
+	"INSERT INTO messages (room_id, seq, kind, user_id, nickname, is_admin, content," \
+	" event_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+#define DB_SQL_SESSION_SEQ \
+	"UPDATE rooms SET last_session_seq = last_session_seq + 1 WHERE id = ?1"
+#define DB_SQL_SESSION_INSERT \
+	"INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin, address, joined_at," \
+	" node_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+
 static const char *const db_sql_sqlite[DB_STMT_COUNT] = {
 	[DB_STMT_ROOM_INSERT] = "INSERT INTO rooms (id, name, created_at) VALUES (?1, ?2, ?3)",
 	[DB_STMT_ROOM_EXISTS] = "SELECT 1 FROM rooms WHERE id = ?1",
@@ -373,8 +390,7 @@ static const char *const db_sql_sqlite[DB_STMT_COUNT] = {
 	[DB_STMT_OUTBOX_INSERT] = "INSERT INTO outbox (kind, room_id, user_id, nickname, reason,"
 				  " session_id, data, created_at)"
 				  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[DB_STMT_SYNC_INSERT] = "INSERT INTO sync_requests (reason, room_id, created_at)"
-				" VALUES (?1, ?2, ?3)",
+	[DB_STMT_SYNC_INSERT] = DB_SQL_SYNC_INSERT,
 
 	[DB_STMT_BAN_LIFT_ALL] = "UPDATE bans SET lifted_at = ?3"
 				 " WHERE room_id = ?1 AND user_id = ?2 AND lifted_at IS NULL",
@@ -389,15 +405,15 @@ static const char *const db_sql_sqlite[DB_STMT_COUNT] = {
 			     " ORDER BY created_at, id",
 
 	/*
-	 * New ids come from the backend's last_insert_id().
-	 * No RETURNING here or below: SQLite buffers its rows in an ephemeral
-	 * table whose set-up and tear-down halved append throughput.
+	 * New ids come from the backend's last_insert_id(), and a bumped
+	 * counter is read back by the *_LAST_SEQ statement. No RETURNING here
+	 * or below on SQLite: it buffers the rows in an ephemeral table whose
+	 * set-up and tear-down halved append throughput. (PostgreSQL's texts
+	 * have it: each saves a round trip; see db_sql_pg.)
 	 */
-	[DB_STMT_MESSAGE_SEQ] = "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = ?1",
+	[DB_STMT_MESSAGE_SEQ] = DB_SQL_MESSAGE_SEQ,
 	[DB_STMT_MESSAGE_LAST_SEQ] = "SELECT last_seq FROM rooms WHERE id = ?1",
-	[DB_STMT_MESSAGE_INSERT] = "INSERT INTO messages (room_id, seq, kind, user_id, nickname,"
-				   " is_admin, content, event_type, created_at)"
-				   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[DB_STMT_MESSAGE_INSERT] = DB_SQL_MESSAGE_INSERT,
 	[DB_STMT_MESSAGE_FIRST] = "SELECT seq FROM messages WHERE room_id = ?1 AND created_at >= ?2"
 				  " ORDER BY created_at, seq LIMIT 1",
 	[DB_STMT_MESSAGE_LAST] = "SELECT seq FROM messages WHERE room_id = ?1 AND created_at <= ?2"
@@ -406,8 +422,7 @@ static const char *const db_sql_sqlite[DB_STMT_COUNT] = {
 				  " WHERE room_id = ?1 AND seq BETWEEN ?2 AND ?3 ORDER BY seq",
 	[DB_STMT_MESSAGE_ID_AT] = "SELECT id FROM messages WHERE room_id = ?1 AND seq = ?2",
 
-	[DB_STMT_SESSION_SEQ] = "UPDATE rooms SET last_session_seq = last_session_seq + 1"
-				" WHERE id = ?1",
+	[DB_STMT_SESSION_SEQ] = DB_SQL_SESSION_SEQ,
 	[DB_STMT_SESSION_LAST_SEQ] = "SELECT last_session_seq FROM rooms WHERE id = ?1",
 	[DB_STMT_SESSION_OPEN_GET] =
 	    "SELECT room_id, user_id, nickname, is_admin, seq FROM sessions"
@@ -417,9 +432,7 @@ static const char *const db_sql_sqlite[DB_STMT_COUNT] = {
 	    " FROM sessions WHERE id = ?1",
 	[DB_STMT_NODE_REAPED] = "SELECT 1 FROM nodes WHERE id = ?1 AND incarnation = ?2"
 				" AND reaped_at IS NOT NULL",
-	[DB_STMT_SESSION_INSERT] =
-	    "INSERT INTO sessions (room_id, seq, user_id, nickname, is_admin,"
-	    " address, joined_at, node_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[DB_STMT_SESSION_INSERT] = DB_SQL_SESSION_INSERT,
 	[DB_STMT_SESSION_CLOSE] = "UPDATE sessions SET left_at = ?2, leave_reason = ?3"
 				  " WHERE id = ?1",
 	[DB_STMT_SESSION_OPEN_IDS] = "SELECT id FROM sessions WHERE left_at IS NULL ORDER BY id",
@@ -577,6 +590,16 @@ static const char *const db_sql_pg[DB_STMT_COUNT] = {
 			      " WHERE " DB_SQL_TRUE("?1") " OR r.closed_at IS NULL"
 							  " ORDER BY r.created_at, r.ord, a.ord",
 	[DB_STMT_ADMIN_LIST] = "SELECT user_id FROM room_admins WHERE room_id = ?1 ORDER BY ord",
+	/*
+	 * RETURNING: the new id or counter comes back with the write, where
+	 * SQLite's texts need a second statement (a round trip to the server:
+	 * lastval(), the *_LAST_SEQ read).
+	 */
+	[DB_STMT_SYNC_INSERT] = DB_SQL_SYNC_INSERT " RETURNING id",
+	[DB_STMT_MESSAGE_SEQ] = DB_SQL_MESSAGE_SEQ " RETURNING last_seq",
+	[DB_STMT_MESSAGE_INSERT] = DB_SQL_MESSAGE_INSERT " RETURNING id",
+	[DB_STMT_SESSION_SEQ] = DB_SQL_SESSION_SEQ " RETURNING last_session_seq",
+	[DB_STMT_SESSION_INSERT] = DB_SQL_SESSION_INSERT " RETURNING id",
 };
 
 const char *
