@@ -1190,6 +1190,37 @@ db_next_seq(struct db *db, enum db_stmt bump, enum db_stmt read, const char *roo
 	return db_exec_int(db, read, next, cause, DB_ARGS(DB_TEXT(room_id)));
 }
 
+/*
+ * The engine's one-statement append (DB_STMT_MESSAGE_APPEND): a round trip
+ * to a database server instead of two. DB_NOTFOUND: no such room.
+ */
+static int
+db_message_append_one(struct db *db, const char *room_id, int kind, const char *user_id,
+    const char *nickname, int is_admin, const char *content, const char *event_type,
+    int64_t created_at, int64_t *id, int64_t *seq, char **cause)
+{
+	struct db_bstmt *st;
+	int rc, found = 0;
+
+	st = db_prepare(db, DB_STMT_MESSAGE_APPEND, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_INT(kind), DB_TEXT(user_id), DB_TEXT(nickname),
+		DB_INT(is_admin != 0), DB_TEXT(content), DB_TEXT(event_type), DB_INT(created_at)));
+	if (st == NULL)
+		return DB_ERROR;
+	while ((rc = db_step(db, st, cause)) == DB_ROW) {
+		if (!found) {
+			if (id != NULL)
+				*id = db_col_int64(st, 0);
+			*seq = db_col_int64(st, 1);
+		}
+		found = 1;
+	}
+	db_done(db, st);
+	if (rc != DB_DONE)
+		return rc;
+	return found ? DB_OK : DB_NOTFOUND;
+}
+
 int
 db_message_append(struct db *db, const char *room_id, int kind, const char *user_id,
     const char *nickname, int is_admin, const char *content, const char *event_type,
@@ -1200,6 +1231,17 @@ db_message_append(struct db *db, const char *room_id, int kind, const char *user
 
 	if ((rc = db_op_begin(db, cause)) != DB_OK)
 		return rc;
+	if (db_sql_text(db->ops->dialect, DB_STMT_MESSAGE_APPEND) != NULL) {
+		rc = db_message_append_one(db, room_id, kind, user_id, nickname, is_admin, content,
+		    event_type, created_at, id, &next, cause);
+		if (rc != DB_OK)
+			goto fail;
+		if ((rc = db_op_commit(db, cause)) != DB_OK)
+			goto fail;
+		if (seq != NULL)
+			*seq = next;
+		return DB_OK;
+	}
 	rc = db_next_seq(db, DB_STMT_MESSAGE_SEQ, DB_STMT_MESSAGE_LAST_SEQ, room_id, &next, cause);
 	if (rc != DB_OK)
 		goto fail;

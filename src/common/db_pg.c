@@ -47,6 +47,10 @@
 #include "log.h"
 #include "xmalloc.h"
 
+/* Deferred savepoint statements, sent in this order. */
+#define DB_PG_PEND_RELEASE 0x1
+#define DB_PG_PEND_SAVEPOINT 0x2
+
 /* Enough for the longest int64 in decimal, its sign and the NUL. */
 #define DB_PG_INT_CHARS 24
 /* More ?N than any statement of db.c has; a typo like ?10000 is refused. */
@@ -86,6 +90,14 @@ struct db_bconn {
 	unsigned next_name;
 	unsigned generation; /* counts sessions: a reconnect starts a new one */
 	int in_tx; /* a BEGIN of ours succeeded and no COMMIT or ROLLBACK yet */
+	/*
+	 * Savepoint statements not sent yet (DB_PG_PEND_*): db.c wraps each
+	 * operation of a batch in SAVEPOINT ... RELEASE, two round trips an
+	 * operation that carry nothing the caller waits for. They go to the
+	 * server with whatever is sent next, one round trip for both (see
+	 * db_pg_tx()).
+	 */
+	unsigned pending;
 	struct db_pg_lock *locks;
 	int64_t changes;
 	enum db_failure failure; /* of the latest failed prepare, bind, step or tx */
@@ -263,6 +275,7 @@ db_pg_command(struct db_bconn *c, const char *sql, char **cause)
 }
 
 static void db_pg_close(struct db_bconn *c);
+static int db_pg_result(struct db_bconn *c, PGresult *res, const char *what, char **cause);
 
 /* What every session needs, on open and after a reconnect. */
 static int
@@ -403,6 +416,33 @@ db_pg_ready(struct db_bconn *c, char **cause)
 	return DB_OK;
 }
 
+/*
+ * db_pg_ready(), then the deferred savepoint statements, before anything
+ * else reaches the server inside the transaction: in one round trip, and
+ * in the order db.c asked for them.
+ */
+static int
+db_pg_ready_flush(struct db_bconn *c, char **cause)
+{
+	const char *sql;
+	PGresult *res;
+	int rc;
+
+	if (db_pg_ready(c, cause) != DB_OK)
+		return DB_ERROR;
+	if (c->pending == 0)
+		return DB_OK;
+	sql = c->pending == (DB_PG_PEND_RELEASE | DB_PG_PEND_SAVEPOINT)
+	    ? "RELEASE db_op; SAVEPOINT db_op"
+	    : c->pending == DB_PG_PEND_RELEASE ? "RELEASE db_op"
+					       : "SAVEPOINT db_op";
+	c->pending = 0;
+	res = PQexec(c->pg, sql);
+	rc = db_pg_result(c, res, sql, cause);
+	PQclear(res);
+	return rc;
+}
+
 /* PQfinish() closes the session, which rolls back an open transaction. */
 static void
 db_pg_close(struct db_bconn *c)
@@ -499,7 +539,7 @@ db_pg_prepare(struct db_bconn *c, const char *sql, struct db_bstmt **out, char *
 		c->failure = DB_FAILURE_PERMANENT;
 		return DB_ERROR;
 	}
-	if (db_pg_ready(c, cause) != DB_OK) {
+	if (db_pg_ready_flush(c, cause) != DB_OK) {
 		free(text);
 		return DB_ERROR;
 	}
@@ -633,7 +673,7 @@ db_pg_run(struct db_bconn *c, struct db_pg_stmt *s, char **cause)
 	int rc, attempt;
 
 	for (attempt = 0;; attempt++) {
-		if (db_pg_ready(c, cause) != DB_OK)
+		if (db_pg_ready_flush(c, cause) != DB_OK)
 			return DB_ERROR;
 		if (db_pg_reprepare(c, s, cause) != DB_OK) {
 			if (attempt == 0 && !c->in_tx && PQstatus(c->pg) == CONNECTION_BAD) {
@@ -808,7 +848,7 @@ db_pg_exec_script(struct db_bconn *c, const char *sql, const char *what, char **
 	PGresult *res;
 	ExecStatusType status;
 
-	if (db_pg_ready(c, cause) != DB_OK) {
+	if (db_pg_ready_flush(c, cause) != DB_OK) {
 		c->failure = failure;
 		return DB_ERROR;
 	}
@@ -831,10 +871,44 @@ db_pg_tx(struct db_bconn *c, enum db_tx_verb verb, char **cause)
 	PGresult *res;
 	int rc;
 
-	if (verb == DB_TX_BEGIN) {
+	/*
+	 * Savepoints wait for the next statement (db_pg_ready_flush): one
+	 * that nothing ran under needs neither a RELEASE nor a ROLLBACK TO,
+	 * and COMMIT releases every savepoint itself.
+	 */
+	switch (c->in_tx || verb == DB_TX_BEGIN ? verb : DB_TX_VERBS) { /* outside: as they come */
+	case DB_TX_SAVEPOINT:
+		if (c->pending & DB_PG_PEND_SAVEPOINT &&
+		    db_pg_ready_flush(c, cause) != DB_OK) /* not db.c's way: kept exact */
+			return DB_ERROR;
+		c->pending |= DB_PG_PEND_SAVEPOINT;
+		return DB_OK;
+	case DB_TX_RELEASE:
+		if (c->pending & DB_PG_PEND_SAVEPOINT)
+			c->pending &= ~DB_PG_PEND_SAVEPOINT;
+		else
+			c->pending |= DB_PG_PEND_RELEASE;
+		return DB_OK;
+	case DB_TX_ROLLBACK_TO:
+		if (c->pending & DB_PG_PEND_SAVEPOINT) {
+			/* Nothing ran since the savepoint; it stays (RELEASE follows). */
+			return DB_OK;
+		}
+		if (db_pg_ready_flush(c, cause) != DB_OK)
+			return DB_ERROR;
+		break;
+	case DB_TX_COMMIT:
+	case DB_TX_ROLLBACK:
+		c->pending = 0;
+		break;
+	case DB_TX_BEGIN:
+		c->pending = 0;
 		c->in_tx = 0;
 		if (db_pg_ready(c, cause) != DB_OK)
 			return DB_ERROR;
+		break;
+	default:
+		break;
 	}
 	res = PQexec(c->pg, db_pg_tx_sql[verb]);
 	rc = db_pg_result(c, res, db_pg_tx_sql[verb], cause);
@@ -885,6 +959,7 @@ db_pg_tx_ended(struct db_bconn *c)
 
 	if (t == PQTRANS_IDLE || t == PQTRANS_UNKNOWN) {
 		c->in_tx = 0;
+		c->pending = 0;
 		return 1;
 	}
 	return 0;
@@ -901,7 +976,7 @@ db_pg_query_value(struct db_bconn *c, const char *sql, char **out, char **cause)
 	PGresult *res;
 
 	*out = NULL;
-	if (db_pg_ready(c, cause) != DB_OK)
+	if (db_pg_ready_flush(c, cause) != DB_OK)
 		return DB_ERROR;
 	res = PQexec(c->pg, sql);
 	if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||

@@ -33,6 +33,7 @@ enum db_stmt {
 	DB_STMT_MESSAGE_SEQ,
 	DB_STMT_MESSAGE_LAST_SEQ,
 	DB_STMT_MESSAGE_INSERT,
+	DB_STMT_MESSAGE_APPEND, /* seq and insert in one statement; NULL where the engine has none */
 	DB_STMT_MESSAGE_FIRST,
 	DB_STMT_MESSAGE_LAST,
 	DB_STMT_MESSAGE_RANGE,
@@ -88,7 +89,7 @@ enum db_stmt {
 	DB_STMT_COUNT
 };
 
-/* The text of a statement in the engine's dialect. */
+/* The text of a statement in the engine's dialect; NULL for one it does without. */
 const char *db_sql_text(enum db_dialect dialect, enum db_stmt which);
 /*
  * The migration step that brings the schema from version step - 1 to
