@@ -397,6 +397,19 @@ START_TEST(t_transactions)
 	tx_ok(conn, DB_TX_SAVEPOINT);
 	ck_assert_int_eq(run(conn, "INSERT INTO x1 VALUES (?1)", ARGS(A_INT(3))), DB_OK);
 	tx_ok(conn, DB_TX_RELEASE);
+	/*
+	 * Savepoints are sent with the next statement: one nothing ran under,
+	 * rolled back, leaves the operation before it (whose RELEASE is still
+	 * to be sent) as it was; the next one's failure undoes only itself.
+	 */
+	tx_ok(conn, DB_TX_SAVEPOINT);
+	tx_ok(conn, DB_TX_ROLLBACK_TO);
+	tx_ok(conn, DB_TX_RELEASE);
+	tx_ok(conn, DB_TX_SAVEPOINT);
+	ck_assert_int_eq(run(conn, "INSERT INTO x1 VALUES (?1)", ARGS(A_INT(3))), DB_CONFLICT);
+	tx_ok(conn, DB_TX_ROLLBACK_TO);
+	tx_ok(conn, DB_TX_RELEASE);
+	ck_assert_int_eq(OPS->tx_ended(conn), 0);
 	tx_ok(conn, DB_TX_COMMIT);
 	ck_assert_int_eq(OPS->tx_ended(conn), 1);
 	ck_assert_int_eq(value(conn, "SELECT count(*) FROM x1"), 2);
