@@ -38,6 +38,7 @@ struct db {
 	 */
 	int tx_open;
 	int in_savepoint;
+	int op_bare; /* the running operation nests in a batch without a savepoint */
 	int busy_failed; /* the latest failure was a lock held past the busy timeout */
 	int transient_failed; /* the latest failure may go away by itself */
 };
@@ -297,9 +298,35 @@ db_op_begin(struct db *db, char **cause)
 	return db_tx_run(db, DB_TX_SAVEPOINT, cause);
 }
 
+/*
+ * db_op_begin() for an operation of one statement whose values db.c has
+ * checked against every constraint the statement could break (a chat
+ * message: db_message_check()): inside a batch it takes no savepoint, so
+ * only a failure of the database itself (a lost connection, a full disk)
+ * can fail it, and then db_op_rollback() rolls the whole batch back,
+ * which the writer handles as it handles an engine that did so by itself
+ * (db_tx_open() false: what was applied is refused or tried again). Used
+ * where a savepoint costs a round trip to a server and a subtransaction
+ * in it (PostgreSQL); a batch's other failures still spoil only
+ * themselves.
+ */
+static int
+db_op_begin_bare(struct db *db, char **cause)
+{
+	if (!db_tx_live(db))
+		return db_op_begin(db, cause);
+	db->in_savepoint = 0;
+	db->op_bare = 1;
+	return DB_OK;
+}
+
 static int
 db_op_commit(struct db *db, char **cause)
 {
+	if (db->op_bare) {
+		db->op_bare = 0;
+		return DB_OK; /* the batch's COMMIT commits it */
+	}
 	return db_tx_run(db, db->in_savepoint ? DB_TX_RELEASE : DB_TX_COMMIT, cause);
 }
 
@@ -309,6 +336,7 @@ db_op_rollback(struct db *db)
 	char *cause = NULL;
 	int busy = db->busy_failed, transient = db->transient_failed;
 
+	db->op_bare = 0; /* and so the batch's transaction ends below */
 	/* The engine rolls the whole transaction back by itself after some errors. */
 	if (!db_tx_live(db)) {
 		db->tx_open = 0;
@@ -1191,6 +1219,34 @@ db_next_seq(struct db *db, enum db_stmt bump, enum db_stmt read, const char *roo
 }
 
 /*
+ * The messages table's CHECK constraints, tested before the statement
+ * runs (db_op_begin_bare() relies on it): DB_OK, or DB_ERROR with *cause
+ * and a permanent failure, the database untouched.
+ */
+static int
+db_message_check(struct db *db, const char *room_id, int kind, const char *user_id,
+    const char *nickname, const char *content, const char *event_type, char **cause)
+{
+	const char *why = NULL;
+
+	if (room_id == NULL || content == NULL)
+		why = "a message needs a room and a content";
+	else if (kind < 0)
+		why = "a message kind is never negative";
+	else if (kind == DB_MESSAGE_CHAT && (user_id == NULL || nickname == NULL))
+		why = "a chat message needs a user id and a nickname";
+	else if (kind == DB_MESSAGE_CUSTOM && event_type == NULL)
+		why = "a custom event needs an event type";
+	if (why == NULL)
+		return DB_OK;
+	*cause = xasprintf("database %s: message in room %s: %s (CHECK constraint)", db->path,
+	    room_id != NULL ? room_id : "(none)", why);
+	db->busy_failed = 0;
+	db->transient_failed = 0;
+	return DB_ERROR;
+}
+
+/*
  * The engine's one-statement append (DB_STMT_MESSAGE_APPEND): a round trip
  * to a database server instead of two. DB_NOTFOUND: no such room.
  */
@@ -1229,11 +1285,19 @@ db_message_append(struct db *db, const char *room_id, int kind, const char *user
 	int64_t next;
 	int rc;
 
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
 	if (db_sql_text(db->ops->dialect, DB_STMT_MESSAGE_APPEND) != NULL) {
+		rc = db_message_check(
+		    db, room_id, kind, user_id, nickname, content, event_type, cause);
+		if (rc != DB_OK)
+			return rc;
+		if ((rc = db_op_begin_bare(db, cause)) != DB_OK)
+			return rc;
 		rc = db_message_append_one(db, room_id, kind, user_id, nickname, is_admin, content,
 		    event_type, created_at, id, &next, cause);
+		if (rc == DB_NOTFOUND && db->op_bare) {
+			db->op_bare = 0; /* no such room: nothing written, the batch goes on */
+			return rc;
+		}
 		if (rc != DB_OK)
 			goto fail;
 		if ((rc = db_op_commit(db, cause)) != DB_OK)
@@ -1242,6 +1306,8 @@ db_message_append(struct db *db, const char *room_id, int kind, const char *user
 			*seq = next;
 		return DB_OK;
 	}
+	if ((rc = db_op_begin(db, cause)) != DB_OK)
+		return rc;
 	rc = db_next_seq(db, DB_STMT_MESSAGE_SEQ, DB_STMT_MESSAGE_LAST_SEQ, room_id, &next, cause);
 	if (rc != DB_OK)
 		goto fail;

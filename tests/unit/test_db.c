@@ -1693,6 +1693,11 @@ START_TEST(test_tx_state)
 	ck_assert_int_eq(db_tx_open(db), 1);
 	message_add("r1", "u", "a", 1, &seq);
 	ck_assert_int_eq(db_tx_open(db), 1);
+	/* No such room: nothing written, and the batch goes on. */
+	ck_assert_int_eq(db_message_append(db, "nope", DB_MESSAGE_CHAT, "u", "u", 0, "x", NULL, 1,
+			     NULL, NULL, &cause),
+	    DB_NOTFOUND);
+	ck_assert_int_eq(db_tx_open(db), 1);
 	/* A CHECK constraint fails the same way every time. */
 	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CHAT, NULL, "u", 0, "x", NULL, 1,
 			     NULL, NULL, &cause),
@@ -1743,6 +1748,42 @@ START_TEST(test_tx_state)
 	ck_assert_ptr_null(cause);
 }
 END_TEST
+
+#ifdef TEST_DB_ON_PG
+/*
+ * A chat message in a batch runs without a savepoint on PostgreSQL
+ * (db_op_begin_bare()): when the database itself fails under it (here
+ * the server ends the session) the whole batch is gone, db_tx_open() says
+ * so, the failure may go away, and the next write starts afresh on a new
+ * session with the batch's seqs unused.
+ */
+START_TEST(test_pg_batch_lost_session)
+{
+	char *cause = NULL;
+	int64_t seq;
+
+	room_create("r1", "x", NULL, 0, 1);
+	ck_assert_int_eq(db_tx_begin(db, &cause), DB_OK);
+	message_add("r1", "u", "a", 1, &seq);
+	message_add("r1", "u", "b", 2, &seq);
+	ck_assert_int_eq(seq, 2);
+	/* Every other session on this database, with a wait for its end. */
+	raw_exec("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity"
+		 " WHERE datname = current_database() AND pid <> pg_backend_pid()");
+	ck_assert_int_eq(db_message_append(db, "r1", DB_MESSAGE_CHAT, "u", "u", 0, "c", NULL, 3,
+			     NULL, &seq, &cause),
+	    DB_ERROR);
+	ck_assert_ptr_nonnull(cause);
+	free(cause);
+	cause = NULL;
+	ck_assert_int_eq(db_failure_transient(db), 1);
+	ck_assert_int_eq(db_tx_open(db), 0);
+	message_add("r1", "u", "d", 4, &seq);
+	ck_assert_int_eq(seq, 1);
+	ck_assert_int_eq(raw_int("SELECT count(*) FROM messages", NULL), 1);
+}
+END_TEST
+#endif
 
 /* Ten messages in r1, one per second from T0+1, at half past each second. */
 static void
@@ -3549,6 +3590,9 @@ unit_suite(void)
 	tcase_add_test(tc, test_message_append);
 	tcase_add_test(tc, test_tx_batch);
 	tcase_add_test(tc, test_tx_state);
+#ifdef TEST_DB_ON_PG
+	tcase_add_test(tc, test_pg_batch_lost_session);
+#endif
 	tcase_add_test(tc, test_messages_range);
 	tcase_add_test(tc, test_rate_marks);
 	tcase_add_test(tc, test_join_state);
