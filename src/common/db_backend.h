@@ -84,6 +84,12 @@ struct db_bstmt {
 struct db_backend_ops {
 	const char *name;
 	enum db_dialect dialect;
+	/*
+	 * Whether a savepoint costs a round trip to a server (and a
+	 * subtransaction there): db.c then runs the operations it has checked
+	 * beforehand without one inside a batch (db_op_begin_bare()).
+	 */
+	int costly_savepoints;
 
 	/*
 	 * Opens a connection to target (SQLite: a file path) with the busy

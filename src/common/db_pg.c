@@ -1122,6 +1122,7 @@ db_pg_failure(struct db_bconn *c)
 const struct db_backend_ops db_pg_ops = {
 	.name = "postgresql",
 	.dialect = DB_DIALECT_PG,
+	.costly_savepoints = 1,
 	.open = db_pg_open,
 	.close = db_pg_close,
 	.prepare = db_pg_prepare,
