@@ -119,16 +119,26 @@ sync_watchdog(struct sync *s)
 	s->ping_at = now + s->watchdog_ms;
 }
 
-/* 0 locked, 1 held by another process, -1 with *cause. */
+/*
+ * 0 locked, 1 held by another process, -1 with *cause. Asked before every
+ * new batch even while held: a PostgreSQL lock goes with its session, and
+ * a session lost and opened again (db_pg.c) holds none of the old one's,
+ * so another chat-sync may have taken the target meanwhile. (SQLite's
+ * flock cannot be lost: db_lock_try() then answers at once.)
+ */
 static int
 sync_lock(struct sync *s, struct sync_target *t, char **cause)
 {
 	int rc;
 
-	if (t->locked)
-		return 0;
-	if ((rc = db_lock_try(s->db, t->lock_name, cause)) == DB_CONFLICT)
+	if ((rc = db_lock_try(s->db, t->lock_name, cause)) == DB_CONFLICT) {
+		if (t->locked)
+			log_warn("%s: the lock was lost with the database session and another "
+				 "chat-sync holds it now",
+			    t->def->name);
+		t->locked = 0;
 		return 1;
+	}
 	if (rc != DB_OK)
 		return -1;
 	t->locked = 1;
@@ -718,16 +728,27 @@ sync_step(struct sync *s, struct sync_target *t)
 	char *cause = NULL;
 	int rc;
 
-	if (t->body == NULL) {
-		if ((rc = sync_lock(s, t, &cause)) != 0) {
-			if (rc < 0) {
-				log_error("%s: %s", t->def->name, cause);
-				free(cause);
-			}
-			t->state = rc > 0 ? SYNC_ST_BUSY : SYNC_ST_FAILED;
-			t->next_at = clock_mono_ms() + SYNC_POLL_MS;
-			return;
+	/*
+	 * Before every request, a retry and a batch built ahead included: a
+	 * lock lost with a database session (sync_lock()) may be another
+	 * process's by now, and the batch is then its to send.
+	 */
+	if ((rc = sync_lock(s, t, &cause)) != 0) {
+		if (rc < 0) {
+			log_error("%s: %s", t->def->name, cause);
+			free(cause);
 		}
+		if (t->body != NULL) {
+			log_warn("%s: batch %s left to the chat-sync that holds the target now",
+			    t->def->name, t->delivery_id);
+			sync_ahead_clear(t);
+			sync_batch_clear(t);
+		}
+		t->state = rc > 0 ? SYNC_ST_BUSY : SYNC_ST_FAILED;
+		t->next_at = clock_mono_ms() + SYNC_POLL_MS;
+		return;
+	}
+	if (t->body == NULL) {
 		if ((rc = sync_prepare(s, t, &cause)) <= 0) {
 			if (rc < 0) {
 				log_error("%s: %s", t->def->name, cause);

@@ -13,7 +13,10 @@ tests/integration/pg/, where the per-target lock is an advisory lock):
 - kill -9 of the daemon whose chat_history batch is on the wire (so it
   holds that target's lock): the other takes the target over (on
   PostgreSQL the lock went with the dead session, whose backend is gone),
-  sends that batch again under its delivery id, then the rest, in order.
+  sends that batch again under its delivery id, then the rest, in order;
+- PostgreSQL: the lock holder's database session ends while its batch is
+  on the wire and a third daemon takes the target: the old holder stands
+  aside (it asks for the lock before every batch), one daemon sends.
 
 Prints "N passed, M failed"; exit 0 on success.
 """
@@ -238,12 +241,57 @@ def t_two_daemons(chk, tmp):
         stack.wait_until(lambda: event_ids(rcv.ok_entries(E)), "the last room events",
                          lambda ids: len(ids) >= len(evs), timeout=4 * stack.WAIT)
         chk.eq(event_ids(rcv.ok_entries(E)), evs, "room events: every one once, in order, through the kill")
+        if db.kind == "pg":
+            t_session_lost(chk, tmp, db, w, rcv, settings, survivor, procs)
         chk.eq(rcv.errors, [], "the receiver's script ran")
     finally:
         w.release.set()
         for p in procs:
             stack.stop_process_tree(p)
         rcv.stop()
+
+
+def t_session_lost(chk, tmp, db, w, rcv, settings, holder, procs):
+    """PostgreSQL: the holder's database session ends (not its process)
+    while its chat_history batch is on the wire, so its advisory lock is
+    gone; a new daemon takes the target. The old holder, back from the
+    wire, asks for the lock again before its next batch and stands aside:
+    from then on one daemon sends, and never two requests at once."""
+    w.holding, w.release = threading.Event(), threading.Event()
+    w.hold_next = True
+    add_rows(db, 300, 0)
+    if not chk.ok(w.holding.wait(stack.WAIT), "lost session: a chat_history batch is on the wire"):
+        return
+    n, held, sender = w.held
+    chk.eq(sender, holder.pid, "lost session: the survivor sends it")
+    backend = lock_holder(db)
+    db.query("SELECT pg_terminate_backend(?, 10000)", (backend,))
+    newcomer = sh.start(tmp, db, settings, name="sync-c")
+    procs.append(newcomer)
+    with w.lock:
+        w.pids.append(newcomer.pid)
+    taken = stack.wait_until(lambda: lock_holder(db), "the newcomer to take chat_history's lock",
+                             lambda b: b is not None and b != backend)
+    chk.ok(taken is not None and taken != backend, "lost session: another session holds the lock now")
+    first_after = len(rcv.log)
+    w.release.set()
+    msgs = all_ids(db, "messages")
+    got = stack.wait_until(lambda: once_each(rcv.ok_entries(H))[0], "every message after the lost session",
+                           lambda es: len(hist_ids(es)) >= len(msgs), timeout=4 * stack.WAIT)
+    chk.eq(hist_ids(got), msgs, "lost session: every message, in id order")
+    with w.lock:
+        later = [(w.senders.get(i + 1), e) for i, e in enumerate(rcv.log)
+                 if i >= first_after and e["path"] == H and e["headers"].get("webhook-id")
+                 != held["headers"]["webhook-id"]]
+        # The newcomer's resend of the held batch (same delivery id) overlaps it: expected.
+        overlaps = [o for o in w.overlaps if o[0] > n and rcv.log[o[0] - 1]["headers"].get("webhook-id")
+                    != held["headers"]["webhook-id"]]
+    senders = {pid for pid, _ in later}
+    chk.ok(later and len(senders) == 1, "lost session: after it, one daemon sends chat_history",
+           repr(senders))
+    chk.eq(overlaps, [], "lost session: after it, never two requests of one target at once")
+    chk.ok(holder.running() and newcomer.running(), "lost session: both daemons still run",
+           holder.tail() + newcomer.tail())
 
 
 def main():
