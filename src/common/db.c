@@ -356,6 +356,55 @@ db_op_rollback(struct db *db)
 	db->transient_failed = transient;
 }
 
+/*
+ * One statement as an operation of its own, begun by begin (db_op_begin:
+ * a savepoint inside a batch, so a failed statement spoils only itself,
+ * where PostgreSQL would otherwise abort the writer's whole batch with it;
+ * or db_op_begin_bare). *changed (if not NULL) gets the rows it touched.
+ */
+static int
+db_write_with(struct db *db, int (*begin)(struct db *, char **), enum db_stmt which,
+    int64_t *changed, char **cause, const struct db_arg *args, size_t n)
+{
+	int rc;
+
+	if ((rc = begin(db, cause)) != DB_OK)
+		return rc;
+	if ((rc = db_exec(db, which, cause, args, n)) != DB_OK)
+		goto fail;
+	if (changed != NULL)
+		*changed = db_changes(db);
+	if ((rc = db_op_commit(db, cause)) != DB_OK)
+		goto fail;
+	return DB_OK;
+
+fail:
+	db_op_rollback(db);
+	return rc;
+}
+
+static int
+db_write_one(struct db *db, enum db_stmt which, int64_t *changed, char **cause,
+    const struct db_arg *args, size_t n)
+{
+	return db_write_with(db, db_op_begin, which, changed, cause, args, n);
+}
+
+/*
+ * Refuses values that would break a constraint before the database sees
+ * them (db_op_begin_bare()'s callers): DB_ERROR with *cause saying why
+ * (heap, taken), a permanent failure, nothing touched.
+ */
+static int
+db_refuse(struct db *db, char **cause, char *why)
+{
+	*cause = xasprintf("database %s: %s", db->path, why);
+	free(why);
+	db->busy_failed = 0;
+	db->transient_failed = 0;
+	return DB_ERROR;
+}
+
 /* Prints and frees a JSON object; the result is freed with cJSON_free(). */
 static char *
 db_json_print(cJSON *obj)
@@ -829,22 +878,11 @@ fail:
 int
 db_room_peak_update(struct db *db, const char *id, int64_t peak, char **cause)
 {
+	int64_t n = 0;
 	int rc;
 
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
-	rc = db_exec(db, DB_STMT_ROOM_PEAK, cause, DB_ARGS(DB_TEXT(id), DB_INT(peak)));
-	if (rc == DB_OK && db_changes(db) == 0)
-		rc = DB_NOTFOUND;
-	if (rc != DB_OK)
-		goto fail;
-	if ((rc = db_op_commit(db, cause)) != DB_OK)
-		goto fail;
-	return DB_OK;
-
-fail:
-	db_op_rollback(db);
-	return rc;
+	rc = db_write_one(db, DB_STMT_ROOM_PEAK, &n, cause, DB_ARGS(DB_TEXT(id), DB_INT(peak)));
+	return rc == DB_OK && n == 0 ? DB_NOTFOUND : rc;
 }
 
 /* ---- bans ---- */
@@ -1239,11 +1277,9 @@ db_message_check(struct db *db, const char *room_id, int kind, const char *user_
 		why = "a custom event needs an event type";
 	if (why == NULL)
 		return DB_OK;
-	*cause = xasprintf("database %s: message in room %s: %s (CHECK constraint)", db->path,
-	    room_id != NULL ? room_id : "(none)", why);
-	db->busy_failed = 0;
-	db->transient_failed = 0;
-	return DB_ERROR;
+	return db_refuse(db, cause,
+	    xasprintf("message in room %s: %s (CHECK constraint)",
+		room_id != NULL ? room_id : "(none)", why));
 }
 
 /*
@@ -1610,29 +1646,6 @@ db_rate_check(struct db *db, const char *room_id, const char *user_id, int64_t a
 }
 
 /*
- * One write as an operation of its own (a savepoint inside a batch): a
- * failed statement then spoils only itself, as in SQLite, where
- * PostgreSQL would otherwise abort the writer's whole batch with it.
- */
-static int
-db_write_one(struct db *db, enum db_stmt which, char **cause, const struct db_arg *args, size_t n)
-{
-	int rc;
-
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
-	if ((rc = db_exec(db, which, cause, args, n)) != DB_OK)
-		goto fail;
-	if ((rc = db_op_commit(db, cause)) != DB_OK)
-		goto fail;
-	return DB_OK;
-
-fail:
-	db_op_rollback(db);
-	return rc;
-}
-
-/*
  * An upsert whose only constraints are its NOT NULL keys, tested here: so
  * it runs bare in a batch (db_op_begin_bare()), one round trip and no
  * subtransaction a chat message on a database server.
@@ -1640,29 +1653,17 @@ fail:
 int
 db_rate_mark(struct db *db, const char *room_id, const char *user_id, int64_t at, char **cause)
 {
-	int rc;
-
-	if (room_id == NULL || user_id == NULL) {
-		*cause = xasprintf(
-		    "database %s: rate mark: a room and a user are needed (NOT NULL)", db->path);
-		db->busy_failed = 0;
-		db->transient_failed = 0;
-		return DB_ERROR;
-	}
-	if ((rc = db_op_begin_bare(db, cause)) != DB_OK)
-		return rc;
-	rc = db_exec(
-	    db, DB_STMT_RATE_SET, cause, DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(at)));
-	if (rc == DB_OK && (rc = db_op_commit(db, cause)) == DB_OK)
-		return DB_OK;
-	db_op_rollback(db);
-	return rc;
+	if (room_id == NULL || user_id == NULL)
+		return db_refuse(
+		    db, cause, xstrdup("rate mark: a room and a user are needed (NOT NULL)"));
+	return db_write_with(db, db_op_begin_bare, DB_STMT_RATE_SET, NULL, cause,
+	    DB_ARGS(DB_TEXT(room_id), DB_TEXT(user_id), DB_INT(at)));
 }
 
 int
 db_rate_prune(struct db *db, int64_t before, char **cause)
 {
-	return db_write_one(db, DB_STMT_RATE_PRUNE, cause, DB_ARGS(DB_INT(before)));
+	return db_write_one(db, DB_STMT_RATE_PRUNE, NULL, cause, DB_ARGS(DB_INT(before)));
 }
 
 /* ---- counts ---- */
@@ -1985,20 +1986,8 @@ db_backlog(struct db *db, enum db_feed feed, int64_t after, int64_t limit, struc
 int
 db_sync_requests_handled(struct db *db, int64_t upto, int64_t now, char **cause)
 {
-	int rc;
-
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
-	rc = db_exec(db, DB_STMT_SYNC_HANDLED, cause, DB_ARGS(DB_INT(upto), DB_INT(now)));
-	if (rc != DB_OK)
-		goto fail;
-	if ((rc = db_op_commit(db, cause)) != DB_OK)
-		goto fail;
-	return DB_OK;
-
-fail:
-	db_op_rollback(db);
-	return rc;
+	return db_write_one(
+	    db, DB_STMT_SYNC_HANDLED, NULL, cause, DB_ARGS(DB_INT(upto), DB_INT(now)));
 }
 
 /* ---- chat-sync: dead letters ---- */
@@ -2125,28 +2114,6 @@ db_dead_letter_next_replay(
 	return db_dead_letter_one(db, DB_STMT_DEAD_NEXT_REPLAY, d, cause, DB_ARGS(DB_TEXT(target)));
 }
 
-/* Runs one dead-letter write in its own transaction; *changed gets the rows it touched. */
-static int
-db_dead_letter_write(struct db *db, enum db_stmt which, int64_t *changed, char **cause,
-    const struct db_arg *args, size_t n)
-{
-	int rc;
-
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
-	if ((rc = db_exec(db, which, cause, args, n)) != DB_OK)
-		goto fail;
-	if (changed != NULL)
-		*changed = db_changes(db);
-	if ((rc = db_op_commit(db, cause)) != DB_OK)
-		goto fail;
-	return DB_OK;
-
-fail:
-	db_op_rollback(db);
-	return rc;
-}
-
 int
 db_dead_letter_replay(
     struct db *db, int64_t id, const char *target, int64_t now, int64_t *marked, char **cause)
@@ -2155,10 +2122,10 @@ db_dead_letter_replay(
 	int rc;
 
 	if (id > 0)
-		rc = db_dead_letter_write(
+		rc = db_write_one(
 		    db, DB_STMT_DEAD_MARK_ONE, &n, cause, DB_ARGS(DB_INT(id), DB_INT(now)));
 	else
-		rc = db_dead_letter_write(
+		rc = db_write_one(
 		    db, DB_STMT_DEAD_MARK_ALL, &n, cause, DB_ARGS(DB_TEXT(target), DB_INT(now)));
 	if (marked != NULL)
 		*marked = n;
@@ -2173,7 +2140,7 @@ db_dead_letter_discard(struct db *db, int64_t id, char **cause)
 	int64_t n = 0;
 	int rc;
 
-	rc = db_dead_letter_write(db, DB_STMT_DEAD_DELETE, &n, cause, DB_ARGS(DB_INT(id)));
+	rc = db_write_one(db, DB_STMT_DEAD_DELETE, &n, cause, DB_ARGS(DB_INT(id)));
 	if (rc == DB_OK && n == 0)
 		return DB_NOTFOUND;
 	return rc;
@@ -2186,7 +2153,7 @@ db_dead_letter_replay_fail(struct db *db, int64_t id, int64_t status, const char
 	int64_t n = 0;
 	int rc;
 
-	rc = db_dead_letter_write(db, DB_STMT_DEAD_REPLAY_FAIL, &n, cause,
+	rc = db_write_one(db, DB_STMT_DEAD_REPLAY_FAIL, &n, cause,
 	    DB_ARGS(DB_INT(id), DB_INT_OR_NULL(status), DB_TEXT(error), DB_INT(now),
 		DB_INT(give_up != 0)));
 	if (rc == DB_OK && n == 0)
@@ -2241,44 +2208,20 @@ int
 db_node_beat(struct db *db, const char *id, const char *incarnation, int64_t started_at,
     int64_t now, int64_t connections, char **cause)
 {
-	int rc;
-
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
-	rc = db_exec(db, DB_STMT_NODE_BEAT, cause,
+	return db_write_one(db, DB_STMT_NODE_BEAT, NULL, cause,
 	    DB_ARGS(DB_TEXT(id), DB_TEXT(incarnation), DB_INT(started_at), DB_INT(now),
 		DB_INT(connections)));
-	if (rc != DB_OK)
-		goto fail;
-	if ((rc = db_op_commit(db, cause)) != DB_OK)
-		goto fail;
-	return DB_OK;
-
-fail:
-	db_op_rollback(db);
-	return rc;
 }
 
 int
 db_node_stop(struct db *db, const char *id, const char *incarnation, int64_t now, char **cause)
 {
+	int64_t n = 0;
 	int rc;
 
-	if ((rc = db_op_begin(db, cause)) != DB_OK)
-		return rc;
-	rc = db_exec(
-	    db, DB_STMT_NODE_STOP, cause, DB_ARGS(DB_TEXT(id), DB_TEXT(incarnation), DB_INT(now)));
-	if (rc == DB_OK && db_changes(db) == 0)
-		rc = DB_NOTFOUND;
-	if (rc != DB_OK)
-		goto fail;
-	if ((rc = db_op_commit(db, cause)) != DB_OK)
-		goto fail;
-	return DB_OK;
-
-fail:
-	db_op_rollback(db);
-	return rc;
+	rc = db_write_one(db, DB_STMT_NODE_STOP, &n, cause,
+	    DB_ARGS(DB_TEXT(id), DB_TEXT(incarnation), DB_INT(now)));
+	return rc == DB_OK && n == 0 ? DB_NOTFOUND : rc;
 }
 
 int
